@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each builds .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Pinned here (not in pyproject) so that CPU machines take the local CPU wheels and GPU users
+# keep their own torch.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/xlvlm: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PINS)
+	$(BIN)/pip install -q $(TORCH_PINS) -e '.[metrics,test]'
+	touch $(BIN)/xlvlm
+
+setup: $(BIN)/xlvlm
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/xlvlm demo --out runs/demo
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+
+bench: setup
+	$(BIN)/python bench/extract.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,55 @@
+"""JSONL samples: one JSON object per line with ``id``, ``image``, ``prompt``.
+
+Optional fields (``answer``, ``answer_type``, anything else) travel with the sample into the
+feature store. Relative image paths are resolved against the JSONL file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xlvlm.errors import XlvlmError
+
+REQUIRED_FIELDS = ("id", "image", "prompt")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read samples from a JSONL file.
+
+    Returns a list of dicts; ``id`` is made a string, ``image`` an absolute path string.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise XlvlmError(f"{path}: data file not found")
+    samples, seen = [], set()
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise XlvlmError(f"{path}:{line_no}: malformed JSON ({exc.msg}); fix that line")
+            if not isinstance(record, dict):
+                raise XlvlmError(f"{path}:{line_no}: expected a JSON object with id, image, prompt")
+            missing = [f for f in REQUIRED_FIELDS if f not in record]
+            if missing:
+                raise XlvlmError(f"{path}:{line_no}: missing field {missing[0]!r}; each line needs id, image, prompt")
+            record["id"] = str(record["id"])
+            if record["id"] in seen:
+                raise XlvlmError(f"{path}:{line_no}: duplicate id {record['id']!r}; ids must be unique")
+            seen.add(record["id"])
+            image = Path(str(record["image"]))
+            record["image"] = str(image if image.is_absolute() else (path.parent / image).resolve())
+            samples.append(record)
+    if not samples:
+        raise XlvlmError(f"{path}: no samples in file")
+    return samples
+
+
+def write_jsonl(samples, path: str | Path) -> None:
+    """Write samples (dicts) as JSONL, atomically."""
+    from xlvlm.io import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))

@@ -1,0 +1,235 @@
+"""``xlvlm.extract``: run a VLM over samples and write the selected hidden states to a store.
+
+Two modes:
+  teacher forcing (default): one forward pass per batch over the templated prompt (plus the
+    sample's reference ``answer`` when the selector needs a response), right padded, stopped
+    after the deepest requested layer;
+  generate: greedy generation, left padded; hooks record the prompt's states at prefill and
+    each generated token's state at the step that feeds it back. Generation runs one step past
+    ``max_new_tokens`` so that the last kept token has a state too; that extra token is not
+    part of the prediction.
+
+Everything selected is moved to the CPU once per batch; states never leave the device per
+step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from xlvlm.data.images import load_image
+from xlvlm.errors import XlvlmError
+from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
+from xlvlm.extract.store import FeatureStore, StoreWriter
+from xlvlm.hooks import record, resolve_layers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARD_SAMPLES = 512
+STORED_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
+
+
+@dataclass
+class BatchFeatures:
+    """Selected rows of one batch: rows per layer (R_b, D) on the CPU, the batch-local sample
+    index of each row (R_b,), and per-sample presence and prediction."""
+
+    rows: dict[str, torch.Tensor]
+    row_sample: torch.Tensor
+    present: list[bool]
+    predictions: list[str | None]
+    texts: list[str]
+
+
+def _gather(states: torch.Tensor, offset: int, selection: Selection | None, single_row: bool) -> torch.Tensor:
+    """Rows of one sample from its layer states (T, D); ``offset`` maps sequence positions to
+    state indices (left padding)."""
+    if selection is None:
+        return torch.full((1 if single_row else 0, states.shape[-1]), float("nan"), dtype=states.dtype, device=states.device)
+    index = torch.tensor([offset + p for p in selection.positions], device=states.device)
+    picked = states.index_select(0, index)
+    return picked.float().mean(0, keepdim=True).to(states.dtype) if selection.mean else picked
+
+
+def _views(vlm, sequences: list[list[int]], prompt_lengths: list[int], image_id: int | None) -> list[TokenView]:
+    special = frozenset(vlm.tokenizer.all_special_ids) | frozenset(vlm.eos_token_ids)
+    views = []
+    for tokens, prompt_length in zip(sequences, prompt_lengths):
+        image_positions = [i for i, t in enumerate(tokens[:prompt_length]) if t == image_id] if image_id is not None else []
+        views.append(TokenView(tokens, prompt_length, image_positions, vlm.tokenizer, special))
+    return views
+
+
+def _select_batch(states: dict[str, torch.Tensor], views: list[TokenView], offsets: list[int],
+                  selector: Selector) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[bool]]:
+    single_row = selector.rows_per_sample == 1
+    selections = [selector.select(view) for view in views]
+    rows = {}
+    for key, layer_states in states.items():
+        parts = [_gather(layer_states[b], offsets[b], sel, single_row) for b, sel in enumerate(selections)]
+        rows[key] = torch.cat(parts).cpu()
+    counts = [len(sel.positions) if sel is not None and not sel.mean else (1 if sel is not None or single_row else 0)
+              for sel in selections]
+    row_sample = torch.repeat_interleave(torch.arange(len(views)), torch.tensor(counts, dtype=torch.long))
+    return rows, row_sample, [sel is not None for sel in selections]
+
+
+def extract_batch_teacher_forced(vlm, samples: Sequence[dict], layers, selector: Selector) -> BatchFeatures:
+    """Forward one batch (right padded) and select rows."""
+    answers = None
+    if selector.needs_response:
+        missing = [s["id"] for s in samples if not s.get("answer")]
+        if missing:
+            raise XlvlmError(f"sample {missing[0]!r} has no 'answer': selector {selector.spec!r} needs a response; "
+                             f"add answers for teacher forcing or pass --generate")
+        answers = [str(s["answer"]) for s in samples]
+    batch = vlm.encode(samples, answers=answers, padding_side="right")
+    with record(vlm, layers, stop_early=True) as recording:
+        vlm.forward(batch)
+    states = {key: recording.stacked(key) for key in recording.outputs}
+    ids = batch.input_ids.tolist()
+    sequences = [row[:n] for row, n in zip(ids, batch.lengths)]
+    views = _views(vlm, sequences, batch.prompt_lengths, vlm.image_token_id)
+    rows, row_sample, present = _select_batch(states, views, batch.offsets, selector)
+    return BatchFeatures(rows, row_sample, present, [None] * len(samples), batch.texts)
+
+
+def extract_batch_generated(vlm, samples: Sequence[dict], layers, selector: Selector,
+                            max_new_tokens: int) -> BatchFeatures:
+    """Generate for one batch (left padded), recording every step, and select rows."""
+    with record(vlm, layers) as recording:
+        generation = vlm.generate_batch(samples, max_new_tokens=max_new_tokens + 1)
+    batch = generation.batch
+    width = batch.input_ids.shape[1]
+    eos = vlm.eos_token_ids
+    # What max_new_tokens would have produced; the extra step only gave the last token a state.
+    kept = [[t for t in tokens[:max_new_tokens] if t not in eos] for tokens in generation.new_tokens]
+    predictions = [t.strip() for t in vlm.tokenizer.batch_decode(
+        [g[:max_new_tokens] for g in generation.new_tokens], skip_special_tokens=True)]
+    states = {key: recording.stacked(key) for key in recording.outputs}
+    available = next(iter(states.values())).shape[1]
+    prompt_ids = batch.input_ids.tolist()
+    sequences = [prompt_ids[b][batch.offsets[b]:width] + kept[b] for b in range(len(samples))]
+    if any(batch.offsets[b] + len(seq) > available for b, seq in enumerate(sequences)):
+        raise RuntimeError("generation recorded fewer steps than tokens kept; a model family's generate "
+                           "does not call the decoder once per token")
+    views = _views(vlm, sequences, [width - o for o in batch.offsets], vlm.image_token_id)
+    rows, row_sample, present = _select_batch(states, views, batch.offsets, selector)
+    return BatchFeatures(rows, row_sample, present, predictions, batch.texts)
+
+
+def _usable(samples: list[dict], skip_bad: bool) -> tuple[list[dict], list[dict]]:
+    """Split a batch into samples whose image opens and skipped ones (only with skip_bad)."""
+    if not skip_bad:
+        return samples, []
+    good, skipped = [], []
+    for sample in samples:
+        try:
+            load_image(sample["image"])
+            good.append(sample)
+        except XlvlmError as exc:
+            skipped.append({"id": sample["id"], "image": sample["image"], "reason": str(exc)})
+    return good, skipped
+
+
+def _metadata(sample: dict, text: str, present: bool, prediction: str | None, n_rows: int) -> dict:
+    meta = dict(sample)
+    meta["text"] = text
+    meta["present"] = present
+    meta["rows"] = n_rows
+    if prediction is not None:
+        meta["prediction"] = prediction
+    return meta
+
+
+def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",
+            out: str | Path | None = None, generate: bool = False, max_new_tokens: int = 20,
+            batch_size: int = 8, shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False,
+            progress: bool = True) -> FeatureStore:
+    """Record hidden states of ``samples`` at ``layers`` into a FeatureStore at ``out``.
+
+    samples: dicts with ``id``, ``image``, ``prompt`` (+ ``answer`` for teacher-forced response
+    selectors). layers: ints (negatives from the end), "final", or module names.
+    Rerunning with the same settings resumes a partial store and returns a complete one as is.
+    """
+    if out is None:
+        raise XlvlmError("extract needs an output folder (out=...)")
+    if batch_size < 1:
+        raise XlvlmError(f"batch size must be >= 1, not {batch_size}")
+    if generate and max_new_tokens < 1:
+        raise XlvlmError(f"--max-new-tokens must be >= 1, not {max_new_tokens}")
+    samples = list(samples)
+    if not samples:
+        raise XlvlmError("no samples to extract")
+    selector = parse_selector(select) if isinstance(select, str) else select
+    refs = resolve_layers(vlm, layers)
+    keys = [ref.key for ref in refs]
+    settings = {
+        "model": vlm.name, "family": vlm.family, "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
+        "layers": keys, "selector": selector.spec, "rows_per_sample": selector.rows_per_sample,
+        "teacher_forcing": (not generate) and selector.needs_response,
+        "generation": {"max_new_tokens": max_new_tokens, "do_sample": False} if generate else None,
+        "dtype": str(vlm.dtype).replace("torch.", ""),
+    }
+    writer = StoreWriter(out, settings, [s["id"] for s in samples])
+    if writer.done:
+        log.info("store %s is complete; reusing it", out)
+        return FeatureStore(out)
+    start = writer.n_done
+    if start:
+        log.info("resuming %s after %d of %d samples", out, start, len(samples))
+    bar = tqdm(total=len(samples), initial=start, desc="extract", unit="sample", disable=not progress)
+    pending: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+    pending_rows: list[torch.Tensor] = []
+    pending_meta: list[dict] = []
+    pending_skipped: list[dict] = []
+    written = sum(shard["n_samples"] for shard in writer.manifest["shards"])
+
+    def flush():
+        nonlocal written
+        if not pending_meta and not pending_skipped:
+            return
+        rows = {k: torch.cat(v) if v else torch.empty(0, vlm.hidden_size) for k, v in pending.items()}
+        row_sample = torch.cat(pending_rows) if pending_rows else torch.empty(0, dtype=torch.long)
+        writer.write_shard(rows, row_sample, list(pending_meta), list(pending_skipped))
+        written += len(pending_meta)
+        for chunks in pending.values():
+            chunks.clear()
+        pending_rows.clear()
+        pending_meta.clear()
+        pending_skipped.clear()
+
+    try:
+        for first in range(start, len(samples), batch_size):
+            chunk, skipped = _usable(samples[first:first + batch_size], skip_bad)
+            pending_skipped.extend(skipped)
+            if chunk:
+                if generate:
+                    result = extract_batch_generated(vlm, chunk, keys, selector, max_new_tokens)
+                else:
+                    result = extract_batch_teacher_forced(vlm, chunk, keys, selector)
+                base = written + len(pending_meta)
+                for key in keys:
+                    pending[key].append(result.rows[key])
+                pending_rows.append(result.row_sample + base)
+                counts = torch.bincount(result.row_sample, minlength=len(chunk)).tolist()
+                for b, sample in enumerate(chunk):
+                    pending_meta.append(_metadata(sample, result.texts[b], result.present[b],
+                                                  result.predictions[b], counts[b]))
+            bar.update(len(chunk) + len(skipped))
+            if len(pending_meta) + len(pending_skipped) >= shard_samples:
+                flush()
+        flush()
+    except KeyboardInterrupt:
+        flush()  # keep the finished batches; the run resumes after them
+        raise
+    finally:
+        bar.close()
+    writer.finish()
+    return FeatureStore(out)

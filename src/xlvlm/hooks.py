@@ -1,0 +1,122 @@
+"""Forward hooks that record chosen layers, with the project's layer convention.
+
+Layer convention (DESIGN.md §3): an integer ``i`` is the output of decoder block ``i``
+(0-based; HF ``output_hidden_states[i + 1]`` for every block but the last), negatives count
+from the end, ``"final"`` is the output of the final norm, and any other string is a raw
+module name (``model.get_submodule``).
+
+``record`` removes exactly the hooks it added, in a ``finally``. With ``stop_early`` it raises
+:class:`~xlvlm.models.base.StopForward` once the deepest requested layer has run, so no later
+block (and no LM head) is computed.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from xlvlm.errors import XlvlmError
+from xlvlm.models.base import StopForward
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A resolved layer: ``key`` as stored ("3", "final", or a module name), the module, and
+    its depth (block index; ``num_layers`` for the final norm; None when unknown)."""
+
+    key: str
+    module: nn.Module
+    depth: int | None
+
+
+def resolve_layer(vlm, layer) -> LayerRef:
+    n = vlm.num_layers
+    text = str(layer).strip()
+    if text == "final":
+        return LayerRef("final", vlm.final_norm, n)
+    try:
+        index = int(text)
+    except ValueError:
+        try:
+            return LayerRef(text, vlm.model.get_submodule(text), None)
+        except AttributeError:
+            raise XlvlmError(f"unknown layer {text!r}: use a block index (0..{n - 1}, negatives from the end), "
+                             f"'final', or a module name of the model")
+    if not -n <= index < n:
+        raise XlvlmError(f"layer {index} out of range: the model has {n} decoder layers (0..{n - 1}, -{n}..-1, or 'final')")
+    index %= n
+    return LayerRef(str(index), vlm.decoder_layers[index], index)
+
+
+def resolve_layers(vlm, layers: Iterable) -> list[LayerRef]:
+    """Resolve and de-duplicate layers, keeping the order given."""
+    if isinstance(layers, (str, int)):
+        layers = [part for part in str(layers).split(",") if part.strip()]
+    refs, seen = [], set()
+    for layer in layers:
+        ref = resolve_layer(vlm, layer)
+        if ref.key not in seen:
+            seen.add(ref.key)
+            refs.append(ref)
+    if not refs:
+        raise XlvlmError("no layers given: pass e.g. --layers 3,final")
+    return refs
+
+
+def hidden_of(output) -> torch.Tensor:
+    """A block's hidden states, whether it returns a Tensor (transformers 5.x) or a tuple."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+@dataclass
+class Recording:
+    """What ``record`` captured: for each layer key, one tensor per forward call (B, t, D)."""
+
+    outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+    def stacked(self, key: str) -> torch.Tensor:
+        """All calls of a layer concatenated on the token axis: (B, sum t, D)."""
+        return torch.cat(self.outputs[key], dim=1)
+
+    def clear(self) -> None:
+        for chunks in self.outputs.values():
+            chunks.clear()
+
+
+@contextmanager
+def record(vlm, layers, stop_early: bool = False,
+           keep: Callable[[str, torch.Tensor], torch.Tensor] | None = None):
+    """Record the outputs of ``layers`` during forward passes or generation.
+
+    keep: optional ``(key, hidden (B, t, D)) -> tensor`` applied in the hook, so only what is
+    needed stays in memory. stop_early: end the forward pass after the deepest layer (only
+    for teacher forcing; ``VLM.forward`` catches the stop).
+    Yields a :class:`Recording`.
+    """
+    refs = resolve_layers(vlm, layers)
+    recording = Recording({ref.key: [] for ref in refs})
+    depths = [ref.depth for ref in refs]
+    stop_key = None
+    if stop_early and None not in depths:
+        stop_key = max(refs, key=lambda ref: ref.depth).key
+
+    def make_hook(key: str):
+        def hook(module, args, output):
+            hidden = hidden_of(output).detach()
+            recording.outputs[key].append(keep(key, hidden) if keep else hidden)
+            if key == stop_key:
+                raise StopForward
+        return hook
+
+    handles = []
+    try:
+        for ref in refs:
+            handles.append(ref.module.register_forward_hook(make_hook(ref.key)))
+        yield recording
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,299 @@
+"""The VLM adapter: one object that hides a model family's quirks from every stage above it.
+
+A stage never touches ``model.model.language_model`` or a processor's calling convention; it
+asks the adapter for the decoder layers, the final norm, the LM head, a padded batch of inputs,
+and where each sample's prompt and image tokens are.
+
+Padding: teacher-forced batches are right-padded, so every real token keeps the position ids it
+has at batch size 1 and, under the causal mask, never sees a pad. Generation batches are
+left-padded (HF ``generate`` derives position ids from the attention mask).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from xlvlm.data.images import load_image
+from xlvlm.errors import XlvlmError
+
+
+class StopForward(Exception):
+    """Raised by a recording hook to end a forward pass once the deepest needed layer ran."""
+
+
+@dataclass
+class Batch:
+    """Processor outputs for B samples, padded to T tokens.
+
+    inputs: tensors for ``model(**inputs)`` on the model's device (input_ids (B, T), ...).
+    offsets: index of each sample's first real token (non-zero only with left padding).
+    lengths: number of real tokens per sample.
+    prompt_lengths: real tokens up to and including the generation prompt ("ASSISTANT:"),
+        i.e. the index (relative to ``offsets``) of the first answer/generated token.
+    texts: the exact templated strings given to the processor.
+    """
+
+    inputs: dict[str, torch.Tensor]
+    offsets: list[int]
+    lengths: list[int]
+    prompt_lengths: list[int]
+    texts: list[str]
+    padding_side: str = "right"
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.inputs["input_ids"]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class Generation:
+    """Greedy generation results for B samples.
+
+    sequences: (B, T + N) prompt + generated ids, left padded as in the batch.
+    new_tokens: per sample, the generated ids, cut at (and including) the first EOS.
+    texts: decoded generated text (no special tokens, stripped).
+    """
+
+    batch: Batch
+    sequences: torch.Tensor
+    new_tokens: list[list[int]]
+    texts: list[str]
+    scores: list | None = field(default=None, repr=False)
+
+
+class VLM:
+    """A loaded vision-language model with the structure every stage needs.
+
+    Attributes: ``model`` (the HF model), ``processor``, ``name`` (hub id or folder it came
+    from), ``family``. Subclasses override the ``*_module`` lookups and ``_processor_inputs``
+    where their family differs.
+    """
+
+    family = "generic"
+
+    def __init__(self, model: nn.Module, processor, name: str):
+        self.model = model
+        self.processor = processor
+        self.name = name
+
+    @classmethod
+    def load(cls, name: str, config, device: torch.device, dtype) -> "VLM":
+        """Load weights and processor; families with special loading override this."""
+        return load_with_auto_classes(cls, name, config, device, dtype)
+
+    # ---- structure -------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        """The language model's decoder blocks, in order."""
+        decoder = self.model.get_decoder()
+        layers = getattr(decoder, "layers", None)
+        if layers is None:
+            raise XlvlmError(f"{self.name}: cannot find decoder layers (model.get_decoder().layers)")
+        return layers
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.model.get_decoder().norm
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.model.get_output_embeddings()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.lm_head.weight.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def image_token_id(self) -> int | None:
+        config = self.model.config
+        for key in ("image_token_id", "image_token_index"):
+            value = getattr(config, key, None)
+            if value is not None:
+                return int(value)
+        return None
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+    def unembed(self, vectors: torch.Tensor, through_norm: bool = True) -> torch.Tensor:
+        """Logits of directions in the residual stream: lm_head(final_norm(v)). (K, D) -> (K, V)."""
+        vectors = vectors.to(self.device, self.dtype)
+        with torch.no_grad():
+            if through_norm:
+                vectors = self.final_norm(vectors)
+            return self.lm_head(vectors).float()
+
+    # ---- prompts ---------------------------------------------------------------------------
+    def _messages(self, prompt: str, answer: str | None) -> list[dict]:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        if answer is not None:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        return messages
+
+    def format_prompt(self, prompt: str, answer: str | None = None) -> tuple[str, str]:
+        """The templated text for a user turn (image + prompt), with the generation prompt.
+
+        Returns (text, prompt_part): with an ``answer``, ``text`` is ``prompt_part`` followed by
+        the answer as the assistant turn would continue it (teacher forcing); otherwise both
+        are the prompt ending in the generation prompt.
+        """
+        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        if not template:
+            raise XlvlmError(f"{self.name}: the processor has no chat template; save one with the processor")
+        prompt_part = self.processor.apply_chat_template(self._messages(prompt, None), add_generation_prompt=True, tokenize=False)
+        if answer is None:
+            return prompt_part, prompt_part
+        full = self.processor.apply_chat_template(self._messages(prompt, answer), tokenize=False)
+        if full.startswith(prompt_part):
+            return full, prompt_part
+        # Some templates render the assistant header differently with and without an answer;
+        # then the answer follows the generation prompt directly, which is what generation sees.
+        return prompt_part + " " + answer, prompt_part
+
+    # ---- batching --------------------------------------------------------------------------
+    def _processor_inputs(self, texts: list[str], images: list) -> dict[str, torch.Tensor]:
+        return dict(self.processor(images=images, text=texts, return_tensors="pt", padding=True))
+
+    def _count_tokens(self, text: str, image) -> int:
+        """Number of tokens the processor makes of ``text`` with ``image`` (no padding)."""
+        return int(self._processor_inputs([text], [image])["input_ids"].shape[1])
+
+    def encode(self, samples: Sequence[dict], answers: Sequence[str | None] | None = None,
+               padding_side: str = "right") -> Batch:
+        """Template, tokenize and pad samples (dicts with ``image``, ``prompt``) into a Batch."""
+        answers = list(answers) if answers is not None else [None] * len(samples)
+        images = [load_image(s["image"]) for s in samples]
+        texts, prompt_parts = zip(*(self.format_prompt(s["prompt"], a) for s, a in zip(samples, answers)))
+        tokenizer = self.tokenizer
+        previous_side = tokenizer.padding_side
+        tokenizer.padding_side = padding_side
+        try:
+            inputs = self._processor_inputs(list(texts), images)
+        finally:
+            tokenizer.padding_side = previous_side
+        mask = inputs["attention_mask"]
+        lengths = mask.sum(dim=1).tolist()
+        width = mask.shape[1]
+        offsets = [width - n if padding_side == "left" else 0 for n in lengths]
+        prompt_lengths = [
+            n if text == part else self._count_tokens(part, image)
+            for n, text, part, image in zip(lengths, texts, prompt_parts, images)
+        ]
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        for key, value in inputs.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                inputs[key] = value.to(self.dtype)
+        return Batch(inputs, offsets, lengths, prompt_lengths, list(texts), padding_side)
+
+    def image_mask(self, batch: Batch) -> torch.Tensor:
+        """(B, T) bool: positions holding image tokens."""
+        if self.image_token_id is None:
+            raise XlvlmError(f"{self.name}: the model config names no image token id; the 'image' selector needs one")
+        return batch.input_ids == self.image_token_id
+
+    # ---- running ---------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> None:
+        """A teacher-forced forward pass (outputs are read by hooks, see ``xlvlm.hooks``)."""
+        with torch.inference_mode():
+            try:
+                self.model(**batch.inputs, use_cache=False)
+            except StopForward:
+                pass
+
+    def _generate_ids(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
+        tokenizer = self.tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_token_ids)
+        return self.model.generate(**batch.inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                   num_beams=1, pad_token_id=pad)
+
+    def generate_batch(self, samples: Sequence[dict], max_new_tokens: int = 20) -> Generation:
+        """Greedy generation for one batch (left padded)."""
+        batch = self.encode(samples, padding_side="left")
+        with torch.inference_mode():
+            sequences = self._generate_ids(batch, max_new_tokens)
+        width = batch.input_ids.shape[1]
+        eos = self.eos_token_ids
+        new_tokens = []
+        for row in sequences[:, width:].tolist():
+            cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+            new_tokens.append(row[:cut])
+        texts = [t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return Generation(batch, sequences, new_tokens, texts)
+
+    def generate(self, samples: Sequence[dict], max_new_tokens: int = 20, batch_size: int = 8,
+                 progress: bool = False) -> list[str]:
+        """Greedy answers for samples, batched; returns the generated texts in input order."""
+        from tqdm.auto import tqdm
+
+        out: list[str] = []
+        starts = range(0, len(samples), batch_size)
+        for start in tqdm(starts, desc="generate", disable=not progress, unit="batch"):
+            out.extend(self.generate_batch(samples[start:start + batch_size], max_new_tokens).texts)
+        return out
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, layers={self.num_layers}, "
+                f"hidden_size={self.hidden_size}, device={self.device}, dtype={self.dtype})")
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' weight-loading progress bars (xlvlm shows its own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def load_with_auto_classes(cls, name: str, config, device, dtype, trust_remote_code: bool = False) -> VLM:
+    """Load model + processor through the Auto classes (the default for every family)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    with quiet_transformers():
+        try:
+            processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
+            model = AutoModelForImageTextToText.from_pretrained(
+                name, config=config, dtype=dtype, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, KeyError) as exc:
+            raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}")
+    model.to(device).eval()
+    return cls(model, processor, name)
+

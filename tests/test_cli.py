@@ -1,0 +1,71 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from xlvlm.cli import main
+
+
+def _jsonl(path, samples):
+    path.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    return path
+
+
+def test_extract_command_writes_a_store(tiny_dir, samples, tmp_path, capsys):
+    data = _jsonl(tmp_path / "d.jsonl", samples[:3])
+    code = main(["extract", "--model", str(tiny_dir("llava")), "--data", str(data), "--layers", "1,final",
+                 "--select", "last-prompt", "--out", str(tmp_path / "s"), "--batch-size", "2", "--quiet"])
+    assert code == 0
+    assert "3 samples" in capsys.readouterr().out
+    from xlvlm import FeatureStore
+    assert FeatureStore(tmp_path / "s").features(1).shape[0] == 3
+
+
+def test_extract_config_file_and_generate(tiny_dir, samples, tmp_path, capsys):
+    data = _jsonl(tmp_path / "d.jsonl", samples[:2])
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: {tiny_dir('llava')}\ndata: {data}\nlayers: final\nmax-new-tokens: 3\n")
+    code = main(["extract", "--config", str(config), "--generate", "--select", "generated-mean",
+                 "--out", str(tmp_path / "s"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    from xlvlm import FeatureStore
+    store = FeatureStore(tmp_path / "s")
+    assert store.manifest["generation"]["max_new_tokens"] == 3 and "prediction" in store.samples[0]
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("malformed", "d.jsonl:2: malformed JSON"),
+    ("missing_image", "image not found"),
+    ("bad_layer", "layer 99 out of range"),
+    ("unknown_model", "cannot load model"),
+    ("no_model", "--model is required"),
+])
+def test_bad_input_exits_2_with_one_line(case, needle, tiny_dir, samples, tmp_path, capsys):
+    good = samples[:2]
+    data = _jsonl(tmp_path / "d.jsonl", good)
+    args = ["extract", "--model", str(tiny_dir("llava")), "--data", str(data), "--out", str(tmp_path / "s"), "--quiet"]
+    if case == "malformed":
+        data.write_text(json.dumps(good[0]) + "\n{oops\n")
+    elif case == "missing_image":
+        _jsonl(data, [dict(good[0], image=str(tmp_path / "gone.png"))])
+    elif case == "bad_layer":
+        args += ["--layers", "99"]
+    elif case == "unknown_model":
+        args[2] = str(tmp_path / "no-model")
+    elif case == "no_model":
+        args = args[:1] + args[3:]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "xlvlm.cli", "extract", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--select" in result.stdout
+
+
+def test_demo_runs_and_reuses(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    assert "samples: 32" in capsys.readouterr().out
