@@ -36,6 +36,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
             missing = [f for f in REQUIRED_FIELDS if f not in record]
             if missing:
                 raise XlvlmError(f"{path}:{line_no}: missing field {missing[0]!r}; each line needs id, image, prompt")
+            for name in ("image", "prompt"):
+                if not isinstance(record[name], str) or not record[name]:
+                    raise XlvlmError(f"{path}:{line_no}: field {name!r} should be a non-empty string; fix that line")
             record["id"] = str(record["id"])
             if record["id"] in seen:
                 raise XlvlmError(f"{path}:{line_no}: duplicate id {record['id']!r}; ids must be unique")

@@ -1,0 +1,106 @@
+"""Samples: plain dicts ``{"id", "image", "prompt", ...}`` read from any supported source.
+
+``load_samples(spec, **options)`` picks the reader from ``spec``:
+
+=====================  ===============================================  =========================
+spec                   reader                                           options
+=====================  ===============================================  =========================
+``PATH.jsonl``         :func:`read_jsonl` (one sample per line)         none
+``easyvqa:train``      :func:`read_easyvqa` (PyPI ``easy-vqa``)         prompt
+``easyvqa:test``
+``coco:KARPATHY.json`` :func:`read_coco_karpathy`                       image_root, split, prompt
+``vqav2:QUESTIONS``    :func:`read_vqav2`                               annotations, image_root,
+                                                                        split, prompt
+a folder               :func:`read_folder` (every image, one prompt)    prompt, recursive
+=====================  ===============================================  =========================
+
+Options given as ``None`` are ignored (so a CLI can pass its unset flags through).
+:func:`select_subset` narrows samples; :func:`check_images` opens every image once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xlvlm.data.coco import read_coco_karpathy
+from xlvlm.data.easyvqa import read_easyvqa
+from xlvlm.data.folder import read_folder
+from xlvlm.data.images import load_image
+from xlvlm.data.jsonl import read_jsonl, write_jsonl
+from xlvlm.data.subsets import select_subset
+from xlvlm.data.vqav2 import read_vqav2
+from xlvlm.data.wordlists import load_word_class, shipped_word_classes
+from xlvlm.errors import XlvlmError
+
+__all__ = [
+    "load_samples", "select_subset", "check_images", "read_jsonl", "write_jsonl", "read_coco_karpathy",
+    "read_vqav2", "read_easyvqa", "read_folder", "load_image", "load_word_class", "shipped_word_classes",
+]
+
+_OPTIONS = {
+    "jsonl": (),
+    "easyvqa": ("prompt",),
+    "coco": ("image_root", "split", "prompt"),
+    "vqav2": ("annotations", "image_root", "split", "prompt"),
+    "folder": ("prompt", "recursive"),
+}
+
+
+def _check_options(kind: str, options: dict) -> dict:
+    options = {k: v for k, v in options.items() if v is not None}
+    for name in options:
+        if name not in _OPTIONS[kind]:
+            allowed = ", ".join(_OPTIONS[kind]) or "no options"
+            raise XlvlmError(f"option {name!r} does not apply to {kind} data (it takes {allowed})")
+    return options
+
+
+def load_samples(spec: str | Path, **options) -> list[dict]:
+    """Read samples from ``spec`` (see the module docstring for the forms and options)."""
+    text = str(spec)
+    prefix, _, rest = text.partition(":")
+    if prefix == "easyvqa":
+        return read_easyvqa(rest, **_check_options("easyvqa", options))
+    if prefix == "coco" and rest:
+        return read_coco_karpathy(rest, **_check_options("coco", options))
+    if prefix == "vqav2" and rest:
+        return read_vqav2(rest, **_check_options("vqav2", options))
+    path = Path(text).expanduser()
+    if path.suffix.lower() == ".jsonl":
+        _check_options("jsonl", options)
+        return read_jsonl(path)
+    if path.is_dir():
+        return read_folder(path, **_check_options("folder", options))
+    if not path.exists():
+        raise XlvlmError(f"{text}: data not found; give a .jsonl file, an image folder, easyvqa:train|test, coco:KARPATHY.json or vqav2:QUESTIONS.json")
+    raise XlvlmError(f"{text}: unknown data format; give a .jsonl file, an image folder, or prefix it with coco: or vqav2:")
+
+
+def check_images(samples: list[dict], skip_bad: bool = False) -> tuple[list[dict], list[dict]]:
+    """Open every sample's image (each file once) and sort out the unreadable ones.
+
+    Returns ``(good_samples, skipped)`` where ``skipped`` lists ``{"id", "image", "reason"}``
+    for each sample whose image is missing or corrupt. Without ``skip_bad`` the first bad
+    image raises its one-line :class:`XlvlmError` instead.
+    """
+    problems: dict[str, str | None] = {}
+    good, skipped = [], []
+    for sample in samples:
+        image = sample.get("image")
+        if not isinstance(image, str) or not image:
+            reason = f"sample {sample.get('id')!r}: missing 'image' field; give each sample an image path"
+        else:
+            if image not in problems:
+                try:
+                    load_image(image)
+                    problems[image] = None
+                except XlvlmError as exc:
+                    problems[image] = str(exc)
+            reason = problems[image]
+        if reason is None:
+            good.append(sample)
+        elif skip_bad:
+            skipped.append({"id": sample.get("id"), "image": image, "reason": reason})
+        else:
+            raise XlvlmError(reason)
+    return good, skipped
