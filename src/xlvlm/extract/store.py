@@ -177,6 +177,28 @@ class FeatureStore:
             features = features[self.present[self.row_sample]]
         return features
 
+    @classmethod
+    def from_tensors(cls, path, features: dict, samples: list[dict], model: str = "", selector: str = "custom",
+                     num_layers: int | None = None) -> "FeatureStore":
+        """Write a store from your own features: {layer: (N, D)} and N sample dicts (``id`` at
+        least; ``present`` defaults to True). Lets any stage run on representations made
+        elsewhere."""
+        keys = [str(k) for k in features]
+        tensors = {str(k): torch.as_tensor(v) for k, v in features.items()}
+        n = len(samples)
+        for key, value in tensors.items():
+            if value.dim() != 2 or value.shape[0] != n:
+                raise XlvlmError(f"features for layer {key} have shape {tuple(value.shape)}; expected ({n}, D)")
+        hidden = next(iter(tensors.values())).shape[1]
+        settings = {"model": model, "family": "", "num_layers": num_layers, "hidden_size": int(hidden),
+                    "layers": keys, "selector": selector, "rows_per_sample": 1, "teacher_forcing": False,
+                    "generation": None, "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", "")}
+        rows = [dict(s, id=str(s["id"]), present=bool(s.get("present", True)), rows=1) for s in samples]
+        writer = StoreWriter(path, settings, [r["id"] for r in rows])
+        writer.write_shard(tensors, torch.arange(n), rows, [])
+        writer.finish()
+        return cls(path)
+
     def verify(self) -> None:
         """Check every shard against the sha256 in the manifest; raise on the first mismatch."""
         for shard in self.manifest["shards"]:

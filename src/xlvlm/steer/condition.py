@@ -1,0 +1,57 @@
+"""Conditional steering: steer only the samples whose state projects past a learnt threshold.
+
+As in activation steering for LLMs with a condition vector: a direction c at a condition layer
+separates labelled examples (e.g. yes/no questions from shape and colour questions); at
+prefill each sample's last prompt state h is projected, and the sample is steered when
+``h . c_hat > threshold`` (or below it, with ``above=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from xlvlm.errors import XlvlmError
+
+
+@dataclass
+class Condition:
+    layer: str
+    direction: torch.Tensor  # (D,) unit vector
+    threshold: float
+    above: bool = True
+
+    def decide(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, D) states -> (B,) bool: which samples to steer."""
+        projection = states.float() @ self.direction.to(states.device, torch.float32)
+        return projection > self.threshold if self.above else projection <= self.threshold
+
+    @classmethod
+    def learn(cls, positive: torch.Tensor, negative: torch.Tensor, layer) -> "Condition":
+        """Learn a direction and threshold from (N+, D) states to steer and (N-, D) to leave alone.
+
+        The direction is the difference of means; the threshold maximises training accuracy
+        (midpoint between neighbouring projections).
+        """
+        positive, negative = positive.float(), negative.float()
+        if positive.shape[0] == 0 or negative.shape[0] == 0:
+            raise XlvlmError("a condition needs examples on both sides (steer and leave alone)")
+        if not (torch.isfinite(positive).all() and torch.isfinite(negative).all()):
+            raise XlvlmError("NaN/inf in condition examples: use features(layer, present_only=True)")
+        direction = positive.mean(0) - negative.mean(0)
+        direction = direction / direction.norm().clamp_min(1e-12)
+        scores = torch.cat([positive @ direction, negative @ direction])
+        labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))])
+        order = scores.argsort()
+        scores, labels = scores[order], labels[order]
+        # steering everything above candidate k: correct = negatives at or below + positives above
+        neg_below = torch.cumsum(1 - labels, 0)
+        pos_above = labels.sum() - torch.cumsum(labels, 0)
+        correct = neg_below + pos_above
+        k = int(correct.argmax())
+        threshold = float((scores[k] + scores[k + 1]) / 2) if k + 1 < len(scores) else float(scores[k])
+        return cls(str(layer), direction, threshold, above=True)
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "threshold": self.threshold, "above": self.above}

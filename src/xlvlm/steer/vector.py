@@ -1,0 +1,197 @@
+"""SteeringVector: one vector per layer, the methods that compute it, and ``apply``.
+
+Notation: S (N_s, D) source representations, T (N_t, D) target representations at one layer;
+pairs (s_i, t_i) share a sample id.
+
+  mean-diff       v = mean(T) - mean(S)                       (shift of means)
+  mean-of-shifts  v = mean_i (t_i - s_i) over paired ids
+  pca             u = first right singular vector of the (uncentred) paired differences (t_i - s_i),
+                  sign chosen so u . mean-diff > 0; v = (u . mean(t_i - s_i)) u
+  concept         v = V_j - V_i for concepts i -> j of a dictionary learnt on the source
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from xlvlm.errors import XlvlmError
+from xlvlm.io import atomic_save_tensors
+
+METHODS = ("mean-diff", "mean-of-shifts", "pca", "concept")
+
+
+def _rows(store, layer) -> torch.Tensor:
+    features = store.features(layer, present_only=True).float()
+    if features.shape[0] == 0:
+        raise XlvlmError(f"store {store.path} has no present rows at layer {layer}")
+    return features
+
+
+def _paired(source, target, layer) -> torch.Tensor:
+    """(P, D) differences t_i - s_i over sample ids present in both stores."""
+    def by_id(store):
+        present = store.present.tolist()
+        rows = store.features(layer)
+        if store.manifest.get("rows_per_sample") != 1:
+            raise XlvlmError(f"store {store.path} has several rows per sample; paired methods need one")
+        return {sid: rows[i] for i, (sid, ok) in enumerate(zip(store.ids, present)) if ok}
+
+    s, t = by_id(source), by_id(target)
+    common = [sid for sid in s if sid in t]
+    if not common:
+        raise XlvlmError(f"stores {source.path} and {target.path} share no present sample id; "
+                         f"paired methods need the same samples in both (use mean-diff otherwise)")
+    return torch.stack([t[sid].float() - s[sid].float() for sid in common])
+
+
+@dataclass
+class SteeringVector:
+    """Vectors per layer key ("3", "final", ...), each (D,), plus what they were made from."""
+
+    layer_activations: dict[str, torch.Tensor]
+    metadata: dict = field(default_factory=dict)
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def compute(cls, source, target, layers, method: str = "mean-diff", **options) -> "SteeringVector":
+        if method == "mean-diff":
+            return cls.mean_difference(source, target, layers)
+        if method == "mean-of-shifts":
+            return cls.mean_of_shifts(source, target, layers)
+        if method == "pca":
+            return cls.pca(source, target, layers)
+        if method == "concept":
+            raise XlvlmError("method 'concept' takes a concept dictionary: SteeringVector.from_concepts(cd, i, j, layer)")
+        raise XlvlmError(f"unknown steering method {method!r}: use one of {METHODS}")
+
+    @classmethod
+    def _build(cls, source, target, layers, method: str, fn) -> "SteeringVector":
+        layers = [layers] if isinstance(layers, (int, str)) else list(layers)
+        keys = [source.layer_key(layer) for layer in layers]
+        for key in keys:
+            target.layer_key(key)
+        vectors = {key: fn(key) for key in keys}
+        meta = {"method": method, "model": source.model, "target_model": target.model,
+                "source": str(source.path), "target": str(target.path), "layers": keys,
+                "selector": source.selector}
+        return cls(vectors, meta)
+
+    @classmethod
+    def mean_difference(cls, source, target, layers) -> "SteeringVector":
+        return cls._build(source, target, layers, "mean-diff",
+                          lambda key: _rows(target, key).mean(0) - _rows(source, key).mean(0))
+
+    @classmethod
+    def mean_of_shifts(cls, source, target, layers) -> "SteeringVector":
+        return cls._build(source, target, layers, "mean-of-shifts", lambda key: _paired(source, target, key).mean(0))
+
+    @classmethod
+    def pca(cls, source, target, layers) -> "SteeringVector":
+        def first_direction(key):
+            diffs = _paired(source, target, key)
+            mean = diffs.mean(0)
+            # Uncentred on purpose: the direction that carries most of the shifts' energy. After
+            # centring, a shift shared by all pairs would vanish and only the noise would remain.
+            _, _, vh = torch.linalg.svd(diffs, full_matrices=False)
+            u = vh[0]
+            if u @ mean < 0:
+                u = -u
+            return (u @ mean) * u
+
+        return cls._build(source, target, layers, "pca", first_direction)
+
+    @classmethod
+    def from_concepts(cls, dictionary, i: int, j: int, layer, model: str = "") -> "SteeringVector":
+        """v = V_j - V_i: move from concept i towards concept j (a dictionary's components (K, D))."""
+        components = dictionary.components if hasattr(dictionary, "components") else dictionary
+        k = components.shape[0]
+        if not (0 <= i < k and 0 <= j < k):
+            raise XlvlmError(f"concept indices {i}, {j} out of range: the dictionary has {k} concepts")
+        vector = components[j].float() - components[i].float()
+        return cls({str(layer): vector}, {"method": "concept", "model": model, "layers": [str(layer)],
+                                          "concepts": [i, j]})
+
+    # ---- algebra ---------------------------------------------------------------------------
+    def _combine(self, other: "SteeringVector", sign: float) -> "SteeringVector":
+        keys = list(dict.fromkeys([*self.layer_activations, *other.layer_activations]))
+        out = {}
+        for key in keys:
+            a = self.layer_activations.get(key)
+            b = other.layer_activations.get(key)
+            out[key] = a if b is None else (sign * b if a is None else a + sign * b)
+        return SteeringVector(out, {"method": "combination", "parts": [self.metadata, other.metadata]})
+
+    def __add__(self, other):
+        return self._combine(other, 1.0)
+
+    def __sub__(self, other):
+        return self._combine(other, -1.0)
+
+    def __mul__(self, scalar: float):
+        return SteeringVector({k: v * float(scalar) for k, v in self.layer_activations.items()},
+                              dict(self.metadata, scale=float(scalar) * self.metadata.get("scale", 1.0)))
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return self * -1.0
+
+    def normalized(self) -> "SteeringVector":
+        """Unit norm at every layer (alpha then sets the norm of what is added)."""
+        return SteeringVector({k: v / v.norm().clamp_min(1e-12) for k, v in self.layer_activations.items()},
+                              dict(self.metadata, normalized=True))
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.layer_activations)
+
+    def norms(self) -> dict[str, float]:
+        return {k: float(v.norm()) for k, v in self.layer_activations.items()}
+
+    # ---- use -------------------------------------------------------------------------------
+    @contextmanager
+    def apply(self, vlm, alpha: float = 1.0, positions="all", operator: str = "add", condition=None):
+        """Steer ``vlm`` while inside the context; hooks are removed on exit, even on error.
+
+        positions: "all", "generated", "from-last-prompt", or an int prompt index.
+        operator: "add" or "project-out". condition: a :class:`Condition` or None.
+        """
+        from xlvlm.steer.apply import steering
+
+        with steering(vlm, self.layer_activations, alpha=alpha, positions=positions, operator=operator,
+                      condition=condition) as state:
+            yield state
+
+    # ---- files -----------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write a safetensors file (tensors "layer/<key>", metadata as JSON in the header)."""
+        path = Path(path)
+        tensors = {f"layer/{k}": v.float() for k, v in self.layer_activations.items()}
+        atomic_save_tensors(path, tensors, metadata={"xlvlm": json.dumps(self.metadata)})
+        return path
+
+    @classmethod
+    def load(cls, path) -> "SteeringVector":
+        path = Path(path)
+        if not path.is_file():
+            raise XlvlmError(f"{path}: steering vector file not found; make one with `xlvlm steer compute`")
+        try:
+            with safe_open(path, framework="pt") as handle:
+                meta = json.loads((handle.metadata() or {}).get("xlvlm", "{}"))
+                vectors = {name.split("/", 1)[1]: handle.get_tensor(name) for name in handle.keys()
+                           if name.startswith("layer/")}
+        except Exception as exc:  # safetensors raises its own error types
+            raise XlvlmError(f"{path}: not a readable steering vector ({type(exc).__name__}); recompute it")
+        if not vectors:
+            raise XlvlmError(f"{path}: holds no layer vectors")
+        return cls(vectors, meta)
+
+    def __repr__(self) -> str:
+        norms = ", ".join(f"{k}: {n:.3g}" for k, n in self.norms().items())
+        return f"SteeringVector(method={self.metadata.get('method')!r}, norms={{{norms}}})"

@@ -1,0 +1,173 @@
+import pytest
+import torch
+
+import xlvlm
+from xlvlm.errors import XlvlmError
+from xlvlm.hooks import record
+from xlvlm.steer import Condition, SteeringVector
+
+
+def _logits(vlm, batch):
+    with torch.inference_mode():
+        return vlm.model(**batch.inputs, use_cache=False).logits
+
+
+def _hooks(model):
+    """Every hook id on the model (transformers installs a few of its own on first use)."""
+    return {(name, kind, key) for name, m in model.named_modules()
+            for kind, hooks in (("f", m._forward_hooks), ("p", m._forward_pre_hooks)) for key in hooks}
+
+
+def _random_vector(vlm, layers=("1",), scale=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return SteeringVector({k: scale * torch.randn(vlm.hidden_size, generator=g) for k in layers})
+
+
+def test_zero_vector_changes_nothing_and_exit_restores_exactly(vlm_of, samples):
+    vlm = vlm_of("llava")
+    batch = vlm.encode(samples[:3])
+    base = _logits(vlm, batch)
+    hooks_before = _hooks(vlm.model)
+    zero = SteeringVector({"1": torch.zeros(vlm.hidden_size), "final": torch.zeros(vlm.hidden_size)})
+    with zero.apply(vlm, alpha=5.0):
+        assert torch.equal(_logits(vlm, batch), base)
+    with _random_vector(vlm).apply(vlm, alpha=1.0):
+        assert not torch.allclose(_logits(vlm, batch), base)
+    assert torch.equal(_logits(vlm, batch), base)
+    with pytest.raises(RuntimeError):
+        with _random_vector(vlm).apply(vlm):
+            raise RuntimeError("boom")
+    assert torch.equal(_logits(vlm, batch), base)
+    assert _hooks(vlm.model) == hooks_before
+
+
+@pytest.mark.parametrize("positions", ["all", "generated", "from-last-prompt", 5])
+def test_batch_8_equals_batch_1_under_steering(positions, vlm_of, samples):
+    vlm = vlm_of("llava")
+    sv = _random_vector(vlm, layers=("0", "2"), scale=2.0)
+    with sv.apply(vlm, alpha=1.5, positions=positions):
+        together = vlm.generate_batch(samples, max_new_tokens=4)
+        with record(vlm, ["3"]) as rec:
+            together_states = vlm.generate_batch(samples, max_new_tokens=4)
+        both = rec.stacked("3")
+        for i, sample in enumerate(samples):
+            with record(vlm, ["3"]) as rec1:
+                alone = vlm.generate_batch([sample], max_new_tokens=4)
+            assert alone.texts == [together.texts[i]]
+            offset = together_states.batch.offsets[i]
+            alone_states = rec1.stacked("3")[0]
+            n = alone_states.shape[0]
+            torch.testing.assert_close(both[i, offset:offset + n], alone_states, rtol=1e-4, atol=1e-4)
+
+
+def test_generated_only_leaves_prompt_states_untouched(vlm_of, samples):
+    vlm = vlm_of("llava")
+    sv = _random_vector(vlm, layers=("1",), scale=5.0)
+    with record(vlm, ["2"]) as plain:
+        gen = vlm.generate_batch(samples[:4], max_new_tokens=3)
+    width = gen.batch.input_ids.shape[1]
+    with sv.apply(vlm, positions="generated"), record(vlm, ["2"]) as steered:
+        vlm.generate_batch(samples[:4], max_new_tokens=3)
+    assert torch.equal(steered.outputs["2"][0], plain.outputs["2"][0])  # prefill: the whole prompt
+    assert steered.outputs["2"][0].shape[1] == width
+    assert not torch.allclose(steered.stacked("2")[:, width:], plain.stacked("2")[:, width:])
+
+
+def test_prompt_index_rule_edits_exactly_from_that_index(vlm_of, samples):
+    vlm = vlm_of("llava")
+    sv = _random_vector(vlm, layers=("1",))
+    batch = vlm.encode(samples[:2], padding_side="left")
+    with record(vlm, ["1"]) as plain:
+        vlm.forward(batch)
+    with sv.apply(vlm, positions=7), record(vlm, ["1"]) as steered:
+        vlm.forward(batch)
+    diff = (steered.stacked("1") - plain.stacked("1")).norm(dim=-1)
+    for b in range(2):
+        off = batch.offsets[b]
+        assert torch.all(diff[b, :off + 7] == 0)
+        torch.testing.assert_close(steered.stacked("1")[b, off + 7:] - plain.stacked("1")[b, off + 7:],
+                                   sv.layer_activations["1"].expand(diff.shape[1] - off - 7, -1), rtol=0, atol=1e-5)
+
+
+def test_project_out_removes_the_component(vlm_of, samples):
+    vlm = vlm_of("llava")
+    sv = _random_vector(vlm, layers=("2",))
+    unit = sv.layer_activations["2"] / sv.layer_activations["2"].norm()
+    batch = vlm.encode(samples[:2])
+    with sv.apply(vlm, operator="project-out"), record(vlm, ["2"]) as rec:
+        vlm.forward(batch)
+    assert (rec.stacked("2") @ unit).abs().max() < 1e-4
+
+
+def _store(path, features, ids):
+    return xlvlm.FeatureStore.from_tensors(path, {"1": features}, [{"id": i} for i in ids])
+
+
+def test_methods_on_planted_stores(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    source = torch.randn(20, 6, generator=g)
+    shift = torch.tensor([1.0, -2.0, 0.5, 0.0, 0.0, 3.0])
+    target = source + shift + 0.01 * torch.randn(20, 6, generator=g)
+    ids = [f"x{i}" for i in range(20)]
+    s = _store(tmp_path / "s", source, ids)
+    # the target store lists the samples in another order, and one is missing
+    order = list(range(19, 0, -1))
+    t = _store(tmp_path / "t", target[order], [ids[i] for i in order])
+    md = SteeringVector.mean_difference(s, t, [1]).layer_activations["1"]
+    torch.testing.assert_close(md, target[1:].mean(0) - source.mean(0))
+    ms = SteeringVector.mean_of_shifts(s, t, [1]).layer_activations["1"]
+    torch.testing.assert_close(ms, (target[1:] - source[1:]).mean(0))
+    pc = SteeringVector.pca(s, t, [1]).layer_activations["1"]
+    assert torch.nn.functional.cosine_similarity(pc, shift, dim=0) > 0.99
+    sv = SteeringVector.compute(s, t, [1], method="mean-diff")
+    path = sv.save(tmp_path / "v.safetensors")
+    back = SteeringVector.load(path)
+    assert torch.equal(back.layer_activations["1"], sv.layer_activations["1"].float())
+    assert back.metadata["method"] == "mean-diff"
+    combo = 2 * sv - sv
+    torch.testing.assert_close(combo.layer_activations["1"], sv.layer_activations["1"])
+    assert abs(sv.normalized().norms()["1"] - 1) < 1e-6
+
+
+def test_concept_vectors_and_errors(vlm_of, tmp_path):
+    components = torch.eye(4, 6)
+    sv = SteeringVector.from_concepts(components, 0, 2, layer=1)
+    assert torch.equal(sv.layer_activations["1"], components[2] - components[0])
+    with pytest.raises(XlvlmError, match="out of range"):
+        SteeringVector.from_concepts(components, 0, 9, layer=1)
+    vlm = vlm_of("llava")
+    with pytest.raises(XlvlmError, match="hidden size"):
+        with sv.apply(vlm):
+            pass
+    with pytest.raises(XlvlmError, match="not found"):
+        SteeringVector.load(tmp_path / "none.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(XlvlmError, match="not a readable"):
+        SteeringVector.load(tmp_path / "junk.safetensors")
+
+
+def test_condition_learns_a_threshold_and_gates_samples(vlm_of, samples):
+    pos = torch.randn(30, 5) + torch.tensor([3.0, 0, 0, 0, 0])
+    neg = torch.randn(30, 5) - torch.tensor([3.0, 0, 0, 0, 0])
+    cond = Condition.learn(pos, neg, layer=0)
+    assert cond.decide(pos).float().mean() > 0.95 and cond.decide(neg).float().mean() < 0.05
+
+    vlm = vlm_of("llava")
+    sv = _random_vector(vlm, layers=("2",), scale=4.0)
+    batch = vlm.encode(samples[:4], padding_side="left")
+    with record(vlm, ["0"]) as rec:
+        vlm.forward(batch)
+    last = rec.stacked("0")[:, -1]
+    # a condition that steers exactly samples 0 and 2
+    cond = Condition.learn(last[[0, 2]], last[[1, 3]], layer=0)
+    assert cond.decide(last).tolist() == [True, False, True, False]
+    base = vlm.generate_batch(samples[:4], max_new_tokens=4).texts
+    with sv.apply(vlm, alpha=3.0):
+        always = vlm.generate_batch(samples[:4], max_new_tokens=4).texts
+    with sv.apply(vlm, alpha=3.0, condition=cond):
+        gated = vlm.generate_batch(samples[:4], max_new_tokens=4).texts
+    assert gated == [always[0], base[1], always[2], base[3]]
+    late = Condition(layer="3", direction=cond.direction, threshold=cond.threshold)
+    with pytest.raises(XlvlmError, match="condition layer"):
+        with sv.apply(vlm, condition=late):
+            pass
