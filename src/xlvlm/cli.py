@@ -100,6 +100,115 @@ def cmd_demo(args) -> None:
         print(f"{key}: {value}")
 
 
+# ---- steer / evaluate ------------------------------------------------------------------------------
+def _store(path):
+    from xlvlm import FeatureStore
+
+    return FeatureStore(path)
+
+
+def cmd_steer_compute(args) -> None:
+    from xlvlm.steer import SteeringVector
+
+    layers = _layers(args.layer)
+    if args.method == "concept":
+        from xlvlm.concepts import ConceptDictionary
+
+        if not args.concepts or args.concept_from is None or args.concept_to is None:
+            raise XlvlmError("--method concept needs --concepts DIR --from I --to J")
+        cd = ConceptDictionary.load(args.concepts)
+        vector = SteeringVector.from_concepts(cd, args.concept_from, args.concept_to, layers[0])
+    else:
+        if not args.source or not args.target:
+            raise XlvlmError(f"--method {args.method} needs --source STORE and --target STORE")
+        vector = SteeringVector.compute(_store(args.source), _store(args.target), layers, method=args.method)
+    if args.normalize:
+        vector = vector.normalized()
+    vector.save(args.out)
+    print(f"wrote {args.out}: {vector}")
+
+
+def _condition(args):
+    if not getattr(args, "condition", None):
+        return None
+    from xlvlm.steer.condition import load_condition
+
+    return load_condition(args.condition)
+
+
+def cmd_steer_condition(args) -> None:
+    from xlvlm.steer.condition import Condition, save_condition
+
+    positive, negative = _store(args.positive), _store(args.negative)
+    layer = positive.layer_key(args.layer)
+    condition = Condition.learn(positive.features(layer, present_only=True),
+                                negative.features(layer, present_only=True), layer)
+    save_condition(condition, args.out)
+    steer = condition.decide(positive.features(layer, present_only=True)).float().mean()
+    keep = 1 - condition.decide(negative.features(layer, present_only=True)).float().mean()
+    print(f"wrote {args.out}: layer {layer}, threshold {condition.threshold:.4g}; training accuracy "
+          f"{100 * steer:.1f}% of --positive steered, {100 * keep:.1f}% of --negative left alone")
+
+
+def cmd_steer_apply(args) -> None:
+    import xlvlm
+    from xlvlm.data import write_jsonl
+    from xlvlm.steer import SteeringVector
+    from xlvlm.steer.run import predict
+
+    vector = SteeringVector.load(args.vector)
+    samples = load_data(args)
+    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+    records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions, operator=args.operator,
+                      condition=_condition(args), max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                      progress=not args.quiet)
+    write_jsonl(records, args.out)
+    print(f"wrote {args.out}: {len(records)} predictions (alpha {args.alpha:g}, {vector})")
+
+
+def cmd_steer_sweep(args) -> None:
+    import xlvlm
+    from xlvlm.steer.run import sweep, sweep_table
+
+    samples = load_data(args)
+    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+    rows = sweep(vlm, _store(args.source), _store(args.target), samples, layers=_layers(args.layers),
+                 alphas=[float(a) for a in _layers(args.alphas)], methods=_layers(args.methods),
+                 source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
+                 operator=args.operator, condition=_condition(args), normalize=args.normalize,
+                 max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
+                 progress=not args.quiet)
+    print(sweep_table(rows), end="")
+    print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png")
+
+
+def cmd_evaluate(args) -> None:
+    from xlvlm.evaluation import evaluate_predictions, format_report
+    from xlvlm.io import atomic_write_json
+
+    result = evaluate_predictions(args.predictions, task=args.task, baseline=args.baseline, source=args.source,
+                                  target=args.target, meteor=not args.no_meteor)
+    print(format_report(result), end="")
+    if args.out:
+        atomic_write_json(args.out, result)
+
+
+def _add_model_options(p) -> None:
+    p.add_argument("--model", help="hub id or local folder")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=10)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_steer_options(p) -> None:
+    p.add_argument("--positions", default="all",
+                   help="all, generated, from-last-prompt, or a prompt index K (steer positions >= K)")
+    p.add_argument("--operator", default="add", choices=["add", "project-out"])
+    p.add_argument("--condition", help="condition file from `xlvlm steer condition`: steer only matching samples")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xlvlm", description="Explain and steer vision-language models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -122,6 +231,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract, required=("model", "data", "out"))
 
+    steer = sub.add_parser("steer", help="compute and apply steering vectors").add_subparsers(
+        dest="steer_command", metavar="STEP")
+    p = steer.add_parser("compute", help="a steering vector from two feature stores (or two concepts)")
+    p.add_argument("--source", help="store of the representations to move away from")
+    p.add_argument("--target", help="store of the representations to move towards")
+    p.add_argument("--layer", "--layers", dest="layer", default=None, help="layer(s), comma list")
+    p.add_argument("--method", default="mean-diff", choices=["mean-diff", "mean-of-shifts", "pca", "concept"])
+    p.add_argument("--concepts", help="concept dictionary folder (for --method concept)")
+    p.add_argument("--from", dest="concept_from", type=int, help="concept index to move from (--method concept)")
+    p.add_argument("--to", dest="concept_to", type=int, help="concept index to move to (--method concept)")
+    p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
+    p.add_argument("--out", help="output .safetensors file")
+    p.set_defaults(func=cmd_steer_compute, required=("layer", "out"))
+
+    p = steer.add_parser("condition", help="learn when to steer: a direction and threshold from two stores")
+    p.add_argument("--positive", help="store of samples to steer (e.g. yes/no questions)")
+    p.add_argument("--negative", help="store of samples to leave alone")
+    p.add_argument("--layer", help="condition layer (before the steered layers)")
+    p.add_argument("--out", help="output .safetensors file")
+    p.set_defaults(func=cmd_steer_condition, required=("positive", "negative", "layer", "out"))
+
+    p = steer.add_parser("apply", help="generate with a steering vector and write predictions")
+    _add_model_options(p)
+    add_data_options(p)
+    p.add_argument("--vector", help="steering vector file")
+    p.add_argument("--alpha", type=float, default=1.0)
+    _add_steer_options(p)
+    p.add_argument("--out", help="predictions .jsonl")
+    p.set_defaults(func=cmd_steer_apply, required=("model", "vector", "data", "out"))
+
+    p = steer.add_parser("sweep", help="layer x alpha x method sweep: success against side effects")
+    _add_model_options(p)
+    add_data_options(p)
+    p.add_argument("--source", help="source store")
+    p.add_argument("--target", help="target store")
+    p.add_argument("--layers", default="final")
+    p.add_argument("--alphas", default="1,2,4")
+    p.add_argument("--methods", default="mean-diff", help="comma list of mean-diff, mean-of-shifts, pca")
+    p.add_argument("--source-answer", default="yes", help="answer (or answer type) steered away from")
+    p.add_argument("--target-answer", default="no", help="answer steered towards")
+    p.add_argument("--normalize", action="store_true")
+    _add_steer_options(p)
+    p.add_argument("--out", help="output folder")
+    p.set_defaults(func=cmd_steer_sweep, required=("model", "source", "target", "data", "out"))
+
+    p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions")
+    p.add_argument("--predictions", required=True, help="predictions .jsonl (from steer apply)")
+    p.add_argument("--task", default="vqa", choices=["vqa", "caption"])
+    p.add_argument("--baseline", help="unsteered predictions on the same samples (for side effects)")
+    p.add_argument("--source", help="answer or answer type steered away from (targeted report)")
+    p.add_argument("--target", help="answer steered towards (targeted report)")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
+    p.add_argument("--out", help="also write the result as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("demo", help="run every workflow end to end on a small model")
     p.add_argument("--out", default="runs/demo", help="run folder (reused by a second run)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -135,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
+        if args.command == "steer":
+            parser.parse_args(["steer", "--help"])
         parser.print_help()
         return 1
     try:

@@ -55,3 +55,30 @@ class Condition:
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "threshold": self.threshold, "above": self.above}
+
+
+def save_condition(condition: Condition, path) -> None:
+    import json
+
+    from xlvlm.io import atomic_save_tensors
+
+    atomic_save_tensors(path, {"direction": condition.direction.float()},
+                        metadata={"xlvlm_condition": json.dumps(condition.to_dict())})
+
+
+def load_condition(path) -> Condition:
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise XlvlmError(f"{path}: condition file not found; make one with `xlvlm steer condition`")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {})["xlvlm_condition"])
+            direction = handle.get_tensor("direction")
+    except Exception as exc:  # safetensors raises its own error types
+        raise XlvlmError(f"{path}: not a readable condition file ({type(exc).__name__}); recompute it")
+    return Condition(meta["layer"], direction, float(meta["threshold"]), bool(meta.get("above", True)))

@@ -1,0 +1,142 @@
+"""Generating under steering, and the layer x alpha x method sweep.
+
+Predictions are records ``{"id", "prediction", ...the sample's own fields}``, one JSON object
+per line, the input of ``xlvlm evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from xlvlm.data.jsonl import write_jsonl
+from xlvlm.errors import XlvlmError
+from xlvlm.io import atomic_write_json, atomic_write_text
+from xlvlm.steer.vector import SteeringVector
+
+
+def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
+            positions="all", operator: str = "add", condition=None, max_new_tokens: int = 10,
+            batch_size: int = 8, progress: bool = True, desc: str = "generate") -> list[dict]:
+    """Greedy predictions for ``samples``, steered by ``vector`` when given."""
+    context = (vector.apply(vlm, alpha=alpha, positions=positions, operator=operator, condition=condition)
+               if vector is not None else nullcontext())
+    records = []
+    with context:
+        for start in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch", disable=not progress,
+                          leave=False):
+            chunk = samples[start:start + batch_size]
+            texts = vlm.generate_batch(chunk, max_new_tokens=max_new_tokens).texts
+            records.extend(dict(sample, prediction=text) for sample, text in zip(chunk, texts))
+    return records
+
+
+def _row(method: str, layer: str, alpha: float, report: dict, targeted: dict) -> dict:
+    overall = targeted.get("side_effects_overall") or {}
+    return {
+        "method": method, "layer": layer, "alpha": alpha,
+        "success": targeted.get("success"),
+        "baseline_success": targeted.get("baseline_success"),
+        "side_accuracy_change": overall.get("accuracy_change"),
+        "side_unchanged": overall.get("unchanged"),
+        "accuracy": report.get("accuracy"),
+        "per_type": {k: v.get("accuracy") for k, v in report.get("per_type", {}).items()},
+    }
+
+
+def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=("mean-diff",),
+          source_answer: str = "yes", target_answer: str = "no", positions="all", operator: str = "add",
+          condition=None, normalize: bool = False, max_new_tokens: int = 5, batch_size: int = 16,
+          out: str | Path | None = None, progress: bool = True) -> list[dict]:
+    """Steer with every (method, layer, alpha) and score success against side effects.
+
+    source/target: feature stores (same selector) giving the vectors; samples: evaluation
+    questions with references. Returns one row per configuration (see ``_row``) and, with
+    ``out``, writes baseline and per-config predictions, ``sweep.json``, ``sweep.md`` and
+    ``sweep.png``.
+    """
+    from xlvlm.evaluation import targeted_report, vqa_report
+
+    samples = list(samples)
+    out = Path(out) if out else None
+    baseline = predict(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                       desc="baseline")
+    if out:
+        write_jsonl(baseline, out / "baseline.jsonl")
+    rows = []
+    configs = [(m, str(layer), float(a)) for m in methods for layer in layers for a in alphas]
+    for method, layer, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
+        vector = SteeringVector.compute(source, target, [layer], method=method)
+        if normalize:
+            vector = vector.normalized()
+        preds = predict(vlm, samples, vector, alpha=alpha, positions=positions, operator=operator,
+                        condition=condition, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                        progress=progress, desc=f"{method} L{layer} a={alpha:g}")
+        report = vqa_report(preds)
+        targeted = targeted_report(preds, source_answer, target_answer, baseline=baseline)
+        rows.append(_row(method, vector.layers[0], alpha, report, targeted))
+        if out:
+            write_jsonl(preds, out / f"pred_{method}_L{vector.layers[0]}_a{alpha:g}.jsonl")
+    if out:
+        write_sweep(rows, out, source_answer, target_answer)
+    return rows
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def sweep_table(rows: list[dict]) -> str:
+    types = sorted({t for r in rows for t in r["per_type"]})
+    header = ["method", "layer", "alpha", "success %", "side acc. change (pts)", "side unchanged %", "accuracy %"] + \
+             [f"acc {t} %" for t in types]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        change = "-" if r["side_accuracy_change"] is None else f"{100 * r['side_accuracy_change']:+.1f}"
+        cells = [r["method"], r["layer"], f"{r['alpha']:g}", _pct(r["success"]), change, _pct(r["side_unchanged"]),
+                 _pct(r["accuracy"])] + [_pct(r["per_type"].get(t)) for t in types]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    atomic_write_json(out / "sweep.json", {"source": source_answer, "target": target_answer, "rows": rows})
+    atomic_write_text(out / "sweep.md", f"Steering {source_answer} -> {target_answer}: success on "
+                      f"'{source_answer}' questions against side effects on the other answer types.\n\n"
+                      + sweep_table(rows))
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for layer in dict.fromkeys(r["layer"] for r in rows if r["method"] == method):
+            pts = [r for r in rows if r["method"] == method and r["layer"] == layer]
+            xs = [100 * (1 - (r["side_unchanged"] if r["side_unchanged"] is not None else 1)) for r in pts]
+            ys = [100 * (r["success"] or 0) for r in pts]
+            ax.plot(xs, ys, marker="o", label=f"{method} L{layer}")
+            for r, x, y in zip(pts, xs, ys):
+                ax.annotate(f"{r['alpha']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("side effects: other-type answers changed (%)")
+    ax.set_ylabel(f"success: '{source_answer}' questions answered '{target_answer}' (%)")
+    ax.set_title(f"steering {source_answer} -> {target_answer} (labels: alpha)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = out / ".sweep.png.tmp"
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    tmp.replace(out / "sweep.png")
+
+
+def load_sweep(path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise XlvlmError(f"{path}: unreadable sweep results ({exc})")
