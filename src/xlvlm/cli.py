@@ -193,6 +193,30 @@ def cmd_evaluate(args) -> None:
         atomic_write_json(args.out, result)
 
 
+def cmd_shift(args) -> None:
+    from xlvlm.shift import analyse_shift, write_shift
+
+    original, finetuned = _store(args.original), _store(args.finetuned)
+    vlm = None
+    if args.model:
+        import xlvlm
+
+        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+    result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
+                           assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
+                           seed=args.seed, vlm=vlm)
+    samples = {s["id"]: s for s in finetuned.samples}
+    paths = write_shift(result, args.out, samples)
+    summary = result.summary()
+    print(f"{summary['n_samples']} matched samples, {summary['n_concepts']} concepts at layer {result.layer}: "
+          f"shifted concepts closer (cosine) to their matched fine-tuned concept for "
+          f"{100 * summary['share_closer_by_cosine']:.0f}% of concepts "
+          f"(mean cos {summary['mean_cos_original']:.3f} -> {summary['mean_cos_shifted']:.3f})")
+    if vlm is not None:
+        print(f"words unembedded with {vlm.name}")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 def _add_model_options(p) -> None:
     p.add_argument("--model", help="hub id or local folder")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -275,6 +299,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_steer_options(p)
     p.add_argument("--out", help="output folder")
     p.set_defaults(func=cmd_steer_sweep, required=("model", "source", "target", "data", "out"))
+
+    p = sub.add_parser("shift", help="shift vectors of concepts between an original and a fine-tuned model")
+    p.add_argument("--original", help="feature store of the original model")
+    p.add_argument("--finetuned", help="feature store of the fine-tuned model (same samples)")
+    p.add_argument("--layer", help="layer present in both stores")
+    p.add_argument("--model", help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--n-concepts", type=int, default=20)
+    p.add_argument("--method", default="snmf")
+    p.add_argument("--assignment", default="activation", choices=["activation", "cosine", "l2"])
+    p.add_argument("--aggregate", default="mean", choices=["mean", "median", "trimmed-mean"])
+    p.add_argument("--alpha", type=float, default=1.0, help="shifted = original + alpha * shift")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder")
+    p.set_defaults(func=cmd_shift, required=("original", "finetuned", "layer", "out"))
 
     p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions")
     p.add_argument("--predictions", required=True, help="predictions .jsonl (from steer apply)")

@@ -1,0 +1,91 @@
+"""Figures shared by the workflows: concept grids (thumbnails + words) and bar charts.
+
+Only matplotlib's Agg backend is used (no display needed); files are written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from xlvlm.data.images import load_image
+from xlvlm.errors import XlvlmError
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
+    _pyplot().close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _thumbnail(image_path: str, size: int) -> np.ndarray:
+    try:
+        return np.asarray(load_image(image_path).resize((size, size)))
+    except XlvlmError:
+        return np.full((size, size, 3), 200, dtype=np.uint8)  # a grey tile for a missing image
+
+
+def concept_grid(panels: Sequence[Sequence[dict]], path, titles: Sequence[str] | None = None,
+                 n_images: int = 5, thumb: int = 64) -> Path:
+    """Draw concepts as rows; each row has one or more panels side by side.
+
+    panels: for each row (concept), a list of panels ``{"label", "words": [...], "images":
+    [paths]}`` (e.g. original | shifted | fine-tuned). Each panel shows ``n_images``
+    thumbnails and its words underneath.
+    """
+    plt = _pyplot()
+    n_rows = len(panels)
+    n_panels = max(len(row) for row in panels) if panels else 1
+    fig, axes = plt.subplots(n_rows, n_panels, figsize=(2.6 * n_panels * n_images / 4, 1.45 * n_rows + 0.4),
+                             squeeze=False)
+    for r, row in enumerate(panels):
+        for p in range(n_panels):
+            ax = axes[r][p]
+            ax.axis("off")
+            if p >= len(row):
+                continue
+            panel = row[p]
+            tiles = [_thumbnail(img, thumb) for img in list(panel.get("images", []))[:n_images]]
+            tiles += [np.full((thumb, thumb, 3), 255, dtype=np.uint8)] * (n_images - len(tiles))
+            strip = np.concatenate([np.pad(t, ((0, 0), (0, 3), (0, 0)), constant_values=255) for t in tiles], axis=1)
+            ax.imshow(strip)
+            words = ", ".join(panel.get("words", [])[:6])
+            ax.set_title(f"{panel.get('label', '')}", fontsize=7, loc="left")
+            ax.text(0, -0.08, words, transform=ax.transAxes, fontsize=7, va="top", wrap=True)
+            if r == 0 and titles and p < len(titles):
+                ax.annotate(titles[p], (0.5, 1.35), xycoords="axes fraction", ha="center", fontsize=9, weight="bold")
+    fig.subplots_adjust(hspace=0.8)
+    return save_figure(fig, path)
+
+
+def bar_chart(values: dict[str, Sequence[float]], path, labels: Sequence[str], ylabel: str, title: str) -> Path:
+    """Grouped bars: one group per label (e.g. concept), one bar per series in ``values``."""
+    plt = _pyplot()
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(max(5, 0.45 * n + 2), 3.2))
+    width = 0.8 / max(1, len(values))
+    x = np.arange(n)
+    for i, (name, series) in enumerate(values.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, [0 if v is None else v for v in series], width, label=name)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)

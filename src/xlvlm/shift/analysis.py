@@ -1,0 +1,262 @@
+"""Fine-tuning shift analysis (arXiv 2501.03012, "Computing Shift Vectors").
+
+Notation (one layer):
+  X_o, X_f  (M, D)  original / fine-tuned representations of the M samples present in both
+                    stores, matched by sample id
+  V         (K, D)  the original model's concepts;  W (K, D) the fine-tuned model's own
+  a(i)      concept assigned to sample i (largest activation; or nearest by cosine / L2)
+  d_i       = X_f[i] - X_o[i], the sample's shift
+  s_k       = agg_{i: a(i)=k} d_i  (mean, median or 10% trimmed mean): the shift vector
+  V'_k      = V_k + alpha * s_k: the shifted concept
+  m(k)      the fine-tuned concept matched to V_k by cosine (Hungarian algorithm)
+
+Concepts are compared at the data's scale: decompositions like semi-NMF return unit-norm
+components (the scale lives in the activations), and adding a shift measured in the data's
+units to a unit vector would be meaningless. Each concept direction is therefore scaled by the
+mean projection of its assigned samples on it (for k-means this is about the centroid's norm).
+
+Recovery per concept: cos(V_k, W_m(k)) against cos(V'_k, W_m(k)) and L2 likewise, their
+improvement and normalised improvement (the share of the gap to a perfect match that the
+shift closes), and with grounded words / MAS the intersections of V_k and V'_k with W_m(k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from xlvlm.errors import XlvlmError
+
+AGGREGATES = ("mean", "median", "trimmed-mean")
+ASSIGNMENTS = ("activation", "cosine", "l2")
+
+
+def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Rows of samples present in both stores, paired by id, in the original store's order.
+
+    Returns X_o (M, D), X_f (M, D) as float32 and the M ids.
+    """
+    def rows_by_id(store):
+        if store.manifest.get("rows_per_sample") != 1:
+            raise XlvlmError(f"store {store.path} has several rows per sample; shift analysis needs one "
+                             f"(extract with a single-token selector such as last-prompt or token:WORD)")
+        features = store.features(layer)
+        return {sid: features[i] for i, (sid, ok) in enumerate(zip(store.ids, store.present.tolist())) if ok}
+
+    o, f = rows_by_id(original), rows_by_id(finetuned)
+    ids = [sid for sid in o if sid in f]
+    if not ids:
+        raise XlvlmError(f"stores {original.path} and {finetuned.path} share no sample present in both; "
+                         f"extract both models on the same samples")
+    if o[ids[0]].shape != f[ids[0]].shape:
+        raise XlvlmError(f"hidden sizes differ: {original.path} has {o[ids[0]].shape[0]}, {finetuned.path} has "
+                         f"{f[ids[0]].shape[0]}; shift analysis compares a model with its own fine-tuned version")
+    return torch.stack([o[i] for i in ids]).float(), torch.stack([f[i] for i in ids]).float(), ids
+
+
+def _cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(P, D), (Q, D) -> (P, Q) cosine similarities."""
+    return torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
+
+
+def assign(X: torch.Tensor, components: torch.Tensor, activations: torch.Tensor | None = None,
+           how: str = "activation") -> torch.Tensor:
+    """(M,) concept index of each row: largest activation, highest cosine, or nearest (L2)."""
+    if how == "activation":
+        if activations is None:
+            raise XlvlmError("assignment 'activation' needs the activations of the samples")
+        return activations.argmax(dim=1)
+    if how == "cosine":
+        return _cosine_matrix(X, components).argmax(dim=1)
+    if how == "l2":
+        return torch.cdist(X, components).argmin(dim=1)
+    raise XlvlmError(f"unknown assignment {how!r}: use one of {ASSIGNMENTS}")
+
+
+def aggregate(shifts: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    """(n, D) per-sample shifts -> (D,) shift vector."""
+    if how == "mean":
+        return shifts.mean(0)
+    if how == "median":
+        return shifts.median(0).values
+    if how == "trimmed-mean":
+        n = shifts.shape[0]
+        cut = int(0.1 * n)
+        ordered = shifts.sort(dim=0).values
+        return ordered[cut:n - cut].mean(0) if n - 2 * cut > 0 else shifts.mean(0)
+    raise XlvlmError(f"unknown aggregate {how!r}: use one of {AGGREGATES}")
+
+
+def shift_statistics(shifts: torch.Tensor) -> dict:
+    """Coherence of one concept's per-sample shifts (n, D).
+
+    mean_pairwise_cosine: mean cos(d_i, d_j) over pairs i < j; mean_cosine_to_mean: mean
+    cos(d_i, mean d); magnitude: |mean d|; mean_pairwise_dot: mean d_i . d_j over i < j;
+    mean_dot_to_mean: mean d_i . mean d.
+    """
+    n = shifts.shape[0]
+    if n == 0:
+        return {"n": 0, "mean_pairwise_cosine": None, "mean_cosine_to_mean": None, "magnitude": None,
+                "mean_pairwise_dot": None, "mean_dot_to_mean": None}
+    mean = shifts.mean(0)
+    unit = torch.nn.functional.normalize(shifts, dim=1)
+    upper = torch.triu_indices(n, n, offset=1)
+    cos = (unit @ unit.T)[upper[0], upper[1]]
+    dots = (shifts @ shifts.T)[upper[0], upper[1]]
+    return {
+        "n": n,
+        "mean_pairwise_cosine": float(cos.mean()) if n > 1 else None,
+        "mean_cosine_to_mean": float(torch.nn.functional.cosine_similarity(shifts, mean[None], dim=1).mean()),
+        "magnitude": float(mean.norm()),
+        "mean_pairwise_dot": float(dots.mean()) if n > 1 else None,
+        "mean_dot_to_mean": float((shifts @ mean).mean()),
+    }
+
+
+def match_concepts(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(K,) index into b of each row of a: one-to-one, maximising total cosine (Hungarian)."""
+    cost = -_cosine_matrix(a, b).cpu().numpy()
+    rows, cols = linear_sum_assignment(cost)
+    match = torch.empty(a.shape[0], dtype=torch.long)
+    match[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.long)
+    return match
+
+
+def top_samples(X: torch.Tensor, concepts: torch.Tensor, top_k: int) -> list[list[int]]:
+    """MAS by cosine: for each concept (K, D), the ``top_k`` rows of X (M, D) most aligned with it."""
+    scores = _cosine_matrix(concepts, X)
+    k = min(top_k, X.shape[0])
+    return scores.topk(k, dim=1).indices.tolist()
+
+
+def at_data_scale(X: torch.Tensor, components: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(K, D) concept directions scaled by the mean projection of their assigned rows of X (M, D)."""
+    unit = torch.nn.functional.normalize(components, dim=1)
+    scaled = components.clone()
+    for k in range(components.shape[0]):
+        members = X[labels == k]
+        if members.shape[0]:
+            scaled[k] = unit[k] * (members @ unit[k]).mean()
+    return scaled
+
+
+def _intersection(a: list, b: list) -> float | None:
+    if not a or not b:
+        return None
+    return len(set(a) & set(b)) / min(len(a), len(b))
+
+
+def recovery(original: torch.Tensor, shifted: torch.Tensor, finetuned_matched: torch.Tensor) -> list[dict]:
+    """Per concept: how much closer the shifted concept is to its matched fine-tuned concept.
+
+    cos_* and l2_* for original and shifted; improvement = shifted minus original (cosine) or
+    original minus shifted (L2); normalised: cosine improvement / (1 - cos_original), L2
+    improvement / l2_original (1 means the shift closes the whole gap).
+    """
+    cos = torch.nn.functional.cosine_similarity
+    rows = []
+    for v, s, w in zip(original, shifted, finetuned_matched):
+        c0, c1 = float(cos(v, w, dim=0)), float(cos(s, w, dim=0))
+        l0, l1 = float((v - w).norm()), float((s - w).norm())
+        rows.append({
+            "cos_original": c0, "cos_shifted": c1, "cos_improvement": c1 - c0,
+            "cos_improvement_normalised": (c1 - c0) / (1 - c0) if 1 - c0 > 1e-12 else 0.0,
+            "l2_original": l0, "l2_shifted": l1, "l2_improvement": l0 - l1,
+            "l2_improvement_normalised": (l0 - l1) / l0 if l0 > 1e-12 else 0.0,
+        })
+    return rows
+
+
+@dataclass
+class ShiftResult:
+    """Everything ``analyse_shift`` computed (shapes: K concepts, M matched samples, D)."""
+
+    layer: str
+    ids: list[str]
+    original: object            # ConceptDictionary learnt on X_o
+    finetuned: object           # ConceptDictionary learnt on X_f
+    assignment: torch.Tensor    # (M,) concept of each matched sample
+    shift_vectors: torch.Tensor  # (K, D)
+    original_concepts: torch.Tensor  # (K, D) original concepts at the data's scale
+    shifted_concepts: torch.Tensor  # (K, D) original_concepts + alpha * shift_vectors
+    finetuned_concepts: torch.Tensor  # (K, D) fine-tuned concepts at the data's scale (unmatched order)
+    match: torch.Tensor         # (K,) fine-tuned concept matched to each original concept
+    recovery: list[dict]
+    stats: list[dict]
+    mas: dict = field(default_factory=dict)       # original / shifted / finetuned: K lists of sample indices
+    words: dict = field(default_factory=dict)     # original / shift / shifted / finetuned: K word lists
+    settings: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        improved = [r["cos_shifted"] > r["cos_original"] for r in self.recovery]
+        return {"n_concepts": len(self.recovery), "n_samples": len(self.ids),
+                "share_closer_by_cosine": sum(improved) / max(1, len(improved)),
+                "mean_cos_original": sum(r["cos_original"] for r in self.recovery) / max(1, len(self.recovery)),
+                "mean_cos_shifted": sum(r["cos_shifted"] for r in self.recovery) / max(1, len(self.recovery))}
+
+
+def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, method: str = "snmf",
+                  assignment: str = "activation", aggregate_by: str = "mean", alpha: float = 1.0,
+                  original_concepts=None, seed: int = 0, top_k_samples: int = 10, vlm=None,
+                  top_k_words: int = 10, words_vocabulary=None, **method_options) -> ShiftResult:
+    """Shift vectors of the original model's concepts under fine-tuning, and their recovery.
+
+    vlm: when given (the fine-tuned model, as the paper unembeds with it), concepts, shift
+    vectors and shifted concepts are grounded in words and word intersections are reported.
+    """
+    from xlvlm.concepts import learn_concepts
+
+    if aggregate_by not in AGGREGATES:
+        raise XlvlmError(f"unknown aggregate {aggregate_by!r}: use one of {AGGREGATES}")
+    key = original_store.layer_key(layer)
+    finetuned_store.layer_key(key)
+    X_o, X_f, ids = matched_features(original_store, finetuned_store, key)
+    if original_concepts is None:
+        original = learn_concepts(X_o, method=method, n_concepts=n_concepts, seed=seed, **method_options)
+        activations = original.activations
+    else:
+        original = original_concepts
+        activations = original.transform(X_o)
+    directions = original.components.float().cpu()
+    K = directions.shape[0]
+    labels = assign(X_o, directions, activations.cpu(), how=assignment)
+    V = at_data_scale(X_o, directions, labels)
+    shifts = X_f - X_o
+    shift_vectors = torch.zeros_like(V)
+    stats = []
+    for k in range(K):
+        mine = shifts[labels == k]
+        if mine.shape[0]:
+            shift_vectors[k] = aggregate(mine, aggregate_by)
+        stats.append(shift_statistics(mine))
+    shifted = V + alpha * shift_vectors
+    finetuned = learn_concepts(X_f, method=getattr(original, "method", method), n_concepts=K, seed=seed,
+                               **method_options)
+    W_directions = finetuned.components.float().cpu()
+    W = at_data_scale(X_f, W_directions, assign(X_f, W_directions, finetuned.activations.cpu(), how=assignment))
+    match = match_concepts(V, W)
+    rec = recovery(V, shifted, W[match])
+    mas = {"original": top_samples(X_o, V, top_k_samples), "shifted": top_samples(X_f, shifted, top_k_samples),
+           "finetuned": [top_samples(X_f, W, top_k_samples)[m] for m in match.tolist()]}
+    for k, row in enumerate(rec):
+        row["mas_original_vs_finetuned"] = _intersection(mas["original"][k], mas["finetuned"][k])
+        row["mas_shifted_vs_finetuned"] = _intersection(mas["shifted"][k], mas["finetuned"][k])
+    words = {}
+    if vlm is not None:
+        from xlvlm.concepts.text import ground_text
+
+        def ground(vectors):
+            return ground_text(vlm, vectors, top_k=top_k_words, vocabulary=words_vocabulary)
+
+        words = {"original": ground(V), "shift": ground(shift_vectors), "shifted": ground(shifted),
+                 "finetuned": ground(W[match]), "unembedding": vlm.name}
+        for k, row in enumerate(rec):
+            row["words_original_vs_finetuned"] = _intersection(words["original"][k], words["finetuned"][k])
+            row["words_shifted_vs_finetuned"] = _intersection(words["shifted"][k], words["finetuned"][k])
+    settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", method), "assignment": assignment,
+                "aggregate": aggregate_by, "alpha": alpha, "seed": seed,
+                "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path)}
+    return ShiftResult(key, ids, original, finetuned, labels, shift_vectors, V, shifted, W, match, rec, stats, mas,
+                       words, settings)

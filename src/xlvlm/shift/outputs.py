@@ -1,0 +1,53 @@
+"""Writing a shift analysis: JSON results, safetensors tensors, figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xlvlm.figures import bar_chart, concept_grid
+from xlvlm.io import atomic_save_tensors, atomic_write_json
+
+
+def write_shift(result, out, samples_by_id: dict | None = None) -> dict:
+    """Write ``shift.json``, ``shift.safetensors``, ``shift_grid.png``, ``shift_recovery.png``
+    and ``shift_coherence.png`` into ``out``. Returns the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    K = len(result.recovery)
+    atomic_save_tensors(out / "shift.safetensors", {
+        "shift_vectors": result.shift_vectors, "shifted_concepts": result.shifted_concepts,
+        "original_concepts": result.original_concepts, "finetuned_concepts": result.finetuned_concepts,
+        "match": result.match, "assignment": result.assignment,
+    })
+    per_concept = [{"concept": k, "matched_finetuned": int(result.match[k]), **result.recovery[k],
+                    "stats": result.stats[k],
+                    **{f"words_{name}": result.words[name][k] for name in ("original", "shift", "shifted", "finetuned")
+                       if name in result.words},
+                    **{f"mas_{name}": [result.ids[i] for i in result.mas[name][k]] for name in result.mas}}
+                   for k in range(K)]
+    atomic_write_json(out / "shift.json", {"settings": result.settings, "summary": result.summary(),
+                                           "unembedding": result.words.get("unembedding"),
+                                           "concepts": per_concept})
+    paths = {"json": out / "shift.json", "tensors": out / "shift.safetensors"}
+    labels = [f"c{k}" for k in range(K)]
+    paths["recovery"] = bar_chart({"cos(original, ft)": [r["cos_original"] for r in result.recovery],
+                                   "cos(shifted, ft)": [r["cos_shifted"] for r in result.recovery]},
+                                  out / "shift_recovery.png", labels, "cosine to matched fine-tuned concept",
+                                  "Recovery: shifted concepts vs original, against the fine-tuned concepts")
+    paths["coherence"] = bar_chart({"mean pairwise cos of shifts": [s["mean_pairwise_cosine"] for s in result.stats],
+                                    "mean cos to mean shift": [s["mean_cosine_to_mean"] for s in result.stats]},
+                                   out / "shift_coherence.png", labels, "cosine",
+                                   "Coherence of the per-sample shifts of each concept")
+    if samples_by_id:
+        def images(name, k):
+            return [samples_by_id[result.ids[i]]["image"] for i in result.mas[name][k] if result.ids[i] in samples_by_id]
+
+        def words(name, k):
+            return result.words.get(name, [[]] * K)[k]
+
+        rows = [[{"label": f"c{k} original", "words": words("original", k), "images": images("original", k)},
+                 {"label": f"c{k} shifted", "words": words("shifted", k), "images": images("shifted", k)},
+                 {"label": f"ft c{int(result.match[k])} (matched)", "words": words("finetuned", k),
+                  "images": images("finetuned", k)}] for k in range(K)]
+        paths["grid"] = concept_grid(rows, out / "shift_grid.png", titles=["original", "shifted", "fine-tuned"])
+    return paths

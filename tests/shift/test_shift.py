@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+
+import xlvlm
+from xlvlm.cli import main
+from xlvlm.errors import XlvlmError
+from xlvlm.shift import analyse_shift, matched_features, shift_statistics
+from xlvlm.shift.analysis import recovery
+
+
+def _planted(n_per=30, k=4, d=16, seed=0):
+    """Clusters around k directions; fine-tuned = original + a per-cluster shift (no noise)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(k, d, generator=g) * 4
+    shifts = torch.randn(k, d, generator=g)
+    labels = torch.arange(k).repeat_interleave(n_per)
+    X_o = centres[labels] * (1 + 0.2 * torch.rand(len(labels), 1, generator=g)) + 0.3 * torch.randn(len(labels), d, generator=g)
+    X_f = X_o + shifts[labels]
+    return X_o, X_f, labels, shifts
+
+
+def _stores(tmp_path, X_o, X_f, order=None, absent_o=(), absent_f=()):
+    n = X_o.shape[0]
+    ids = [f"q{i}" for i in range(n)]
+    order = list(range(n)) if order is None else order
+    o = xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X_o}, [{"id": i, "present": i not in absent_o} for i in ids])
+    f = xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X_f[order]},
+                                        [{"id": ids[j], "present": ids[j] not in absent_f} for j in order])
+    return o, f
+
+
+@pytest.mark.parametrize("method", ["kmeans", "snmf"])
+def test_planted_shift_vectors_are_recovered(method, tmp_path):
+    X_o, X_f, labels, shifts = _planted()
+    o, f = _stores(tmp_path, X_o, X_f)
+    res = analyse_shift(o, f, layer=1, n_concepts=4, method=method)
+    for k in range(4):
+        members = labels[res.assignment == k]
+        assert members.numel() > 0 and (members == members[0]).all()  # one planted cluster per concept
+        torch.testing.assert_close(res.shift_vectors[k], shifts[members[0]], rtol=0, atol=1e-5)
+    torch.testing.assert_close(res.shifted_concepts, res.original_concepts + res.shift_vectors)
+    assert res.summary()["share_closer_by_cosine"] >= 0.75
+
+
+def test_sample_matching_with_different_orders_and_present_masks(tmp_path):
+    X_o, X_f, _, _ = _planted(n_per=5, k=2, d=4)
+    order = list(range(9, -1, -1))
+    o, f = _stores(tmp_path, X_o, X_f, order=order, absent_o={"q1"}, absent_f={"q2", "q7"})
+    a, b, ids = matched_features(o, f, "1")
+    assert ids == [f"q{i}" for i in range(10) if i not in (1, 2, 7)]
+    torch.testing.assert_close(a, X_o[[int(i[1:]) for i in ids]])
+    torch.testing.assert_close(b, X_f[[int(i[1:]) for i in ids]])
+
+
+def test_statistics_and_recovery_by_hand():
+    d = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    stats = shift_statistics(d)
+    # pairwise cos: (0, 1/sqrt2, 1/sqrt2) -> mean sqrt2/3; mean shift (2/3, 2/3)
+    assert stats["mean_pairwise_cosine"] == pytest.approx(2 ** 0.5 / 3)
+    assert stats["magnitude"] == pytest.approx((8 / 9) ** 0.5)
+    assert stats["mean_cosine_to_mean"] == pytest.approx((2 / 2 ** 0.5 + 1) / 3)
+    assert stats["mean_pairwise_dot"] == pytest.approx((0 + 1 + 1) / 3)
+    assert stats["mean_dot_to_mean"] == pytest.approx((2 / 3 + 2 / 3 + 4 / 3) / 3)
+    rec = recovery(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0, 2.0]]))[0]
+    assert rec["cos_original"] == pytest.approx(0.0) and rec["cos_shifted"] == pytest.approx(2 ** -0.5)
+    assert rec["cos_improvement_normalised"] == pytest.approx(2 ** -0.5)
+    assert rec["l2_original"] == pytest.approx(5 ** 0.5) and rec["l2_shifted"] == pytest.approx(2 ** 0.5)
+    assert rec["l2_improvement_normalised"] == pytest.approx(1 - (2 / 5) ** 0.5)
+
+
+def test_shift_errors(tmp_path):
+    X = torch.randn(6, 4)
+    o = xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X}, [{"id": f"a{i}"} for i in range(6)])
+    f = xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X}, [{"id": f"b{i}"} for i in range(6)])
+    with pytest.raises(XlvlmError, match="share no sample"):
+        analyse_shift(o, f, layer=1, n_concepts=2)
+    with pytest.raises(XlvlmError, match="not in store"):
+        analyse_shift(o, f, layer=3, n_concepts=2)
+
+
+def test_shift_command_writes_results_and_figures(tmp_path, samples, capsys):
+    X_o, X_f, _, _ = _planted(n_per=4, k=2, d=8)
+    rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(8)]
+    xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X_o}, rows)
+    xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X_f}, rows)
+    code = main(["shift", "--original", str(tmp_path / "o"), "--finetuned", str(tmp_path / "f"), "--layer", "1",
+                 "--n-concepts", "2", "--method", "kmeans", "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "out" / "shift.json").read_text())
+    assert len(result["concepts"]) == 2 and "stats" in result["concepts"][0]
+    for name in ("shift_grid.png", "shift_recovery.png", "shift_coherence.png", "shift.safetensors"):
+        assert (tmp_path / "out" / name).stat().st_size > 500
