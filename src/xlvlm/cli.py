@@ -193,6 +193,25 @@ def cmd_evaluate(args) -> None:
         atomic_write_json(args.out, result)
 
 
+def cmd_concepts(args) -> None:
+    from xlvlm.concepts.workflow import run_concepts
+
+    store = _store(args.features)
+    vlm = None
+    if args.model:
+        import xlvlm
+
+        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+    summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
+                           top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
+                           text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet)
+    for concept in summary["concepts"]:
+        print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
+    for name, value in summary["metrics"].items():
+        print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
+    print(f"wrote {args.out}/concepts.json, concept_grid.png, dictionary/")
+
+
 def cmd_shift(args) -> None:
     from xlvlm.shift import analyse_shift, write_shift
 
@@ -299,6 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_steer_options(p)
     p.add_argument("--out", help="output folder")
     p.set_defaults(func=cmd_steer_sweep, required=("model", "source", "target", "data", "out"))
+
+    p = sub.add_parser("concepts", help="learn, ground and evaluate a concept dictionary from a feature store")
+    p.add_argument("--features", help="feature store")
+    p.add_argument("--layer", help="layer in the store")
+    p.add_argument("--method", default="snmf", help="snmf, nndl, kmeans, pca, nmf, simple, topk-sae")
+    p.add_argument("--n-concepts", type=int, default=20)
+    p.add_argument("--model", help="the model (for words, scores and heatmaps); without it, no text grounding")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--top-words", type=int, default=10)
+    p.add_argument("--top-samples", type=int, default=20, help="most-activating samples per concept")
+    p.add_argument("--clip-model", help="CLIP model (hub id or folder) for CLIPScore")
+    p.add_argument("--no-text-similarity", action="store_true", help="skip the sentence-encoder score")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", help="output folder")
+    p.set_defaults(func=cmd_concepts, required=("features", "layer", "out"))
 
     p = sub.add_parser("shift", help="shift vectors of concepts between an original and a fine-tuned model")
     p.add_argument("--original", help="feature store of the original model")

