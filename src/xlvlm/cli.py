@@ -14,6 +14,15 @@ from pathlib import Path
 from xlvlm.errors import XlvlmError
 
 
+def _record_command(args, folder) -> None:
+    """Write the command that produced a stage's folder next to its outputs (the report shows it)."""
+    import shlex
+
+    from xlvlm.io import atomic_write_text
+
+    atomic_write_text(Path(folder) / "command.txt", "xlvlm " + shlex.join(args.argv) + "\n")
+
+
 def _layers(text: str) -> list:
     return [part.strip() for part in str(text).split(",") if part.strip()]
 
@@ -90,6 +99,13 @@ def cmd_extract(args) -> None:
     print(f"wrote {store.path}: {len(store)} samples, layers {', '.join(store.layers)}, selector {store.selector}"
           + (f", {absent} without a match (present: false)" if absent else "")
           + (f", {skipped} skipped (bad images, listed in the manifest)" if skipped else ""))
+
+
+def cmd_report(args) -> None:
+    from xlvlm.report import build_report
+
+    path = build_report(args.run_dir)
+    print(f"wrote {path}")
 
 
 def cmd_demo(args) -> None:
@@ -178,6 +194,7 @@ def cmd_steer_sweep(args) -> None:
                  operator=args.operator, condition=_condition(args), normalize=args.normalize,
                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
                  progress=not args.quiet)
+    _record_command(args, args.out)
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png")
 
@@ -209,6 +226,7 @@ def cmd_concepts(args) -> None:
         print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
     for name, value in summary["metrics"].items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
+    _record_command(args, args.out)
     print(f"wrote {args.out}/concepts.json, concept_grid.png, dictionary/")
 
 
@@ -226,6 +244,7 @@ def cmd_shift(args) -> None:
                            seed=args.seed, vlm=vlm)
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples)
+    _record_command(args, args.out)
     summary = result.summary()
     print(f"{summary['n_samples']} matched samples, {summary['n_concepts']} concepts at layer {result.layer}: "
           f"shifted concepts closer (cosine) to their matched fine-tuned concept for "
@@ -362,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the result as JSON")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("report", help="build RUN_DIR/report.html from the stages a run folder holds")
+    p.add_argument("run_dir", help="run folder")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("demo", help="run every workflow end to end on a small model")
     p.add_argument("--out", default="runs/demo", help="run folder (reused by a second run)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -373,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         if args.command == "steer":

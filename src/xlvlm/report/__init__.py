@@ -1,0 +1,5 @@
+"""The HTML report."""
+
+from xlvlm.report.html import build_report
+
+__all__ = ["build_report"]
