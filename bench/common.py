@@ -1,0 +1,121 @@
+"""Shared set-up for the benchmarks: a LLaVA-shaped model with random weights, wrapped in the
+project's own adapter, and easy-VQA images as inputs.
+
+Speed depends on shapes, not weight values, so a random-weight model of LLaVA-1.5-7B's shape
+times like the real one. Shapes:
+  tiny      the test-suite size (CPU, seconds)
+  small     hidden 512, 8 layers, 576 image tokens from 336 px / 14 px patches (CPU, minutes)
+  llava-7b  LLaVA-1.5-7B: hidden 4096, 32 layers, CLIP ViT-L/14-336 (GPU, fp16)
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+SHAPES = {
+    "tiny": dict(text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                           num_key_value_heads=4),
+                 vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                             image_size=56, patch_size=14)),
+    "small": dict(text=dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8,
+                            num_key_value_heads=8),
+                  vision=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=336, patch_size=14)),
+    "llava-7b": dict(text=dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                               num_attention_heads=32, num_key_value_heads=32, rms_norm_eps=1e-5),
+                     vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                 num_attention_heads=16, image_size=336, patch_size=14)),
+}
+
+
+def build_vlm(shape: str, device: str, dtype: torch.dtype, seed: int = 0):
+    """A LLaVA of the given shape with random weights, built directly on ``device``."""
+    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    from xlvlm.models.llava import LlavaVLM
+    from xlvlm.testing.tiny import LLAVA_CHAT_TEMPLATE, tiny_vocabulary, train_word_tokenizer
+
+    spec = SHAPES[shape]
+    tokenizer = train_word_tokenizer(tiny_vocabulary(), ["<unk>", "<pad>", "<s>", "</s>", "<image>"])
+    text = LlamaConfig(vocab_size=32064, max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **spec["text"])
+    vision = CLIPVisionConfig(projection_dim=768, **spec["vision"])
+    n_image = (spec["vision"]["image_size"] // spec["vision"]["patch_size"]) ** 2
+    config = LlavaConfig(text_config=text, vision_config=vision, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-2, vision_feature_select_strategy="default", image_seq_length=n_image)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
+    model.eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    size = spec["vision"]["image_size"]
+    processor = LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": size},
+                                                                     crop_size={"height": size, "width": size}),
+                               tokenizer=tokenizer, patch_size=spec["vision"]["patch_size"],
+                               vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
+                               num_additional_image_tokens=1)
+    return LlavaVLM(model, processor, f"random-{shape}")
+
+
+def samples(n: int) -> list[dict]:
+    from xlvlm.data import load_samples
+
+    return load_samples("easyvqa:test")[:n]
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class Timer:
+    def __init__(self, device: str):
+        self.device = device
+
+    def __enter__(self):
+        sync(self.device)
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        sync(self.device)
+        self.seconds = time.perf_counter() - self.start
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {threads} torch threads, {gpu}, torch {torch.__version__}"
+
+
+def append_results(section: str, lines: list[str]) -> None:
+    """Append a dated block under a section heading of bench/RESULTS.md."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEvery number here comes from a run of the script named in its section.\n"
+    block = f"\n### {section}, {date.today().isoformat()}\n\nMachine: {machine()}\n\n" + "\n".join(lines) + "\n"
+    RESULTS.write_text(text.rstrip("\n") + "\n" + block)
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return "?"
