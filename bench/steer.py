@@ -1,0 +1,69 @@
+"""Steering overhead: batched generation with a steering vector applied vs not, same model,
+batch and inputs, alternating runs (median of ``--repeats`` each).
+
+    python bench/steer.py --shape small                   # CPU
+    python bench/steer.py --shape llava-7b --device cuda  # GPU, fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Timer, append_results, build_vlm, git_revision, samples  # noqa: E402
+
+from xlvlm.steer import SteeringVector  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", default="small", choices=["tiny", "small", "llava-7b"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--new-tokens", type=int, default=25)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    gpu = args.device.startswith("cuda")
+    vlm = build_vlm(args.shape, args.device, torch.float16 if gpu else torch.float32)
+    vlm.model.generation_config.min_new_tokens = args.new_tokens
+    rows = samples(args.batch_size or (16 if gpu else 8))
+    layer = str(vlm.num_layers // 2)
+    vector = SteeringVector({layer: torch.randn(vlm.hidden_size) * 0.01})
+    configs = {"off": None, "add, all positions": dict(positions="all"),
+               "add, generated only": dict(positions="generated")}
+
+    def run(config):
+        if config is None:
+            vlm.generate_batch(rows, max_new_tokens=args.new_tokens)
+        else:
+            with vector.apply(vlm, alpha=1.0, **config):
+                vlm.generate_batch(rows, max_new_tokens=args.new_tokens)
+
+    for config in configs.values():
+        run(config)  # warm-up
+    times = {name: [] for name in configs}
+    for _ in range(args.repeats):
+        for name, config in configs.items():
+            with Timer(args.device) as t:
+                run(config)
+            times[name].append(t.seconds)
+    base = statistics.median(times["off"])
+    lines = [f"`python bench/steer.py --shape {args.shape} --device {args.device}` (commit {git_revision()}); batch "
+             f"{len(rows)}, {args.new_tokens} new tokens, layer {layer}, median of {args.repeats} alternating runs",
+             "", "| steering | seconds per batch | overhead |", "|---|---|---|"]
+    for name in configs:
+        median = statistics.median(times[name])
+        lines.append(f"| {name} | {median:.3f} | {100 * (median / base - 1):+.1f}% |")
+    print("\n".join(lines))
+    if args.write:
+        append_results(f"steer, shape {args.shape}, {args.device}", lines)
+
+
+if __name__ == "__main__":
+    main()
