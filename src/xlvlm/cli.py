@@ -42,7 +42,22 @@ def _load_config(path: str | None) -> dict:
         raise XlvlmError(f"{file}: malformed YAML ({str(exc).splitlines()[0]})")
     if not isinstance(data, dict):
         raise XlvlmError(f"{file}: expected a mapping of option: value")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    return {str(k).replace("-", "_"): _expand(v, file) for k, v in data.items()}
+
+
+def _expand(value, file: Path):
+    """${VAR} in string values comes from the environment (recipes take data paths this way)."""
+    import os
+    import re
+
+    if isinstance(value, list):
+        return ",".join(str(_expand(v, file)) for v in value)
+    if not isinstance(value, str):
+        return value
+    missing = [name for name in re.findall(r"\$\{(\w+)\}", value) if name not in os.environ]
+    if missing:
+        raise XlvlmError(f"{file}: environment variable {missing[0]} is not set (used in {value!r}); export it first")
+    return os.path.expandvars(value)
 
 
 def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:
@@ -277,7 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("extract", help="record hidden states of chosen tokens into a feature store")
-    p.add_argument("--config", help="YAML file with options (command-line flags win)")
     p.add_argument("--model", required=False, help="hub id or local folder")
     add_data_options(p)
     p.add_argument("--layers", default="final", help="comma list: block indices (negatives from the end), "
@@ -372,14 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_shift, required=("original", "finetuned", "layer", "out"))
 
     p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions")
-    p.add_argument("--predictions", required=True, help="predictions .jsonl (from steer apply)")
+    p.add_argument("--predictions", help="predictions .jsonl (from steer apply)")
     p.add_argument("--task", default="vqa", choices=["vqa", "caption"])
     p.add_argument("--baseline", help="unsteered predictions on the same samples (for side effects)")
     p.add_argument("--source", help="answer or answer type steered away from (targeted report)")
     p.add_argument("--target", help="answer steered towards (targeted report)")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
     p.add_argument("--out", help="also write the result as JSON")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, required=("predictions",))
 
     p = sub.add_parser("report", help="build RUN_DIR/report.html from the stages a run folder holds")
     p.add_argument("run_dir", help="run folder")
@@ -389,7 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run folder (reused by a second run)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+    for leaf in _leaf_parsers(parser):
+        if not any("--config" in action.option_strings for action in leaf._actions):
+            leaf.add_argument("--config", help="YAML file with options (command-line flags win; ${VAR} from the environment)")
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                has_children = any(isinstance(a, argparse._SubParsersAction) for a in child._actions)
+                yield from (_leaf_parsers(child) if has_children else [child])
 
 
 def main(argv: list[str] | None = None) -> int:
