@@ -1,0 +1,64 @@
+"""The report in a real browser: every figure decodes and the page requests nothing.
+
+Needs Debian's chromium (.ci/run installs it); the page is checked by a script injected into a
+copy of the report, which lists the images' decode state and every resource the page fetched
+(performance API). Chromium's own background traffic is not the page's and is not counted.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+import xlvlm
+from xlvlm.cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PROBE = """<script>window.addEventListener('load', () => {
+  const images = [...document.images].map(i => ({ok: i.complete && i.naturalWidth > 0, alt: i.alt}));
+  const resources = performance.getEntriesByType('resource').map(e => e.name);
+  document.body.insertAdjacentHTML('beforeend', '<pre id=' + '"probe">' + JSON.stringify({images, resources}) + '</' + 'pre>');
+});</script>"""
+
+
+def _probe(page, tmp_path):
+    copy = tmp_path / "probe.html"
+    copy.write_text(page.replace("</body>", PROBE + "</body>"))
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, result.stderr[-500:]
+    return json.loads(found.group(1).replace("&quot;", '"'))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
+def test_report_figures_load_and_nothing_is_requested(tmp_path, samples):
+    g = torch.Generator().manual_seed(0)
+    rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(12)]
+    X = torch.randn(12, 6, generator=g).abs()
+    xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X}, rows)
+    xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X + 0.5}, rows)
+    run = tmp_path / "run"
+    assert main(["concepts", "--features", str(tmp_path / "o"), "--layer", "1", "--method", "kmeans", "--n-concepts", "3",
+                 "--out", str(run / "concepts"), "--quiet"]) == 0
+    assert main(["shift", "--original", str(tmp_path / "o"), "--finetuned", str(tmp_path / "f"), "--layer", "1",
+                 "--n-concepts", "3", "--method", "kmeans", "--out", str(run / "shift")]) == 0
+    assert main(["report", str(run)]) == 0
+    result = _probe((run / "report.html").read_text(), tmp_path)
+    assert len(result["images"]) >= 4 and all(image["ok"] for image in result["images"]), result["images"]
+    assert result["resources"] == []
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
+def test_probe_sees_a_broken_image_and_a_request(tmp_path):
+    """The probe itself can fail: a remote image is both a request and a figure that did not load."""
+    page = '<html><body><img alt="remote" src="http://127.0.0.1:9/x.png"></body></html>'
+    result = _probe(page, tmp_path)
+    assert result["images"] == [{"ok": False, "alt": "remote"}]
+    assert result["resources"] == ["http://127.0.0.1:9/x.png"]
