@@ -1,0 +1,24 @@
+"""Concept dictionaries: decompose recorded features Z (N, D) ~= U (N, K) V (K, D), then
+ground and measure the concepts. The decomposition methods, image grounding (MAS) and the
+metrics here need no model.
+
+    cd = learn_concepts(Z, method="snmf", n_concepts=20)   # .components (K, D), .activations (N, K)
+    mas = ground_images(cd.activations, store.samples)     # K lists of sample indices
+"""
+
+from xlvlm.concepts.dictionary import ConceptDictionary
+from xlvlm.concepts.images import ground_images
+from xlvlm.concepts.learn import learn_concepts
+from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
+from xlvlm.concepts.registry import METHODS
+
+__all__ = [
+    "ConceptDictionary",
+    "METHODS",
+    "dead_concepts",
+    "ground_images",
+    "learn_concepts",
+    "overlap",
+    "reconstruction_r2",
+    "sparsity",
+]

@@ -1,0 +1,171 @@
+"""ConceptDictionary: a learned concept basis, its training activations, and how to use it.
+
+Notation: Z (N, D) features, V = components (K, D), U = activations (N, K).
+
+Saved as a folder holding ``concepts.safetensors`` (components, activations and any
+method state, float32) and ``concepts.json`` (method, parameters, fit diagnostics, shapes and
+the SHA-256 of the tensor file). Both are written atomically, tensors first, so the JSON is
+the commit mark: a folder whose JSON names another tensor file content is refused on load.
+No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from xlvlm.concepts._validate import as_features
+from xlvlm.errors import XlvlmError
+from xlvlm.io import atomic_save_tensors, atomic_write_json
+
+FORMAT = "xlvlm.concepts"
+VERSION = 1
+TENSORS_FILE = "concepts.safetensors"
+META_FILE = "concepts.json"
+
+
+class ConceptDictionary:
+    """A concept dictionary learned by :func:`xlvlm.concepts.learn_concepts`.
+
+    components: (K, D) float32, one concept direction per row;
+    activations: (N, K) float32, the training rows' codes (what ``transform`` gives for them);
+    method: the method's name; params: every option used, with ``n_concepts`` and ``seed``;
+    state: extra tensors the method's encoder/decoder needs (e.g. the PCA mean (D,));
+    info: fit diagnostics (iterations, convergence, final objective), JSON values.
+    """
+
+    def __init__(
+        self,
+        components: torch.Tensor,
+        activations: torch.Tensor,
+        method: str,
+        params: dict[str, Any],
+        state: dict[str, torch.Tensor] | None = None,
+        info: dict[str, Any] | None = None,
+    ):
+        self.components = components
+        self.activations = activations
+        self.method = method
+        self.params = params
+        self.state = state if state is not None else {}
+        self.info = info if info is not None else {}
+
+    @property
+    def n_concepts(self) -> int:
+        return self.components.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.components.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.components.device
+
+    def __repr__(self) -> str:
+        return (
+            f"ConceptDictionary(method={self.method!r}, n_concepts={self.n_concepts}, "
+            f"n_features={self.n_features}, n_samples={self.activations.shape[0]})"
+        )
+
+    def _method(self):
+        from xlvlm.concepts.registry import get_method  # the registry imports every method module
+
+        return get_method(self.method)
+
+    def transform(self, X) -> torch.Tensor:
+        """Codes of new rows with the components fixed: X (N', D) -> (N', K), float32.
+
+        Computed on the dictionary's device. For the training rows this gives back
+        ``activations`` (up to the solver's tolerance for the iterative methods).
+        """
+        Z = as_features(X, device=self.device)
+        if Z.shape[1] != self.n_features:
+            raise XlvlmError(
+                f"X has {Z.shape[1]} features but the dictionary was learned on {self.n_features}; "
+                "use features from the same layer and model"
+            )
+        with torch.no_grad():
+            return self._method().encode(Z, self.components, self.state, self.params)
+
+    def inverse_transform(self, activations) -> torch.Tensor:
+        """Reconstruction in feature space: activations (N', K) -> (N', D), float32."""
+        U = as_features(activations, device=self.device, name="activations")
+        if U.shape[1] != self.n_concepts:
+            raise XlvlmError(f"activations have {U.shape[1]} columns; this dictionary has {self.n_concepts} concepts")
+        with torch.no_grad():
+            return self._method().decode(U, self.components, self.state, self.params)
+
+    def to(self, device) -> "ConceptDictionary":
+        """A copy with every tensor on ``device``."""
+        return ConceptDictionary(
+            self.components.to(device), self.activations.to(device), self.method, dict(self.params),
+            {k: v.to(device) for k, v in self.state.items()}, dict(self.info),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the folder ``path`` (created if needed); returns it. Atomic per file."""
+        folder = Path(path)
+        if folder.exists() and not folder.is_dir():
+            raise XlvlmError(f"{folder} exists and is not a folder; give a folder path to save the dictionary in")
+        tensors = {"components": self.components, "activations": self.activations}
+        tensors.update({f"state.{name}": value for name, value in self.state.items()})
+        atomic_save_tensors(folder / TENSORS_FILE, tensors)
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "method": self.method,
+            "params": self.params,
+            "info": self.info,
+            "n_concepts": self.n_concepts,
+            "n_features": self.n_features,
+            "n_samples": int(self.activations.shape[0]),
+            "tensors_sha256": _sha256(folder / TENSORS_FILE),
+        }
+        atomic_write_json(folder / META_FILE, meta)
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path, device=None) -> "ConceptDictionary":
+        """Read a folder written by :meth:`save` (or either file in it); tensors on ``device`` (CPU)."""
+        folder = Path(path)
+        if folder.is_file():
+            folder = folder.parent
+        meta_path, tensor_path = folder / META_FILE, folder / TENSORS_FILE
+        if not meta_path.is_file() or not tensor_path.is_file():
+            raise XlvlmError(f"{folder}: no saved concept dictionary ({META_FILE} + {TENSORS_FILE}); check the path")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise XlvlmError(f"{meta_path}: not valid JSON ({exc}); save the dictionary again")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise XlvlmError(f"{meta_path}: not an xlvlm concept dictionary; check the path")
+        if meta.get("version", 0) > VERSION:
+            raise XlvlmError(f"{meta_path}: format version {meta['version']} is newer than this xlvlm; upgrade xlvlm")
+        if meta.get("tensors_sha256") != _sha256(tensor_path):
+            raise XlvlmError(f"{tensor_path}: does not match {META_FILE} (interrupted save?); save the dictionary again")
+        try:
+            tensors = load_file(str(tensor_path), device="cpu")
+        except (SafetensorError, OSError) as exc:
+            raise XlvlmError(f"{tensor_path}: unreadable ({exc}); save the dictionary again")
+        # Fresh (64-byte aligned) copies: safetensors hands out views at the file's offsets, and
+        # BLAS kernels round differently on misaligned data, so a loaded dictionary would
+        # transform to codes a few ulps away from the saved one's.
+        tensors = {name: t.clone() for name, t in tensors.items()}
+        state = {name[len("state."):]: t for name, t in tensors.items() if name.startswith("state.")}
+        loaded = cls(tensors["components"], tensors["activations"], meta["method"], meta["params"], state, meta["info"])
+        return loaded.to(device) if device is not None else loaded
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,93 @@
+"""TopK sparse autoencoder concepts (Makhzani & Frey 2013; Gao et al. 2024), beyond the paper.
+
+Notation: Z (N, D) features, s a scalar scale, b (D,) decoder bias, W (K, D) encoder,
+c (K,) encoder bias, V (K, D) decoder rows = components (unit norm), U (N, K) activations.
+
+    X = Z / s                                   (s = RMS row norm / sqrt(D): entries O(1),
+                                                 so one learning rate suits every layer)
+    U = TopK_k( ReLU((X - b) W^T + c) )         (keep the k largest per row, zero the rest)
+    Z_hat = s (U V + b)
+    minimise mean_n ||X_n - (U_n V + b)||^2 with Adam over (W, c, V, b)
+
+V's rows are renormalised to unit norm after every step, so a concept's strength lives in its
+activation, and TopK compares like with like. Start: V random unit rows, W = V, b = mean of X,
+c = 0. Minibatches are drawn from a seeded generator. (No auxiliary loss for dead latents:
+``dead_concepts`` reports them.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from xlvlm.concepts._method import Fitted, Method
+
+
+def _codes(X: torch.Tensor, W: torch.Tensor, c: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """Scaled features X (N, D) -> TopK codes (N, K)."""
+    pre = torch.relu((X - b) @ W.T + c)
+    top = pre.topk(k, dim=1)
+    return torch.zeros_like(pre).scatter(1, top.indices, top.values)
+
+
+def fit(
+    Z: torch.Tensor, n_concepts: int, generator: torch.Generator, k_active: int | None, steps: int,
+    batch_size: int, lr: float,
+) -> Fitted:
+    """Train a TopK SAE on Z (N, D); components are its decoder rows (K, D)."""
+    n, d = Z.shape
+    k = _active(k_active, n_concepts)
+    scale = (Z.square().sum(1).mean() / d).sqrt().clamp_min(1e-12)
+    X = Z / scale
+    V = torch.randn(n_concepts, d, generator=generator, device=Z.device, dtype=Z.dtype)
+    V = torch.nn.functional.normalize(V, dim=1)
+    params = {
+        "W": V.clone().requires_grad_(True),
+        "c": torch.zeros(n_concepts, device=Z.device, dtype=Z.dtype, requires_grad=True),
+        "V": V.requires_grad_(True),
+        "b": X.mean(0).clone().requires_grad_(True),
+    }
+    optimiser = torch.optim.Adam(params.values(), lr=lr)
+    batch = min(batch_size, n)
+    for _ in range(steps):
+        rows = torch.randint(n, (batch,), generator=generator, device=Z.device)
+        x = X[rows]
+        # Callers may run under no_grad (learn_concepts does, for the other methods).
+        with torch.enable_grad():
+            U = _codes(x, params["W"], params["c"], params["b"], k)
+            loss = (x - (U @ params["V"] + params["b"])).square().sum(1).mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            params["V"].div_(params["V"].norm(dim=1, keepdim=True).clamp_min(1e-12))
+    learned = {name: p.detach() for name, p in params.items()}
+    state = {"encoder": learned["W"], "encoder_bias": learned["c"], "decoder_bias": learned["b"], "scale": scale}
+    options = {"k_active": k_active}
+    U = encode(Z, learned["V"], state, options)
+    with torch.no_grad():
+        error = float((Z - decode(U, learned["V"], state, options)).square().sum() / Z.square().sum().clamp_min(1e-30))
+    return Fitted(learned["V"], U, state=state, info={"k_active": k, "relative_squared_error": error})
+
+
+def _active(k_active: int | None, n_concepts: int) -> int:
+    """The number of concepts kept per sample: ``k_active``, default max(1, K // 4)."""
+    return min(n_concepts, k_active if k_active else max(1, n_concepts // 4))
+
+
+@torch.no_grad()
+def encode(Z: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
+    """Z (N, D) -> TopK codes (N, K), in units of the scaled features."""
+    k = _active(options["k_active"], components.shape[0])
+    return _codes(Z / state["scale"], state["encoder"], state["encoder_bias"], state["decoder_bias"], k)
+
+
+@torch.no_grad()
+def decode(U: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
+    """U (N, K) -> s (U V + b) (N, D)."""
+    return (U @ components + state["decoder_bias"]) * state["scale"]
+
+
+METHOD = Method(
+    "topk-sae", fit, encode, decode, {"k_active": None, "steps": 1000, "batch_size": 256, "lr": 1e-3},
+    "TopK sparse autoencoder; components = decoder rows, activations = TopK encoder output",
+)
