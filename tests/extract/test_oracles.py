@@ -8,7 +8,7 @@ from xlvlm.hooks import record
 from xlvlm.extract.run import extract_batch_teacher_forced, extract_batch_generated
 from xlvlm.extract.selectors import parse_selector
 
-FAMILIES = ["llava"]
+FAMILIES = ["llava", "idefics2", "qwen2_vl", "qwen2_5_vl", "molmo2", "molmo"]
 
 
 def _hidden_states(vlm, sample):
@@ -85,8 +85,7 @@ def test_generated_states_equal_a_forward_over_prompt_and_generation(family, vlm
     width = generation.batch.input_ids.shape[1]
     kept = [t for t in tokens[width:].tolist()[:5]]
     kept = kept[:next((i for i, t in enumerate(kept) if t in eos), len(kept))]
-    ids = torch.tensor([tokens[:width].tolist() + kept])
-    inputs = dict(generation.batch.inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
+    inputs = vlm.extend_inputs(generation.batch, torch.tensor([kept], dtype=torch.long))
     with torch.inference_mode():
         hidden = vlm.model(**inputs, output_hidden_states=True, use_cache=False).hidden_states
     torch.testing.assert_close(gen.rows["final"], hidden[-1][0], rtol=1e-4, atol=1e-5)

@@ -213,6 +213,28 @@ class VLM:
                 inputs[key] = value.to(self.dtype)
         return Batch(inputs, offsets, lengths, prompt_lengths, list(texts), padding_side)
 
+    def extend_inputs(self, batch: Batch, new_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inputs for one forward pass over each sample's tokens followed by ``new_ids`` (B, N).
+
+        Used to re-read a generation in a single pass. The batch must be left padded (as in
+        generation) or unpadded, so the new tokens follow each sample's last real token.
+        Per-token inputs grow with the ids: the attention mask with ones, any other (B, T)
+        tensor (``mm_token_type_ids``, ``token_type_ids``, ...) with zeros, i.e. text.
+        """
+        if batch.padding_side == "right" and len(set(batch.lengths)) > 1:
+            raise XlvlmError("extend_inputs needs a left-padded batch: right padding would sit between prompt and new tokens")
+        ids = batch.input_ids
+        new_ids = new_ids.to(ids.device, ids.dtype)
+        inputs = {}
+        for key, value in batch.inputs.items():
+            if key == "input_ids":
+                value = torch.cat([ids, new_ids], dim=1)
+            elif torch.is_tensor(value) and value.shape == ids.shape:
+                fill = torch.ones if key == "attention_mask" else torch.zeros
+                value = torch.cat([value, fill(new_ids.shape, dtype=value.dtype, device=value.device)], dim=1)
+            inputs[key] = value
+        return inputs
+
     def image_mask(self, batch: Batch) -> torch.Tensor:
         """(B, T) bool: positions holding image tokens."""
         if self.image_token_id is None:

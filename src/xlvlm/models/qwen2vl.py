@@ -1,0 +1,19 @@
+"""Qwen2-VL and Qwen2.5-VL: multimodal rotary positions (M-RoPE) computed from the inputs.
+
+The base adapter fits them. In transformers 5.x the model computes its 3-D rotary positions
+from ``mm_token_type_ids`` (and refuses image inputs without them); the Qwen processors return
+them by default, ``encode`` passes them through with the other inputs, and ``extend_inputs``
+marks appended tokens as text (0). The model caches its rope deltas between calls but
+recomputes them at every prefill, so a teacher-forced pass after a generation sees fresh
+positions. With left padding, batched passes match single-sample ones (tests check 1e-5).
+"""
+
+from __future__ import annotations
+
+from xlvlm.models.base import VLM
+
+
+class Qwen2VLM(VLM):
+    @property
+    def family(self) -> str:
+        return self.model.config.model_type  # "qwen2_vl" or "qwen2_5_vl"

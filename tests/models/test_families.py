@@ -1,0 +1,159 @@
+"""Every family's adapter on its tiny model: chosen from the config, structure, image tokens,
+prompt lengths, and loading through the plain Auto classes (the path a hub id takes)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import xlvlm
+from xlvlm.models import _adapter_for
+from xlvlm.models.idefics2 import Idefics2VLM
+from xlvlm.models.llava import LlavaVLM
+from xlvlm.models.molmo import MolmoVLM, resize_and_pad_torch
+from xlvlm.models.molmo2 import Molmo2VLM
+from xlvlm.models.qwen2vl import Qwen2VLM
+from xlvlm.testing import TINY_FAMILIES
+
+ADAPTERS = {"llava": LlavaVLM, "idefics2": Idefics2VLM, "qwen2_vl": Qwen2VLM, "qwen2_5_vl": Qwen2VLM,
+            "molmo2": Molmo2VLM, "molmo": MolmoVLM}
+FAMILIES = list(ADAPTERS)
+
+
+def test_every_tiny_family_has_its_adapter():
+    for family in TINY_FAMILIES:
+        assert _adapter_for(family) is ADAPTERS[family]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_adapter_is_chosen_from_the_config(family, vlm_of):
+    vlm = vlm_of(family)
+    assert type(vlm) is ADAPTERS[family]
+    assert vlm.model.config.model_type == family
+    assert vlm.family == family
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_num_layers_and_hidden_size_match_the_config(family, vlm_of):
+    vlm = vlm_of(family)
+    text_config = vlm.model.config.get_text_config()
+    assert vlm.num_layers == text_config.num_hidden_layers == 4
+    assert vlm.hidden_size == text_config.hidden_size
+    assert vlm.final_norm is not vlm.decoder_layers[-1]
+    assert vlm.lm_head.weight.shape[1] == vlm.hidden_size
+
+
+def _block_inputs(vlm, batch) -> torch.Tensor:
+    """What decoder block 0 receives: token embeddings with the image features in place."""
+    seen = []
+
+    def hook(module, args, kwargs):
+        seen.append((args[0] if args else kwargs["hidden_states"]).detach().clone())
+
+    handle = vlm.decoder_layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        vlm.forward(batch)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_image_tokens_are_exactly_where_image_features_enter(family, vlm_of, tmp_path):
+    """Two images of the same size give the same tokens; the embeddings they give differ at the
+    image-token positions and nowhere else."""
+    vlm = vlm_of(family)
+    pair = []
+    for name, colour in (("a", (200, 30, 30)), ("b", (20, 60, 220))):
+        image = Image.new("RGB", (44, 34), colour)
+        image.paste((250, 250, 250), (4, 4, 20, 18))
+        image.save(tmp_path / f"{name}.png")
+        pair.append({"id": name, "image": str(tmp_path / f"{name}.png"), "prompt": "what color is the shape?"})
+    batches = [vlm.encode([sample]) for sample in pair]
+    torch.testing.assert_close(batches[0].input_ids, batches[1].input_ids, rtol=0, atol=0)
+    image_mask = vlm.image_mask(batches[0])[0]
+    assert image_mask.sum() > 0
+    changed = (_block_inputs(vlm, batches[0]) - _block_inputs(vlm, batches[1])).abs().amax(-1)[0] > 0
+    assert torch.equal(changed, image_mask)
+    if family in ("qwen2_vl", "qwen2_5_vl", "molmo2"):
+        assert "mm_token_type_ids" in batches[0].inputs  # M-RoPE / bidirectional image attention need them
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prompt_lengths_mark_where_the_answer_starts(family, vlm_of, samples):
+    vlm = vlm_of(family)
+    answers = [s["answer"] for s in samples[:3]]
+    forced = vlm.encode(samples[:3], answers=answers, padding_side="right")
+    prompts = vlm.encode(samples[:3], padding_side="right")
+    assert forced.prompt_lengths == prompts.lengths
+    for b, answer in enumerate(answers):
+        n = forced.prompt_lengths[b]
+        assert forced.offsets[b] == 0
+        assert torch.equal(forced.input_ids[b, :n], prompts.input_ids[b, :n])
+        response = forced.input_ids[b, n:forced.lengths[b]].tolist()
+        assert vlm.tokenizer.decode(response, skip_special_tokens=True).strip() == answer
+        assert forced.texts[b].startswith(prompts.texts[b]) and answer in forced.texts[b][len(prompts.texts[b]):]
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "molmo"])
+def test_plain_auto_classes_load_the_tiny_folder_offline(family, tiny_dir, vlm_of):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    folder = tiny_dir(family)
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    processor = AutoProcessor.from_pretrained(folder)
+    vlm = vlm_of(family)
+    assert type(model) is type(vlm.model) and type(processor) is type(vlm.processor)
+    loaded = vlm.model.state_dict()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, loaded[key], rtol=0, atol=0)
+
+
+def test_molmo_standin_keeps_the_remote_code_defects_the_adapter_fixes(tiny_dir, vlm_of, samples):
+    """Plain Auto loading of the Molmo v1 stand-in fails as the hub code does on transformers 5.x,
+    even after the adapter loaded it (the adapter patches a subclass, not the remote class)."""
+    from transformers import AutoModelForCausalLM, AutoProcessor, GenerationConfig
+
+    folder = tiny_dir("molmo")
+    vlm = vlm_of("molmo")
+    with pytest.raises(AttributeError, match="all_tied_weights_keys"):
+        AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    image = Image.open(samples[0]["image"])
+    with pytest.raises(ImportError, match="tensorflow"):
+        processor.process(text="what color is it?", images=[image])
+    batch = {k: v[None] for k, v in vlm._process("what color is it?", image).items()}
+    with pytest.raises(AttributeError, match="generate"):
+        vlm.model.generate_from_batch(batch, GenerationConfig(max_new_tokens=2, use_cache=True))
+    remote_class = type(vlm.model).__mro__[1]
+    assert remote_class.__name__ == "MolmoForCausalLM" and "all_tied_weights_keys" not in vars(remote_class)
+    assert vlm.generate(samples[:2], max_new_tokens=3)  # the adapter's own decoding works
+
+
+def test_molmo_image_processing_without_tensorflow_keeps_the_geometry():
+    image = np.zeros((30, 40, 3), dtype=np.uint8)
+    image[:, :20] = 255
+    pixels, mask = resize_and_pad_torch(image, [16, 16], normalize=False)
+    assert pixels.shape == (16, 16, 3) and mask.shape == (16, 16)
+    rows = np.nonzero(mask.any(1))[0]
+    assert (rows[0], rows[-1], mask.sum()) == (2, 13, 12 * 16)  # 12 rows, centred
+    assert pixels[~mask].max() == 0
+    assert pixels[5, 2].min() == pytest.approx(1.0) and pixels[5, 13].max() == pytest.approx(0.0)
+    normalized, _ = resize_and_pad_torch(image, [16, 16])
+    assert normalized[5, 2, 0] == pytest.approx((1 - 0.48145466) / 0.26862954, rel=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loading_twice_gives_identical_weights_and_buffers(family, tiny_dir, vlm_of):
+    """Catches anything from_pretrained leaves uninitialised (transformers 5.x materialises
+    non-persistent buffers empty and relies on each class to fill them)."""
+    first = vlm_of(family).model.state_dict(keep_vars=False)
+    first.update(dict(vlm_of(family).model.named_buffers()))
+    again = xlvlm.load_vlm(tiny_dir(family)).model
+    second = dict(again.state_dict(), **dict(again.named_buffers()))
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        assert torch.equal(value, second[key]), key
