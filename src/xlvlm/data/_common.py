@@ -22,6 +22,8 @@ def load_json(path: str | Path, what: str):
         raise XlvlmError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); fix or re-download the {what}")
     except UnicodeDecodeError:
         raise XlvlmError(f"{path}: not UTF-8 text; is this really the {what}?")
+    except (ValueError, RecursionError) as exc:  # an integer too long to convert, nesting too deep
+        raise XlvlmError(f"{path}: unreadable JSON ({type(exc).__name__}); fix or re-download the {what}")
 
 
 def field(record, name: str, where: str, path: Path, kind: type | tuple[type, ...] | None = None):

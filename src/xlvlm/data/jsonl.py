@@ -23,14 +23,20 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise XlvlmError(f"{path}: data file not found")
     samples, seen = [], set()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise XlvlmError(f"{path}:{line_no}: not UTF-8 text; is this really a JSONL file?")
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise XlvlmError(f"{path}:{line_no}: malformed JSON ({exc.msg}); fix that line")
+            except (ValueError, RecursionError) as exc:  # e.g. an integer too long to convert, nesting too deep
+                raise XlvlmError(f"{path}:{line_no}: unreadable JSON ({type(exc).__name__}); fix that line")
             if not isinstance(record, dict):
                 raise XlvlmError(f"{path}:{line_no}: expected a JSON object with id, image, prompt")
             missing = [f for f in REQUIRED_FIELDS if f not in record]
@@ -39,6 +45,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
             for name in ("image", "prompt"):
                 if not isinstance(record[name], str) or not record[name]:
                     raise XlvlmError(f"{path}:{line_no}: field {name!r} should be a non-empty string; fix that line")
+            if "\x00" in record["image"]:
+                raise XlvlmError(f"{path}:{line_no}: field 'image' contains a NUL character; fix that line")
             record["id"] = str(record["id"])
             if record["id"] in seen:
                 raise XlvlmError(f"{path}:{line_no}: duplicate id {record['id']!r}; ids must be unique")

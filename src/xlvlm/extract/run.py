@@ -148,6 +148,17 @@ def _metadata(sample: dict, text: str, present: bool, prediction: str | None, n_
     return meta
 
 
+def store_settings(vlm, keys: list[str], selector: Selector, generate: bool, max_new_tokens: int) -> dict:
+    """The manifest fields that identify a store's extraction: a resume must match them all."""
+    return {
+        "model": vlm.name, "family": vlm.family, "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
+        "layers": keys, "selector": selector.spec, "rows_per_sample": selector.rows_per_sample,
+        "teacher_forcing": (not generate) and selector.needs_response,
+        "generation": {"max_new_tokens": max_new_tokens, "do_sample": False} if generate else None,
+        "dtype": str(vlm.dtype).replace("torch.", ""),
+    }
+
+
 def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",
             out: str | Path | None = None, generate: bool = False, max_new_tokens: int = 20,
             batch_size: int = 8, shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False,
@@ -162,21 +173,16 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
         raise XlvlmError("extract needs an output folder (out=...)")
     if batch_size < 1:
         raise XlvlmError(f"batch size must be >= 1, not {batch_size}")
+    if shard_samples < 1:
+        raise XlvlmError(f"samples per shard must be >= 1, not {shard_samples}")
     if generate and max_new_tokens < 1:
         raise XlvlmError(f"--max-new-tokens must be >= 1, not {max_new_tokens}")
     samples = list(samples)
     if not samples:
         raise XlvlmError("no samples to extract")
     selector = parse_selector(select) if isinstance(select, str) else select
-    refs = resolve_layers(vlm, layers)
-    keys = [ref.key for ref in refs]
-    settings = {
-        "model": vlm.name, "family": vlm.family, "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
-        "layers": keys, "selector": selector.spec, "rows_per_sample": selector.rows_per_sample,
-        "teacher_forcing": (not generate) and selector.needs_response,
-        "generation": {"max_new_tokens": max_new_tokens, "do_sample": False} if generate else None,
-        "dtype": str(vlm.dtype).replace("torch.", ""),
-    }
+    keys = [ref.key for ref in resolve_layers(vlm, layers)]
+    settings = store_settings(vlm, keys, selector, generate, max_new_tokens)
     writer = StoreWriter(out, settings, [s["id"] for s in samples])
     if writer.done:
         log.info("store %s is complete; reusing it", out)

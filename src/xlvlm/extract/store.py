@@ -11,6 +11,16 @@ atomically) before the manifest names them, so an interrupted run leaves a store
 manifest lists only complete shards: resuming continues after the last listed sample. Files
 not named by the manifest are leftovers of an interrupted write and are overwritten.
 
+A store made by several processes (``xlvlm extract`` under ``torchrun``, see
+``xlvlm.extract.distributed``) keeps each rank's shards in ``rank-RRRRR-of-WWWWW/`` sub-folders;
+its top-level manifest names them by relative path and gives each shard a ``sample_offset``
+(added to the shard's ``row_sample``, which counts from the rank's first sample).
+
+Every reader checks what it reads against the manifest (sizes, shapes, row indices) and fails
+with a one-line :class:`XlvlmError` naming the file; ``verify()`` (or ``FeatureStore(path,
+verify_checksums=True)``, which checks each file once, the first time it is read) compares
+the SHA-256 of every file too.
+
 Rows: a single-row selector (``last-prompt``, ``token:WORD``, ...) gives exactly one row per
 sample, in sample order; a sample without a match gets a row of NaN and ``present: false``.
 Multi-row selectors (``all``, ``range:A:B``) give a variable number of rows per sample;
@@ -21,8 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from safetensors import safe_open
@@ -43,14 +55,81 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def ids_digest(sample_ids: list[str]) -> str:
+    """The SHA-256 a manifest keeps of the ids of all samples to extract, in order."""
+    return hashlib.sha256("\n".join(sample_ids).encode()).hexdigest()
+
+
+# Leftovers of an interrupted atomic write (xlvlm.io writes ".NAME.XXXX.tmp" then renames).
+_LEFTOVER = re.compile(r"^\.(manifest\.json|shard-\d+\.(safetensors|jsonl))\..+\.tmp$")
+_SHARD_FIELDS = {"file": str, "samples_file": str, "n_samples": int, "n_rows": int, "bytes": int,
+                 "sha256": str, "samples_sha256": str}
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file that says False, not raises, for names the OS refuses (too long, ...)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_manifest(manifest: dict, path: Path) -> None:
+    """Types and ranges of every field a reader relies on; a one-line error on the first bad one."""
+    def bad(what: str):
+        raise XlvlmError(f"{path}: {what}; the store is damaged, re-extract it")
+
+    layers = manifest["layers"]
+    if not isinstance(layers, list) or not all(isinstance(k, str) and k for k in layers):
+        bad("field 'layers' is not a list of layer names")
+    if manifest["status"] not in ("partial", "complete"):
+        bad(f"field 'status' is {manifest['status']!r}, not 'partial' or 'complete'")
+    if not _is_count(manifest["hidden_size"]) or manifest["hidden_size"] == 0:
+        bad("field 'hidden_size' is not a positive integer")
+    num_layers = manifest.get("num_layers")
+    if num_layers is not None and (not _is_count(num_layers) or num_layers == 0):
+        bad("field 'num_layers' is not a positive integer")
+    for key in ("model", "selector", "family", "dtype"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            bad(f"field {key!r} is not a string")
+    if not isinstance(manifest.get("skipped", []), list):
+        bad("field 'skipped' is not a list")
+    if not _is_count(manifest.get("n_skipped_in_shards", 0)):
+        bad("field 'n_skipped_in_shards' is not a count")
+    shards = manifest["shards"]
+    if not isinstance(shards, list):
+        bad("field 'shards' is not a list")
+    for i, shard in enumerate(shards):
+        if not isinstance(shard, dict):
+            bad(f"shards[{i}] is not an object")
+        for key, kind in _SHARD_FIELDS.items():
+            value = shard.get(key)
+            if not (_is_count(value) if kind is int else isinstance(value, kind)):
+                bad(f"shards[{i}] field {key!r} is missing or not a {'count' if kind is int else 'string'}")
+        if not _is_count(shard.get("sample_offset", 0)):
+            bad(f"shards[{i}] field 'sample_offset' is not a count")
+        for key in ("file", "samples_file"):
+            name = shard[key]
+            if not name or "\x00" in name or "\\" in name or Path(name).is_absolute() or ".." in Path(name).parts:
+                bad(f"shards[{i}] field {key!r} ({name[:80]!r}) is not a file name inside the store")
+
+
 def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
-    if not path.is_file():
+    if not _is_file(path):
         raise XlvlmError(f"{folder}: not a feature store (no {MANIFEST}); run `xlvlm extract --out {folder}` first")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long to convert
         raise XlvlmError(f"{path}: corrupt manifest ({exc}); re-run the extraction into a new folder")
+    except RecursionError:
+        raise XlvlmError(f"{path}: corrupt manifest (nested too deeply); re-run the extraction into a new folder")
+    except OSError as exc:
+        raise XlvlmError(f"{path}: cannot read the manifest ({exc.strerror or exc})")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise XlvlmError(f"{path}: not an xlvlm feature-store manifest (field 'format' != {FORMAT!r})")
     if manifest.get("schema_version") != SCHEMA_VERSION:
@@ -59,6 +138,7 @@ def read_manifest(folder: Path) -> dict:
     for key in ("layers", "shards", "status", "hidden_size"):
         if key not in manifest:
             raise XlvlmError(f"{path}: manifest lacks field {key!r}; the store is damaged, re-extract it")
+    _check_manifest(manifest, path)
     return manifest
 
 
@@ -66,14 +146,21 @@ class FeatureStore:
     """Read a feature store folder.
 
     ``features(layer)`` -> (R, D) tensor (R = number of samples for single-row selectors);
-    ``samples`` -> list of per-sample metadata dicts; ``present`` -> (N,) bool.
+    ``samples`` -> list of per-sample metadata dicts; ``present`` -> (N,) bool;
+    ``iter_rows(layer, batch_rows)`` -> the same rows in (<= batch_rows, D) pieces, one shard
+    open at a time (for stores larger than memory).
+
+    Reads always check each shard file's size against the manifest; ``verify_checksums=True``
+    also checks each file's SHA-256 the first time it is read (one extra pass over it).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, verify_checksums: bool = False):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
+        self.verify_checksums = verify_checksums
         self._samples: list[dict] | None = None
         self._cache: dict[str, torch.Tensor] = {}
+        self._verified: set[str] = set()
 
     # ---- metadata ------------------------------------------------------------------------------
     @property
@@ -101,16 +188,34 @@ class FeatureStore:
         if self._samples is None:
             samples = []
             for shard in self.manifest["shards"]:
-                path = self.path / shard["samples_file"]
-                if not path.is_file():
-                    raise XlvlmError(f"{path}: shard metadata missing; the store is damaged, re-extract it")
-                lines = path.read_text(encoding="utf-8").splitlines()
-                if len(lines) != shard["n_samples"]:
-                    raise XlvlmError(f"{path}: {len(lines)} samples where the manifest says {shard['n_samples']}; "
-                                     f"the shard is truncated, re-extract it")
-                samples.extend(json.loads(line) for line in lines)
+                samples.extend(self._shard_samples(shard))
             self._samples = samples
         return self._samples
+
+    def _shard_samples(self, shard: dict) -> list[dict]:
+        """The metadata of one shard's samples, checked against the manifest."""
+        path = self.path / shard["samples_file"]
+        if not _is_file(path):
+            raise XlvlmError(f"{path}: shard metadata missing; the store is damaged, re-extract it")
+        self._check_checksum(path, shard["samples_sha256"])
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (UnicodeDecodeError, OSError) as exc:
+            raise XlvlmError(f"{path}: unreadable shard metadata ({type(exc).__name__}); re-extract it")
+        if len(lines) != shard["n_samples"]:
+            raise XlvlmError(f"{path}: {len(lines)} samples where the manifest says {shard['n_samples']}; "
+                             f"the shard is truncated, re-extract it")
+        samples = []
+        for line_no, line in enumerate(lines, start=1):
+            try:
+                sample = json.loads(line)
+            except (ValueError, RecursionError):
+                sample = None
+            if not isinstance(sample, dict) or not isinstance(sample.get("id"), str):
+                raise XlvlmError(f"{path}:{line_no}: not a sample record (a JSON object with a string 'id'); "
+                                 f"the shard is damaged, re-extract it")
+            samples.append(sample)
+        return samples
 
     @property
     def ids(self) -> list[str]:
@@ -139,23 +244,124 @@ class FeatureStore:
                          f"extract it with --layers {text}")
 
     # ---- tensors -------------------------------------------------------------------------------
+    def _check_checksum(self, path: Path, digest: str) -> None:
+        if self.verify_checksums and str(path) not in self._verified:
+            if sha256_file(path) != digest:
+                raise XlvlmError(f"{path}: checksum mismatch with the manifest; the shard is damaged, re-extract it")
+            self._verified.add(str(path))
+
+    def _shard_file(self, shard: dict) -> Path:
+        """The shard's tensor file, checked to exist with the manifest's size (and checksum)."""
+        path = self.path / shard["file"]
+        if not _is_file(path):
+            raise XlvlmError(f"{path}: shard missing; the store is damaged, re-extract it")
+        size = path.stat().st_size
+        if size != shard["bytes"]:
+            raise XlvlmError(f"{path}: size {size} != {shard['bytes']} bytes in the manifest; "
+                             f"the shard is truncated or altered, re-extract it")
+        self._check_checksum(path, shard["sha256"])
+        return path
+
+    def _first_samples(self) -> list[int]:
+        """Index of each shard's first sample in the whole store."""
+        firsts, total = [], 0
+        for shard in self.manifest["shards"]:
+            firsts.append(total)
+            total += shard["n_samples"]
+        return firsts
+
+    def _check_part(self, path: Path, name: str, part: torch.Tensor, shard: dict, first: int) -> torch.Tensor:
+        """One shard's tensor checked against the manifest; row indices made store-global."""
+        n_rows = shard["n_rows"]
+        if name == "row_sample":
+            if part.dim() != 1 or part.shape[0] != n_rows or part.dtype != torch.int64:
+                raise XlvlmError(f"{path}: row_sample has shape {tuple(part.shape)} ({part.dtype}), the manifest "
+                                 f"says ({n_rows},) int64; the shard is damaged, re-extract it")
+            part = part + shard.get("sample_offset", 0)
+            if n_rows and (int(part.min()) < first or int(part.max()) >= first + shard["n_samples"]):
+                raise XlvlmError(f"{path}: row_sample points outside the shard's samples; the store is damaged, "
+                                 f"re-extract it")
+            return part
+        if part.dim() != 2 or tuple(part.shape) != (n_rows, self.hidden_size):
+            raise XlvlmError(f"{path}: {name} has shape {tuple(part.shape)}, the manifest says "
+                             f"({n_rows}, {self.hidden_size}); the shard is damaged, re-extract it")
+        return part
+
     def _read(self, name: str) -> torch.Tensor:
         parts = []
-        for shard in self.manifest["shards"]:
-            path = self.path / shard["file"]
-            if not path.is_file():
-                raise XlvlmError(f"{path}: shard missing; the store is damaged, re-extract it")
-            if path.stat().st_size != shard["bytes"]:
-                raise XlvlmError(f"{path}: size {path.stat().st_size} != {shard['bytes']} bytes in the manifest; "
-                                 f"the shard is truncated or altered, re-extract it")
+        for shard, first in zip(self.manifest["shards"], self._first_samples()):
+            path = self._shard_file(shard)
             try:
                 with safe_open(path, framework="pt") as handle:
-                    parts.append(handle.get_tensor(name))
+                    part = handle.get_tensor(name)
             except Exception as exc:  # safetensors raises its own error types
                 raise XlvlmError(f"{path}: unreadable shard ({type(exc).__name__}: {exc}); re-extract it")
+            parts.append(self._check_part(path, name, part, shard, first))
         if not parts:
             return torch.empty(0, self.hidden_size) if name != "row_sample" else torch.empty(0, dtype=torch.long)
+        if name != "row_sample" and len({part.dtype for part in parts}) > 1:
+            raise XlvlmError(f"{self.path}: shards hold {name} in different dtypes; the store is damaged, "
+                             f"re-extract it")
         return torch.cat(parts)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows per layer in the whole store (R)."""
+        return sum(shard["n_rows"] for shard in self.manifest["shards"])
+
+    def iter_rows(self, layer, batch_rows: int = 4096, present_only: bool = False,
+                  shard_order: list[int] | None = None) -> Iterator[torch.Tensor]:
+        """The rows of ``features(layer, present_only)`` as (<= batch_rows, D) tensors.
+
+        Reads one shard at a time through safetensors slices, so memory holds one batch (and
+        the pages of one open shard), whatever the store's size. Batches span shard boundaries;
+        only the last is smaller. ``shard_order``: the shards to read, in this order (default
+        all, in store order), e.g. a permutation for minibatch methods.
+        """
+        if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+            raise XlvlmError(f"batch_rows must be a positive integer, not {batch_rows!r}")
+        key = self.layer_key(layer)
+        order = range(len(self.manifest["shards"])) if shard_order is None else shard_order
+        batch, filled = None, 0
+        for index in order:
+            for piece in self._shard_pieces(index, f"layer/{key}", batch_rows, present_only):
+                done = 0
+                while done < piece.shape[0]:  # copy into a fresh batch: no list of pieces, no concatenation
+                    if batch is None:
+                        batch, filled = torch.empty(batch_rows, piece.shape[1], dtype=piece.dtype), 0
+                    take = min(batch_rows - filled, piece.shape[0] - done)
+                    batch[filled:filled + take] = piece[done:done + take]
+                    filled, done = filled + take, done + take
+                    if filled == batch_rows:
+                        full, batch = batch, None
+                        yield full
+        if batch is not None and filled:
+            yield batch[:filled]
+
+    def _shard_pieces(self, index: int, name: str, batch_rows: int, present_only: bool) -> Iterator[torch.Tensor]:
+        shard = self.manifest["shards"][index]
+        first = self._first_samples()[index]
+        path = self._shard_file(shard)
+        keep = None
+        try:
+            with safe_open(path, framework="pt") as handle:
+                if present_only:
+                    row_sample = self._check_part(path, "row_sample", handle.get_tensor("row_sample"), shard, first)
+                    present = torch.tensor([bool(s.get("present", True)) for s in self._shard_samples(shard)],
+                                           dtype=torch.bool)
+                    keep = present[row_sample - first] if shard["n_rows"] else torch.zeros(0, dtype=torch.bool)
+                rows = handle.get_slice(name)
+                shape = tuple(rows.get_shape())
+                if shape != (shard["n_rows"], self.hidden_size):
+                    raise XlvlmError(f"{path}: {name} has shape {shape}, the manifest says "
+                                     f"({shard['n_rows']}, {self.hidden_size}); the shard is damaged, re-extract it")
+                for start in range(0, shard["n_rows"], batch_rows):
+                    piece = rows[start:start + batch_rows]
+                    yield piece if keep is None else piece[keep[start:start + batch_rows]]
+        except XlvlmError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types
+            raise XlvlmError(f"{path}: unreadable shard ({type(exc).__name__}: {exc}); re-extract it")
 
     @property
     def row_sample(self) -> torch.Tensor:
@@ -200,12 +406,19 @@ class FeatureStore:
         return cls(path)
 
     def verify(self) -> None:
-        """Check every shard against the sha256 in the manifest; raise on the first mismatch."""
+        """Check every shard file against the manifest: present, the recorded size (tensor
+        files), the recorded SHA-256. Raises a one-line XlvlmError naming the first bad file."""
         for shard in self.manifest["shards"]:
             for name, digest in ((shard["file"], shard["sha256"]), (shard["samples_file"], shard["samples_sha256"])):
                 path = self.path / name
-                if not path.is_file() or sha256_file(path) != digest:
+                if not _is_file(path):
+                    raise XlvlmError(f"{path}: shard missing; the store is damaged, re-extract it")
+                if name == shard["file"] and path.stat().st_size != shard["bytes"]:
+                    raise XlvlmError(f"{path}: size {path.stat().st_size} != {shard['bytes']} bytes in the manifest; "
+                                     f"the shard is truncated or altered, re-extract it")
+                if sha256_file(path) != digest:
                     raise XlvlmError(f"{path}: checksum mismatch with the manifest; the shard is damaged, re-extract it")
+                self._verified.add(str(path))
 
     def __repr__(self) -> str:
         return (f"FeatureStore({str(self.path)!r}, samples={len(self)}, layers={self.layers}, "
@@ -222,12 +435,21 @@ class StoreWriter:
     def __init__(self, folder, settings: dict, sample_ids: list[str]):
         self.folder = Path(folder)
         self.settings = settings
-        self.ids_digest = hashlib.sha256("\n".join(sample_ids).encode()).hexdigest()
+        self.ids_digest = ids_digest(sample_ids)
         self.sample_ids = sample_ids
+        self._committed = 0  # samples listed in the manifest on disk
         if (self.folder / MANIFEST).exists():
             self.manifest = self._resume()
+            self._committed = sum(shard["n_samples"] for shard in self.manifest["shards"])
+            self._remove_leftovers()
         else:
+            if self.folder.exists() and not self.folder.is_dir():
+                raise XlvlmError(f"{self.folder}: exists and is not a folder; choose another --out")
+            self._remove_leftovers()  # a run killed before its first manifest leaves only these
             if self.folder.exists() and any(self.folder.iterdir()):
+                if any(self.folder.glob("rank-*-of-*/" + MANIFEST)):
+                    raise XlvlmError(f"{self.folder}: holds an unfinished distributed extraction (rank-* folders); "
+                                     f"rerun it under torchrun with the same number of processes")
                 raise XlvlmError(f"{self.folder}: folder exists, is not empty and is not a feature store; "
                                  f"choose another --out")
             self.manifest = {
@@ -259,8 +481,22 @@ class StoreWriter:
     def done(self) -> bool:
         return self.manifest["status"] == "complete"
 
+    def _remove_leftovers(self) -> None:
+        """Delete temporary files of writes that a killed run never finished."""
+        if self.folder.is_dir():
+            for path in self.folder.iterdir():
+                if _LEFTOVER.match(path.name) and path.is_file():
+                    path.unlink(missing_ok=True)
+
     def _write_manifest(self) -> None:
-        atomic_write_json(self.folder / MANIFEST, self.manifest)
+        try:
+            atomic_write_json(self.folder / MANIFEST, self.manifest)
+        except OSError as exc:
+            raise XlvlmError(f"{self.folder / MANIFEST}: cannot write ({exc.strerror or exc}); {self._safe()}") from exc
+        self._committed = sum(shard["n_samples"] for shard in self.manifest["shards"])
+
+    def _safe(self) -> str:
+        return f"the {self._committed} samples written before are intact; fix that and rerun the same command to resume"
 
     def write_shard(self, layer_rows: dict[str, torch.Tensor], row_sample: torch.Tensor,
                     samples: list[dict], skipped: list[dict]) -> None:
@@ -274,8 +510,11 @@ class StoreWriter:
         tensors = {f"layer/{key}": rows for key, rows in layer_rows.items()}
         tensors["row_sample"] = row_sample.to(torch.int64)
         tensor_path, samples_path = self.folder / f"{stem}.safetensors", self.folder / f"{stem}.jsonl"
-        atomic_save_tensors(tensor_path, tensors)
-        atomic_write_text(samples_path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+        try:
+            atomic_save_tensors(tensor_path, tensors)
+            atomic_write_text(samples_path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+        except OSError as exc:  # disk full, quota, permissions: the manifest still lists only whole shards
+            raise XlvlmError(f"{tensor_path}: cannot write shard ({exc.strerror or exc}); {self._safe()}") from exc
         self.manifest["shards"].append({
             "file": tensor_path.name, "samples_file": samples_path.name,
             "first_sample": sum(s["n_samples"] for s in self.manifest["shards"]),
@@ -285,7 +524,13 @@ class StoreWriter:
         })
         self.manifest["skipped"].extend(skipped)
         self.manifest["n_skipped_in_shards"] = self.manifest.get("n_skipped_in_shards", 0) + len(skipped)
-        self._write_manifest()
+        try:
+            self._write_manifest()
+        except XlvlmError:  # keep this writer's view equal to the manifest on disk
+            self.manifest["shards"].pop()
+            del self.manifest["skipped"][len(self.manifest["skipped"]) - len(skipped):]
+            self.manifest["n_skipped_in_shards"] -= len(skipped)
+            raise
 
     def finish(self) -> None:
         self.manifest["status"] = "complete"
