@@ -98,22 +98,48 @@ def load_data(args) -> list[dict]:
 
 def cmd_extract(args) -> None:
     import xlvlm
+    from xlvlm.extract.distributed import DistributedContext
 
+    context = DistributedContext.from_env()  # set under torchrun / accelerate launch
     samples = load_data(args)
     if not args.skip_bad:
         missing = next((s for s in samples if not Path(s["image"]).is_file()), None)
         if missing is not None:  # fail before the (slow) model load
             raise XlvlmError(f"{missing['image']}: image not found (sample {missing['id']!r}); "
                              f"fix the path or pass --skip-bad")
-    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
-    store = xlvlm.extract(vlm, samples, layers=_layers(args.layers), select=args.select, out=args.out,
-                          generate=args.generate, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                          skip_bad=args.skip_bad, progress=not args.quiet)
+    options = dict(layers=_layers(args.layers), select=args.select, out=args.out, generate=args.generate,
+                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, shard_samples=args.shard_samples,
+                   skip_bad=args.skip_bad)
+    if context is None:
+        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+        store = xlvlm.extract(vlm, samples, progress=not args.quiet, **options)
+    else:
+        store = _extract_distributed(args, context, samples, options)
+        if context.rank != 0:
+            return
     skipped = len(store.manifest.get("skipped", []))
     absent = int((~store.present).sum())
     print(f"wrote {store.path}: {len(store)} samples, layers {', '.join(store.layers)}, selector {store.selector}"
           + (f", {absent} without a match (present: false)" if absent else "")
           + (f", {skipped} skipped (bad images, listed in the manifest)" if skipped else ""))
+
+
+def _extract_distributed(args, context, samples, options):
+    """One rank of ``xlvlm extract`` under torchrun: its share of the samples, then the merge."""
+    import torch.distributed as dist
+
+    import xlvlm
+    from xlvlm.extract.distributed import extract_distributed, init_process_group
+
+    device = context.device(args.device)
+    created = init_process_group(context, device)
+    try:
+        vlm = xlvlm.load_vlm(args.model, device=device, dtype=args.dtype)
+        return extract_distributed(vlm, samples, context=context, progress=not args.quiet and context.rank == 0,
+                                   **options)
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 def cmd_report(args) -> None:
@@ -126,7 +152,7 @@ def cmd_report(args) -> None:
 def cmd_demo(args) -> None:
     from xlvlm.demo import run_demo
 
-    summary = run_demo(args.out, progress=not args.quiet)
+    summary = run_demo(args.out, quick=args.quick, progress=not args.quiet)
     for key, value in summary.items():
         print(f"{key}: {value}")
 
@@ -291,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("extract", help="record hidden states of chosen tokens into a feature store")
+    p = sub.add_parser("extract", help="record hidden states of chosen tokens into a feature store",
+                       description="Record hidden states of chosen tokens into a feature store. Rerun the same "
+                       "command to resume an interrupted run. Under `torchrun --nproc_per_node N` each process "
+                       "extracts a share of the samples and the result is one store (docs/scale.md).")
     p.add_argument("--model", required=False, help="hub id or local folder")
     add_data_options(p)
     p.add_argument("--layers", default="final", help="comma list: block indices (negatives from the end), "
@@ -304,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
     p.add_argument("--skip-bad", action="store_true", help="skip missing/corrupt images (recorded in the manifest)")
+    p.add_argument("--shard-samples", type=int, default=512,
+                   help="samples per shard file: the unit of resuming and of memory held while extracting")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract, required=("model", "data", "out"))
 
@@ -401,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run every workflow end to end on a small model")
     p.add_argument("--out", default="runs/demo", help="run folder (reused by a second run)")
+    p.add_argument("--quick", action="store_true", help="a reduced run (fewer samples, one layer)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
     for leaf in _leaf_parsers(parser):

@@ -1,27 +1,191 @@
-"""``xlvlm demo``: the end-to-end story on a small model, in one command.
+"""``xlvlm demo``: every workflow, end to end, on the shipped model organism.
 
-This first slice runs extraction on a tiny random-weight LLaVA over real easy-VQA images; later
-stages (concepts, shift, steering, report) join it as they land.
+Stages (each writes its own folder under ``out`` and is skipped when its results exist, so a
+second run reuses them; feature stores are reused by ``extract`` itself):
+
+  concepts/       last-prompt states of shape and colour questions -> semi-NMF -> words, MAS,
+                  metrics, concept grid, patch heatmaps
+  shift/          the caption prompt through the original and the fine-tuned organism ->
+                  shift vectors of the original concepts, recovery, figures
+  steer-yes-no/   a yes -> no vector from answered training questions, gated by a condition
+                  learnt to tell yes/no questions from the rest; layer x alpha sweep
+  steer-caption/  the mean shift (original -> fine-tuned) of the caption prompt as a steering
+                  vector for the original organism: do its captions start naming colours?
+  report.html     all of it in one page
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
+from xlvlm.io import atomic_write_json, atomic_write_text
 
-def run_demo(out: str | Path = "runs/demo", n_samples: int = 32, progress: bool = True) -> dict:
-    """Run the demo into ``out``; a second run reuses what is already there. Returns a summary."""
+QUICK = {"concept_questions": 120, "caption_images": 80, "steer_train": 60, "steer_test": 90,
+         "alphas": [4.0], "caption_alphas": [1.0], "text_similarity": False}
+FULL = {"concept_questions": 480, "caption_images": 240, "steer_train": 150, "steer_test": 300,
+        "alphas": [2.0, 4.0, 8.0], "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True}
+
+
+def _stage_done(folder: Path, name: str) -> bool:
+    return (folder / name).is_file()
+
+
+def _command(folder: Path, out: Path, stage: str, equivalent: list[str]) -> None:
+    text = f"xlvlm demo --out {shlex.quote(str(out))}    # stage: {stage}\n# the same with the CLI, step by step:\n"
+    atomic_write_text(folder / "command.txt", text + "\n".join(equivalent) + "\n")
+
+
+def _subset(samples: list[dict], types: tuple[str, ...], n: int, seed: int) -> list[dict]:
+    from xlvlm.organism.data import stratified_subset
+
+    chosen = [s for s in samples if s.get("answer_type") in types]
+    return stratified_subset(chosen, per_type=max(1, n // len(types)), seed=seed)
+
+
+def _vocabulary(vlm) -> frozenset:
+    """The organism's own words (its tokenizer is word-level): grounding keeps only these."""
+    return frozenset(w for w in vlm.tokenizer.get_vocab() if w.isalpha())
+
+
+def stage_concepts(vlm, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
     import xlvlm
-    from xlvlm.data import load_samples, select_subset
-    from xlvlm.testing import build_tiny
+    from xlvlm.concepts.workflow import run_concepts
+    from xlvlm.organism.data import vqa_samples
+
+    folder = out / "concepts"
+    if _stage_done(folder, "concepts.json"):
+        return
+    samples = _subset(vqa_samples("test"), ("shape", "color"), size["concept_questions"], seed=0)
+    store = xlvlm.extract(vlm, samples, layers=[layer], select="last-prompt", out=out / "features" / "qa-original",
+                          batch_size=32, progress=progress)
+    run_concepts(store, layer, folder, method="snmf", n_concepts=12, vlm=vlm, vocabulary=_vocabulary(vlm),
+                 text_similarity=size["text_similarity"], top_k_samples=20, progress=progress)
+    _command(folder, root, "concepts", [
+        f"xlvlm extract --model {vlm.name} --data QUESTIONS.jsonl --layers {layer} "
+        f"--select last-prompt --out {out / 'features' / 'qa-original'}",
+        f"xlvlm concepts --features {out / 'features' / 'qa-original'} --layer {layer} --method snmf --n-concepts 12 "
+        f"--model {vlm.name} --out {folder}"])
+
+
+def _caption_stores(original, finetuned, out: Path, size: dict, layer: int, progress: bool):
+    import xlvlm
+    from xlvlm.organism.data import caption_samples
+
+    samples = caption_samples("test", with_color=True)[: size["caption_images"]]
+    prompts = [{k: v for k, v in s.items() if k != "answer"} for s in samples]  # the prompt alone
+    stores = [xlvlm.extract(vlm, prompts, layers=[layer], select="last-prompt", out=out / "features" / f"caption-{name}",
+                            batch_size=32, progress=progress)
+              for name, vlm in (("original", original), ("finetuned", finetuned))]
+    return samples, stores
+
+
+def stage_shift(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
+    import xlvlm
+    from xlvlm.shift import analyse_shift, write_shift
+
+    folder = out / "shift"
+    if _stage_done(folder, "shift.json"):
+        return
+    samples, (o, f) = _caption_stores(original, finetuned, out, size, layer, progress)
+    result = analyse_shift(o, f, layer, n_concepts=8, method="snmf", vlm=finetuned, words_vocabulary=_vocabulary(finetuned))
+    write_shift(result, folder, {s["id"]: s for s in f.samples})
+    _command(folder, root, "shift", [
+        f"xlvlm extract --model {m.name} --data CAPTION_PROMPTS.jsonl --layers {layer} --select last-prompt "
+        f"--out {out / 'features' / f'caption-{n}'}" for n, m in (("original", original), ("finetuned", finetuned))] + [
+        f"xlvlm shift --original {o.path} --finetuned {f.path} --layer {layer} --n-concepts 8 "
+        f"--model {finetuned.name} --out {folder}"])
+
+
+def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int], condition_layer: int,
+                       progress: bool) -> None:
+    import xlvlm
+    from xlvlm.organism.data import vqa_samples
+    from xlvlm.steer import Condition
+    from xlvlm.steer.condition import save_condition
+    from xlvlm.steer.run import sweep
+
+    folder = out / "steer-yes-no"
+    if _stage_done(folder, "sweep.json"):
+        return
+    train = vqa_samples("train")
+    n = size["steer_train"]
+    yes = [s for s in train if s.get("answer") == "yes"][:n]
+    no = [s for s in train if s.get("answer") == "no"][:n]
+    other = _subset(train, ("shape", "color"), n, seed=1)
+    all_layers = sorted(set(layers) | {condition_layer})
+    stores = {name: xlvlm.extract(vlm, rows, layers=all_layers, select="last-prompt",
+                                  out=out / "features" / f"steer-{name}", batch_size=32, progress=progress)
+              for name, rows in (("yes", yes), ("no", no), ("other", other))}
+    key = str(condition_layer)
+    questions = stores["yes"].features(key, present_only=True)
+    questions = questions.new_tensor(questions.tolist() + stores["no"].features(key, present_only=True).tolist())
+    condition = Condition.learn(questions, stores["other"].features(key, present_only=True), condition_layer)
+    save_condition(condition, folder / "condition.safetensors")
+    test = _subset(vqa_samples("test"), ("yes/no", "shape", "color"), size["steer_test"], seed=2)
+    sweep(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=["mean-diff"],
+          source_answer="yes", target_answer="no", condition=condition, max_new_tokens=3, batch_size=32, out=folder,
+          progress=progress)
+    _command(folder, root, "steer yes -> no", [
+        f"xlvlm extract --model {vlm.name} --data {{YES,NO,OTHER}}.jsonl --layers "
+        f"{','.join(map(str, all_layers))} --select last-prompt --out {out / 'features'}/steer-{{yes,no,other}}",
+        f"xlvlm steer condition --positive YES_AND_NO_STORE --negative {out / 'features' / 'steer-other'} "
+        f"--layer {condition_layer} --out {folder / 'condition.safetensors'}",
+        f"xlvlm steer sweep --model {vlm.name} --source {stores['yes'].path} --target "
+        f"{stores['no'].path} --data TEST.jsonl --layers {','.join(map(str, layers))} --alphas "
+        f"{','.join(f'{a:g}' for a in size['alphas'])} --condition {folder / 'condition.safetensors'} --out {folder}"])
+
+
+def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
+    import xlvlm
+    from xlvlm.organism.captions import caption_report
+    from xlvlm.steer import SteeringVector
+    from xlvlm.steer.run import predict
+
+    folder = out / "steer-caption"
+    if _stage_done(folder, "caption_steer.json"):
+        return
+    samples, (o, f) = _caption_stores(original, finetuned, out, size, layer, progress)
+    vector = SteeringVector.mean_difference(o, f, [layer])
+    vector.save(folder / "shift-vector.safetensors")
+    rows = []
+    for alpha in [0.0] + list(size["caption_alphas"]):
+        preds = predict(original, samples, vector, alpha=alpha, max_new_tokens=5, batch_size=32, progress=progress,
+                        desc=f"captions alpha={alpha:g}")
+        report = caption_report(preds)
+        rows.append({"alpha": alpha, **report, "examples": [p["prediction"] for p in preds[:4]]})
+    reference = caption_report(predict(finetuned, samples, max_new_tokens=5, batch_size=32, progress=progress,
+                                       desc="fine-tuned captions"))
+    atomic_write_json(folder / "caption_steer.json", {"layer": str(layer), "rows": rows, "finetuned": reference,
+                                                      "n": len(samples)})
+    _command(folder, root, "caption steering", [
+        f"xlvlm steer compute --source {o.path} --target {f.path} --layer {layer} --out {folder / 'shift-vector.safetensors'}",
+        f"xlvlm steer apply --model {original.name} --vector {folder / 'shift-vector.safetensors'} "
+        f"--alpha 1 --data CAPTIONS.jsonl --out PRED.jsonl"])
+
+
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool = True) -> dict:
+    """Run every stage into ``out`` (reusing what exists) and build ``out/report.html``."""
+    import xlvlm
+    from xlvlm.report import build_report
 
     out = Path(out)
-    model_dir = out / "tiny-llava"
-    if not (model_dir / "config.json").is_file():
-        build_tiny("llava", model_dir)
-    vlm = xlvlm.load_vlm(model_dir)
-    samples = select_subset(load_samples("easyvqa:test"), n=n_samples, seed=0)
-    store = xlvlm.extract(vlm, samples, layers=[1, "final"], select="last-prompt", out=out / "features",
-                          batch_size=8, progress=progress)
-    return {"model": str(model_dir), "store": str(store.path), "samples": len(store),
-            "layers": store.layers, "shape": list(store.features("final").shape)}
+    out.mkdir(parents=True, exist_ok=True)
+    size = QUICK if quick else FULL
+    original, finetuned = xlvlm.organism.load("original"), xlvlm.organism.load("finetuned")
+    n = original.num_layers
+    middle = n // 2
+    stage_concepts(original, out, out, size, middle, progress)
+    stage_shift(original, finetuned, out, out, size, n - 1, progress)
+    stage_steer_yes_no(original, out, out, size, layers=[middle] if quick else list(range(1, n)),
+                       condition_layer=0, progress=progress)
+    stage_steer_caption(original, finetuned, out, out, size, n - 1, progress)
+    atomic_write_text(out / "notes.html", (
+        "<p>Everything below ran on the model organism: a small real LLaVA "
+        f"({sum(p.numel() for p in original.model.parameters()) / 1e6:.1f}M parameters, {n} decoder layers) trained "
+        "on easy-VQA by this project, and its fine-tuned variant whose captions name colours "
+        "(see docs/organism.md).</p>"))
+    report = build_report(out, title="xlvlm demo on the model organism")
+    summary = {"report": str(report)}
+    summary.update({p.parent.name: str(p) for p in sorted(out.glob("*/*.json")) if p.name != "command.txt"})
+    return summary

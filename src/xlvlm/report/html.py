@@ -143,6 +143,22 @@ def sweep_section(path: Path, root: Path) -> str:
     return "\n".join(parts)
 
 
+def caption_section(path: Path, root: Path) -> str:
+    data = _load(path)
+    folder = path.parent
+    parts = [f"<h2>Caption steering: {_esc(_relative(folder, root))}</h2>",
+             f'<p class="what">The mean shift of the caption prompt\'s state (original → fine-tuned, layer '
+             f"{_esc(data.get('layer'))}) added to the original model while it captions {data.get('n')} test images: "
+             f"how often its captions name a colour, and whether they name the right colour and shape.</p>",
+             _command(folder)]
+    rows = [[f"original, alpha {r['alpha']:g}", r.get("names_color"), r.get("color_correct"), r.get("shape_correct"),
+             r.get("examples", [])] for r in data.get("rows", [])]
+    ft = data.get("finetuned") or {}
+    rows.append(["fine-tuned model (reference)", ft.get("names_color"), ft.get("color_correct"), ft.get("shape_correct"), []])
+    parts.append(_table(["captions by", "name a colour", "right colour", "right shape", "examples"], rows, left=1))
+    return "\n".join(parts)
+
+
 def build_report(run_dir, out=None, title: str | None = None) -> Path:
     """Write ``run_dir/report.html`` (or ``out``) from every stage's outputs found under it."""
     root = Path(run_dir)
@@ -150,12 +166,12 @@ def build_report(run_dir, out=None, title: str | None = None) -> Path:
         raise XlvlmError(f"{root}: run folder not found")
     sections = []
     for name, build in (("concepts.json", concepts_section), ("shift.json", shift_section),
-                        ("sweep.json", sweep_section)):
+                        ("sweep.json", sweep_section), ("caption_steer.json", caption_section)):
         for path in sorted(root.rglob(name)):
             sections.append(build(path, root))
     notes = root / "notes.html"
     if not sections:
-        raise XlvlmError(f"{root}: no stage outputs found (concepts.json, shift.json, sweep.json); "
+        raise XlvlmError(f"{root}: no stage outputs found (concepts.json, shift.json, sweep.json, caption_steer.json); "
                          f"run `xlvlm concepts|shift|steer sweep --out {root}/...` first")
     title = title or f"xlvlm report: {root.name}"
     intro = notes.read_text(encoding="utf-8") if notes.is_file() else ""
