@@ -11,7 +11,6 @@ No pickle anywhere.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from safetensors.torch import load_file
 
 from xlvlm.concepts._validate import as_features
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_save_tensors, atomic_write_json
+from xlvlm.io import atomic_save_tensors, atomic_write_json, sha256_file
 
 FORMAT = "xlvlm.concepts"
 VERSION = 1
@@ -126,7 +125,7 @@ class ConceptDictionary:
             "n_concepts": self.n_concepts,
             "n_features": self.n_features,
             "n_samples": int(self.activations.shape[0]),
-            "tensors_sha256": _sha256(folder / TENSORS_FILE),
+            "tensors_sha256": sha256_file(folder / TENSORS_FILE),
         }
         atomic_write_json(folder / META_FILE, meta)
         return folder
@@ -148,7 +147,7 @@ class ConceptDictionary:
             raise XlvlmError(f"{meta_path}: not an xlvlm concept dictionary; check the path")
         if meta.get("version", 0) > VERSION:
             raise XlvlmError(f"{meta_path}: format version {meta['version']} is newer than this xlvlm; upgrade xlvlm")
-        if meta.get("tensors_sha256") != _sha256(tensor_path):
+        if meta.get("tensors_sha256") != sha256_file(tensor_path):
             raise XlvlmError(f"{tensor_path}: does not match {META_FILE} (interrupted save?); save the dictionary again")
         try:
             tensors = load_file(str(tensor_path), device="cpu")
@@ -162,10 +161,3 @@ class ConceptDictionary:
         loaded = cls(tensors["components"], tensors["activations"], meta["method"], meta["params"], state, meta["info"])
         return loaded.to(device) if device is not None else loaded
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -14,15 +14,8 @@ from xlvlm.errors import XlvlmError
 REQUIRED_FIELDS = ("id", "image", "prompt")
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read samples from a JSONL file.
-
-    Returns a list of dicts; ``id`` is made a string, ``image`` an absolute path string.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise XlvlmError(f"{path}: data file not found")
-    samples, seen = [], set()
+def iter_json_lines(path: Path):
+    """Yield (line number, parsed value) for each non-blank line; one-line errors otherwise."""
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
             try:
@@ -32,28 +25,41 @@ def read_jsonl(path: str | Path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise XlvlmError(f"{path}:{line_no}: malformed JSON ({exc.msg}); fix that line")
             except (ValueError, RecursionError) as exc:  # e.g. an integer too long to convert, nesting too deep
                 raise XlvlmError(f"{path}:{line_no}: unreadable JSON ({type(exc).__name__}); fix that line")
-            if not isinstance(record, dict):
-                raise XlvlmError(f"{path}:{line_no}: expected a JSON object with id, image, prompt")
-            missing = [f for f in REQUIRED_FIELDS if f not in record]
-            if missing:
-                raise XlvlmError(f"{path}:{line_no}: missing field {missing[0]!r}; each line needs id, image, prompt")
-            for name in ("image", "prompt"):
-                if not isinstance(record[name], str) or not record[name]:
-                    raise XlvlmError(f"{path}:{line_no}: field {name!r} should be a non-empty string; fix that line")
-            if "\x00" in record["image"]:
-                raise XlvlmError(f"{path}:{line_no}: field 'image' contains a NUL character; fix that line")
-            record["id"] = str(record["id"])
-            if record["id"] in seen:
-                raise XlvlmError(f"{path}:{line_no}: duplicate id {record['id']!r}; ids must be unique")
-            seen.add(record["id"])
-            image = Path(str(record["image"]))
-            record["image"] = str(image if image.is_absolute() else (path.parent / image).resolve())
-            samples.append(record)
+            yield line_no, value
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read samples from a JSONL file.
+
+    Returns a list of dicts; ``id`` is made a string, ``image`` an absolute path string.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise XlvlmError(f"{path}: data file not found")
+    samples, seen = [], set()
+    for line_no, record in iter_json_lines(path):
+        if not isinstance(record, dict):
+            raise XlvlmError(f"{path}:{line_no}: expected a JSON object with id, image, prompt")
+        missing = [f for f in REQUIRED_FIELDS if f not in record]
+        if missing:
+            raise XlvlmError(f"{path}:{line_no}: missing field {missing[0]!r}; each line needs id, image, prompt")
+        for name in ("image", "prompt"):
+            if not isinstance(record[name], str) or not record[name]:
+                raise XlvlmError(f"{path}:{line_no}: field {name!r} should be a non-empty string; fix that line")
+        if "\x00" in record["image"]:
+            raise XlvlmError(f"{path}:{line_no}: field 'image' contains a NUL character; fix that line")
+        record["id"] = str(record["id"])
+        if record["id"] in seen:
+            raise XlvlmError(f"{path}:{line_no}: duplicate id {record['id']!r}; ids must be unique")
+        seen.add(record["id"])
+        image = Path(str(record["image"]))
+        record["image"] = str(image if image.is_absolute() else (path.parent / image).resolve())
+        samples.append(record)
     if not samples:
         raise XlvlmError(f"{path}: no samples in file")
     return samples

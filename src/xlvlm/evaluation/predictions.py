@@ -7,9 +7,9 @@ travel with each prediction.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from xlvlm.data.jsonl import iter_json_lines
 from xlvlm.errors import XlvlmError
 
 
@@ -19,15 +19,8 @@ def read_predictions(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise XlvlmError(f"{path}: predictions file not found")
     records, seen = [], set()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise XlvlmError(f"{path}:{line_no}: malformed JSON ({exc.msg}); fix that line")
-            records.append(_checked(record, f"{path}:{line_no}", seen))
+    for line_no, record in iter_json_lines(path):
+        records.append(_checked(record, f"{path}:{line_no}", seen))
     if not records:
         raise XlvlmError(f"{path}: no predictions in file")
     return records

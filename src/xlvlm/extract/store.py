@@ -40,19 +40,11 @@ import torch
 from safetensors import safe_open
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_save_tensors, atomic_write_json, atomic_write_text
+from xlvlm.io import atomic_save_tensors, atomic_write_json, atomic_write_text, sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 FORMAT = "xlvlm-feature-store"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def ids_digest(sample_ids: list[str]) -> str:
