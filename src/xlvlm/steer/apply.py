@@ -52,6 +52,9 @@ def _parse_positions(positions) -> str | int:
 def _position_mask(state: _CallState, rule, t: int, batch: int, device) -> torch.Tensor | None:
     """(B, t, 1) float mask of positions to steer, or None for all positions and samples."""
     mask = None
+    decode_step = state.real_index is not None and t == 1 and state.prompt_lengths is not None
+    if rule in ("generated", "from-last-prompt") and decode_step and state.steer_samples is None:
+        return None  # a decode step feeds back a generated token: every position qualifies
     if rule != "all":
         if state.real_index is None or state.prompt_lengths is None:
             raise XlvlmError("positions other than 'all' need the model to be called with an attention mask")
