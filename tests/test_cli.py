@@ -63,9 +63,3 @@ def test_bad_input_exits_2_with_one_line(case, needle, tiny_dir, samples, tmp_pa
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "xlvlm.cli", "extract", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--select" in result.stdout
-
-
-def test_demo_runs_and_reuses(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
-    assert "samples: 32" in capsys.readouterr().out

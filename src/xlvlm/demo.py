@@ -5,11 +5,11 @@ second run reuses them; feature stores are reused by ``extract`` itself):
 
   concepts/       last-prompt states of shape and colour questions -> semi-NMF -> words, MAS,
                   metrics, concept grid, patch heatmaps
-  shift/          the caption prompt through the original and the fine-tuned organism ->
+  shift/          captions begun with "a" through the original and the fine-tuned organism ->
                   shift vectors of the original concepts, recovery, figures
   steer-yes-no/   a yes -> no vector from answered training questions, gated by a condition
                   learnt to tell yes/no questions from the rest; layer x alpha sweep
-  steer-caption/  the mean shift (original -> fine-tuned) of the caption prompt as a steering
+  steer-caption/  the mean shift (original -> fine-tuned) at that "a" as a steering
                   vector for the original organism: do its captions start naming colours?
   report.html     all of it in one page
 """
@@ -73,8 +73,11 @@ def _caption_stores(original, finetuned, out: Path, size: dict, layer: int, prog
     from xlvlm.organism.data import caption_samples
 
     samples = caption_samples("test", with_color=True)[: size["caption_images"]]
-    prompts = [{k: v for k, v in s.items() if k != "answer"} for s in samples]  # the prompt alone
-    stores = [xlvlm.extract(vlm, prompts, layers=[layer], select="last-prompt", out=out / "features" / f"caption-{name}",
+    # Both styles start with "a"; the state at that token decides what comes next (a colour or
+    # the shape), so it is where the fine-tuning shows. Teacher-forced, both models see the
+    # same tokens.
+    started = [dict(s, answer="a") for s in samples]
+    stores = [xlvlm.extract(vlm, started, layers=[layer], select="token:a", out=out / "features" / f"caption-{name}",
                             batch_size=32, progress=progress)
               for name, vlm in (("original", original), ("finetuned", finetuned))]
     return samples, stores
@@ -91,7 +94,7 @@ def stage_shift(original, finetuned, out: Path, root: Path, size: dict, layer: i
     result = analyse_shift(o, f, layer, n_concepts=8, method="snmf", vlm=finetuned, words_vocabulary=_vocabulary(finetuned))
     write_shift(result, folder, {s["id"]: s for s in f.samples})
     _command(folder, root, "shift", [
-        f"xlvlm extract --model {m.name} --data CAPTION_PROMPTS.jsonl --layers {layer} --select last-prompt "
+        f"xlvlm extract --model {m.name} --data CAPTIONS_STARTING_A.jsonl --layers {layer} --select token:a "
         f"--out {out / 'features' / f'caption-{n}'}" for n, m in (("original", original), ("finetuned", finetuned))] + [
         f"xlvlm shift --original {o.path} --finetuned {f.path} --layer {layer} --n-concepts 8 "
         f"--model {finetuned.name} --out {folder}"])

@@ -147,7 +147,7 @@ def caption_section(path: Path, root: Path) -> str:
     data = _load(path)
     folder = path.parent
     parts = [f"<h2>Caption steering: {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">The mean shift of the caption prompt\'s state (original → fine-tuned, layer '
+             f'<p class="what">The mean shift of the state at the caption\'s first token "a" (original → fine-tuned, layer '
              f"{_esc(data.get('layer'))}) added to the original model while it captions {data.get('n')} test images: "
              f"how often its captions name a colour, and whether they name the right colour and shape.</p>",
              _command(folder)]

@@ -1,0 +1,90 @@
+"""Workflow results on the model organism, as markdown tables for docs/organism-results.md.
+
+    python bench/organism_results.py [--demo runs/demo]
+
+1. Concepts: for snmf, nndl, kmeans and pca (K=12) on last-prompt states of 480 shape and
+   colour test questions, the share of concepts whose top grounded word equals the majority
+   answer of their 20 most activating samples.
+2. With --demo DIR (a finished `xlvlm demo --out DIR`): the shift summary, the steering sweep
+   and the caption-steering table from that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import xlvlm
+from xlvlm.concepts.text import ground_text
+from xlvlm.organism.data import stratified_subset, vqa_samples
+
+
+def concept_table(vlm) -> str:
+    questions = [s for s in vqa_samples("test") if s["answer_type"] in ("shape", "color")]
+    samples = stratified_subset(questions, per_type=240, seed=0)
+    layer = vlm.num_layers // 2
+    with tempfile.TemporaryDirectory() as tmp:
+        store = xlvlm.extract(vlm, samples, layers=[layer], select="last-prompt", out=Path(tmp) / "s", batch_size=64,
+                              progress=False)
+        X = store.features(layer, present_only=True)
+        rows_meta = store.samples
+    vocabulary = frozenset(w for w in vlm.tokenizer.get_vocab() if w.isalpha())
+    lines = [f"Layer {layer} of {vlm.num_layers}, {len(samples)} questions, K = 12.", "",
+             "| method | concepts whose top word = majority answer of their 20 MAS | R² |", "|---|---|---|"]
+    for method in ("snmf", "nndl", "kmeans", "pca"):
+        cd = xlvlm.learn_concepts(X, method=method, n_concepts=12, seed=0)
+        words = ground_text(vlm, cd.components, top_k=3, vocabulary=vocabulary)
+        mas = xlvlm.ground_images(cd.activations, rows_meta, top_k=20)
+        agree = 0
+        for k in range(12):
+            if mas[k] and words[k]:
+                majority = Counter(rows_meta[i]["answer"] for i in mas[k]).most_common(1)[0][0]
+                agree += words[k][0] == majority
+        from xlvlm.concepts.metrics import reconstruction_r2
+        lines.append(f"| {method} | {agree}/12 ({100 * agree / 12:.0f}%) | {float(reconstruction_r2(X, cd)):.3f} |")
+    return "\n".join(lines)
+
+
+def demo_tables(folder: Path) -> str:
+    parts = []
+    shift = json.loads((folder / "shift" / "shift.json").read_text())
+    s = shift["summary"]
+    parts += ["### Shift (caption prompt, original -> fine-tuned)", "",
+              f"{s['n_samples']} images, {s['n_concepts']} concepts: shifted concepts closer (cosine) to their matched "
+              f"fine-tuned concept than the original concepts for {100 * s['share_closer_by_cosine']:.0f}% of concepts "
+              f"(mean cosine {s['mean_cos_original']:.3f} -> {s['mean_cos_shifted']:.3f}).", "",
+              "| concept | cos orig -> ft | cos shifted -> ft | words of the shift vector (fine-tuned unembedding) |",
+              "|---|---|---|---|"]
+    for c in shift["concepts"]:
+        parts.append(f"| {c['concept']} | {c['cos_original']:.3f} | {c['cos_shifted']:.3f} | "
+                     f"{', '.join(c.get('words_shift', [])[:5])} |")
+    parts += ["", "### Steering yes -> no", "", (folder / "steer-yes-no" / "sweep.md").read_text().split("\n", 2)[2]]
+    cap = json.loads((folder / "steer-caption" / "caption_steer.json").read_text())
+    parts += ["### Caption steering with the shift vector", "",
+              "| captions by | name a colour | right colour | right shape |", "|---|---|---|---|"]
+    for r in cap["rows"]:
+        parts.append(f"| original, alpha {r['alpha']:g} | {100 * r['names_color']:.0f}% | {100 * r['color_correct']:.0f}% | "
+                     f"{100 * r['shape_correct']:.0f}% |")
+    ft = cap["finetuned"]
+    parts.append(f"| fine-tuned (reference) | {100 * ft['names_color']:.0f}% | {100 * ft['color_correct']:.0f}% | "
+                 f"{100 * ft['shape_correct']:.0f}% |")
+    return "\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", help="a finished demo run folder")
+    args = parser.parse_args()
+    vlm = xlvlm.organism.load("original")
+    print("### Concepts\n")
+    print(concept_table(vlm))
+    if args.demo:
+        print()
+        print(demo_tables(Path(args.demo)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The model organism: a small real LLaVA trained from scratch on easy-VQA, and a fine-tuned variant.
+
+``LlavaForConditionalGeneration`` (small CLIP vision tower + small Llama) that answers the
+easy-VQA questions (shapes, colours, yes/no) and captions its images. Two versions ship with
+the package (see ``docs/organism.md``):
+
+- ``"original"``: answers questions; captions name the shape only ("a circle").
+- ``"finetuned"``: fine-tuned from the original so that captions name colour and shape
+  ("a red circle"); question answering is kept.
+
+>>> vlm = xlvlm.organism.load("original")           # an xlvlm VLM
+>>> folder = xlvlm.organism.path("finetuned")        # a from_pretrained folder
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+NAMES = ("original", "finetuned")
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+def path(name: str = "original") -> Path:
+    """The folder of the shipped organism ``name`` ("original" or "finetuned")."""
+    from xlvlm.errors import XlvlmError
+
+    if name not in NAMES:
+        raise XlvlmError(f"unknown organism {name!r}: use one of {', '.join(NAMES)}")
+    folder = WEIGHTS / name
+    if not (folder / "config.json").is_file():
+        raise XlvlmError(f"organism {name!r} is missing from {folder}; rebuild it with `xlvlm organism "
+                         f"{'train' if name == 'original' else 'finetune'}`")
+    return folder
+
+
+def load(name: str = "original", device: str = "cpu"):
+    """The shipped organism ``name`` loaded through :func:`xlvlm.load_vlm`."""
+    from xlvlm.models import load_vlm
+
+    return load_vlm(path(name), device=device)
+
+
+def train_organism(*args, **kwargs):
+    """See :func:`xlvlm.organism.train.train_organism`."""
+    from xlvlm.organism.train import train_organism as run
+
+    return run(*args, **kwargs)
+
+
+def finetune_organism(*args, **kwargs):
+    """See :func:`xlvlm.organism.finetune.finetune_organism`."""
+    from xlvlm.organism.finetune import finetune_organism as run
+
+    return run(*args, **kwargs)
+
+
+__all__ = ["NAMES", "path", "load", "train_organism", "finetune_organism"]

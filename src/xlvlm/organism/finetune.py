@@ -1,0 +1,98 @@
+"""The fine-tuned organism: the original, taught to name the colour in its captions.
+
+The documented change: asked "describe the image.", the original organism answers with the
+shape only ("a circle"); the fine-tuned one with colour and shape ("a red circle"). Fine-tuning
+starts from the original weights and trains the projector and the language model (the vision
+tower stays frozen, as in stage 2 of :mod:`xlvlm.organism.train`) on the coloured captions of
+the easy-VQA training images mixed with a replay of its training questions, so that question
+answering is kept while the caption style shifts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xlvlm.organism import data as ev
+from xlvlm.organism.train import Encoder, load_images, save_organism, tokenize, train_language, vision_features
+from xlvlm.organism.vision import pixel_tensor
+
+CHANGE = ('captions name colour and shape ("a red circle") instead of the shape only ("a circle"); '
+          "questions are answered as before")
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 3e-4
+    caption_repeats: int = 3
+    replay_questions: int = 12000
+    train_images: int | None = None  # None: all 4,000
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+REDUCED_FINETUNE = FinetuneRecipe(steps=20, batch_size=16, lr=1e-3, replay_questions=64, train_images=64)
+
+
+def finetune_organism(original_dir: str | Path, out_dir: str | Path, seed: int = 0, minutes: float | None = None,
+                      reduced: bool = False, progress: bool = True, recipe: FinetuneRecipe | None = None) -> dict:
+    """Fine-tune the organism in ``original_dir`` to caption with colours; save it in ``out_dir``.
+
+    Deterministic given ``seed`` unless ``minutes`` caps the run by the clock. Returns a summary
+    (also written to ``out_dir/organism.json``).
+    """
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    recipe = recipe or (REDUCED_FINETUNE if reduced else FinetuneRecipe())
+    start, cpu_start = time.time(), time.process_time()
+    deadline = None if minutes is None else start + 60 * minutes
+    model = LlavaForConditionalGeneration.from_pretrained(original_dir, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(original_dir)
+
+    labels = ev.image_labels("train")
+    paths = ev.image_paths("train")
+    image_ids = sorted(labels)
+    rng = np.random.default_rng(seed)
+    if recipe.train_images is not None:
+        image_ids = sorted(int(i) for i in rng.choice(image_ids, size=recipe.train_images, replace=False))
+    keep = set(image_ids)
+    questions = [s for s in ev.vqa_samples("train") if s["image_id"] in keep]
+    questions += ev.balanced_yes_no(questions, labels, seed=seed)
+    replay = [questions[i] for i in sorted(rng.choice(len(questions), size=min(recipe.replay_questions, len(questions)),
+                                                      replace=False))]
+    captions = [s for s in ev.caption_samples("train", with_color=True) if s["image_id"] in keep]
+    samples = replay + captions * recipe.caption_repeats
+
+    image_index = {image_id: row for row, image_id in enumerate(image_ids)}
+    pixels = pixel_tensor(load_images([paths[i] for i in image_ids]), processor.image_processor)
+    features = vision_features(model, pixels)
+    tokenized = tokenize(samples, Encoder(processor), image_index)
+    result = train_language(model, tokenized, features, steps=recipe.steps, batch_size=recipe.batch_size,
+                            lr=recipe.lr, seed=seed, deadline=deadline, progress=progress, desc="fine-tune",
+                            warmup=20)
+    original_info = {}
+    info_file = Path(original_dir) / "organism.json"
+    if info_file.is_file():
+        original_info = json.loads(info_file.read_text())
+    info = {
+        "name": "finetuned",
+        "change": CHANGE,
+        "seed": seed,
+        "from": {"seed": original_info.get("seed"), "recipe": original_info.get("recipe")},
+        "recipe": recipe.to_dict(),
+        "language": {"steps": result["steps"], "losses": [round(x, 5) for x in result["losses"]],
+                     "first_loss": result["first_loss"], "last_loss": result["last_loss"], "samples": len(samples)},
+        "seconds": round(time.time() - start, 1),
+        "cpu_seconds": round(time.process_time() - cpu_start, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    save_organism(model, processor, Path(out_dir), info)
+    return info

@@ -1,0 +1,352 @@
+"""Training the model organism from scratch on CPU, in two stages.
+
+1. The CLIP vision tower alone learns to classify shape and colour from its last-layer CLS
+   token, on the easy-VQA training images and on drawn ones (:mod:`xlvlm.organism.vision`).
+2. The whole ``LlavaForConditionalGeneration`` with that tower frozen: projector and Llama learn
+   to answer the easy-VQA training questions (plus copies that balance yes/no per phrasing,
+   see :func:`~xlvlm.organism.data.balanced_yes_no`) and to caption ("describe the image." ->
+   "a circle"). The loss is on the answer tokens only. As the tower is frozen, its features are
+   computed once per image and the projector and the language model run on them, which is
+   the same computation as ``LlavaForConditionalGeneration.forward`` (a test checks it).
+
+Everything is seeded: the same seed on the same machine (and thread count) gives the same
+weights, unless ``minutes`` caps the run by the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from xlvlm.organism import data as ev
+from xlvlm.organism.model import OrganismSizes, build_organism
+from xlvlm.organism.vision import drawn_images, pixel_tensor, pretrain_vision, probe_accuracy
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that sets what :func:`train_organism` learns."""
+
+    sizes: OrganismSizes = field(default_factory=OrganismSizes)
+    vision_steps: int = 600
+    vision_batch: int = 128
+    vision_lr: float = 2e-3
+    drawn_images: int = 12000
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 1e-3
+    caption_repeats: int = 2
+    caption_with_color: bool = False
+    train_images: int | None = None  # None: all 4,000
+
+    def to_dict(self) -> dict:
+        out = dict(self.__dict__)
+        out["sizes"] = self.sizes.to_dict()
+        return out
+
+
+REDUCED = Recipe(
+    sizes=OrganismSizes(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, text_hidden=32,
+                        text_layers=2, text_heads=2, text_kv_heads=2, text_intermediate=64),
+    vision_steps=10, vision_batch=32, drawn_images=32, steps=40, batch_size=16, lr=3e-3, train_images=64,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning samples into token ids
+
+
+class Encoder:
+    """Token ids of (prompt, answer) pairs as the processor would make them, cached per prompt."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.image_tokens = processor.image_processor.crop_size["height"] // processor.patch_size
+        self.image_tokens = self.image_tokens ** 2 + processor.num_additional_image_tokens
+        if processor.vision_feature_select_strategy == "default":
+            self.image_tokens -= 1
+        self._prompts: dict[str, list[int]] = {}
+        self._answers: dict[str, list[int]] = {}
+
+    def prompt_text(self, prompt: str, description: str | None = None) -> str:
+        """The templated user turn: the image (or, text-only, its ``description``), then ``prompt``."""
+        if description is None:
+            content = [{"type": "image"}, {"type": "text", "text": prompt}]
+        else:
+            content = [{"type": "text", "text": f"{description}\n{prompt}"}]
+        messages = [{"role": "user", "content": content}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def prompt_ids(self, prompt: str, description: str | None = None) -> list[int]:
+        key = (prompt, description)
+        if key not in self._prompts:
+            text = self.prompt_text(prompt, description)
+            text = text.replace(self.processor.image_token, self.processor.image_token * self.image_tokens)
+            self._prompts[key] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._prompts[key]
+
+    def answer_ids(self, answer: str) -> list[int]:
+        if answer not in self._answers:
+            ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            self._answers[answer] = ids + [self.tokenizer.eos_token_id]
+        return self._answers[answer]
+
+
+@dataclass
+class TokenizedSet:
+    """Right-padded ``ids`` (N, L), ``answer_mask`` (N, L) true on answer tokens, ``image`` (N,)."""
+
+    ids: torch.Tensor
+    attention: torch.Tensor
+    answer_mask: torch.Tensor
+    image: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def tokenize(samples: list[dict], encoder: Encoder, image_index: dict,
+             descriptions: dict[int, str] | None = None) -> TokenizedSet:
+    """Token ids of ``samples``; with ``descriptions`` ({image_id: "red circle"}), text-only
+    dialogues where the description stands in place of the image."""
+    rows = []
+    for s in samples:
+        description = None if descriptions is None else descriptions[s["image_id"]]
+        prompt, answer = encoder.prompt_ids(s["prompt"], description), encoder.answer_ids(s["answer"])
+        rows.append((prompt + answer, len(prompt)))
+    width = max(len(r) for r, _ in rows)
+    pad = encoder.tokenizer.pad_token_id
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    answer_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, (row, start) in enumerate(rows):
+        ids[i, : len(row)] = torch.as_tensor(row)
+        attention[i, : len(row)] = 1
+        answer_mask[i, start: len(row)] = True
+    image = torch.as_tensor([image_index[s["image_id"]] for s in samples])
+    return TokenizedSet(ids, attention, answer_mask, image)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage-2 forward on cached vision features
+
+
+@torch.no_grad()
+def vision_features(model, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``(N, T, Dv)``: the vision tower's selected hidden states, before the projector."""
+    layer = model.config.vision_feature_layer
+    parts = []
+    for start in range(0, len(pixels), batch_size):
+        hidden = model.model.vision_tower(pixels[start:start + batch_size], output_hidden_states=True).hidden_states[layer]
+        if model.config.vision_feature_select_strategy == "default":
+            hidden = hidden[:, 1:]
+        parts.append(hidden)
+    return torch.cat(parts)
+
+
+def answer_logits(model, ids, attention, answer_mask, features) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits predicting each answer token, and those tokens: ``(M, V)``, ``(M,)``.
+
+    ``ids``/``attention``/``answer_mask`` (B, L) right-padded, ``features`` (B, T, Dv) the
+    vision features of each row's image, or None for text-only rows.
+    """
+    embeds = model.get_input_embeddings()(ids)
+    if features is not None:
+        image_embeds = model.model.multi_modal_projector(features).to(embeds.dtype)
+        image_mask = (ids == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+        embeds = embeds.masked_scatter(image_mask, image_embeds)
+    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
+    # The token at position p is predicted from position p - 1.
+    predicting = answer_mask[:, 1:]
+    logits = model.lm_head(hidden[:, :-1][predicting])
+    return logits, ids[:, 1:][predicting]
+
+
+def _warmup_cosine(total: int, warmup: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
+    return factor
+
+
+PARTS = {
+    "language": lambda m: [*m.model.language_model.parameters(), *m.lm_head.parameters()],
+    "projector": lambda m: [*m.model.multi_modal_projector.parameters()],
+    "all": lambda m: [*m.model.multi_modal_projector.parameters(), *m.model.language_model.parameters(),
+                      *m.lm_head.parameters()],
+}
+
+
+def train_language(model, tokenized: TokenizedSet, features: torch.Tensor | None, steps: int, batch_size: int,
+                   lr: float, seed: int, deadline: float | None = None, progress: bool = True,
+                   desc: str = "llava", warmup: int = 100, parts: str = "all") -> dict:
+    """Train ``parts`` of ``model`` in place; the vision tower is always frozen.
+
+    ``parts``: "language" (Llama + LM head, for text-only rows: ``features`` None), "projector"
+    or "all" (projector + Llama + LM head).
+
+    Epochs of a seeded shuffle over ``tokenized``; loss = cross-entropy on answer tokens.
+    Returns ``{"steps", "losses", "first_loss", "last_loss"}``: one mean loss per 50 steps, and
+    the mean loss of the first and of the last 10 steps.
+    """
+    from tqdm.auto import tqdm
+
+    model.requires_grad_(False)
+    trainable = PARTS[parts](model)
+    for p in trainable:
+        p.requires_grad_(True)
+    model.train()
+    embeddings = model.get_input_embeddings().weight
+    decayed = [p for p in trainable if p.ndim >= 2 and p is not embeddings]
+    kept = [p for p in trainable if p.ndim < 2 or p is embeddings]
+    optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": 0.01}, {"params": kept, "weight_decay": 0.0}],
+                                  lr=lr, betas=(0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps, min(warmup, steps // 10)))
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(tokenized), generator=generator)
+    cursor = 0
+    losses, window, every = [], [], []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=2)
+    done = 0
+    for step in bar:
+        if cursor + batch_size > len(order):
+            order, cursor = torch.randperm(len(tokenized), generator=generator), 0
+        idx = order[cursor: cursor + batch_size]
+        cursor += batch_size
+        width = int(tokenized.attention[idx].sum(1).max())
+        logits, targets = answer_logits(
+            model, tokenized.ids[idx, :width], tokenized.attention[idx, :width],
+            tokenized.answer_mask[idx, :width], None if features is None else features[tokenized.image[idx]])
+        loss = nn.functional.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        schedule.step()
+        window.append(loss.item())
+        every.append(window[-1])
+        done = step + 1
+        if len(window) == 50:
+            losses.append(float(np.mean(window)))
+            window = []
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if deadline is not None and time.time() > deadline:
+            break
+    bar.close()
+    if window:
+        losses.append(float(np.mean(window)))
+    model.requires_grad_(False)
+    model.eval()
+    return {"steps": done, "losses": losses, "first_loss": float(np.mean(every[:10])),
+            "last_loss": float(np.mean(every[-10:]))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole runs
+
+
+def load_images(paths) -> list:
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        with Image.open(p) as image:
+            out.append(image.convert("RGB"))
+    return out
+
+
+def training_samples(recipe: Recipe, seed: int, caption_with_color: bool) -> tuple[list[dict], dict[int, int], list[str]]:
+    """Samples, ``{image_id: row}`` and the image paths of the rows, for the training split."""
+    labels = ev.image_labels("train")
+    paths = ev.image_paths("train")
+    image_ids = sorted(labels)
+    if recipe.train_images is not None:
+        rng = np.random.default_rng(seed)
+        image_ids = sorted(int(i) for i in rng.choice(image_ids, size=recipe.train_images, replace=False))
+    keep = set(image_ids)
+    questions = [s for s in ev.vqa_samples("train") if s["image_id"] in keep]
+    questions += ev.balanced_yes_no(questions, labels, seed=seed)
+    captions = [s for s in ev.caption_samples("train", with_color=caption_with_color) if s["image_id"] in keep]
+    samples = questions + captions * recipe.caption_repeats
+    image_index = {image_id: row for row, image_id in enumerate(image_ids)}
+    return samples, image_index, [paths[i] for i in image_ids]
+
+
+def save_organism(model, processor, out_dir: Path, info: dict) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    (out_dir / "organism.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out_dir
+
+
+def train_organism(out_dir: str | Path, seed: int = 0, minutes: float | None = None, reduced: bool = False,
+                   progress: bool = True, recipe: Recipe | None = None) -> dict:
+    """Train the original organism from scratch and save it (model + processor) in ``out_dir``.
+
+    ``minutes`` caps the whole run by the clock (then the result depends on the machine's speed;
+    without it the run is deterministic given ``seed``); the vision stage gets at most a fifth
+    of it. ``reduced`` trains a tiny model for a few steps (for tests). Returns a summary dict
+    (also written to ``out_dir/organism.json``): recipe, steps, losses, seconds.
+    """
+    recipe = recipe or (REDUCED if reduced else Recipe())
+    start, cpu_start = time.time(), time.process_time()
+    deadline = None if minutes is None else start + 60 * minutes
+    torch.manual_seed(seed)
+    model, processor = build_organism(recipe.sizes, seed=seed)
+
+    samples, image_index, image_paths = training_samples(recipe, seed, recipe.caption_with_color)
+    pixels = pixel_tensor(load_images(image_paths), processor.image_processor)
+    labels = ev.image_labels("train")
+    ids_by_row = sorted(image_index, key=image_index.get)
+    shapes = torch.as_tensor([ev.SHAPES.index(labels[i][0]) for i in ids_by_row])
+    colors = torch.as_tensor([ev.COLOR_NAMES.index(labels[i][1]) for i in ids_by_row])
+    drawn, drawn_shapes, drawn_colors = drawn_images(recipe.drawn_images, seed=seed + 1)
+    drawn_pixels = pixel_tensor(drawn, processor.image_processor)
+
+    vision_deadline = None if minutes is None else start + 12 * minutes
+    stage1 = pretrain_vision(
+        model.model.vision_tower, torch.cat([pixels, drawn_pixels]), torch.cat([shapes, drawn_shapes]),
+        torch.cat([colors, drawn_colors]), steps=recipe.vision_steps, batch_size=recipe.vision_batch,
+        lr=recipe.vision_lr, seed=seed, deadline=vision_deadline, progress=progress)
+    stage1_seconds = time.time() - start
+    test_labels = ev.image_labels("test")
+    test_ids = sorted(test_labels)[: 1000 if not reduced else 64]
+    probe = probe_accuracy(
+        stage1["probe"], pixel_tensor(load_images([ev.image_paths("test")[i] for i in test_ids]), processor.image_processor),
+        torch.as_tensor([ev.SHAPES.index(test_labels[i][0]) for i in test_ids]),
+        torch.as_tensor([ev.COLOR_NAMES.index(test_labels[i][1]) for i in test_ids]))
+
+    features = vision_features(model, pixels)
+    tokenized = tokenize(samples, Encoder(processor), image_index)
+    stage2 = train_language(model, tokenized, features, steps=recipe.steps, batch_size=recipe.batch_size,
+                            lr=recipe.lr, seed=seed, deadline=deadline, progress=progress)
+    seconds = time.time() - start
+    info = {
+        "name": "original",
+        "seed": seed,
+        "recipe": recipe.to_dict(),
+        "vision": {"steps": stage1["steps"], "loss": stage1["loss"], "seconds": round(stage1_seconds, 1),
+                   "probe_test_accuracy": probe},
+        "language": {"steps": stage2["steps"], "losses": [round(x, 5) for x in stage2["losses"]],
+                     "first_loss": stage2["first_loss"], "last_loss": stage2["last_loss"], "samples": len(samples)},
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(time.process_time() - cpu_start, 1),
+        "torch_threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    save_organism(model, processor, Path(out_dir), info)
+    return info
+
+
+__all__ = ["Recipe", "REDUCED", "train_organism", "probe_accuracy"]
