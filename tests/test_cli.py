@@ -63,3 +63,11 @@ def test_bad_input_exits_2_with_one_line(case, needle, tiny_dir, samples, tmp_pa
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "xlvlm.cli", "extract", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--select" in result.stdout
+
+
+def test_organism_commands_train_and_finetune_reduced(tmp_path, capsys):
+    assert main(["organism", "train", "--reduced", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert main(["organism", "finetune", "--reduced", "--original", str(tmp_path / "o"), "--out", str(tmp_path / "f"),
+                 "--quiet"]) == 0
+    import xlvlm
+    assert xlvlm.load_vlm(tmp_path / "f").num_layers >= 1

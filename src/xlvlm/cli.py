@@ -142,6 +142,22 @@ def _extract_distributed(args, context, samples, options):
             dist.destroy_process_group()
 
 
+def cmd_organism_train(args) -> None:
+    from xlvlm.organism.train import train_organism
+
+    summary = train_organism(args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
+                             progress=not args.quiet)
+    print(f"wrote {args.out}: {summary.get('parameters', '?')} parameters in {summary.get('seconds', 0):.0f} s")
+
+
+def cmd_organism_finetune(args) -> None:
+    from xlvlm.organism.finetune import finetune_organism
+
+    summary = finetune_organism(args.original, args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
+                                progress=not args.quiet)
+    print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
+
+
 def cmd_report(args) -> None:
     from xlvlm.report import build_report
 
@@ -426,6 +442,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the result as JSON")
     p.set_defaults(func=cmd_evaluate, required=("predictions",))
 
+    organism = sub.add_parser("organism", help="train the model organism (a small LLaVA on easy-VQA)").add_subparsers(
+        dest="organism_command", metavar="STEP")
+    p = organism.add_parser("train", help="train the original organism from scratch")
+    p.add_argument("--out", help="output model folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=None, help="cap the run by the clock (then not deterministic)")
+    p.add_argument("--reduced", action="store_true", help="a tiny model, a few steps (a smoke test)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_organism_train, required=("out",))
+    p = organism.add_parser("finetune", help="fine-tune an organism so that its captions name colours")
+    p.add_argument("--original", help="the original organism's folder (e.g. from xlvlm organism train)")
+    p.add_argument("--out", help="output model folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=None)
+    p.add_argument("--reduced", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_organism_finetune, required=("original", "out"))
+
     p = sub.add_parser("report", help="build RUN_DIR/report.html from the stages a run folder holds")
     p.add_argument("run_dir", help="run folder")
     p.set_defaults(func=cmd_report)
@@ -456,8 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
-        if args.command == "steer":
-            parser.parse_args(["steer", "--help"])
+        if args.command in ("steer", "organism"):
+            parser.parse_args([args.command, "--help"])
         parser.print_help()
         return 1
     try:
