@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 import time
 import warnings
@@ -38,9 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xlvlm.concepts import learn_concepts
-from xlvlm.concepts.planted import planted_matrix
-from xlvlm.io import atomic_write_text
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_name  # noqa: E402
+
+from xlvlm.concepts import learn_concepts  # noqa: E402
+from xlvlm.concepts.planted import planted_matrix  # noqa: E402
+from xlvlm.io import atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## concepts"
@@ -163,14 +165,7 @@ def blas_threads() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return (
         f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
         f"threads: torch {torch.get_num_threads()}, numpy BLAS {blas_threads()}"
