@@ -3,7 +3,7 @@
 The documented change: asked "describe the image.", the original organism answers with the
 shape only ("a circle"); the fine-tuned one with colour and shape ("a red circle"). Fine-tuning
 starts from the original weights and trains the projector and the language model (the vision
-tower stays frozen, as in stage 2 of :mod:`xlvlm.organism.train`) on the coloured captions of
+tower stays frozen, as in stages 2-4 of :mod:`xlvlm.organism.train`) on the coloured captions of
 the easy-VQA training images mixed with a replay of its training questions, so that question
 answering is kept while the caption style shifts.
 """

@@ -23,14 +23,14 @@ class OrganismSizes:
     """Sizes of the vision tower (``vision_*``) and of the Llama (``text_*``)."""
 
     image_size: int = 64
-    patch_size: int = 8
-    vision_hidden: int = 96
+    patch_size: int = 16
+    vision_hidden: int = 128
     vision_layers: int = 2
     vision_heads: int = 4
     text_hidden: int = 128
     text_layers: int = 4
-    text_heads: int = 4
-    text_kv_heads: int = 4
+    text_heads: int = 8
+    text_kv_heads: int = 8
     text_intermediate: int = 384
 
     @property
@@ -47,8 +47,10 @@ def build_processor(sizes: OrganismSizes):
 
     tokenizer = train_word_tokenizer(VOCABULARY, SPECIAL_TOKENS)
     tokenizer.add_bos_token = False
-    # Batched generation needs the prompt flush against the first generated token.
+    # Batched generation needs the prompt flush against the first generated token; init_kwargs
+    # is what save_pretrained writes.
     tokenizer.padding_side = "left"
+    tokenizer.init_kwargs["padding_side"] = "left"
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": sizes.image_size},
         crop_size={"height": sizes.image_size, "width": sizes.image_size},
@@ -72,7 +74,7 @@ def build_model(sizes: OrganismSizes, tokenizer, seed: int = 0):
     text = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=sizes.text_hidden, intermediate_size=sizes.text_intermediate,
         num_hidden_layers=sizes.text_layers, num_attention_heads=sizes.text_heads,
-        num_key_value_heads=sizes.text_kv_heads, max_position_embeddings=128,
+        num_key_value_heads=sizes.text_kv_heads, max_position_embeddings=256,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
     )

@@ -1,13 +1,23 @@
-"""Training the model organism from scratch on CPU, in two stages.
+"""Training the model organism from scratch on CPU, in four stages, like LLaVA itself.
 
-1. The CLIP vision tower alone learns to classify shape and colour from its last-layer CLS
-   token, on the easy-VQA training images and on drawn ones (:mod:`xlvlm.organism.vision`).
-2. The whole ``LlavaForConditionalGeneration`` with that tower frozen: projector and Llama learn
-   to answer the easy-VQA training questions (plus copies that balance yes/no per phrasing,
-   see :func:`~xlvlm.organism.data.balanced_yes_no`) and to caption ("describe the image." ->
-   "a circle"). The loss is on the answer tokens only. As the tower is frozen, its features are
-   computed once per image and the projector and the language model run on them, which is
-   the same computation as ``LlavaForConditionalGeneration.forward`` (a test checks it).
+The data: the easy-VQA training questions, plus copies that balance yes/no per phrasing (see
+:func:`~xlvlm.organism.data.balanced_yes_no`), plus one caption per image ("describe the
+image." -> "a circle"). The loss is on the answer tokens only.
+
+1. **Vision tower** (the CLIP part) alone, as a shape/colour classifier on its CLS token, on the
+   training images and drawn ones (:mod:`xlvlm.organism.vision`). Frozen from then on.
+2. **Language model** (the Llama part) alone, on text-only dialogues where the image is
+   replaced by its description in words: "USER: red circle is there a red shape? ASSISTANT:
+   yes". Trained directly with images, the Llama learnt "what colour?" at once but stayed at
+   chance on yes/no for thousands of steps: comparing a question word with an image feature
+   from scratch is a hard credit-assignment problem, comparing two words is not.
+3. **Projector** alone (alignment): it learns to map image features to what the Llama already
+   reads, as the description did.
+4. **Projector + language model** together on the image dialogues.
+
+As the tower is frozen, its features are computed once per image and the projector and the
+language model run on them, which is the same computation as
+``LlavaForConditionalGeneration.forward`` (a test checks it).
 
 Everything is seeded: the same seed on the same machine (and thread count) gives the same
 weights, unless ``minutes`` caps the run by the clock.
@@ -26,21 +36,28 @@ from torch import nn
 
 from xlvlm.organism import data as ev
 from xlvlm.organism.model import OrganismSizes, build_organism
-from xlvlm.organism.vision import drawn_images, pixel_tensor, pretrain_vision, probe_accuracy
+from xlvlm.organism.vision import drawn_images, pixel_tensor, pretrain_vision, probe_accuracy, warmup_cosine
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that sets what :func:`train_organism` learns."""
+    """Everything that sets what :func:`train_organism` learns (steps, batch sizes, rates)."""
 
     sizes: OrganismSizes = field(default_factory=OrganismSizes)
-    vision_steps: int = 600
+    # 1. vision tower as a shape/colour classifier
+    vision_steps: int = 2500
     vision_batch: int = 128
     vision_lr: float = 2e-3
-    drawn_images: int = 12000
-    steps: int = 1500
+    drawn_images: int = 24000
+    # 2. language model on text-only dialogues (the image described in words)
+    text_steps: int = 1500
+    text_lr: float = 1e-3
+    # 3. projector alone (alignment), 4. projector + language model
+    align_steps: int = 300
+    align_lr: float = 1e-3
+    steps: int = 800
+    lr: float = 5e-4
     batch_size: int = 64
-    lr: float = 1e-3
     caption_repeats: int = 2
     caption_with_color: bool = False
     train_images: int | None = None  # None: all 4,000
@@ -52,9 +69,10 @@ class Recipe:
 
 
 REDUCED = Recipe(
-    sizes=OrganismSizes(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, text_hidden=32,
-                        text_layers=2, text_heads=2, text_kv_heads=2, text_intermediate=64),
-    vision_steps=10, vision_batch=32, drawn_images=32, steps=40, batch_size=16, lr=3e-3, train_images=64,
+    sizes=OrganismSizes(image_size=32, patch_size=16, vision_hidden=32, vision_layers=1, vision_heads=2,
+                        text_hidden=32, text_layers=2, text_heads=2, text_kv_heads=2, text_intermediate=64),
+    vision_steps=10, vision_batch=32, drawn_images=32, text_steps=30, text_lr=3e-3, align_steps=10,
+    steps=30, lr=3e-3, batch_size=16, train_images=64,
 )
 
 
@@ -169,15 +187,6 @@ def answer_logits(model, ids, attention, answer_mask, features) -> tuple[torch.T
     return logits, ids[:, 1:][predicting]
 
 
-def _warmup_cosine(total: int, warmup: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
-    return factor
-
-
 PARTS = {
     "language": lambda m: [*m.model.language_model.parameters(), *m.lm_head.parameters()],
     "projector": lambda m: [*m.model.multi_modal_projector.parameters()],
@@ -210,7 +219,7 @@ def train_language(model, tokenized: TokenizedSet, features: torch.Tensor | None
     kept = [p for p in trainable if p.ndim < 2 or p is embeddings]
     optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": 0.01}, {"params": kept, "weight_decay": 0.0}],
                                   lr=lr, betas=(0.9, 0.98))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps, min(warmup, steps // 10)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, min(warmup, steps // 10), floor=0.1))
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(tokenized), generator=generator)
     cursor = 0
@@ -285,62 +294,92 @@ def save_organism(model, processor, out_dir: Path, info: dict) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
+    # Where the processor was loaded from is no part of what it is.
+    for key in ("is_local", "local_files_only", "name_or_path"):
+        processor.tokenizer.init_kwargs.pop(key, None)
     processor.save_pretrained(out_dir)
     (out_dir / "organism.json").write_text(json.dumps(info, indent=2) + "\n")
     return out_dir
+
+
+def describe(labels: dict[int, tuple[str, str]]) -> dict[int, str]:
+    """``{image_id: "red circle"}``: what stands in place of the image in text-only dialogues."""
+    return {image_id: f"{color} {shape}" for image_id, (shape, color) in labels.items()}
 
 
 def train_organism(out_dir: str | Path, seed: int = 0, minutes: float | None = None, reduced: bool = False,
                    progress: bool = True, recipe: Recipe | None = None) -> dict:
     """Train the original organism from scratch and save it (model + processor) in ``out_dir``.
 
-    ``minutes`` caps the whole run by the clock (then the result depends on the machine's speed;
-    without it the run is deterministic given ``seed``); the vision stage gets at most a fifth
-    of it. ``reduced`` trains a tiny model for a few steps (for tests). Returns a summary dict
+    Four stages (see the module docstring and ``docs/organism.md``): vision tower, language
+    model on text, projector alignment, then projector and language model together.
+    ``minutes`` caps the run by the clock, each stage getting its share of the steps' time
+    (then the result depends on the machine's speed; without it the run is deterministic given
+    ``seed``). ``reduced`` trains a tiny model for a few steps (for tests). Returns a summary
     (also written to ``out_dir/organism.json``): recipe, steps, losses, seconds.
     """
     recipe = recipe or (REDUCED if reduced else Recipe())
     start, cpu_start = time.time(), time.process_time()
-    deadline = None if minutes is None else start + 60 * minutes
+    timer = _StageClock(start, minutes, recipe)
     torch.manual_seed(seed)
     model, processor = build_organism(recipe.sizes, seed=seed)
+    encoder = Encoder(processor)
 
     samples, image_index, image_paths = training_samples(recipe, seed, recipe.caption_with_color)
-    pixels = pixel_tensor(load_images(image_paths), processor.image_processor)
     labels = ev.image_labels("train")
+    pixels = pixel_tensor(load_images(image_paths), processor.image_processor)
     ids_by_row = sorted(image_index, key=image_index.get)
     shapes = torch.as_tensor([ev.SHAPES.index(labels[i][0]) for i in ids_by_row])
     colors = torch.as_tensor([ev.COLOR_NAMES.index(labels[i][1]) for i in ids_by_row])
     drawn, drawn_shapes, drawn_colors = drawn_images(recipe.drawn_images, seed=seed + 1)
     drawn_pixels = pixel_tensor(drawn, processor.image_processor)
+    del drawn
+    seconds = {"data": round(time.time() - start, 1)}
 
-    vision_deadline = None if minutes is None else start + 12 * minutes
-    stage1 = pretrain_vision(
+    vision = pretrain_vision(
         model.model.vision_tower, torch.cat([pixels, drawn_pixels]), torch.cat([shapes, drawn_shapes]),
         torch.cat([colors, drawn_colors]), steps=recipe.vision_steps, batch_size=recipe.vision_batch,
-        lr=recipe.vision_lr, seed=seed, deadline=vision_deadline, progress=progress)
-    stage1_seconds = time.time() - start
+        lr=recipe.vision_lr, seed=seed, deadline=timer.deadline("vision"), progress=progress)
+    seconds["vision"] = timer.lap()
     test_labels = ev.image_labels("test")
-    test_ids = sorted(test_labels)[: 1000 if not reduced else 64]
+    test_ids = sorted(test_labels)[: 64 if reduced else None]
     probe = probe_accuracy(
-        stage1["probe"], pixel_tensor(load_images([ev.image_paths("test")[i] for i in test_ids]), processor.image_processor),
+        vision["probe"], pixel_tensor(load_images([ev.image_paths("test")[i] for i in test_ids]), processor.image_processor),
         torch.as_tensor([ev.SHAPES.index(test_labels[i][0]) for i in test_ids]),
         torch.as_tensor([ev.COLOR_NAMES.index(test_labels[i][1]) for i in test_ids]))
 
+    text = train_language(model, tokenize(samples, encoder, image_index, describe(labels)), None,
+                          steps=recipe.text_steps, batch_size=recipe.batch_size, lr=recipe.text_lr, seed=seed,
+                          deadline=timer.deadline("text"), progress=progress, desc="language (text)",
+                          parts="language")
+    seconds["text"] = timer.lap()
+
     features = vision_features(model, pixels)
-    tokenized = tokenize(samples, Encoder(processor), image_index)
-    stage2 = train_language(model, tokenized, features, steps=recipe.steps, batch_size=recipe.batch_size,
-                            lr=recipe.lr, seed=seed, deadline=deadline, progress=progress)
-    seconds = time.time() - start
+    tokenized = tokenize(samples, encoder, image_index)
+    align = train_language(model, tokenized, features, steps=recipe.align_steps, batch_size=recipe.batch_size,
+                           lr=recipe.align_lr, seed=seed + 1, deadline=timer.deadline("align"), progress=progress,
+                           desc="projector", warmup=30, parts="projector")
+    seconds["align"] = timer.lap()
+    joint = train_language(model, tokenized, features, steps=recipe.steps, batch_size=recipe.batch_size,
+                           lr=recipe.lr, seed=seed + 2, deadline=timer.deadline("joint"), progress=progress,
+                           desc="llava", warmup=20, parts="all")
+    seconds["joint"] = timer.lap()
+
+    def summary(result: dict) -> dict:
+        return {"steps": result["steps"], "first_loss": round(result["first_loss"], 5),
+                "last_loss": round(result["last_loss"], 5), "losses": [round(x, 5) for x in result["losses"]]}
+
     info = {
         "name": "original",
         "seed": seed,
         "recipe": recipe.to_dict(),
-        "vision": {"steps": stage1["steps"], "loss": stage1["loss"], "seconds": round(stage1_seconds, 1),
-                   "probe_test_accuracy": probe},
-        "language": {"steps": stage2["steps"], "losses": [round(x, 5) for x in stage2["losses"]],
-                     "first_loss": stage2["first_loss"], "last_loss": stage2["last_loss"], "samples": len(samples)},
-        "seconds": round(seconds, 1),
+        "samples": len(samples),
+        "vision": {"steps": vision["steps"], "loss": round(vision["loss"], 5), "probe_test_accuracy": probe},
+        "text": summary(text),
+        "align": summary(align),
+        "joint": summary(joint),
+        "seconds_per_stage": seconds,
+        "seconds": round(time.time() - start, 1),
         "cpu_seconds": round(time.process_time() - cpu_start, 1),
         "torch_threads": torch.get_num_threads(),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -349,4 +388,33 @@ def train_organism(out_dir: str | Path, seed: int = 0, minutes: float | None = N
     return info
 
 
-__all__ = ["Recipe", "REDUCED", "train_organism", "probe_accuracy"]
+class _StageClock:
+    """Deadlines for each stage when the whole run is capped at ``minutes``.
+
+    Each stage may use the time left times its share of the remaining stages' nominal cost
+    (rough CPU seconds per step, measured on the full-size recipe).
+    """
+
+    COST = {"vision": 0.075, "text": 0.1, "align": 0.12, "joint": 0.155}
+
+    def __init__(self, start: float, minutes: float | None, recipe: Recipe):
+        self.end = None if minutes is None else start + 60 * minutes
+        self.last = start
+        self.cost = {"vision": recipe.vision_steps * self.COST["vision"], "text": recipe.text_steps * self.COST["text"],
+                     "align": recipe.align_steps * self.COST["align"], "joint": recipe.steps * self.COST["joint"]}
+
+    def deadline(self, stage: str) -> float | None:
+        if self.end is None:
+            return None
+        stages = list(self.cost)
+        remaining = sum(self.cost[s] for s in stages[stages.index(stage):])
+        now = time.time()
+        return now + max(0.0, self.end - now) * self.cost[stage] / remaining
+
+    def lap(self) -> float:
+        now = time.time()
+        elapsed, self.last = now - self.last, now
+        return round(elapsed, 1)
+
+
+__all__ = ["Recipe", "REDUCED", "train_organism"]

@@ -1,10 +1,10 @@
 """Stage 1 of the organism: the CLIP vision tower, pretrained alone as a shape/colour classifier.
 
 Trained end to end through the language model, a small vision tower learns colour at once but
-shape barely (a prototype: 49% shape). Taught first to classify shape and colour, on easy-VQA
-training images plus freshly drawn ones, it sees shapes well; the LLaVA stage then keeps it
-frozen and reads its last-layer tokens through the projector.
-The classifier reads the last-layer CLS token, which LLaVA passes on (strategy "full").
+shape barely (a prototype: 49% shape). Taught first to classify shape and colour from its
+last-layer CLS token, on easy-VQA training images plus freshly drawn ones, it sees shapes well;
+the later stages keep it frozen, and LLaVA passes that CLS token and the patch tokens
+(``vision_feature_layer=-1``, strategy "full") through the projector to the language model.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def drawn_images(n: int, seed: int) -> tuple[list, torch.Tensor, torch.Tensor]:
 
 
 class _Probe(nn.Module):
-    """Shape and colour logits from each of the vision tower's last-layer tokens: (B, T, K)."""
+    """Shape and colour logits, (B, 3) and (B, 8), from the tower's last-layer CLS token."""
 
     def __init__(self, vision_model: nn.Module, hidden: int):
         super().__init__()
@@ -46,9 +46,10 @@ class _Probe(nn.Module):
         self.head = nn.Linear(hidden, len(SHAPES) + len(COLOR_NAMES))
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # hidden_states[-1] is what LLaVA reads with vision_feature_layer=-1 (no post-layernorm).
         hidden = self.vision_model(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
-        logits = self.head(self.norm(hidden))
-        return logits[..., : len(SHAPES)], logits[..., len(SHAPES):]
+        logits = self.head(self.norm(hidden[:, 0]))
+        return logits[:, : len(SHAPES)], logits[:, len(SHAPES):]
 
 
 def pretrain_vision(vision_model: nn.Module, pixels: torch.Tensor, shapes: torch.Tensor, colors: torch.Tensor,
@@ -71,7 +72,7 @@ def pretrain_vision(vision_model: nn.Module, pixels: torch.Tensor, shapes: torch
     nn.init.normal_(probe.head.weight, std=0.02)
     nn.init.zeros_(probe.head.bias)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps, warmup=min(100, steps // 10)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup=min(100, steps // 10)))
     loss_fn = nn.CrossEntropyLoss()
     losses = []
     bar = tqdm(range(steps), desc="vision tower", disable=not progress, mininterval=2)
@@ -82,7 +83,7 @@ def pretrain_vision(vision_model: nn.Module, pixels: torch.Tensor, shapes: torch
         flip = torch.rand(batch_size, generator=generator) < 0.5
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         shape_logits, color_logits = probe(batch)
-        loss = loss_fn(shape_logits[:, 0], shapes[idx]) + loss_fn(color_logits[:, 0], colors[idx])
+        loss = loss_fn(shape_logits, shapes[idx]) + loss_fn(color_logits, colors[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -102,21 +103,20 @@ def pretrain_vision(vision_model: nn.Module, pixels: torch.Tensor, shapes: torch
 @torch.no_grad()
 def probe_accuracy(probe: nn.Module, pixels: torch.Tensor, shapes: torch.Tensor, colors: torch.Tensor,
                    batch_size: int = 256) -> dict:
-    """Accuracy of the CLS token's and of the average token's prediction (fractions)."""
-    hits = {"shape": 0.0, "color": 0.0, "shape_per_token": 0.0, "color_per_token": 0.0}
+    """``{"shape", "color"}``: accuracy (fractions) of the classifier on ``pixels`` (N, 3, H, W)."""
+    shape_hits = color_hits = 0
     for start in range(0, len(pixels), batch_size):
-        s_logits, c_logits = probe(pixels[start:start + batch_size])
-        for name, logits, truth in (("shape", s_logits, shapes), ("color", c_logits, colors)):
-            right = logits.argmax(-1) == truth[start:start + batch_size, None]
-            hits[name] += right[:, 0].sum().item()
-            hits[name + "_per_token"] += right.float().mean(1).sum().item()
-    return {k: v / len(pixels) for k, v in hits.items()}
+        shape_logits, color_logits = probe(pixels[start:start + batch_size])
+        shape_hits += (shape_logits.argmax(-1) == shapes[start:start + batch_size]).sum().item()
+        color_hits += (color_logits.argmax(-1) == colors[start:start + batch_size]).sum().item()
+    return {"shape": shape_hits / len(pixels), "color": color_hits / len(pixels)}
 
 
-def _warmup_cosine(total: int, warmup: int):
+def warmup_cosine(total: int, warmup: int, floor: float = 0.0):
+    """Learning-rate factor per step: linear warm-up, then cosine decay from 1 to ``floor``."""
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
+        return floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
     return factor
