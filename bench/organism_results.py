@@ -62,6 +62,8 @@ def demo_tables(folder: Path) -> str:
         parts.append(f"| {c['concept']} | {c['cos_original']:.3f} | {c['cos_shifted']:.3f} | "
                      f"{', '.join(c.get('words_shift', [])[:5])} |")
     parts += ["", "### Steering yes -> no", "", (folder / "steer-yes-no" / "sweep.md").read_text().split("\n", 2)[2]]
+    parts += ["", "### Steering red -> blue (colour questions)", "",
+              (folder / "steer-red-blue" / "sweep.md").read_text().split("\n", 2)[2]]
     cap = json.loads((folder / "steer-caption" / "caption_steer.json").read_text())
     parts += ["### Caption steering with the shift vector", "",
               "| captions by | name a colour | right colour | right shape |", "|---|---|---|---|"]

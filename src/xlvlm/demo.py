@@ -9,6 +9,7 @@ second run reuses them; feature stores are reused by ``extract`` itself):
                   shift vectors of the original concepts, recovery, figures
   steer-yes-no/   a yes -> no vector from answered training questions, gated by a condition
                   learnt to tell yes/no questions from the rest; layer x alpha sweep
+  steer-red-blue/ a red -> blue vector on colour questions, side effects on the other types
   steer-caption/  the mean shift (original -> fine-tuned) at that "a" as a steering
                   vector for the original organism: do its captions start naming colours?
   report.html     all of it in one page
@@ -22,9 +23,9 @@ from pathlib import Path
 from xlvlm.io import atomic_write_json, atomic_write_text
 
 QUICK = {"concept_questions": 120, "caption_images": 80, "steer_train": 60, "steer_test": 90,
-         "alphas": [4.0], "caption_alphas": [1.0], "text_similarity": False}
+         "alphas": [2.0], "caption_alphas": [1.0], "text_similarity": False}
 FULL = {"concept_questions": 480, "caption_images": 240, "steer_train": 150, "steer_test": 300,
-        "alphas": [2.0, 4.0, 8.0], "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True}
+        "alphas": [1.0, 2.0, 4.0], "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True}
 
 
 def _stage_done(folder: Path, name: str) -> bool:
@@ -139,6 +140,45 @@ def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int]
         f"{','.join(f'{a:g}' for a in size['alphas'])} --condition {folder / 'condition.safetensors'} --out {folder}"])
 
 
+def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int], source: str, target: str,
+                      progress: bool) -> None:
+    """Colour -> colour: move colour answers from ``source`` to ``target`` (e.g. red -> blue)."""
+    import xlvlm
+    from xlvlm.organism.data import vqa_samples
+    from xlvlm.steer import Condition
+    from xlvlm.steer.condition import save_condition
+    from xlvlm.steer.run import sweep
+
+    folder = out / f"steer-{source}-{target}"
+    if _stage_done(folder, "sweep.json"):
+        return
+    everything = vqa_samples("train")
+    train = [s for s in everything if s.get("answer_type") == "color"]
+    n = size["steer_train"]
+    all_layers = sorted(set(layers) | {0})
+    stores = {c: xlvlm.extract(vlm, [s for s in train if s["answer"] == c][:n], layers=all_layers, select="last-prompt",
+                               out=out / "features" / f"steer-{c}", batch_size=32, progress=progress)
+              for c in (source, target)}
+    # A gate like the yes/no one: steer colour questions only.
+    others = xlvlm.extract(vlm, _subset(everything, ("shape", "yes/no"), n, seed=4), layers=all_layers,
+                           select="last-prompt", out=out / "features" / "steer-not-color", batch_size=32, progress=progress)
+    colours = xlvlm.extract(vlm, _subset(everything, ("color",), n, seed=4), layers=all_layers, select="last-prompt",
+                            out=out / "features" / "steer-color", batch_size=32, progress=progress)
+    condition = Condition.learn(colours.features(0, present_only=True), others.features(0, present_only=True), 0)
+    save_condition(condition, folder / "condition.safetensors")
+    test = vqa_samples("test")
+    chosen = [s for s in test if s.get("answer") == source][: size["steer_test"] // 3]
+    chosen += _subset(test, ("shape", "yes/no"), 2 * (size["steer_test"] // 3), seed=3)
+    sweep(vlm, stores[source], stores[target], chosen, layers=layers, alphas=size["alphas"], methods=["mean-diff"],
+          source_answer=source, target_answer=target, condition=condition, max_new_tokens=3, batch_size=32, out=folder,
+          progress=progress)
+    _command(folder, root, f"steer {source} -> {target}", [
+        f"xlvlm extract --model {vlm.name} --data {source.upper()}_AND_{target.upper()}.jsonl --layers "
+        f"{','.join(map(str, layers))} --select last-prompt --out {out / 'features'}/steer-{{{source},{target}}}",
+        f"xlvlm steer sweep --model {vlm.name} --source {stores[source].path} --target {stores[target].path} --data "
+        f"TEST.jsonl --layers {','.join(map(str, layers))} --source-answer {source} --target-answer {target} --out {folder}"])
+
+
 def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
     import xlvlm
     from xlvlm.organism.captions import caption_report
@@ -182,6 +222,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     stage_shift(original, finetuned, out, out, size, n - 1, progress)
     stage_steer_yes_no(original, out, out, size, layers=[middle] if quick else list(range(1, n)),
                        condition_layer=0, progress=progress)
+    stage_steer_color(original, out, out, size, layers=[middle] if quick else list(range(1, n)), source="red",
+                      target="blue", progress=progress)
     stage_steer_caption(original, finetuned, out, out, size, n - 1, progress)
     atomic_write_text(out / "notes.html", (
         "<p>Everything below ran on the model organism: a small real LLaVA "

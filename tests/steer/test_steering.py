@@ -171,3 +171,25 @@ def test_condition_learns_a_threshold_and_gates_samples(vlm_of, samples):
     with pytest.raises(XlvlmError, match="condition layer"):
         with sv.apply(vlm, condition=late):
             pass
+
+
+def test_lda_condition_separates_what_the_mean_difference_cannot():
+    # Classes differ by 1 along a quiet axis (std 0.1) but 2 along a loud one (std 10), in 10
+    # dimensions: the difference of means points mostly along the loud axis, where they overlap.
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([10.0] + [0.1] * 9)
+    shift = torch.tensor([2.0, 1.0] + [0.0] * 8)
+
+    def draw(n, moved):
+        return torch.randn(n, 10, generator=g) * scale + (shift if moved else 0)
+
+    pos, neg = draw(400, True), draw(400, False)
+    test_pos, test_neg = draw(400, True), draw(400, False)
+
+    def accuracy(cond):
+        return (cond.decide(test_pos).float().mean() + (~cond.decide(test_neg)).float().mean()) / 2
+
+    assert accuracy(Condition.learn(pos, neg, 0, method="lda")) > 0.9
+    assert accuracy(Condition.learn(pos, neg, 0, method="mean-diff")) < 0.75
+    with pytest.raises(XlvlmError, match="unknown condition method"):
+        Condition.learn(pos, neg, 0, method="svm")

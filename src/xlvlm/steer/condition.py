@@ -28,11 +28,13 @@ class Condition:
         return projection > self.threshold if self.above else projection <= self.threshold
 
     @classmethod
-    def learn(cls, positive: torch.Tensor, negative: torch.Tensor, layer) -> "Condition":
+    def learn(cls, positive: torch.Tensor, negative: torch.Tensor, layer, method: str = "lda",
+              shrinkage: float = 0.1) -> "Condition":
         """Learn a direction and threshold from (N+, D) states to steer and (N-, D) to leave alone.
 
-        The direction is the difference of means; the threshold maximises training accuracy
-        (midpoint between neighbouring projections).
+        method "lda": Fisher's direction S^-1 (mean+ - mean-) with the pooled covariance S shrunk
+        towards (trace S / D) I by ``shrinkage``; "mean-diff": the difference of means. The
+        threshold maximises training accuracy (midpoint between neighbouring projections).
         """
         positive, negative = positive.float(), negative.float()
         if positive.shape[0] == 0 or negative.shape[0] == 0:
@@ -40,6 +42,14 @@ class Condition:
         if not (torch.isfinite(positive).all() and torch.isfinite(negative).all()):
             raise XlvlmError("NaN/inf in condition examples: use features(layer, present_only=True)")
         direction = positive.mean(0) - negative.mean(0)
+        if method == "lda":
+            centred = torch.cat([positive - positive.mean(0), negative - negative.mean(0)]).double()
+            cov = centred.T @ centred / max(1, centred.shape[0] - 2)
+            d = cov.shape[0]
+            cov = (1 - shrinkage) * cov + shrinkage * cov.trace() / d * torch.eye(d, dtype=cov.dtype)
+            direction = torch.linalg.solve(cov, direction.double()).float()
+        elif method != "mean-diff":
+            raise XlvlmError(f"unknown condition method {method!r}: use 'lda' or 'mean-diff'")
         direction = direction / direction.norm().clamp_min(1e-12)
         scores = torch.cat([positive @ direction, negative @ direction])
         labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))])
