@@ -184,17 +184,22 @@ def cmd_steer_compute(args) -> None:
     from xlvlm.steer import SteeringVector
 
     layers = _layers(args.layer)
-    if args.method == "concept":
+    if args.method == "concept" and args.concepts:
         from xlvlm.concepts import ConceptDictionary
 
-        if not args.concepts or args.concept_from is None or args.concept_to is None:
-            raise XlvlmError("--method concept needs --concepts DIR --from I --to J")
+        if args.concept_from is None or args.concept_to is None:
+            raise XlvlmError("--method concept --concepts DIR needs --from I --to J")
         cd = ConceptDictionary.load(args.concepts)
         vector = SteeringVector.from_concepts(cd, args.concept_from, args.concept_to, layers[0])
     else:
+        if args.concept_from is not None or args.concept_to is not None:
+            raise XlvlmError("--from/--to pick concepts of a saved dictionary: give --method concept --concepts DIR")
         if not args.source or not args.target:
-            raise XlvlmError(f"--method {args.method} needs --source STORE and --target STORE")
-        vector = SteeringVector.compute(_store(args.source), _store(args.target), layers, method=args.method)
+            extra = " (or --concepts DIR --from I --to J)" if args.method == "concept" else ""
+            raise XlvlmError(f"--method {args.method} needs --source STORE and --target STORE{extra}")
+        options = {"n_concepts": args.n_concepts} if args.method == "concept" else {}
+        vector = SteeringVector.compute(_store(args.source), _store(args.target), layers, method=args.method,
+                                        **options)
     if args.normalize:
         vector = vector.normalized()
     vector.save(args.out)
@@ -250,7 +255,7 @@ def cmd_steer_sweep(args) -> None:
                  source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
                  operator=args.operator, condition=_condition(args), normalize=args.normalize,
                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
-                 progress=not args.quiet)
+                 progress=not args.quiet, n_concepts=args.n_concepts)
     _record_command(args, args.out)
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png")
@@ -267,6 +272,13 @@ def cmd_evaluate(args) -> None:
         atomic_write_json(args.out, result)
 
 
+def _words(args):
+    """The --words vocabulary (a shipped word class or a file, one word per line), or None."""
+    from xlvlm.data.wordlists import load_word_class
+
+    return frozenset(load_word_class(args.words)) if args.words else None
+
+
 def cmd_concepts(args) -> None:
     from xlvlm.concepts.workflow import run_concepts
 
@@ -278,7 +290,8 @@ def cmd_concepts(args) -> None:
         vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
-                           text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet)
+                           text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
+                           vocabulary=_words(args))
     for concept in summary["concepts"]:
         print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
     for name, value in summary["metrics"].items():
@@ -298,7 +311,7 @@ def cmd_shift(args) -> None:
         vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
     result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
-                           seed=args.seed, vlm=vlm)
+                           seed=args.seed, vlm=vlm, words_vocabulary=_words(args))
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples)
     _record_command(args, args.out)
@@ -364,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concepts", help="concept dictionary folder (for --method concept)")
     p.add_argument("--from", dest="concept_from", type=int, help="concept index to move from (--method concept)")
     p.add_argument("--to", dest="concept_to", type=int, help="concept index to move to (--method concept)")
+    p.add_argument("--n-concepts", type=int, default=8,
+                   help="--method concept without --concepts: k-means concepts learnt per layer on the source "
+                   "and target rows; the vector goes from the most-source to the most-target concept")
     p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
     p.add_argument("--out", help="output .safetensors file")
     p.set_defaults(func=cmd_steer_compute, required=("layer", "out"))
@@ -391,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="target store")
     p.add_argument("--layers", default="final")
     p.add_argument("--alphas", default="1,2,4")
-    p.add_argument("--methods", default="mean-diff", help="comma list of mean-diff, mean-of-shifts, pca")
+    p.add_argument("--methods", default="mean-diff", help="comma list of mean-diff, mean-of-shifts, pca, concept")
+    p.add_argument("--n-concepts", type=int, default=8,
+                   help="for the concept method: k-means concepts learnt per layer on the source and target rows")
     p.add_argument("--source-answer", default="yes", help="answer (or answer type) steered away from")
     p.add_argument("--target-answer", default="no", help="answer steered towards")
     p.add_argument("--normalize", action="store_true")
@@ -408,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None)
     p.add_argument("--top-words", type=int, default=10)
+    p.add_argument("--words", help="ground in these words only: a file with one word per line (or colors, "
+                   "places, sentiments); default: English words")
     p.add_argument("--top-samples", type=int, default=20, help="most-activating samples per concept")
     p.add_argument("--clip-model", help="CLIP model (hub id or folder) for CLIPScore")
     p.add_argument("--no-text-similarity", action="store_true", help="skip the sentence-encoder score")
@@ -421,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetuned", help="feature store of the fine-tuned model (same samples)")
     p.add_argument("--layer", help="layer present in both stores")
     p.add_argument("--model", help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    p.add_argument("--words", help="ground in these words only: a file with one word per line (or colors, "
+                   "places, sentiments); default: English words")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None)
     p.add_argument("--n-concepts", type=int, default=20)

@@ -193,3 +193,54 @@ def test_lda_condition_separates_what_the_mean_difference_cannot():
     assert accuracy(Condition.learn(pos, neg, 0, method="mean-diff")) < 0.75
     with pytest.raises(XlvlmError, match="unknown condition method"):
         Condition.learn(pos, neg, 0, method="svm")
+
+
+def _planted_concept_stores(tmp_path, same=False):
+    """Source = clean cluster A (10 rows) + three noise clusters; target = clean cluster B (12
+    rows) + the same noise clusters (as many source as target rows in each)."""
+    g = torch.Generator().manual_seed(0)
+    centres = 10 * torch.randn(5, 8, generator=g)
+
+    def blob(c, n):
+        return centres[c] + 0.3 * torch.randn(n, 8, generator=g)
+
+    a, b = blob(0, 10), blob(1, 12)
+    source = torch.cat([a, blob(2, 4), blob(3, 4), blob(4, 4)])
+    target = source.clone() if same else torch.cat([b, blob(2, 4), blob(3, 4), blob(4, 4)])
+    s = _store(tmp_path / "s", source, [f"s{i}" for i in range(len(source))])
+    t = _store(tmp_path / "t", target, [f"t{i}" for i in range(len(target))])
+    return s, t, a, b, torch.cat([source, target])
+
+
+def test_concept_method_from_stores_finds_the_planted_clusters(tmp_path):
+    from xlvlm.concepts import learn_concepts
+
+    s, t, a, b, union = _planted_concept_stores(tmp_path)
+    sv = SteeringVector.compute(s, t, [1], method="concept", n_concepts=5)
+    torch.testing.assert_close(sv.layer_activations["1"], b.mean(0) - a.mean(0), rtol=0, atol=1e-4)
+    meta = sv.metadata
+    assert meta["method"] == "concept" and meta["concept_method"] == "kmeans" and meta["n_concepts"] == 5
+    i, j = meta["concepts"]["1"]
+    assert meta["purity"]["1"] == [1.0, 1.0] and meta["concept_sizes"]["1"] == [10, 12]
+    # the named concepts are the planted clusters: the same dictionary has them as centroids
+    cd = learn_concepts(union, method="kmeans", n_concepts=5, seed=0)
+    torch.testing.assert_close(cd.components[i], a.mean(0), rtol=0, atol=1e-4)
+    torch.testing.assert_close(cd.components[j], b.mean(0), rtol=0, atol=1e-4)
+    # the metadata survives a save and load
+    assert SteeringVector.load(sv.save(tmp_path / "c.safetensors")).metadata["concepts"] == {"1": [i, j]}
+    # an additive dictionary (semi-NMF) is rescaled to the data's scale: close to the same vector
+    snmf = SteeringVector.from_store_concepts(s, t, [1], n_concepts=5, concept_method="snmf")
+    ref = b.mean(0) - a.mean(0)
+    assert torch.nn.functional.cosine_similarity(snmf.layer_activations["1"], ref, dim=0) > 0.99
+    assert 0.8 < snmf.norms()["1"] / float(ref.norm()) < 1.25
+
+
+def test_concept_method_errors_when_concepts_do_not_separate(tmp_path):
+    s, t, *_ = _planted_concept_stores(tmp_path, same=True)
+    with pytest.raises(XlvlmError, match="do not separate") as info:
+        SteeringVector.compute(s, t, [1], method="concept", n_concepts=5)
+    assert len(str(info.value).splitlines()) == 1
+    with pytest.raises(XlvlmError, match="takes no options"):
+        SteeringVector.compute(s, t, [1], method="mean-diff", n_concepts=5)
+    with pytest.raises(XlvlmError, match="unknown steering method"):
+        SteeringVector.compute(s, t, [1], method="lda")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_write_json, atomic_write_text
-from xlvlm.steer.vector import SteeringVector
+from xlvlm.steer.vector import METHODS, SteeringVector
 
 
 def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
@@ -51,18 +51,35 @@ def _row(method: str, layer: str, alpha: float, report: dict, targeted: dict) ->
 def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=("mean-diff",),
           source_answer: str = "yes", target_answer: str = "no", positions="all", operator: str = "add",
           condition=None, normalize: bool = False, max_new_tokens: int = 5, batch_size: int = 16,
-          out: str | Path | None = None, progress: bool = True) -> list[dict]:
+          out: str | Path | None = None, progress: bool = True, n_concepts: int = 8,
+          concept_method: str = "kmeans", seed: int = 0) -> list[dict]:
     """Steer with every (method, layer, alpha) and score success against side effects.
 
     source/target: feature stores (same selector) giving the vectors; samples: evaluation
-    questions with references. Returns one row per configuration (see ``_row``) and, with
-    ``out``, writes baseline and per-config predictions, ``sweep.json``, ``sweep.md`` and
+    questions with references; methods: any of ``xlvlm.steer.vector.METHODS``. For
+    ``concept``, n_concepts / concept_method / seed set the dictionary learnt per layer on the
+    two stores' rows (:meth:`SteeringVector.from_store_concepts`); its rows also record the
+    concepts picked and their purity. Returns one row per configuration (see ``_row``) and,
+    with ``out``, writes baseline and per-config predictions, ``sweep.json``, ``sweep.md`` and
     ``sweep.png``.
     """
     from xlvlm.evaluation import targeted_report, vqa_report
 
     samples = list(samples)
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise XlvlmError(f"unknown steering method(s) {', '.join(map(repr, unknown))}: use any of {', '.join(METHODS)}")
     out = Path(out) if out else None
+    # Every (method, layer) vector first, once (not once per alpha): a method that cannot be
+    # computed (e.g. concepts that do not separate the stores) fails before any generation.
+    vectors = {}
+    for method in methods:
+        options = ({"n_concepts": n_concepts, "concept_method": concept_method, "seed": seed}
+                   if method == "concept" else {})
+        for layer in layers:
+            vector = SteeringVector.compute(source, target, [layer], method=method, **options)
+            vectors[method, str(layer)] = vector.normalized() if normalize else vector
     baseline = predict(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                        desc="baseline")
     if out:
@@ -70,15 +87,17 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
     rows = []
     configs = [(m, str(layer), float(a)) for m in methods for layer in layers for a in alphas]
     for method, layer, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
-        vector = SteeringVector.compute(source, target, [layer], method=method)
-        if normalize:
-            vector = vector.normalized()
+        vector = vectors[method, layer]
         preds = predict(vlm, samples, vector, alpha=alpha, positions=positions, operator=operator,
                         condition=condition, max_new_tokens=max_new_tokens, batch_size=batch_size,
                         progress=progress, desc=f"{method} L{layer} a={alpha:g}")
         report = vqa_report(preds)
         targeted = targeted_report(preds, source_answer, target_answer, baseline=baseline)
-        rows.append(_row(method, vector.layers[0], alpha, report, targeted))
+        row = _row(method, vector.layers[0], alpha, report, targeted)
+        if method == "concept":
+            key = vector.layers[0]
+            row.update(concepts=vector.metadata["concepts"][key], purity=vector.metadata["purity"][key])
+        rows.append(row)
         if out:
             write_jsonl(preds, out / f"pred_{method}_L{vector.layers[0]}_a{alpha:g}.jsonl")
     if out:

@@ -7,7 +7,9 @@ pairs (s_i, t_i) share a sample id.
   mean-of-shifts  v = mean_i (t_i - s_i) over paired ids
   pca             u = first right singular vector of the (uncentred) paired differences (t_i - s_i),
                   sign chosen so u . mean-diff > 0; v = (u . mean(t_i - s_i)) u
-  concept         v = V_j - V_i for concepts i -> j of a dictionary learnt on the source
+  concept         v = V_j - V_i for concepts i -> j of a dictionary: either given (``from_concepts``),
+                  or learnt per layer on the union of S and T rows (``from_store_concepts``), with i the
+                  concept whose members are most often source rows and j the one most often target rows
 """
 
 from __future__ import annotations
@@ -60,15 +62,23 @@ class SteeringVector:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def compute(cls, source, target, layers, method: str = "mean-diff", **options) -> "SteeringVector":
+        """The vector of ``method`` (one of METHODS) from two stores.
+
+        options: only for ``concept``, passed to :meth:`from_store_concepts` (``n_concepts``,
+        ``concept_method``, ``seed``); the other methods take none.
+        """
+        if method not in METHODS:
+            raise XlvlmError(f"unknown steering method {method!r}: use one of {', '.join(METHODS)}")
+        if method == "concept":
+            return cls.from_store_concepts(source, target, layers, **options)
+        if options:
+            raise XlvlmError(f"method {method!r} takes no options (got {', '.join(sorted(options))}); "
+                             f"only 'concept' does")
         if method == "mean-diff":
             return cls.mean_difference(source, target, layers)
         if method == "mean-of-shifts":
             return cls.mean_of_shifts(source, target, layers)
-        if method == "pca":
-            return cls.pca(source, target, layers)
-        if method == "concept":
-            raise XlvlmError("method 'concept' takes a concept dictionary: SteeringVector.from_concepts(cd, i, j, layer)")
-        raise XlvlmError(f"unknown steering method {method!r}: use one of {METHODS}")
+        return cls.pca(source, target, layers)
 
     @classmethod
     def _build(cls, source, target, layers, method: str, fn) -> "SteeringVector":
@@ -105,6 +115,67 @@ class SteeringVector:
             return (u @ mean) * u
 
         return cls._build(source, target, layers, "pca", first_direction)
+
+    @classmethod
+    def from_store_concepts(cls, source, target, layers, n_concepts: int = 8, concept_method: str = "kmeans",
+                            seed: int = 0) -> "SteeringVector":
+        """v = V_j - V_i per layer, with the concepts learnt on the union of the two stores' rows.
+
+        At each layer a dictionary of ``n_concepts`` concepts (``xlvlm.concepts.learn_concepts``
+        with ``concept_method``) is learnt on the present source and target rows together; each
+        row belongs to its most active concept (for k-means: its cluster). i is the concept whose
+        members are the largest share of source rows, j the one whose members are the largest
+        share of target rows (ties: the larger concept, then the lower index). The metadata
+        records, per layer, the pair [i, j], their purity [share of source rows in i, share of
+        target rows in j] and their sizes. Raises XlvlmError when i == j: the concepts do not
+        separate source from target.
+
+        k-means (the default) gives centroids, at the data's scale; other methods' components are
+        rescaled (see below), which suits additive dictionaries (Z ~= U V: snmf, nndl, nmf,
+        topk-sae) and not ``simple``.
+        """
+        from xlvlm.concepts import learn_concepts
+
+        details = {}
+
+        def vector(key):
+            s, t = _rows(source, key), _rows(target, key)
+            if s.shape[1] != t.shape[1]:
+                raise XlvlmError(f"layer {key}: source rows have {s.shape[1]} features, target rows {t.shape[1]}")
+            cd = learn_concepts(torch.cat([s, t]), method=concept_method, n_concepts=n_concepts, seed=seed)
+            labels = cd.activations.argmax(1)
+            is_source = torch.cat([torch.ones(len(s), dtype=torch.bool), torch.zeros(len(t), dtype=torch.bool)])
+            sizes = torch.bincount(labels, minlength=cd.n_concepts)
+            n_source = torch.bincount(labels[is_source], minlength=cd.n_concepts)
+            used = [k for k in range(cd.n_concepts) if sizes[k] > 0]
+            share = {k: float(n_source[k]) / float(sizes[k]) for k in used}
+            i = max(used, key=lambda k: (share[k], int(sizes[k]), -k))
+            j = max(used, key=lambda k: (1.0 - share[k], int(sizes[k]), -k))
+            if i == j:
+                raise XlvlmError(
+                    f"layer {key}: the {len(used)} {concept_method} concept(s) learnt on source and target do not "
+                    f"separate them (every concept holds {100 * share[i]:.0f}% source rows); use another method "
+                    f"or layer, or more concepts")
+            components = cd.components.float()
+            if cd.method != "kmeans":
+                # k-means components are centroids, at the data's scale, so V_j - V_i is comparable to
+                # mean-diff. Other methods' components have an arbitrary scale (the activations carry
+                # the rest): scale each by the mean activation of its members, so the vector is the
+                # difference of the two concepts' average contributions to their members' rows.
+                for k in (i, j):
+                    components[k] = components[k] * cd.activations[labels == k, k].float().mean()
+            details[key] = {"concepts": [i, j], "purity": [share[i], 1.0 - share[j]],
+                            "sizes": [int(sizes[i]), int(sizes[j])]}
+            return cls.from_concepts(components, i, j, key).layer_activations[key]
+
+        sv = cls._build(source, target, layers, "concept", vector)
+        sv.metadata.update({
+            "concept_method": concept_method, "n_concepts": int(n_concepts), "seed": int(seed),
+            "concepts": {k: d["concepts"] for k, d in details.items()},
+            "purity": {k: d["purity"] for k, d in details.items()},
+            "concept_sizes": {k: d["sizes"] for k, d in details.items()},
+        })
+        return sv
 
     @classmethod
     def from_concepts(cls, dictionary, i: int, j: int, layer, model: str = "") -> "SteeringVector":
