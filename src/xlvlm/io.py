@@ -12,10 +12,25 @@ import torch
 from safetensors.torch import save_file
 
 
-def _atomic(path: str | Path, write) -> None:
-    path = Path(path)
+def _plain_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` gives. Temporary files are owner-only, and a
+    report or store should stay readable by whoever could read its folder."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _temporary_sibling(path: Path) -> tuple[int, str]:
+    """A new temporary file next to ``path``: same file system, so the final rename is atomic."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, _plain_mode())
+    return fd, tmp
+
+
+def _atomic(path: str | Path, write) -> None:
+    path = Path(path)
+    fd, tmp = _temporary_sibling(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -51,11 +66,11 @@ def atomic_write_json(path: str | Path, obj) -> None:
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """Save tensors as safetensors (contiguous, on CPU), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary_sibling(path)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, _plain_mode())  # save_file recreates the file owner-only
         with open(tmp, "rb") as handle:  # on disk before the rename makes it visible
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -198,3 +198,21 @@ def test_leftovers_of_killed_writes_do_not_block_a_rerun(vlm_of, samples, tmp_pa
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(XlvlmError, match="not empty and is not a feature store"):
         xlvlm.extract(vlm_of("llava"), samples[:2], out=tmp_path / "other", progress=False)
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    from xlvlm.io import atomic_save_tensors, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "report.html", "<p>hi</p>")
+        atomic_save_tensors(tmp_path / "v.safetensors", {"x": torch.zeros(2)})
+        with open(tmp_path / "plain.txt", "w") as handle:
+            handle.write("hi")
+    finally:
+        os.umask(old)
+    plain = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert plain == 0o644
+    for name in ("report.html", "v.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == plain, name
+    assert not list(tmp_path.glob(".*.tmp"))
