@@ -48,6 +48,37 @@ def concept_table(vlm) -> str:
     return "\n".join(lines)
 
 
+def shift_method_table(folder: Path, seeds=(0, 1, 2)) -> str:
+    """Shift recovery and shift words for each concept method, on the demo's caption stores."""
+    from xlvlm.organism.data import ANSWER_WORDS, COLOR_NAMES
+    from xlvlm.shift import analyse_shift
+
+    original = xlvlm.FeatureStore(folder / "features" / "caption-original")
+    finetuned = xlvlm.FeatureStore(folder / "features" / "caption-finetuned")
+    layer = original.layers[0]
+    ft = xlvlm.organism.load("finetuned")
+    colour_of = {s["id"]: s["color"] for s in finetuned.samples}
+    lines = [f"Layer {layer}, token \"a\" of the caption, K = 8, seeds {', '.join(map(str, seeds))} (mean, and the "
+             "worst seed); words through the fine-tuned unembedding, among the organism's answer words.", "",
+             "| method | concepts closer after the shift | worst seed | shift's top word is a colour "
+             "| = majority colour of the concept's images |", "|---|---|---|---|---|"]
+    for method in ("snmf", "nndl", "kmeans", "pca"):
+        closer, colour, majority = [], [], []
+        for seed in seeds:
+            r = analyse_shift(original, finetuned, layer, n_concepts=8, method=method, seed=seed, vlm=ft,
+                              words_vocabulary=frozenset(ANSWER_WORDS))
+            closer.append(r.summary()["share_closer_by_cosine"])
+            for k, words in enumerate(r.words["shift"]):
+                members = [colour_of[i] for i, label in zip(r.ids, r.assignment.tolist()) if label == k]
+                if not members or not words:
+                    continue
+                colour.append(words[0] in COLOR_NAMES)
+                majority.append(words[0] == Counter(members).most_common(1)[0][0])
+        lines.append(f"| {method} | {100 * sum(closer) / len(closer):.0f}% | {100 * min(closer):.0f}% | "
+                     f"{100 * sum(colour) / len(colour):.0f}% | {100 * sum(majority) / len(majority):.0f}% |")
+    return "\n".join(lines)
+
+
 def demo_tables(folder: Path) -> str:
     parts = []
     shift = json.loads((folder / "shift" / "shift.json").read_text())
@@ -61,6 +92,7 @@ def demo_tables(folder: Path) -> str:
     for c in shift["concepts"]:
         parts.append(f"| {c['concept']} | {c['cos_original']:.3f} | {c['cos_shifted']:.3f} | "
                      f"{', '.join(c.get('words_shift', [])[:5])} |")
+    parts += ["", "### Shift by concept method", "", shift_method_table(folder)]
     parts += ["", "### Steering yes -> no", "", (folder / "steer-yes-no" / "sweep.md").read_text().split("\n", 2)[2]]
     parts += ["", "### Steering red -> blue (colour questions)", "",
               (folder / "steer-red-blue" / "sweep.md").read_text().split("\n", 2)[2]]

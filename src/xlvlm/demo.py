@@ -23,9 +23,10 @@ from pathlib import Path
 from xlvlm.io import atomic_write_json, atomic_write_text
 
 QUICK = {"concept_questions": 120, "caption_images": 80, "steer_train": 60, "steer_test": 90,
-         "alphas": [2.0], "caption_alphas": [1.0], "text_similarity": False}
+         "alphas": [2.0], "methods": ["mean-diff"], "caption_alphas": [1.0], "text_similarity": False}
 FULL = {"concept_questions": 480, "caption_images": 240, "steer_train": 150, "steer_test": 300,
-        "alphas": [1.0, 2.0, 4.0], "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True}
+        "alphas": [1.0, 2.0, 4.0], "methods": ["mean-diff", "mean-of-shifts", "pca", "concept"],
+        "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True}
 
 
 def _stage_done(folder: Path, name: str) -> bool:
@@ -42,6 +43,17 @@ def _subset(samples: list[dict], types: tuple[str, ...], n: int, seed: int) -> l
 
     chosen = [s for s in samples if s.get("answer_type") in types]
     return stratified_subset(chosen, per_type=max(1, n // len(types)), seed=seed)
+
+
+def _answer_pairs(samples: list[dict], source: str, target: str, n: int) -> tuple[list[dict], list[dict]]:
+    """Up to ``n`` images with a ``source``-answered and a ``target``-answered question each, the
+    two sharing the id ``pair-<image>``: the pairs that mean-of-shifts and pca steering need."""
+    first: dict[str, dict] = {}
+    for s in samples:
+        if s.get("answer") in (source, target):
+            first.setdefault((s["image_id"], s["answer"]), s)
+    images = [i for i in dict.fromkeys(k[0] for k in first) if (i, source) in first and (i, target) in first][:n]
+    return tuple([{**first[(i, answer)], "id": f"pair-{i}"} for i in images] for answer in (source, target))
 
 
 def _vocabulary(vlm) -> frozenset:
@@ -85,20 +97,27 @@ def _caption_stores(original, finetuned, out: Path, size: dict, layer: int, prog
 
 
 def stage_shift(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
-    import xlvlm
+    from xlvlm.organism.data import ANSWER_WORDS
     from xlvlm.shift import analyse_shift, write_shift
 
     folder = out / "shift"
     if _stage_done(folder, "shift.json"):
         return
     samples, (o, f) = _caption_stores(original, finetuned, out, size, layer, progress)
-    result = analyse_shift(o, f, layer, n_concepts=8, method="snmf", vlm=finetuned, words_vocabulary=_vocabulary(finetuned))
+    # Words the organism was trained to say (its answers, also its captions' content words): the
+    # question-only words were never targets, so their unembedding rows mean nothing to ground in.
+    words_file = folder / "output-words.txt"
+    atomic_write_text(words_file, "\n".join(ANSWER_WORDS) + "\n")
+    # k-means concepts are centroids, so original + shift is the fine-tuned mean of the same
+    # samples: the comparison the recovery metrics make (docs/organism-results.md compares methods).
+    result = analyse_shift(o, f, layer, n_concepts=8, method="kmeans", vlm=finetuned,
+                           words_vocabulary=frozenset(ANSWER_WORDS))
     write_shift(result, folder, {s["id"]: s for s in f.samples})
     _command(folder, root, "shift", [
         f"xlvlm extract --model {m.name} --data CAPTIONS_STARTING_A.jsonl --layers {layer} --select token:a "
         f"--out {out / 'features' / f'caption-{n}'}" for n, m in (("original", original), ("finetuned", finetuned))] + [
-        f"xlvlm shift --original {o.path} --finetuned {f.path} --layer {layer} --n-concepts 8 "
-        f"--model {finetuned.name} --out {folder}"])
+        f"xlvlm shift --original {o.path} --finetuned {f.path} --layer {layer} --n-concepts 8 --method kmeans "
+        f"--model {finetuned.name} --words {words_file} --out {folder}"])
 
 
 def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int], condition_layer: int,
@@ -114,30 +133,30 @@ def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int]
         return
     train = vqa_samples("train")
     n = size["steer_train"]
-    yes = [s for s in train if s.get("answer") == "yes"][:n]
-    no = [s for s in train if s.get("answer") == "no"][:n]
+    yes, no = _answer_pairs(train, "yes", "no", n)
     other = _subset(train, ("shape", "color"), n, seed=1)
     all_layers = sorted(set(layers) | {condition_layer})
     stores = {name: xlvlm.extract(vlm, rows, layers=all_layers, select="last-prompt",
-                                  out=out / "features" / f"steer-{name}", batch_size=32, progress=progress)
-              for name, rows in (("yes", yes), ("no", no), ("other", other))}
+                                  out=out / "features" / f"steer-{stem}", batch_size=32, progress=progress)
+              for name, stem, rows in (("yes", "yes-paired", yes), ("no", "no-paired", no), ("other", "other", other))}
     key = str(condition_layer)
     questions = stores["yes"].features(key, present_only=True)
     questions = questions.new_tensor(questions.tolist() + stores["no"].features(key, present_only=True).tolist())
     condition = Condition.learn(questions, stores["other"].features(key, present_only=True), condition_layer)
     save_condition(condition, folder / "condition.safetensors")
     test = _subset(vqa_samples("test"), ("yes/no", "shape", "color"), size["steer_test"], seed=2)
-    sweep(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=["mean-diff"],
+    sweep(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=size["methods"],
           source_answer="yes", target_answer="no", condition=condition, max_new_tokens=3, batch_size=32, out=folder,
           progress=progress)
     _command(folder, root, "steer yes -> no", [
         f"xlvlm extract --model {vlm.name} --data {{YES,NO,OTHER}}.jsonl --layers "
-        f"{','.join(map(str, all_layers))} --select last-prompt --out {out / 'features'}/steer-{{yes,no,other}}",
+        f"{','.join(map(str, all_layers))} --select last-prompt --out {out / 'features'}/steer-{{yes-paired,no-paired,other}}",
         f"xlvlm steer condition --positive YES_AND_NO_STORE --negative {out / 'features' / 'steer-other'} "
         f"--layer {condition_layer} --out {folder / 'condition.safetensors'}",
         f"xlvlm steer sweep --model {vlm.name} --source {stores['yes'].path} --target "
         f"{stores['no'].path} --data TEST.jsonl --layers {','.join(map(str, layers))} --alphas "
-        f"{','.join(f'{a:g}' for a in size['alphas'])} --condition {folder / 'condition.safetensors'} --out {folder}"])
+        f"{','.join(f'{a:g}' for a in size['alphas'])} --methods {','.join(size['methods'])} "
+        f"--condition {folder / 'condition.safetensors'} --out {folder}"])
 
 
 def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int], source: str, target: str,

@@ -92,3 +92,26 @@ def test_shift_command_writes_results_and_figures(tmp_path, samples, capsys):
     assert len(result["concepts"]) == 2 and "stats" in result["concepts"][0]
     for name in ("shift_grid.png", "shift_recovery.png", "shift_coherence.png", "shift.safetensors"):
         assert (tmp_path / "out" / name).stat().st_size > 500
+
+
+def test_shift_command_grounds_words_in_the_given_word_list(tmp_path, tiny_dir, vlm_of, samples, capsys):
+    vlm = vlm_of("llava")
+    rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(8)]
+    g = torch.Generator().manual_seed(0)
+    X_o = torch.randn(8, vlm.hidden_size, generator=g)
+    xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X_o}, rows)
+    xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X_o + 1.0}, rows)
+    allowed = sorted(w for w in vlm.tokenizer.get_vocab() if w.isalpha())[:5]
+    assert len(allowed) == 5
+    (tmp_path / "words.txt").write_text("\n".join(allowed) + "\n")
+    code = main(["shift", "--original", str(tmp_path / "o"), "--finetuned", str(tmp_path / "f"), "--layer", "1",
+                 "--n-concepts", "2", "--method", "kmeans", "--model", str(tiny_dir("llava")),
+                 "--words", str(tmp_path / "words.txt"), "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    concepts = json.loads((tmp_path / "out" / "shift.json").read_text())["concepts"]
+    grounded = {w for c in concepts for key in ("words_shift", "words_original", "words_shifted") for w in c[key]}
+    assert grounded and grounded <= set(allowed)
+    code = main(["shift", "--original", str(tmp_path / "o"), "--finetuned", str(tmp_path / "f"), "--layer", "1",
+                 "--method", "kmeans", "--n-concepts", "2", "--words", str(tmp_path / "none.txt"),
+                 "--model", str(tiny_dir("llava")), "--out", str(tmp_path / "out2")])
+    assert code != 0 and "none.txt" in capsys.readouterr().err
