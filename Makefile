@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # keep their own torch.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench notebooks clean
 
 $(BIN)/xlvlm: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,13 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+
+# Re-execute the example notebooks in place (commit them executed: tests/test_notebooks.py checks).
+notebooks: setup
+	cd notebooks && HF_HUB_OFFLINE=1 ../$(BIN)/python -c "import sys, nbformat; from nbclient import NotebookClient; \
+	[(nb := nbformat.read(p, 4), NotebookClient(nb, timeout=120, kernel_name='python3', record_timing=False, \
+	resources={'metadata': {'path': '.'}}).execute(), nbformat.write(nb, p)) for p in sys.argv[1:]]" *.ipynb
+	rm -rf notebooks/runs
 
 bench: setup
 	$(BIN)/python bench/extract.py

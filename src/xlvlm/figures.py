@@ -1,6 +1,8 @@
 """Figures shared by the workflows: concept grids (thumbnails + words) and bar charts.
 
-Only matplotlib's Agg backend is used (no display needed); files are written atomically.
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), never pyplot: no
+display is needed, and a notebook's own backend and open figures are left alone. Files are
+written atomically.
 """
 
 from __future__ import annotations
@@ -14,21 +16,19 @@ from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6, 4), squeeze: bool = True):
+    """(figure, axes) like ``pyplot.subplots``, without pyplot's global state."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
 
-def save_figure(fig, path) -> Path:
+def save_figure(fig, path, dpi: int = 110) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
-    _pyplot().close(fig)
+    fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
     tmp.replace(path)
     return path
 
@@ -48,11 +48,10 @@ def concept_grid(panels: Sequence[Sequence[dict]], path, titles: Sequence[str] |
     [paths]}`` (e.g. original | shifted | fine-tuned). Each panel shows ``n_images``
     thumbnails and its words underneath.
     """
-    plt = _pyplot()
     n_rows = len(panels)
     n_panels = max(len(row) for row in panels) if panels else 1
-    fig, axes = plt.subplots(n_rows, n_panels, figsize=(2.6 * n_panels * n_images / 4, 1.45 * n_rows + 0.4),
-                             squeeze=False)
+    fig, axes = new_figure(n_rows, n_panels, figsize=(2.6 * n_panels * n_images / 4, 1.45 * n_rows + 0.4),
+                           squeeze=False)
     for r, row in enumerate(panels):
         for p in range(n_panels):
             ax = axes[r][p]
@@ -75,9 +74,8 @@ def concept_grid(panels: Sequence[Sequence[dict]], path, titles: Sequence[str] |
 
 def bar_chart(values: dict[str, Sequence[float]], path, labels: Sequence[str], ylabel: str, title: str) -> Path:
     """Grouped bars: one group per label (e.g. concept), one bar per series in ``values``."""
-    plt = _pyplot()
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(max(5, 0.45 * n + 2), 3.2))
+    fig, ax = new_figure(figsize=(max(5, 0.45 * n + 2), 3.2))
     width = 0.8 / max(1, len(values))
     x = np.arange(n)
     for i, (name, series) in enumerate(values.items()):

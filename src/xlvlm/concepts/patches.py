@@ -46,11 +46,10 @@ def patch_heatmaps(vlm, samples: Sequence[dict], layer, directions: torch.Tensor
 
 def draw_heatmaps(samples: Sequence[dict], maps: Sequence[np.ndarray], titles: Sequence[str], path):
     """Images with their heatmaps overlaid, side by side."""
-    from xlvlm.figures import _pyplot, save_figure
+    from xlvlm.figures import new_figure, save_figure
 
-    plt = _pyplot()
     n = len(samples)
-    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.5), squeeze=False)
+    fig, axes = new_figure(1, n, figsize=(2.2 * n, 2.5), squeeze=False)
     for ax, sample, heat, title in zip(axes[0], samples, maps, titles):
         image = np.asarray(load_image(sample["image"]))
         h, w = image.shape[:2]

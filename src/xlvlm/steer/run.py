@@ -123,16 +123,13 @@ def sweep_table(rows: list[dict]) -> str:
 
 
 def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from xlvlm.figures import new_figure, save_figure
 
     atomic_write_json(out / "sweep.json", {"source": source_answer, "target": target_answer, "rows": rows})
     atomic_write_text(out / "sweep.md", f"Steering {source_answer} -> {target_answer}: success on "
                       f"'{source_answer}' questions against side effects on the other answer types.\n\n"
                       + sweep_table(rows))
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = new_figure(figsize=(6, 4.2))
     for method in dict.fromkeys(r["method"] for r in rows):
         for layer in dict.fromkeys(r["layer"] for r in rows if r["method"] == method):
             pts = [r for r in rows if r["method"] == method and r["layer"] == layer]
@@ -146,11 +143,7 @@ def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: 
     ax.set_title(f"steering {source_answer} -> {target_answer} (labels: alpha)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = out / ".sweep.png.tmp"
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    tmp.replace(out / "sweep.png")
+    save_figure(fig, out / "sweep.png", dpi=120)
 
 
 def load_sweep(path) -> dict:
