@@ -27,9 +27,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--new-tokens", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     vlm = build_vlm(args.shape, args.device, torch.float16 if gpu else torch.float32)
     vlm.model.generation_config.min_new_tokens = args.new_tokens
     rows = samples(args.batch_size or (16 if gpu else 8))
@@ -48,18 +51,26 @@ def main() -> None:
     for config in configs.values():
         run(config)  # warm-up
     times = {name: [] for name in configs}
-    for _ in range(args.repeats):
-        for name, config in configs.items():
+    names = list(configs)
+    for repeat in range(args.repeats):
+        # Rotate the order each round so that no configuration always runs first (or last).
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
             with Timer(args.device) as t:
-                run(config)
+                run(configs[name])
             times[name].append(t.seconds)
-    base = statistics.median(times["off"])
-    lines = [f"`python bench/steer.py --shape {args.shape} --device {args.device}` (commit {git_revision()}); batch "
-             f"{len(rows)}, {args.new_tokens} new tokens, layer {layer}, median of {args.repeats} alternating runs",
-             "", "| steering | seconds per batch | overhead |", "|---|---|---|"]
+    base, fastest = statistics.median(times["off"]), min(times["off"])
+    lines = [f"`python bench/steer.py --shape {args.shape} --device {args.device}"
+             f"{f' --threads {args.threads}' if args.threads else ''}` (commit {git_revision()}); batch {len(rows)}, "
+             f"{args.new_tokens} new tokens, layer {layer}, {torch.get_num_threads()} torch threads, {args.repeats} runs "
+             "each in rotating order. Overhead of the medians, and of the fastest runs (the least disturbed by other "
+             "work); spread = (slowest - fastest) / median, the noise level of that configuration's runs.",
+             "", "| steering | median seconds per batch | overhead (medians) | overhead (fastest) | spread |",
+             "|---|---|---|---|---|"]
     for name in configs:
         median = statistics.median(times[name])
-        lines.append(f"| {name} | {median:.3f} | {100 * (median / base - 1):+.1f}% |")
+        spread = (max(times[name]) - min(times[name])) / median
+        lines.append(f"| {name} | {median:.3f} | {100 * (median / base - 1):+.1f}% | "
+                     f"{100 * (min(times[name]) / fastest - 1):+.1f}% | {100 * spread:.1f}% |")
     print("\n".join(lines))
     if args.write:
         append_results(f"steer, shape {args.shape}, {args.device}", lines)
