@@ -1,6 +1,6 @@
 """Workflow results on the model organism, as markdown tables for docs/organism-results.md.
 
-    python bench/organism_results.py [--demo runs/demo]
+    python bench/organism_results.py [--demo runs/demo [--figures docs/img]]
 
 1. Concepts: for snmf, nndl, kmeans and pca (K=12) on last-prompt states of 480 shape and
    colour test questions, the share of concepts whose top grounded word equals the majority
@@ -92,8 +92,15 @@ def demo_tables(folder: Path) -> str:
     for c in shift["concepts"]:
         parts.append(f"| {c['concept']} | {c['cos_original']:.3f} | {c['cos_shifted']:.3f} | "
                      f"{', '.join(c.get('words_shift', [])[:5])} |")
+    parts += ["", "![shift recovery: cosine to the matched fine-tuned concept, original vs shifted]"
+              "(img/shift_recovery.png)"]
     parts += ["", "### Shift by concept method", "", shift_method_table(folder)]
-    parts += ["", "### Steering yes -> no", "", (folder / "steer-yes-no" / "sweep.md").read_text().split("\n", 2)[2]]
+    parts += ["", "### Steering yes -> no", "", "Gated (a condition learnt at layer 0 steers yes/no questions only):", "",
+              (folder / "steer-yes-no" / "sweep.md").read_text().split("\n", 2)[2],
+              "Ungated (the same mean-diff vectors on every question):", "",
+              (folder / "steer-yes-no" / "ungated" / "sweep.md").read_text().split("\n", 2)[2],
+              "| gated | ungated |", "|---|---|",
+              "| ![gated sweep](img/sweep_yes_no.png) | ![ungated sweep](img/sweep_yes_no_ungated.png) |"]
     parts += ["", "### Steering red -> blue (colour questions)", "",
               (folder / "steer-red-blue" / "sweep.md").read_text().split("\n", 2)[2]]
     cap = json.loads((folder / "steer-caption" / "caption_steer.json").read_text())
@@ -111,6 +118,8 @@ def demo_tables(folder: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", help="a finished demo run folder")
+    parser.add_argument("--figures", help="with --demo: copy the figures the tables link to into this folder "
+                        "(docs/img)")
     args = parser.parse_args()
     vlm = xlvlm.organism.load("original")
     print("### Concepts\n")
@@ -118,6 +127,14 @@ def main() -> None:
     if args.demo:
         print()
         print(demo_tables(Path(args.demo)))
+        if args.figures:
+            import shutil
+
+            demo = Path(args.demo)
+            for source, name in ((demo / "shift" / "shift_recovery.png", "shift_recovery.png"),
+                                 (demo / "steer-yes-no" / "sweep.png", "sweep_yes_no.png"),
+                                 (demo / "steer-yes-no" / "ungated" / "sweep.png", "sweep_yes_no_ungated.png")):
+                shutil.copyfile(source, Path(args.figures) / name)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ second run reuses them; feature stores are reused by ``extract`` itself):
   shift/          captions begun with "a" through the original and the fine-tuned organism ->
                   shift vectors of the original concepts, recovery, figures
   steer-yes-no/   a yes -> no vector from answered training questions, gated by a condition
-                  learnt to tell yes/no questions from the rest; layer x alpha sweep
+                  learnt to tell yes/no questions from the rest; layer x alpha x method sweep,
+                  and the same mean-diff sweep without the gate in ungated/
   steer-red-blue/ a red -> blue vector on colour questions, side effects on the other types
   steer-caption/  the mean shift (original -> fine-tuned) at that "a" as a steering
                   vector for the original organism: do its captions start naming colours?
@@ -145,6 +146,10 @@ def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int]
     condition = Condition.learn(questions, stores["other"].features(key, present_only=True), condition_layer)
     save_condition(condition, folder / "condition.safetensors")
     test = _subset(vqa_samples("test"), ("yes/no", "shape", "color"), size["steer_test"], seed=2)
+    # The same vector without the gate first (written to ungated/): what the gate prevents.
+    sweep(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=["mean-diff"],
+          source_answer="yes", target_answer="no", max_new_tokens=3, batch_size=32, out=folder / "ungated",
+          progress=progress)
     sweep(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=size["methods"],
           source_answer="yes", target_answer="no", condition=condition, max_new_tokens=3, batch_size=32, out=folder,
           progress=progress)

@@ -22,6 +22,8 @@ def test_report_embeds_every_stage(tmp_path, samples, capsys):
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
     assert "Concepts: concepts" in page and "Fine-tuning shift: shift" in page
+    assert (run / "concepts" / "dictionary" / "concepts.json").is_file()  # a dictionary, not a stage
+    assert page.count("<h2>Concepts:") == 1
     assert "xlvlm concepts --features" in page  # the command that produced the section
     images = re.findall(r'<img[^>]+src="([^"]+)"', page)
     assert len(images) >= 4 and all(src.startswith("data:image/png;base64,") for src in images)

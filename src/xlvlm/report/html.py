@@ -125,13 +125,16 @@ def shift_section(path: Path, root: Path) -> str:
 
 
 def sweep_section(path: Path, root: Path) -> str:
+    from xlvlm.steer.run import describe_settings
+
     data = _load(path)
     folder = path.parent
     rows = data.get("rows", [])
     parts = [f"<h2>Steering sweep: {_esc(_relative(folder, root))}</h2>",
              f'<p class="what">Steering "{_esc(data.get("source"))}" → "{_esc(data.get("target"))}": for every method, '
              f"layer and alpha, the share of source questions answered with the target (success) against what moved "
-             f"elsewhere (side effects on the other answer types, relative to the unsteered model).</p>",
+             f"elsewhere (side effects on the other answer types, relative to the unsteered model). "
+             f"{_esc(describe_settings(data['settings'])) if data.get('settings') else ''}</p>",
              _command(folder)]
     types = sorted({t for r in rows for t in r.get("per_type", {})})
     table_rows = [[r["method"], r["layer"], r["alpha"], r.get("success"), r.get("side_accuracy_change"),
@@ -168,6 +171,10 @@ def build_report(run_dir, out=None, title: str | None = None) -> Path:
     for name, build in (("concepts.json", concepts_section), ("shift.json", shift_section),
                         ("sweep.json", sweep_section), ("caption_steer.json", caption_section)):
         for path in sorted(root.rglob(name)):
+            # A saved concept dictionary also has a concepts.json (its metadata, with a "format"
+            # field): it is an input of a stage, not a stage's results.
+            if name == "concepts.json" and "format" in _load(path):
+                continue
             sections.append(build(path, root))
     notes = root / "notes.html"
     if not sections:

@@ -101,7 +101,11 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
         if out:
             write_jsonl(preds, out / f"pred_{method}_L{vector.layers[0]}_a{alpha:g}.jsonl")
     if out:
-        write_sweep(rows, out, source_answer, target_answer)
+        settings = {"positions": positions, "operator": operator, "normalize": normalize,
+                    "condition": None if condition is None else {"layer": condition.layer,
+                                                                  "threshold": condition.threshold},
+                    "n_samples": len(samples), "max_new_tokens": max_new_tokens}
+        write_sweep(rows, out, source_answer, target_answer, settings)
     return rows
 
 
@@ -122,13 +126,25 @@ def sweep_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: str) -> None:
+def describe_settings(settings: dict) -> str:
+    """One line: where, how and when the sweep steered."""
+    condition = settings.get("condition")
+    when = (f"only samples past the condition at layer {condition['layer']}" if condition
+            else "every sample (no condition)")
+    return (f"Positions: {settings.get('positions', 'all')}; operator: {settings.get('operator', 'add')}"
+            f"{', unit-norm vectors' if settings.get('normalize') else ''}; steered: {when}.")
+
+
+def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: str,
+                settings: dict | None = None) -> None:
     from xlvlm.figures import new_figure, save_figure
 
-    atomic_write_json(out / "sweep.json", {"source": source_answer, "target": target_answer, "rows": rows})
+    settings = settings or {}
+    atomic_write_json(out / "sweep.json", {"source": source_answer, "target": target_answer, "settings": settings,
+                                           "rows": rows})
     atomic_write_text(out / "sweep.md", f"Steering {source_answer} -> {target_answer}: success on "
-                      f"'{source_answer}' questions against side effects on the other answer types.\n\n"
-                      + sweep_table(rows))
+                      f"'{source_answer}' questions against side effects on the other answer types. "
+                      f"{describe_settings(settings) if settings else ''}\n\n" + sweep_table(rows))
     fig, ax = new_figure(figsize=(6, 4.2))
     for method in dict.fromkeys(r["method"] for r in rows):
         for layer in dict.fromkeys(r["layer"] for r in rows if r["method"] == method):
@@ -138,6 +154,10 @@ def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: 
             ax.plot(xs, ys, marker="o", label=f"{method} L{layer}")
             for r, x, y in zip(pts, xs, ys):
                 ax.annotate(f"{r['alpha']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    # Keep the side-effect axis at least 0-5% wide: a perfectly gated sweep (all points at 0%)
+    # otherwise gets an axis of +-0.04% that reads as if something changed.
+    changed = [100 * (1 - r["side_unchanged"]) for r in rows if r["side_unchanged"] is not None]
+    ax.set_xlim(-1, max(5.0, max(changed, default=0.0) + 2))
     ax.set_xlabel("side effects: other-type answers changed (%)")
     ax.set_ylabel(f"success: '{source_answer}' questions answered '{target_answer}' (%)")
     ax.set_title(f"steering {source_answer} -> {target_answer} (labels: alpha)")
