@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,19 +29,27 @@ def _temporary_sibling(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def _atomic(path: str | Path, write) -> None:
+@contextmanager
+def _replacing(path: str | Path):
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` (atomic rename),
+    on any error or interrupt it is removed and ``path`` is left as it was."""
     path = Path(path)
     fd, tmp = _temporary_sibling(path)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _atomic(path: str | Path, write) -> None:
+    with _replacing(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def sha256_file(path: str | Path) -> str:
@@ -65,16 +74,8 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """Save tensors as safetensors (contiguous, on CPU), atomically."""
-    path = Path(path)
-    fd, tmp = _temporary_sibling(path)
-    os.close(fd)
-    try:
+    with _replacing(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         os.chmod(tmp, _plain_mode())  # save_file recreates the file owner-only
         with open(tmp, "rb") as handle:  # on disk before the rename makes it visible
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

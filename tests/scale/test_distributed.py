@@ -85,11 +85,8 @@ def _run_ranks(group, vlm, samples, out, world, order=None, **options):
     return store
 
 
-def test_ranks_merge_into_the_single_process_store_and_resume_per_rank(vlm_of, samples, tmp_path, monkeypatch,
-                                                                         fake_group):
-    vlm = vlm_of("llava")
-    reference = xlvlm.extract(vlm, samples, out=tmp_path / "one", progress=False, **OPTIONS)
-    # Rank 2 of 3 (4 samples, batches of 2) is interrupted after its first batch; the others have not started.
+def _die_on_second_batch(monkeypatch):
+    """Make extraction raise KeyboardInterrupt on its second batch; returns the real function."""
     real = run_module.extract_batch_teacher_forced
     calls = {"n": 0}
 
@@ -100,6 +97,15 @@ def test_ranks_merge_into_the_single_process_store_and_resume_per_rank(vlm_of, s
         return real(*args, **kwargs)
 
     monkeypatch.setattr(run_module, "extract_batch_teacher_forced", dying)
+    return real
+
+
+def test_ranks_merge_into_the_single_process_store_and_resume_per_rank(vlm_of, samples, tmp_path, monkeypatch,
+                                                                         fake_group):
+    vlm = vlm_of("llava")
+    reference = xlvlm.extract(vlm, samples, out=tmp_path / "one", progress=False, **OPTIONS)
+    # Rank 2 of 3 (4 samples, batches of 2) is interrupted after its first batch; the others have not started.
+    real = _die_on_second_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _run_ranks(fake_group, vlm, samples, tmp_path / "dist", 3, order=[2], shard_samples=1)
     monkeypatch.setattr(run_module, "extract_batch_teacher_forced", real)
@@ -156,16 +162,7 @@ def test_torchrun_two_cpu_processes_one_store(tiny_dir, samples, tmp_path, vlm_o
     reference = xlvlm.extract(vlm, rows, out=tmp_path / "one", progress=False, **OPTIONS)
     out = tmp_path / "dist"
     start, stop = rank_range(len(rows), 2, 1, 2)
-    real = run_module.extract_batch_teacher_forced
-    calls = {"n": 0}
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "extract_batch_teacher_forced", dying)
+    real = _die_on_second_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         xlvlm.extract(vlm, rows[start:stop], out=rank_folder(out, 1, 2), progress=False, **OPTIONS)
     monkeypatch.setattr(run_module, "extract_batch_teacher_forced", real)
