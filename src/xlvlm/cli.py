@@ -78,6 +78,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                         "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, or an image folder")
     parser.add_argument("--image-root", help="image folder for coco:/vqav2: data")
     parser.add_argument("--annotations", help="VQAv2 annotations JSON (for vqav2: data)")
+    parser.add_argument("--answer-type", help="keep samples of these answer types (comma list, e.g. yes/no)")
     parser.add_argument("--contains", help="keep samples whose reference answer/caption contains this word")
     parser.add_argument("--word-class", help="keep samples whose answer/caption has a word of this class")
     parser.add_argument("--ids", help="keep samples whose id is listed in this file (one per line)")
@@ -93,7 +94,7 @@ def load_data(args) -> list[dict]:
     options = {k: v for k, v in (("image_root", args.image_root), ("annotations", args.annotations)) if v}
     samples = load_samples(args.data, **options)
     return select_subset(samples, contains=args.contains, word_class=args.word_class, ids_file=args.ids,
-                         n=args.limit, seed=args.seed)
+                         n=args.limit, seed=args.seed, answer_type=args.answer_type)
 
 
 def cmd_extract(args) -> None:
@@ -326,7 +327,7 @@ def cmd_shift(args) -> None:
 
 
 def _add_model_options(p) -> None:
-    p.add_argument("--model", help="hub id or local folder")
+    p.add_argument("--model", help="hub id, local folder, or organism:original|finetuned")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -350,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Record hidden states of chosen tokens into a feature store. Rerun the same "
                        "command to resume an interrupted run. Under `torchrun --nproc_per_node N` each process "
                        "extracts a share of the samples and the result is one store (docs/scale.md).")
-    p.add_argument("--model", required=False, help="hub id or local folder")
+    p.add_argument("--model", required=False, help="hub id, local folder, or organism:original|finetuned")
     add_data_options(p)
     p.add_argument("--layers", default="final", help="comma list: block indices (negatives from the end), "
                    "'final' (final norm output) or module names; default: final")

@@ -70,3 +70,12 @@ def test_subset_errors(tmp_path):
         with pytest.raises(XlvlmError) as info:
             select_subset(SAMPLES, **options)
         assert fragment in str(info.value) and "\n" not in str(info.value), options
+
+
+def test_answer_type_filter_takes_one_type_or_several():
+    typed = [dict(s, answer_type=t) for s, t in zip(SAMPLES, ["color", "other", "caption", "caption", "yes/no", "other"])]
+    assert ids(select_subset(typed, answer_type="yes/no")) == ["v5"]
+    assert ids(select_subset(typed, answer_type="color,yes/no")) == ["q1", "v5"]
+    assert ids(select_subset(typed, answer_type=["other"], contains="bored")) == ["q2"]
+    with pytest.raises(XlvlmError, match="the data has: caption, color, other, yes/no"):
+        select_subset(typed, answer_type="number")

@@ -65,10 +65,13 @@ def select_subset(
     ids_file: str | Path | None = None,
     n: int | None = None,
     seed: int = 0,
+    answer_type: str | list[str] | None = None,
 ) -> list[dict]:
     """The samples that pass every filter given, in their original order.
 
     - ``ids_file``: only samples whose id is listed (every listed id must exist).
+    - ``answer_type``: samples whose ``answer_type`` is this one (or any of a list / a comma
+      list), e.g. VQAv2's and easy-VQA's ``yes/no``.
     - ``contains``: a word (or a list of words, any of them) in the references.
     - ``word_class``: any word of a class (``colors``, ``places``, ``sentiments`` or a file
       with one word per line) in the references.
@@ -84,6 +87,12 @@ def select_subset(
             raise XlvlmError(f"{ids_file}: {len(missing)} id(s) not in the data, e.g. {missing[0]!r}; check the file matches the data")
         wanted = set(wanted)
         selected = [s for s in selected if s["id"] in wanted]
+    if answer_type is not None:
+        kinds = [t.strip() for t in answer_type.split(",")] if isinstance(answer_type, str) else list(answer_type)
+        found = sorted({str(s.get("answer_type")) for s in selected})
+        selected = [s for s in selected if s.get("answer_type") in kinds]
+        if not selected:
+            raise XlvlmError(f"no sample has answer_type {answer_type!r}; the data has: {', '.join(found)[:200]}")
     if contains is not None:
         words = [contains] if isinstance(contains, str) else list(contains)
         phrases = [words_of(w) for w in words if words_of(w)]

@@ -58,10 +58,15 @@ def _load_config(name_or_path: str):
 def load_vlm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", dtype=None) -> VLM:
     """Load a VLM from a hub id or a local folder and wrap it in its family's adapter.
 
+    ``organism:original`` / ``organism:finetuned`` name the shipped model organism's folders.
     device: "cpu", "cuda", "cuda:1", ...; dtype: None (as saved, float32 on CPU), "float16",
     "bfloat16", "float32", "auto" or a torch dtype.
     """
     name = str(name_or_path)
+    if name.startswith("organism:"):
+        from xlvlm import organism
+
+        name = str(organism.path(name.split(":", 1)[1]))
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise XlvlmError("--device cuda asked for, but torch sees no GPU; use --device cpu")

@@ -264,5 +264,5 @@ class SteeringVector:
         return cls(vectors, meta)
 
     def __repr__(self) -> str:
-        norms = ", ".join(f"{k}: {n:.3g}" for k, n in self.norms().items())
+        norms = ", ".join(f"{k!r}: {n:.3g}" for k, n in self.norms().items())
         return f"SteeringVector(method={self.metadata.get('method')!r}, norms={{{norms}}})"
