@@ -120,6 +120,6 @@ def append_results(section: str, lines: list[str]) -> None:
 def git_revision() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+                              cwd=Path(__file__).parent).stdout.strip() or "?"
     except OSError:
         return "?"
