@@ -221,7 +221,8 @@ def cmd_steer_condition(args) -> None:
     positive, negative = _store(args.positive), _store(args.negative)
     layer = positive.layer_key(args.layer)
     condition = Condition.learn(positive.features(layer, present_only=True),
-                                negative.features(layer, present_only=True), layer)
+                                negative.features(layer, present_only=True), layer, method=args.method,
+                                shrinkage=args.shrinkage)
     save_condition(condition, args.out)
     steer = condition.decide(positive.features(layer, present_only=True)).float().mean()
     keep = 1 - condition.decide(negative.features(layer, present_only=True)).float().mean()
@@ -389,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positive", help="store of samples to steer (e.g. yes/no questions)")
     p.add_argument("--negative", help="store of samples to leave alone")
     p.add_argument("--layer", help="condition layer (before the steered layers)")
+    p.add_argument("--method", default="lda", choices=["lda", "mean-diff"],
+                   help="direction: Fisher's (lda, default) or the difference of means")
+    p.add_argument("--shrinkage", type=float, default=0.1, help="lda: covariance shrinkage towards the identity "
+                   "(0 to 1; more for few examples in many dimensions)")
     p.add_argument("--out", help="output .safetensors file")
     p.set_defaults(func=cmd_steer_condition, required=("positive", "negative", "layer", "out"))
 

@@ -244,3 +244,24 @@ def test_concept_method_errors_when_concepts_do_not_separate(tmp_path):
         SteeringVector.compute(s, t, [1], method="mean-diff", n_concepts=5)
     with pytest.raises(XlvlmError, match="unknown steering method"):
         SteeringVector.compute(s, t, [1], method="lda")
+
+
+def test_singular_lda_condition_is_one_line_and_the_cli_takes_its_options(tmp_path, capsys):
+    from xlvlm.cli import main
+
+    pos, neg = torch.randn(3, 8), torch.randn(3, 8)
+    with pytest.raises(XlvlmError, match="singular.*raise shrinkage"):
+        Condition.learn(pos, neg, 0, shrinkage=0.0)
+    with pytest.raises(XlvlmError, match="between 0 and 1"):
+        Condition.learn(pos, neg, 0, shrinkage=2.0)
+    assert Condition.learn(pos, neg, 0, shrinkage=0.5).decide(pos).dtype == torch.bool
+    rows = [{"id": f"s{i}", "image": "x.png", "prompt": "p"} for i in range(3)]
+    xlvlm.FeatureStore.from_tensors(tmp_path / "pos", {"0": pos + 5}, rows)
+    xlvlm.FeatureStore.from_tensors(tmp_path / "neg", {"0": neg}, rows)
+    for extra in (["--method", "mean-diff"], ["--shrinkage", "0.5"]):
+        assert main(["steer", "condition", "--positive", str(tmp_path / "pos"), "--negative", str(tmp_path / "neg"),
+                     "--layer", "0", *extra, "--out", str(tmp_path / "c.safetensors")]) == 0
+        assert "100.0% of --positive steered, 100.0% of --negative left alone" in capsys.readouterr().out
+    assert main(["steer", "condition", "--positive", str(tmp_path / "pos"), "--negative", str(tmp_path / "neg"),
+                 "--layer", "0", "--shrinkage", "0", "--out", str(tmp_path / "c.safetensors")]) == 2
+    assert "singular" in capsys.readouterr().err

@@ -42,12 +42,23 @@ class Condition:
         if not (torch.isfinite(positive).all() and torch.isfinite(negative).all()):
             raise XlvlmError("NaN/inf in condition examples: use features(layer, present_only=True)")
         direction = positive.mean(0) - negative.mean(0)
+        if not 0.0 <= shrinkage <= 1.0:
+            raise XlvlmError(f"shrinkage must be between 0 and 1, not {shrinkage}")
         if method == "lda":
             centred = torch.cat([positive - positive.mean(0), negative - negative.mean(0)]).double()
             cov = centred.T @ centred / max(1, centred.shape[0] - 2)
             d = cov.shape[0]
             cov = (1 - shrinkage) * cov + shrinkage * cov.trace() / d * torch.eye(d, dtype=cov.dtype)
-            direction = torch.linalg.solve(cov, direction.double()).float()
+            # Without shrinkage, N examples give a covariance of rank at most N - 2; a zero trace
+            # means constant states. Either way S has no inverse.
+            singular = (shrinkage == 0 and centred.shape[0] - 2 < d) or float(cov.trace()) == 0.0
+            try:
+                if singular:
+                    raise torch.linalg.LinAlgError("singular")
+                direction = torch.linalg.solve(cov, direction.double()).float()
+            except torch.linalg.LinAlgError:
+                raise XlvlmError(f"the examples' covariance is singular ({len(centred)} examples in {d} dimensions, "
+                                 f"shrinkage {shrinkage}): raise shrinkage, or use method='mean-diff'") from None
         elif method != "mean-diff":
             raise XlvlmError(f"unknown condition method {method!r}: use 'lda' or 'mean-diff'")
         direction = direction / direction.norm().clamp_min(1e-12)
