@@ -146,12 +146,20 @@ def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: 
                       f"'{source_answer}' questions against side effects on the other answer types. "
                       f"{describe_settings(settings) if settings else ''}\n\n" + sweep_table(rows))
     fig, ax = new_figure(figsize=(6, 4.2))
-    for method in dict.fromkeys(r["method"] for r in rows):
-        for layer in dict.fromkeys(r["layer"] for r in rows if r["method"] == method):
+    # One colour per method, one marker and line style per layer: with 4 methods x 3 layers a
+    # colour cycle alone would repeat and two different configurations would look the same.
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    markers, styles = "osD^vP*X", ["-", "--", ":", "-."]
+    for m, method in enumerate(methods):
+        for l, layer in enumerate(layers):
             pts = [r for r in rows if r["method"] == method and r["layer"] == layer]
+            if not pts:
+                continue
             xs = [100 * (1 - (r["side_unchanged"] if r["side_unchanged"] is not None else 1)) for r in pts]
             ys = [100 * (r["success"] or 0) for r in pts]
-            ax.plot(xs, ys, marker="o", label=f"{method} L{layer}")
+            ax.plot(xs, ys, color=f"C{m % 10}", marker=markers[l % len(markers)], linestyle=styles[l % len(styles)],
+                    label=f"{method} L{layer}")
             for r, x, y in zip(pts, xs, ys):
                 ax.annotate(f"{r['alpha']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     # Keep the side-effect axis at least 0-5% wide: a perfectly gated sweep (all points at 0%)
