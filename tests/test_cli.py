@@ -71,3 +71,22 @@ def test_organism_commands_train_and_finetune_reduced(tmp_path, capsys):
                  "--quiet"]) == 0
     import xlvlm
     assert xlvlm.load_vlm(tmp_path / "f").num_layers >= 1
+
+
+def test_prompt_option_sets_the_prompt_of_reader_data_and_is_refused_for_jsonl(tiny_dir, samples, tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    from xlvlm import FeatureStore
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for sample in samples[:2]:
+        shutil.copy(sample["image"], folder / Path(sample["image"]).name)
+    assert main(["extract", "--model", str(tiny_dir("llava")), "--data", str(folder), "--prompt", "What is this?",
+                 "--layers", "1", "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    assert [s["prompt"] for s in FeatureStore(tmp_path / "s").samples] == ["What is this?"] * 2
+    data = _jsonl(tmp_path / "d.jsonl", samples[:1])
+    assert main(["extract", "--model", str(tiny_dir("llava")), "--data", str(data), "--prompt", "x",
+                 "--out", str(tmp_path / "t"), "--quiet"]) == 2
+    assert "'prompt' does not apply to jsonl" in capsys.readouterr().err

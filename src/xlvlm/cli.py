@@ -78,6 +78,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                         "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, or an image folder")
     parser.add_argument("--image-root", help="image folder for coco:/vqav2: data")
     parser.add_argument("--annotations", help="VQAv2 annotations JSON (for vqav2: data)")
+    parser.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/folder data (a template with {question} "
+                        "for the VQA readers); default: the reader's")
     parser.add_argument("--answer-type", help="keep samples of these answer types (comma list, e.g. yes/no)")
     parser.add_argument("--contains", help="keep samples whose reference answer/caption contains this word")
     parser.add_argument("--word-class", help="keep samples whose answer/caption has a word of this class")
@@ -91,7 +93,8 @@ def load_data(args) -> list[dict]:
         raise XlvlmError("--data is required (a .jsonl file, easyvqa:test, coco:..., vqav2:... or an image folder)")
     from xlvlm.data import load_samples, select_subset
 
-    options = {k: v for k, v in (("image_root", args.image_root), ("annotations", args.annotations)) if v}
+    options = {k: v for k, v in (("image_root", args.image_root), ("annotations", args.annotations),
+                                  ("prompt", args.prompt)) if v}
     samples = load_samples(args.data, **options)
     return select_subset(samples, contains=args.contains, word_class=args.word_class, ids_file=args.ids,
                          n=args.limit, seed=args.seed, answer_type=args.answer_type)
