@@ -79,6 +79,35 @@ def shift_method_table(folder: Path, seeds=(0, 1, 2)) -> str:
     return "\n".join(lines)
 
 
+def gate_table(folder: Path) -> str:
+    """Which test questions each kind of yes/no gate lets through (the demo's training stores, layer 0)."""
+    import torch
+
+    from xlvlm.demo import _subset
+    from xlvlm.steer import Condition
+
+    vlm = xlvlm.organism.load("original")
+    stores = {n: xlvlm.FeatureStore(folder / "features" / f"steer-{n}") for n in ("yes-paired", "no-paired", "other")}
+    positive = torch.cat([stores[n].features("0", present_only=True) for n in ("yes-paired", "no-paired")])
+    negative = stores["other"].features("0", present_only=True)
+    test = _subset(vqa_samples("test"), ("yes/no", "shape", "color"), 300, seed=2)  # the demo's test questions
+    with tempfile.TemporaryDirectory() as tmp:
+        store = xlvlm.extract(vlm, test, layers=[0], out=Path(tmp) / "t", batch_size=64, progress=False)
+        X = store.features("0", present_only=True)
+        rows = [r for r, ok in zip(store.samples, store.present.tolist()) if ok]
+    types = ("yes/no", "shape", "color")
+    lines = ["| gate direction | " + " | ".join(f"{t} questions steered" for t in types) + " |",
+             "|---|" + "---|" * len(types)]
+    for method in ("lda", "mean-diff"):
+        steered = Condition.learn(positive, negative, 0, method=method).decide(X).tolist()
+        cells = []
+        for t in types:
+            idx = [i for i, r in enumerate(rows) if r["answer_type"] == t]
+            cells.append(f"{100 * sum(steered[i] for i in idx) / len(idx):.0f}% of {len(idx)}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def demo_tables(folder: Path) -> str:
     parts = []
     shift = json.loads((folder / "shift" / "shift.json").read_text())
@@ -101,6 +130,8 @@ def demo_tables(folder: Path) -> str:
               (folder / "steer-yes-no" / "ungated" / "sweep.md").read_text().split("\n", 2)[2],
               "| gated | ungated |", "|---|---|",
               "| ![gated sweep](img/sweep_yes_no.png) | ![ungated sweep](img/sweep_yes_no_ungated.png) |"]
+    parts += ["", "### The yes/no gate", "", "Learnt at layer 0 from the training stores above; the demo's 300 test "
+              "questions:", "", gate_table(folder)]
     parts += ["", "### Steering red -> blue (colour questions)", "",
               (folder / "steer-red-blue" / "sweep.md").read_text().split("\n", 2)[2]]
     cap = json.loads((folder / "steer-caption" / "caption_steer.json").read_text())
