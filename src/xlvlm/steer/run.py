@@ -80,6 +80,13 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
         for layer in layers:
             vector = SteeringVector.compute(source, target, [layer], method=method, **options)
             vectors[method, str(layer)] = vector.normalized() if normalize else vector
+    sizes = {vector.layer_activations[key].shape[-1] for vector in vectors.values() for key in vector.layers}
+    if sizes and sizes != {vlm.hidden_size}:  # before the baseline is generated, not after
+        raise XlvlmError(f"the stores' vectors have size {sorted(sizes)[0]} but the model {vlm.name} has hidden size "
+                         f"{vlm.hidden_size}; give the --model the stores were extracted with")
+    if condition is not None and condition.direction.shape[-1] != vlm.hidden_size:
+        raise XlvlmError(f"the condition's direction has size {condition.direction.shape[-1]} but the model "
+                         f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
     baseline = predict(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                        desc="baseline")
     if out:
