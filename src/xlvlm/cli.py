@@ -14,13 +14,12 @@ from pathlib import Path
 from xlvlm.errors import XlvlmError
 
 
-def _record_command(args, folder) -> None:
-    """Write the command that produced a stage's folder next to its outputs (the report shows it)."""
+def _command_text(args) -> str:
+    """The command that produced a stage's folder: its ``command.txt``, written with the stage's
+    other outputs as one unit (the report shows it)."""
     import shlex
 
-    from xlvlm.io import atomic_write_text
-
-    atomic_write_text(Path(folder) / "command.txt", "xlvlm " + shlex.join(args.argv) + "\n")
+    return "xlvlm " + shlex.join(args.argv) + "\n"
 
 
 def _layers(text: str) -> list:
@@ -267,8 +266,7 @@ def cmd_steer_sweep(args) -> None:
                  source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
                  operator=args.operator, condition=_condition(args), normalize=args.normalize,
                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
-                 progress=not args.quiet, n_concepts=args.n_concepts)
-    _record_command(args, args.out)
+                 progress=not args.quiet, n_concepts=args.n_concepts, command=_command_text(args))
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png")
 
@@ -303,12 +301,11 @@ def cmd_concepts(args) -> None:
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
-                           vocabulary=_words(args))
+                           vocabulary=_words(args), command=_command_text(args))
     for concept in summary["concepts"]:
         print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
     for name, value in summary["metrics"].items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
-    _record_command(args, args.out)
     print(f"wrote {args.out}/concepts.json, concept_grid.png, dictionary/")
 
 
@@ -325,8 +322,7 @@ def cmd_shift(args) -> None:
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
                            seed=args.seed, vlm=vlm, words_vocabulary=_words(args))
     samples = {s["id"]: s for s in finetuned.samples}
-    paths = write_shift(result, args.out, samples)
-    _record_command(args, args.out)
+    paths = write_shift(result, args.out, samples, command=_command_text(args))
     summary = result.summary()
     print(f"{summary['n_samples']} matched samples, {summary['n_concepts']} concepts at layer {result.layer}: "
           f"shifted concepts closer (cosine) to their matched fine-tuned concept for "
