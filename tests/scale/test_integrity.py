@@ -171,6 +171,16 @@ def test_absent_samples_may_be_nan_but_not_present_ones(tmp_path):
         xlvlm.FeatureStore.from_tensors(tmp_path / "t", {"final": rows}, [{"id": f"x{i}"} for i in range(N)])
 
 
+def test_huge_finite_rows_are_not_mistaken_for_inf(tmp_path):
+    rows = _features(0)
+    rows[2] = 3e38  # finite, though the row's sum overflows
+    rows[6, 1] = float("inf")
+    _write(tmp_path / "s", rows, present=[i != 6 for i in range(N)])
+    store = xlvlm.FeatureStore(tmp_path / "s")
+    assert store.features("final")[2, 0] == 3e38
+    store.verify()
+
+
 def test_streamed_reads_check_too(tmp_path):
     good, bad = _pair(tmp_path)
     _non_finite(float("nan"))(good, bad)
