@@ -463,11 +463,13 @@ class FeatureStore:
             if value.dim() != 2 or value.shape[0] != n:
                 raise XlvlmError(f"features for layer {key} have shape {tuple(value.shape)}; expected ({n}, D)")
         hidden = next(iter(tensors.values())).shape[1]
+        present = torch.tensor([bool(s.get("present", True)) for s in samples], dtype=torch.bool)
         for key, value in tensors.items():
-            for i, sample in enumerate(samples):
-                if sample.get("present", True) and not bool(torch.isfinite(value[i]).all()):
-                    raise XlvlmError(f"features for layer {key}: row {i} (sample {str(sample['id'])[:80]!r}) holds "
-                                     f"NaN or inf; fix it or mark the sample present=False")
+            bad = (present & ~torch.isfinite(value).all(dim=1)).nonzero()
+            if len(bad):
+                i = int(bad[0, 0])
+                raise XlvlmError(f"features for layer {key}: row {i} (sample {str(samples[i]['id'])[:80]!r}) holds "
+                                 f"NaN or inf; fix it or mark the sample present=False")
         settings = {"model": model, "family": "", "num_layers": num_layers, "hidden_size": int(hidden),
                     "layers": keys, "selector": selector, "rows_per_sample": 1, "teacher_forcing": False,
                     "generation": None, "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", "")}
