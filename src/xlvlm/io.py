@@ -92,7 +92,8 @@ class OutputUnit:
 
     Everything is written into a fresh work folder inside ``folder`` (``unit.work``); the old
     outputs stay as they are meanwhile, so an error or a kill before :meth:`commit` leaves them
-    untouched (and a leftover ``.xlvlm-unit-*`` folder, removed by the next run). ``commit``
+    untouched (and a leftover ``.xlvlm-unit-PID-*`` folder, removed by the next run once that
+    process is gone). ``commit``
     records the SHA-256 of every file in the result JSON (field ``outputs``), removes the old
     result first (from then on nothing looks complete), then the stage's old files (names or
     glob patterns in ``owned``), moves the new files in, and the result last. So ``folder``
@@ -116,9 +117,10 @@ class OutputUnit:
         if self.folder.exists() and not self.folder.is_dir():
             raise XlvlmError(f"{self.folder}: exists and is not a folder; choose another --out")
         self.folder.mkdir(parents=True, exist_ok=True)
-        for leftover in self.folder.glob(UNIT_PREFIX + "*"):  # of a run killed before its commit
-            shutil.rmtree(leftover, ignore_errors=True)
-        self.work = Path(tempfile.mkdtemp(dir=self.folder, prefix=UNIT_PREFIX))
+        for leftover in self.folder.glob(UNIT_PREFIX + "*"):
+            if not _alive(leftover.name[len(UNIT_PREFIX):].split("-")[0]):  # a run killed before its commit
+                shutil.rmtree(leftover, ignore_errors=True)
+        self.work = Path(tempfile.mkdtemp(dir=self.folder, prefix=f"{UNIT_PREFIX}{os.getpid()}-"))
         return self
 
     def commit(self) -> None:
@@ -144,6 +146,19 @@ class OutputUnit:
     def __exit__(self, *exc) -> bool:
         shutil.rmtree(self.work, ignore_errors=True)
         return False
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process that made a work folder still runs (its folder is then not a leftover)."""
+    if os.name == "nt":  # os.kill would end the process there; keep the folder
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:

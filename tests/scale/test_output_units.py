@@ -210,3 +210,14 @@ def test_report_refuses_files_that_do_not_belong_to_their_result(tmp_path):
     with pytest.raises(XlvlmError, match="grid.png: missing"):
         check_outputs(folder / "result.json")
     assert not check_outputs(tmp_path / f"{UNIT_PREFIX}x" / "concepts.json")  # an unfinished rerun's
+
+
+def test_only_work_folders_of_finished_processes_are_removed(tmp_path):
+    child = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    child.start()
+    child.join()
+    dead, running = tmp_path / f"{UNIT_PREFIX}{child.pid}-abc", tmp_path / f"{UNIT_PREFIX}{os.getpid()}-def"
+    for folder in (dead, running):
+        folder.mkdir(parents=True)
+    _unit(tmp_path, {"a.png": "a"}, {"n": 1})
+    assert not dead.exists() and running.exists()  # a concurrent run's work is not pulled away
