@@ -14,13 +14,12 @@ from pathlib import Path
 from xlvlm.errors import XlvlmError
 
 
-def _record_command(args, folder) -> None:
-    """Write the command that produced a stage's folder next to its outputs (the report shows it)."""
+def _command_text(args) -> str:
+    """The command that produced a stage's folder: its ``command.txt``, written with the stage's
+    other outputs as one unit (the report shows it)."""
     import shlex
 
-    from xlvlm.io import atomic_write_text
-
-    atomic_write_text(Path(folder) / "command.txt", "xlvlm " + shlex.join(args.argv) + "\n")
+    return "xlvlm " + shlex.join(args.argv) + "\n"
 
 
 def _layers(text: str) -> list:
@@ -178,10 +177,17 @@ def cmd_demo(args) -> None:
 
 
 # ---- steer / evaluate ------------------------------------------------------------------------------
-def _store(path):
+def _store(path, args):
+    """A feature store for a command: checksums and metadata verified; a partial store only with
+    --allow-partial."""
     from xlvlm import FeatureStore
 
-    return FeatureStore(path)
+    return FeatureStore(path, allow_partial=getattr(args, "allow_partial", False))
+
+
+def _add_partial_option(p) -> None:
+    p.add_argument("--allow-partial", action="store_true",
+                   help="use stores of interrupted extractions (status: partial) with the samples they hold")
 
 
 def cmd_steer_compute(args) -> None:
@@ -202,8 +208,8 @@ def cmd_steer_compute(args) -> None:
             extra = " (or --concepts DIR --from I --to J)" if args.method == "concept" else ""
             raise XlvlmError(f"--method {args.method} needs --source STORE and --target STORE{extra}")
         options = {"n_concepts": args.n_concepts} if args.method == "concept" else {}
-        vector = SteeringVector.compute(_store(args.source), _store(args.target), layers, method=args.method,
-                                        **options)
+        vector = SteeringVector.compute(_store(args.source, args), _store(args.target, args), layers,
+                                        method=args.method, **options)
     if args.normalize:
         vector = vector.normalized()
     vector.save(args.out)
@@ -221,7 +227,7 @@ def _condition(args):
 def cmd_steer_condition(args) -> None:
     from xlvlm.steer.condition import Condition, save_condition
 
-    positive, negative = _store(args.positive), _store(args.negative)
+    positive, negative = _store(args.positive, args), _store(args.negative, args)
     layer = positive.layer_key(args.layer)
     condition = Condition.learn(positive.features(layer, present_only=True),
                                 negative.features(layer, present_only=True), layer, method=args.method,
@@ -255,13 +261,12 @@ def cmd_steer_sweep(args) -> None:
 
     samples = load_data(args)
     vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
-    rows = sweep(vlm, _store(args.source), _store(args.target), samples, layers=_layers(args.layers),
+    rows = sweep(vlm, _store(args.source, args), _store(args.target, args), samples, layers=_layers(args.layers),
                  alphas=[float(a) for a in _layers(args.alphas)], methods=_layers(args.methods),
                  source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
                  operator=args.operator, condition=_condition(args), normalize=args.normalize,
                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
-                 progress=not args.quiet, n_concepts=args.n_concepts)
-    _record_command(args, args.out)
+                 progress=not args.quiet, n_concepts=args.n_concepts, command=_command_text(args))
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png")
 
@@ -287,7 +292,7 @@ def _words(args):
 def cmd_concepts(args) -> None:
     from xlvlm.concepts.workflow import run_concepts
 
-    store = _store(args.features)
+    store = _store(args.features, args)
     vlm = None
     if args.model:
         import xlvlm
@@ -296,19 +301,18 @@ def cmd_concepts(args) -> None:
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
-                           vocabulary=_words(args))
+                           vocabulary=_words(args), command=_command_text(args))
     for concept in summary["concepts"]:
         print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
     for name, value in summary["metrics"].items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
-    _record_command(args, args.out)
     print(f"wrote {args.out}/concepts.json, concept_grid.png, dictionary/")
 
 
 def cmd_shift(args) -> None:
     from xlvlm.shift import analyse_shift, write_shift
 
-    original, finetuned = _store(args.original), _store(args.finetuned)
+    original, finetuned = _store(args.original, args), _store(args.finetuned, args)
     vlm = None
     if args.model:
         import xlvlm
@@ -318,8 +322,7 @@ def cmd_shift(args) -> None:
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
                            seed=args.seed, vlm=vlm, words_vocabulary=_words(args))
     samples = {s["id"]: s for s in finetuned.samples}
-    paths = write_shift(result, args.out, samples)
-    _record_command(args, args.out)
+    paths = write_shift(result, args.out, samples, command=_command_text(args))
     summary = result.summary()
     print(f"{summary['n_samples']} matched samples, {summary['n_concepts']} concepts at layer {result.layer}: "
           f"shifted concepts closer (cosine) to their matched fine-tuned concept for "
@@ -387,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "and target rows; the vector goes from the most-source to the most-target concept")
     p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
     p.add_argument("--out", help="output .safetensors file")
+    _add_partial_option(p)
     p.set_defaults(func=cmd_steer_compute, required=("layer", "out"))
 
     p = steer.add_parser("condition", help="learn when to steer: a direction and threshold from two stores")
@@ -398,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shrinkage", type=float, default=0.1, help="lda: covariance shrinkage towards the identity "
                    "(0 to 1; more for few examples in many dimensions)")
     p.add_argument("--out", help="output .safetensors file")
+    _add_partial_option(p)
     p.set_defaults(func=cmd_steer_condition, required=("positive", "negative", "layer", "out"))
 
     p = steer.add_parser("apply", help="generate with a steering vector and write predictions")
@@ -424,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", action="store_true")
     _add_steer_options(p)
     p.add_argument("--out", help="output folder")
+    _add_partial_option(p)
     p.set_defaults(func=cmd_steer_sweep, required=("model", "source", "target", "data", "out"))
 
     p = sub.add_parser("concepts", help="learn, ground and evaluate a concept dictionary from a feature store")
@@ -443,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", help="output folder")
+    _add_partial_option(p)
     p.set_defaults(func=cmd_concepts, required=("features", "layer", "out"))
 
     p = sub.add_parser("shift", help="shift vectors of concepts between an original and a fine-tuned model")
@@ -461,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=1.0, help="shifted = original + alpha * shift")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder")
+    _add_partial_option(p)
     p.set_defaults(func=cmd_shift, required=("original", "finetuned", "layer", "out"))
 
     p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions")

@@ -1,10 +1,12 @@
-"""Atomic writes: a reader never sees a half-written file, an interrupted write loses nothing."""
+"""Atomic writes: a reader never sees a half-written file, an interrupted write loses nothing;
+and output units: a stage's files replaced together (:class:`OutputUnit`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,3 +81,121 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
         os.chmod(tmp, _plain_mode())  # save_file recreates the file owner-only
         with open(tmp, "rb") as handle:  # on disk before the rename makes it visible
             os.fsync(handle.fileno())
+
+
+# ---- output units --------------------------------------------------------------------------------
+UNIT_PREFIX = ".xlvlm-unit-"
+
+
+class OutputUnit:
+    """A stage's outputs (figures, tensors, its JSON result) written as one unit.
+
+    Everything is written into a fresh work folder inside ``folder`` (``unit.work``); the old
+    outputs stay as they are meanwhile, so an error or a kill before :meth:`commit` leaves them
+    untouched (and a leftover ``.xlvlm-unit-PID-*`` folder, removed by the next run once that
+    process is gone). ``commit``
+    records the SHA-256 of every file in the result JSON (field ``outputs``), removes the old
+    result first (from then on nothing looks complete), then the stage's old files (names or
+    glob patterns in ``owned``), moves the new files in, and the result last. So ``folder``
+    holds either the old complete unit, the new one, or no result at all; :func:`check_outputs`
+    tells a reader (the report) whether the files beside a result are the ones it lists.
+    Files in ``folder`` that the stage does not own are left alone.
+
+    Use: ``with OutputUnit(out, "concepts.json", ["concept_grid.png", ...]) as unit:`` write
+    into ``unit.work``, the result JSON last, then ``unit.commit()``.
+    """
+
+    def __init__(self, folder, result: str, owned=()):
+        self.folder = Path(folder)
+        self.result = result
+        self.owned = list(owned)
+        self.work: Path | None = None
+
+    def __enter__(self) -> "OutputUnit":
+        from xlvlm.errors import XlvlmError
+
+        if self.folder.exists() and not self.folder.is_dir():
+            raise XlvlmError(f"{self.folder}: exists and is not a folder; choose another --out")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for leftover in self.folder.glob(UNIT_PREFIX + "*"):
+            if not _alive(leftover.name[len(UNIT_PREFIX):].split("-")[0]):  # a run killed before its commit
+                shutil.rmtree(leftover, ignore_errors=True)
+        self.work = Path(tempfile.mkdtemp(dir=self.folder, prefix=f"{UNIT_PREFIX}{os.getpid()}-"))
+        return self
+
+    def commit(self) -> None:
+        from xlvlm.errors import XlvlmError
+
+        result = self.work / self.result
+        if not result.is_file():
+            raise XlvlmError(f"{self.folder}: the stage wrote no {self.result}; nothing was replaced")
+        data = json.loads(result.read_text(encoding="utf-8"))
+        data["outputs"] = {p.relative_to(self.work).as_posix(): sha256_file(p)
+                           for p in sorted(self.work.rglob("*")) if p.is_file() and p != result}
+        atomic_write_json(result, data)
+        (self.folder / self.result).unlink(missing_ok=True)
+        for pattern in self.owned:
+            for old in self.folder.glob(pattern):
+                _remove(old)
+        for entry in sorted(self.work.iterdir()):
+            if entry.name != self.result:
+                _remove(self.folder / entry.name)
+                os.replace(entry, self.folder / entry.name)
+        os.replace(result, self.folder / self.result)
+
+    def __exit__(self, *exc) -> bool:
+        shutil.rmtree(self.work, ignore_errors=True)
+        return False
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process that made a work folder still runs (its folder is then not a leftover)."""
+    if os.name == "nt":  # os.kill would end the process there; keep the folder
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def check_outputs(result_path) -> bool:
+    """Whether a stage's result file (concepts.json, shift.json, sweep.json, ...) stands for a
+    complete output unit of :class:`OutputUnit`. False for a file inside an unfinished unit's
+    work folder (a reader skips it); True when every file its ``outputs`` lists is there with
+    that SHA-256 (or it lists none: written by hand or by an older xlvlm). Otherwise a one-line
+    XlvlmError naming the file that does not belong."""
+    from xlvlm.errors import XlvlmError
+
+    path = Path(result_path)
+    if any(part.startswith(UNIT_PREFIX) for part in path.parts):
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return True  # unreadable: the reader reports that itself
+    outputs = data.get("outputs") if isinstance(data, dict) else None
+    if outputs is None:
+        return True
+    redo = f"rerun the stage that wrote {path.parent}"
+    if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
+        raise XlvlmError(f"{path}: field 'outputs' is not a map of file names to SHA-256; {redo}")
+    for name, digest in outputs.items():
+        file = path.parent / name
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise XlvlmError(f"{path}: 'outputs' names {name[:80]!r}, not a file beside it; {redo}")
+        if not file.is_file() or file.is_symlink():
+            raise XlvlmError(f"{file}: missing, though {path.name} lists it (an interrupted rerun?); {redo}")
+        if sha256_file(file) != digest:
+            raise XlvlmError(f"{file}: not the file {path.name} was written with (an interrupted or concurrent "
+                             f"rerun, or an edit); {redo}")
+    return True

@@ -54,7 +54,7 @@ def test_interrupted_run_resumes_to_the_same_store(vlm_of, samples, tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         xlvlm.extract(vlm, samples, layers=[1, "final"], select="all", out=tmp_path / "part",
                       batch_size=2, shard_samples=2, progress=False)
-    partial = xlvlm.FeatureStore(tmp_path / "part")
+    partial = xlvlm.FeatureStore(tmp_path / "part", allow_partial=True)
     assert not partial.complete and len(partial) == 4
     monkeypatch.setattr(run_module, "extract_batch_teacher_forced", real)
     resumed = xlvlm.extract(vlm, samples, layers=[1, "final"], select="all", out=tmp_path / "part",
@@ -127,3 +127,80 @@ def test_unknown_model_is_one_line(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(XlvlmError, match="cannot load model"):
         xlvlm.load_vlm("no-such-org/no-such-model")
+
+
+# ---- the resume key: every setting and every sample's content -------------------------------
+def test_ids_digest_is_unambiguous():
+    from xlvlm.extract.store import ids_digest, records_digest
+
+    assert ids_digest(["a", "b"]) != ids_digest(["a\nb"])
+    assert records_digest([["a", "b"]]) != records_digest([["a\nb"]])
+    assert records_digest([{"p": "x"}, {"p": "y"}]) != records_digest([{"p": "x"}, {"p": "y"}, {}])
+
+
+def _interrupted(vlm, rows, out, monkeypatch, after_batches=1):
+    """Extract ``rows`` into ``out``, interrupted after ``after_batches`` batches (a partial store)."""
+    real = run_module.extract_batch_teacher_forced
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > after_batches:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "extract_batch_teacher_forced", dying)
+    with pytest.raises(KeyboardInterrupt):
+        xlvlm.extract(vlm, rows, out=out, batch_size=2, shard_samples=2, progress=False)
+    monkeypatch.setattr(run_module, "extract_batch_teacher_forced", real)
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["complete", "partial"])
+def test_rerun_with_other_content_or_settings_is_refused(complete, vlm_of, samples, tmp_path, monkeypatch):
+    vlm = vlm_of("llava")
+    rows = [dict(s) for s in samples[:4]]
+    out = tmp_path / "s"
+    if complete:
+        xlvlm.extract(vlm, rows, out=out, batch_size=2, shard_samples=2, progress=False)
+    else:
+        _interrupted(vlm, rows, out, monkeypatch)
+    before = (out / "manifest.json").read_bytes()
+    image_copy = tmp_path / "copy.png"
+    image_copy.write_bytes(open(rows[3]["image"], "rb").read())
+    changed = {
+        "prompt": [dict(r, prompt=r["prompt"] + " Answer briefly.") if i == 3 else r for i, r in enumerate(rows)],
+        "answer": [dict(r, answer="something else") if i == 0 else r for i, r in enumerate(rows)],
+        "image path": [dict(r, image=str(image_copy)) if i == 3 else r for i, r in enumerate(rows)],
+        "extra field": [dict(r, note="x") if i == 2 else r for i, r in enumerate(rows)],
+    }
+    for what, other in changed.items():
+        with pytest.raises(XlvlmError, match="made from other sample content") as info:
+            xlvlm.extract(vlm, other, out=out, batch_size=2, shard_samples=2, progress=False)
+        assert "\n" not in str(info.value), what
+    # The same path with other bytes is other content too.
+    monkeypatch.setattr(run_module, "_image_sha256", lambda image: "0" * 64)
+    with pytest.raises(XlvlmError, match="made from other sample content"):
+        xlvlm.extract(vlm, rows, out=out, batch_size=2, shard_samples=2, progress=False)
+    monkeypatch.undo()
+    # Another chat template (every sample's text changes), another dtype: other settings.
+    monkeypatch.setattr(vlm.processor, "chat_template", vlm.processor.chat_template.replace("USER", "HUMAN"))
+    with pytest.raises(XlvlmError, match="made with prompt_format="):
+        xlvlm.extract(vlm, rows, out=out, batch_size=2, shard_samples=2, progress=False)
+    monkeypatch.undo()
+    assert (out / "manifest.json").read_bytes() == before  # nothing was mixed in
+    store = xlvlm.extract(vlm, rows, out=out, batch_size=2, shard_samples=2, progress=False)
+    assert store.complete and store.ids == [r["id"] for r in rows]
+
+
+def test_cli_rerun_with_another_prompt_is_one_line(tiny_dir, samples, tmp_path, capsys):
+    from xlvlm.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(s) + "\n" for s in samples[:2]))
+    args = ["extract", "--model", str(tiny_dir("llava")), "--data", str(data), "--out", str(tmp_path / "s"), "--quiet"]
+    assert main(args) == 0
+    data.write_text("".join(json.dumps(dict(s, prompt="What colour is it?")) + "\n" for s in samples[:2]))
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "made from other sample content" in err

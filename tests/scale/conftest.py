@@ -14,9 +14,10 @@ def write_jsonl(path, samples):
     return path
 
 
-def write_store(path, features: dict, shard_rows: int, present=None, ids=None) -> None:
+def write_store(path, features: dict, shard_rows: int, present=None, ids=None, fields=None) -> None:
     """A single-row store from {layer: (N, D)} written ``shard_rows`` samples per shard;
-    ``present``: (N,) bools (absent rows should be NaN, as extraction writes them)."""
+    ``present``: (N,) bools (absent rows should be NaN, as extraction writes them); ``fields``:
+    N dicts of more metadata (image, prompt, ...)."""
     first = next(iter(features.values()))
     n, d = first.shape
     ids = ids or [f"x{i}" for i in range(n)]
@@ -27,7 +28,8 @@ def write_store(path, features: dict, shard_rows: int, present=None, ids=None) -
     writer = StoreWriter(path, settings, ids)
     for a in range(0, n, shard_rows):
         b = min(n, a + shard_rows)
-        rows = [{"id": ids[i], "present": bool(present[i]), "rows": 1} for i in range(a, b)]
+        rows = [{**(fields[i] if fields else {}), "id": ids[i], "present": bool(present[i]), "rows": 1}
+                for i in range(a, b)]
         writer.write_shard({k: v[a:b] for k, v in features.items()}, torch.arange(a, b), rows, [])
     writer.finish()
 

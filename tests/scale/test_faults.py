@@ -75,7 +75,7 @@ def test_sigkill_at_random_points_then_resume(seed, vlm_of, samples, uninterrupt
         os.kill(child.pid, signal.SIGKILL)
         child.join(30)
         if (out / "manifest.json").exists():  # what a killed run leaves is a valid prefix
-            partial = xlvlm.FeatureStore(out)
+            partial = xlvlm.FeatureStore(out, allow_partial=True)
             partial.verify()
             n = len(partial)
             assert partial.ids == uninterrupted.ids[:n]
@@ -112,7 +112,7 @@ def test_full_disk_keeps_earlier_shards_and_resumes(tiny_dir, vlm_of, samples, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "No space left on device" in err and "shard-00001.safetensors" in err
     assert "the 2 samples written before are intact" in err
-    partial = xlvlm.FeatureStore(tmp_path / "s")
+    partial = xlvlm.FeatureStore(tmp_path / "s", allow_partial=True)
     assert not partial.complete and partial.ids == ["s0", "s1"]
     partial.verify()
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["manifest.json", "shard-00000.jsonl",
@@ -128,7 +128,7 @@ def test_full_disk_keeps_earlier_shards_and_resumes(tiny_dir, vlm_of, samples, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "manifest.json: cannot write" in err
     monkeypatch.undo()
-    assert xlvlm.FeatureStore(tmp_path / "s").ids == ["s0", "s1"]
+    assert xlvlm.FeatureStore(tmp_path / "s", allow_partial=True).ids == ["s0", "s1"]
 
     assert main(args) == 0
     resumed = xlvlm.FeatureStore(tmp_path / "s")
@@ -156,7 +156,11 @@ def test_altered_shard_is_named_by_checksum(small_store):
     data = bytearray(shard.read_bytes())
     data[-3] ^= 0x40  # same size, different value
     shard.write_bytes(bytes(data))
-    assert xlvlm.FeatureStore(small_store).features("final").shape[0] > 0  # size checks alone cannot see it
+    # size checks alone cannot see it; the opt-out for huge stores skips only the checksums
+    assert xlvlm.FeatureStore(small_store, verify_checksums=False).features("final").shape[0] > 0
+    with pytest.raises(XlvlmError) as info:
+        xlvlm.FeatureStore(small_store).features("final")  # checked by default, on first read
+    assert "shard-00001.safetensors: checksum mismatch" in _one_line(info)
     with pytest.raises(XlvlmError) as info:
         xlvlm.FeatureStore(small_store).verify()
     assert "shard-00001.safetensors: checksum mismatch" in _one_line(info)
@@ -184,7 +188,7 @@ def test_truncated_missing_or_edited_files_are_named(small_store):
         xlvlm.FeatureStore(small_store, verify_checksums=True).samples
     meta.write_text("{oops\n" + meta.read_text().splitlines()[1] + "\n")
     with pytest.raises(XlvlmError) as info:
-        xlvlm.FeatureStore(small_store).samples
+        xlvlm.FeatureStore(small_store, verify_checksums=False).samples
     assert "shard-00001.jsonl:1: not a sample record" in _one_line(info)
 
 

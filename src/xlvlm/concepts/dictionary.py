@@ -141,18 +141,20 @@ class ConceptDictionary:
             raise XlvlmError(f"{folder}: no saved concept dictionary ({META_FILE} + {TENSORS_FILE}); check the path")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise XlvlmError(f"{meta_path}: not valid JSON ({exc}); save the dictionary again")
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise XlvlmError(f"{meta_path}: not valid JSON ({type(exc).__name__}); save the dictionary again")
+        except OSError as exc:
+            raise XlvlmError(f"{meta_path}: cannot read ({exc.strerror or exc})")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise XlvlmError(f"{meta_path}: not an xlvlm concept dictionary; check the path")
-        if meta.get("version", 0) > VERSION:
-            raise XlvlmError(f"{meta_path}: format version {meta['version']} is newer than this xlvlm; upgrade xlvlm")
+        _check_meta(meta, meta_path)
         if meta.get("tensors_sha256") != sha256_file(tensor_path):
             raise XlvlmError(f"{tensor_path}: does not match {META_FILE} (interrupted save?); save the dictionary again")
         try:
             tensors = load_file(str(tensor_path), device="cpu")
         except (SafetensorError, OSError) as exc:
             raise XlvlmError(f"{tensor_path}: unreadable ({exc}); save the dictionary again")
+        _check_tensors(tensors, meta, tensor_path)
         # Fresh (64-byte aligned) copies: safetensors hands out views at the file's offsets, and
         # BLAS kernels round differently on misaligned data, so a loaded dictionary would
         # transform to codes a few ulps away from the saved one's.
@@ -161,3 +163,44 @@ class ConceptDictionary:
         loaded = cls(tensors["components"], tensors["activations"], meta["method"], meta["params"], state, meta["info"])
         return loaded.to(device) if device is not None else loaded
 
+
+def _check_meta(meta: dict, path: Path) -> None:
+    """The fields :meth:`ConceptDictionary.load` relies on, each of the right type."""
+    def bad(what: str):
+        raise XlvlmError(f"{path}: {what}; save the dictionary again")
+
+    version = meta.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        bad("field 'version' is not an integer")
+    if version > VERSION:
+        raise XlvlmError(f"{path}: format version {version} is newer than this xlvlm; upgrade xlvlm")
+    if not isinstance(meta.get("method"), str):
+        bad("field 'method' is not a method name")
+    for key in ("params", "info"):
+        if not isinstance(meta.get(key), dict):
+            bad(f"field {key!r} is not a JSON object")
+    for key in ("n_concepts", "n_features", "n_samples"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            bad(f"field {key!r} is not a count")
+    if not isinstance(meta.get("tensors_sha256"), str):
+        bad("field 'tensors_sha256' is missing")
+
+
+def _check_tensors(tensors: dict, meta: dict, path: Path) -> None:
+    """components (K, D) and activations (N, K) as the JSON says, float, finite; state float."""
+    def bad(what: str):
+        raise XlvlmError(f"{path}: {what}; save the dictionary again")
+
+    k, d, n = meta["n_concepts"], meta["n_features"], meta["n_samples"]
+    for name, shape in (("components", (k, d)), ("activations", (n, k))):
+        if name not in tensors:
+            bad(f"tensor {name!r} is missing")
+        tensor = tensors[name]
+        if tuple(tensor.shape) != shape or not tensor.is_floating_point():
+            bad(f"{name} has shape {tuple(tensor.shape)} ({tensor.dtype}), {META_FILE} says {shape} float")
+    for name, tensor in tensors.items():
+        if name not in ("components", "activations") and not name.startswith("state."):
+            bad(f"unexpected tensor {name[:60]!r}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad(f"{name} holds NaN or inf")

@@ -6,16 +6,22 @@ Output folder::
     concepts.json          per concept: grounded words, MAS ids; settings; metrics
     concept_grid.png       MAS thumbnails + words per concept
     patch_heatmaps.png     where the first concepts fire in their top image (with a model)
+    command.txt            the command that wrote them (when given)
+
+written as one unit (:class:`xlvlm.io.OutputUnit`): concepts.json, last, lists the SHA-256 of
+every other file, and a run that stops early leaves the previous outputs as they were.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_write_json
+from xlvlm.io import OutputUnit, atomic_write_json, atomic_write_text
+
+# What a previous run may have left that this one replaces.
+OWNED = ["dictionary", "concept_grid.png", "patch_heatmaps.png", "command.txt"]
 
 
 def _test_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,20 +34,22 @@ def _test_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, 
 def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, vlm=None, top_k_words: int = 10,
                  top_k_samples: int = 20, clip_model: str | None = None, text_similarity: bool = True,
                  test_fraction: float = 0.2, heatmaps: int = 4, vocabulary=None, seed: int = 0,
-                 progress: bool = True, **method_options) -> dict:
+                 progress: bool = True, command: str | None = None, **method_options) -> dict:
     """Learn and ground a concept dictionary from ``store`` at ``layer``; write it to ``out``.
 
     The dictionary is learnt on a train split (1 - test_fraction of the present samples);
-    CLIPScore and text similarity are measured on the held-out test samples. Returns the
-    summary written to ``concepts.json``.
+    CLIPScore and text similarity are measured on the held-out test samples. ``command``: the
+    text of ``command.txt``. Returns the summary written to ``concepts.json``.
     """
     from xlvlm.concepts import learn_concepts
     from xlvlm.concepts.images import ground_images
     from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
     from xlvlm.figures import concept_grid
 
-    out = Path(out)
     key = store.layer_key(layer)
+    if vlm is not None and vlm.hidden_size != store.hidden_size:
+        raise XlvlmError(f"store {store.path} has hidden size {store.hidden_size} but the model {vlm.name} has "
+                         f"{vlm.hidden_size}; give the --model the store was extracted with")
     if store.manifest.get("rows_per_sample") != 1:
         raise XlvlmError(f"store {store.path} has several rows per sample; concepts need one row per sample")
     present = store.present
@@ -50,63 +58,68 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     if len(samples) < 2:
         raise XlvlmError(f"store {store.path} has {len(samples)} present samples; concepts need more")
     train, test = _test_split(len(samples), test_fraction, seed) if test_fraction > 0 else (torch.arange(len(samples)), torch.arange(0))
-    cd = learn_concepts(X[train], method=method, n_concepts=n_concepts, seed=seed, **method_options)
-    cd.save(out / "dictionary")
-    train_samples = [samples[i] for i in train.tolist()]
-    mas = ground_images(cd.activations, train_samples, top_k=top_k_samples)
-    metrics = {"reconstruction_r2": float(reconstruction_r2(X[train], cd)),
-               "sparsity": float(sparsity(cd.activations)),
-               "dead_concepts": dead_concepts(cd.activations)}
-    words, baseline_words = [[] for _ in range(cd.components.shape[0])], []
-    if vlm is not None:
-        from xlvlm.concepts.text import ground_text, random_word_baseline
+    with OutputUnit(out, "concepts.json", OWNED) as unit:
+        out = unit.work  # everything goes into the unit's work folder until the commit
+        cd = learn_concepts(X[train], method=method, n_concepts=n_concepts, seed=seed, **method_options)
+        cd.save(out / "dictionary")
+        train_samples = [samples[i] for i in train.tolist()]
+        mas = ground_images(cd.activations, train_samples, top_k=top_k_samples)
+        metrics = {"reconstruction_r2": float(reconstruction_r2(X[train], cd)),
+                   "sparsity": float(sparsity(cd.activations)),
+                   "dead_concepts": dead_concepts(cd.activations)}
+        words, baseline_words = [[] for _ in range(cd.components.shape[0])], []
+        if vlm is not None:
+            from xlvlm.concepts.text import ground_text, random_word_baseline
 
-        words = ground_text(vlm, cd.components, top_k=top_k_words, vocabulary=vocabulary)
-        scale = float(X.norm(dim=1).mean())
-        baseline_words = random_word_baseline(vlm, n=cd.components.shape[0], top_k=top_k_words, seed=seed,
-                                              scale=scale, vocabulary=vocabulary)
-        metrics["overlap"] = overlap(words)
-        metrics["overlap_random_words"] = overlap(baseline_words)
-        if len(test):
-            from xlvlm.concepts.scores import ClipScorer, TextSimilarity, reference_text, top_concept_words
+            words = ground_text(vlm, cd.components, top_k=top_k_words, vocabulary=vocabulary)
+            scale = float(X.norm(dim=1).mean())
+            baseline_words = random_word_baseline(vlm, n=cd.components.shape[0], top_k=top_k_words, seed=seed,
+                                                  scale=scale, vocabulary=vocabulary)
+            metrics["overlap"] = overlap(words)
+            metrics["overlap_random_words"] = overlap(baseline_words)
+            if len(test):
+                from xlvlm.concepts.scores import ClipScorer, TextSimilarity, reference_text, top_concept_words
 
-            test_samples = [samples[i] for i in test.tolist()]
-            activations = cd.transform(X[test])
-            shuffled = [baseline_words[k % len(baseline_words)] for k in range(len(words))]
-            for n in (1, 3):
-                chosen = top_concept_words(activations, words, n)
-                chance = top_concept_words(activations, shuffled, n)
-                if clip_model:
-                    scorer = metrics.setdefault("_clip", ClipScorer(clip_model))
-                    images = [s["image"] for s in test_samples]
-                    metrics[f"clipscore_top{n}"] = scorer.score(images, chosen)
-                    metrics[f"clipscore_top{n}_random_words"] = scorer.score(images, chance)
-                if text_similarity:
-                    encoder = metrics.setdefault("_text", TextSimilarity())
-                    refs = [reference_text(s) for s in test_samples]
-                    metrics[f"text_similarity_top{n}"] = encoder.score(refs, chosen)
-                    metrics[f"text_similarity_top{n}_random_words"] = encoder.score(refs, chance)
-            metrics.pop("_clip", None)
-            metrics.pop("_text", None)
-    concepts = [{"concept": k, "words": words[k], "mas": [train_samples[i]["id"] for i in mas[k]],
-                 "mas_answers": [train_samples[i].get("answer") for i in mas[k]]} for k in range(len(mas))]
-    rows = [[{"label": f"concept {k}", "words": words[k], "images": [train_samples[i]["image"] for i in mas[k]]}]
-            for k in range(len(mas))]
-    concept_grid(rows, out / "concept_grid.png")
-    if vlm is not None and heatmaps:
-        from xlvlm.concepts.patches import draw_heatmaps, patch_heatmaps
+                test_samples = [samples[i] for i in test.tolist()]
+                activations = cd.transform(X[test])
+                shuffled = [baseline_words[k % len(baseline_words)] for k in range(len(words))]
+                for n in (1, 3):
+                    chosen = top_concept_words(activations, words, n)
+                    chance = top_concept_words(activations, shuffled, n)
+                    if clip_model:
+                        scorer = metrics.setdefault("_clip", ClipScorer(clip_model))
+                        images = [s["image"] for s in test_samples]
+                        metrics[f"clipscore_top{n}"] = scorer.score(images, chosen)
+                        metrics[f"clipscore_top{n}_random_words"] = scorer.score(images, chance)
+                    if text_similarity:
+                        encoder = metrics.setdefault("_text", TextSimilarity())
+                        refs = [reference_text(s) for s in test_samples]
+                        metrics[f"text_similarity_top{n}"] = encoder.score(refs, chosen)
+                        metrics[f"text_similarity_top{n}_random_words"] = encoder.score(refs, chance)
+                metrics.pop("_clip", None)
+                metrics.pop("_text", None)
+        concepts = [{"concept": k, "words": words[k], "mas": [train_samples[i]["id"] for i in mas[k]],
+                     "mas_answers": [train_samples[i].get("answer") for i in mas[k]]} for k in range(len(mas))]
+        rows = [[{"label": f"concept {k}", "words": words[k], "images": [train_samples[i]["image"] for i in mas[k]]}]
+                for k in range(len(mas))]
+        concept_grid(rows, out / "concept_grid.png")
+        if vlm is not None and heatmaps:
+            from xlvlm.concepts.patches import draw_heatmaps, patch_heatmaps
 
-        chosen = [k for k in range(len(mas)) if mas[k]][:heatmaps]
-        tops = [train_samples[mas[k][0]] for k in chosen]
-        try:
-            maps = patch_heatmaps(vlm, tops, key, cd.components[chosen])
-            draw_heatmaps(tops, maps, [f"concept {k}: {', '.join(words[k][:2])}" for k in chosen],
-                          out / "patch_heatmaps.png")
-        except XlvlmError as exc:
-            metrics["patch_heatmaps"] = f"skipped: {exc}"
-    summary = {"settings": {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts,
-                            "seed": seed, "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
-                            "options": method_options},
-               "metrics": metrics, "concepts": concepts, "random_words": baseline_words}
-    atomic_write_json(out / "concepts.json", summary)
+            chosen = [k for k in range(len(mas)) if mas[k]][:heatmaps]
+            tops = [train_samples[mas[k][0]] for k in chosen]
+            try:
+                maps = patch_heatmaps(vlm, tops, key, cd.components[chosen])
+                draw_heatmaps(tops, maps, [f"concept {k}: {', '.join(words[k][:2])}" for k in chosen],
+                              out / "patch_heatmaps.png")
+            except XlvlmError as exc:
+                metrics["patch_heatmaps"] = f"skipped: {exc}"
+        summary = {"settings": {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts,
+                                "seed": seed, "n_train": len(train), "n_test": len(test),
+                                "model": getattr(vlm, "name", None), "options": method_options},
+                   "metrics": metrics, "concepts": concepts, "random_words": baseline_words}
+        atomic_write_json(out / "concepts.json", summary)
+        if command is not None:
+            atomic_write_text(out / "command.txt", command)
+        unit.commit()
     return summary

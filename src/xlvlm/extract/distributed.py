@@ -37,7 +37,7 @@ from typing import Sequence
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.run import DEFAULT_SHARD_SAMPLES, extract, store_settings
+from xlvlm.extract.run import DEFAULT_SHARD_SAMPLES, extract, input_digest, store_settings
 from xlvlm.extract.selectors import parse_selector
 from xlvlm.extract.store import MANIFEST, FeatureStore, StoreWriter, ids_digest, read_manifest
 from xlvlm.hooks import resolve_layers
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = timedelta(hours=24)
 # Manifest fields that are one rank's bookkeeping, not the extraction's identity.
-_PER_RANK = {"n_samples", "ids_sha256", "status", "created", "finished", "shards", "skipped", "n_skipped_in_shards"}
+_PER_RANK = {"n_samples", "ids_sha256", "input_sha256", "status", "created", "finished", "shards", "skipped", "n_skipped_in_shards"}
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,9 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
     out = Path(out)
     ids = [s["id"] for s in samples]
     device = str(vlm.device) if hasattr(vlm, "device") else "cpu"
+    digest = input_digest(samples)  # every rank reads all images once: the key covers the whole input
     views = [None] * context.world_size
-    dist.all_gather_object(views, (ids_digest(ids), len(ids)))
+    dist.all_gather_object(views, (digest, len(ids)))
     if len(set(views)) > 1:
         counts = ", ".join(f"rank {r}: {n}" for r, (_, n) in enumerate(views))
         raise XlvlmError(f"ranks read different samples ({counts} samples); give every rank the same --data and "
@@ -156,7 +157,7 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
     settings = store_settings(vlm, [ref.key for ref in resolve_layers(vlm, layers)], selector, generate,
                               max_new_tokens)
     if (out / MANIFEST).exists():
-        writer = StoreWriter(out, settings, ids)  # refuses other settings or samples
+        writer = StoreWriter(out, settings, ids, digest)  # refuses other settings or samples
         if not writer.done:
             raise XlvlmError(f"{out}: holds a partial single-process store; resume it without torchrun "
                              f"or choose another --out")
@@ -168,20 +169,22 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
     if start < stop:
         extract(vlm, samples[start:stop], out=folder, progress=progress, **options)
     else:  # more processes than batches: an empty, complete store keeps the merge uniform
-        writer = StoreWriter(folder, settings, [])
+        writer = StoreWriter(folder, settings, [], input_digest([]))
         if not writer.done:
             writer.finish()
     _barrier(device)
     if context.rank == 0:
-        merge_ranks(out, context.world_size, ids, batch_size)
+        merge_ranks(out, context.world_size, ids, batch_size, input_sha256=digest)
     _barrier(device)
     return FeatureStore(out)
 
 
-def merge_ranks(out: str | Path, world_size: int, sample_ids: list[str], batch_size: int) -> Path:
+def merge_ranks(out: str | Path, world_size: int, sample_ids: list[str], batch_size: int,
+                input_sha256: str | None = None) -> Path:
     """Write ``out/manifest.json`` listing the shards of all ``world_size`` complete rank
     stores in input order; each shard gets ``sample_offset`` (samples of the ranks before it).
-    Returns the manifest's path."""
+    ``input_sha256``: the resume key of the whole input (``input_digest``). Returns the
+    manifest's path."""
     out = Path(out)
     parts = []
     for rank in range(world_size):
@@ -213,7 +216,8 @@ def merge_ranks(out: str | Path, world_size: int, sample_ids: list[str], batch_s
         ranks.append({"folder": folder.name, "first_input": first_input, "n_input": manifest["n_samples"]})
         first_input += manifest["n_samples"]
     merged = {
-        **identity, "n_samples": len(sample_ids), "ids_sha256": ids_digest(sample_ids), "status": "complete",
+        **identity, "n_samples": len(sample_ids), "ids_sha256": ids_digest(sample_ids),
+        "input_sha256": input_sha256, "status": "complete",
         "created": min(str(m.get("created", "")) for _, m in parts),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "world_size": world_size, "batch_size": batch_size, "ranks": ranks, "shards": shards, "skipped": skipped,

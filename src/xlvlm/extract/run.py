@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
 from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
-from xlvlm.extract.store import FeatureStore, StoreWriter
+from xlvlm.extract.store import FeatureStore, StoreWriter, records_digest
+from xlvlm.io import sha256_file
 from xlvlm.hooks import record, resolve_layers
 
 log = logging.getLogger(__name__)
@@ -148,15 +149,37 @@ def _metadata(sample: dict, text: str, present: bool, prediction: str | None, n_
     return meta
 
 
+# Stand-ins for a prompt and an answer: what the model's template makes of them is the store's
+# prompt format (a changed chat template changes every sample's text).
+_PROMPT_PROBE, _ANSWER_PROBE = "<xlvlm:prompt>", "<xlvlm:answer>"
+
+
 def store_settings(vlm, keys: list[str], selector: Selector, generate: bool, max_new_tokens: int) -> dict:
     """The manifest fields that identify a store's extraction: a resume must match them all."""
+    teacher_forcing = (not generate) and selector.needs_response
     return {
         "model": vlm.name, "family": vlm.family, "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
         "layers": keys, "selector": selector.spec, "rows_per_sample": selector.rows_per_sample,
-        "teacher_forcing": (not generate) and selector.needs_response,
+        "teacher_forcing": teacher_forcing,
         "generation": {"max_new_tokens": max_new_tokens, "do_sample": False} if generate else None,
         "dtype": str(vlm.dtype).replace("torch.", ""),
+        "prompt_format": vlm.format_prompt(_PROMPT_PROBE, _ANSWER_PROBE if teacher_forcing else None)[0],
     }
+
+
+def _image_sha256(image) -> str | None:
+    """SHA-256 of an image file's bytes; None when it cannot be read (skipped with --skip-bad)."""
+    try:
+        return sha256_file(image)
+    except (OSError, TypeError, ValueError):
+        return None
+
+
+def input_digest(samples: Sequence[dict]) -> str:
+    """The resume key of an extraction's input: every field of every sample (id, image path,
+    prompt, answer, ...) and the SHA-256 of its image file, in order, JSON-encoded and
+    length-prefixed (so no two different inputs share it). Reads every image once."""
+    return records_digest([sample, _image_sha256(sample.get("image"))] for sample in samples)
 
 
 def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",
@@ -167,7 +190,8 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
 
     samples: dicts with ``id``, ``image``, ``prompt`` (+ ``answer`` for teacher-forced response
     selectors). layers: ints (negatives from the end), "final", or module names.
-    Rerunning with the same settings resumes a partial store and returns a complete one as is.
+    Rerunning with the same settings and samples (every field, and the image files' bytes)
+    resumes a partial store and returns a complete one as is; anything else is refused.
     """
     if out is None:
         raise XlvlmError("extract needs an output folder (out=...)")
@@ -183,7 +207,7 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
     selector = parse_selector(select) if isinstance(select, str) else select
     keys = [ref.key for ref in resolve_layers(vlm, layers)]
     settings = store_settings(vlm, keys, selector, generate, max_new_tokens)
-    writer = StoreWriter(out, settings, [s["id"] for s in samples])
+    writer = StoreWriter(out, settings, [s["id"] for s in samples], input_digest(samples))
     if writer.done:
         log.info("store %s is complete; reusing it", out)
         return FeatureStore(out)

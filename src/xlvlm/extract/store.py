@@ -16,10 +16,13 @@ A store made by several processes (``xlvlm extract`` under ``torchrun``, see
 its top-level manifest names them by relative path and gives each shard a ``sample_offset``
 (added to the shard's ``row_sample``, which counts from the rank's first sample).
 
-Every reader checks what it reads against the manifest (sizes, shapes, row indices) and fails
-with a one-line :class:`XlvlmError` naming the file; ``verify()`` (or ``FeatureStore(path,
-verify_checksums=True)``, which checks each file once, the first time it is read) compares
-the SHA-256 of every file too.
+Every reader checks what it reads against the manifest and fails with a one-line
+:class:`XlvlmError` naming the file: each file's SHA-256 (once, the first time it is read;
+``verify_checksums=False`` skips this for stores too large to read twice), sizes, shapes,
+dtypes, row indices, unique sample ids, and finite rows for every present sample (a sample
+without a match has a row of NaN, see below). A partial store (an interrupted extraction) is
+refused unless ``allow_partial=True`` (``--allow-partial`` on the command line).
+``verify()`` checks the whole store at once.
 
 Rows: a single-row selector (``last-prompt``, ``token:WORD``, ...) gives exactly one row per
 sample, in sample order; a sample without a match gets a row of NaN and ``present: false``.
@@ -48,8 +51,20 @@ FORMAT = "xlvlm-feature-store"
 
 
 def ids_digest(sample_ids: list[str]) -> str:
-    """The SHA-256 a manifest keeps of the ids of all samples to extract, in order."""
-    return hashlib.sha256("\n".join(sample_ids).encode()).hexdigest()
+    """The SHA-256 a manifest keeps of the ids of all samples to extract, in order (JSON
+    encoded, so that no two lists of ids share a digest: ["a", "b"] is not ["a\\nb"])."""
+    return hashlib.sha256(json.dumps(list(sample_ids), ensure_ascii=False).encode()).hexdigest()
+
+
+def records_digest(records) -> str:
+    """SHA-256 of a sequence of JSON values, each length-prefixed: the resume key of a store's
+    input (see ``xlvlm.extract.run.input_digest``). Values that JSON cannot encode go in as
+    their ``str``."""
+    digest = hashlib.sha256()
+    for record in records:
+        data = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str).encode()
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
 
 
 # Leftovers of an interrupted atomic write (xlvlm.io writes ".NAME.XXXX.tmp" then renames).
@@ -104,6 +119,10 @@ def _check_manifest(manifest: dict, path: Path) -> None:
                 bad(f"shards[{i}] field {key!r} is missing or not a {'count' if kind is int else 'string'}")
         if not _is_count(shard.get("sample_offset", 0)):
             bad(f"shards[{i}] field 'sample_offset' is not a count")
+        if not isinstance(shard.get("dtype", ""), str):
+            bad(f"shards[{i}] field 'dtype' is not a string")
+        if manifest.get("rows_per_sample") == 1 and shard["n_rows"] != shard["n_samples"]:
+            bad(f"shards[{i}] has {shard['n_rows']} rows for {shard['n_samples']} samples (one row per sample)")
         for key in ("file", "samples_file"):
             name = shard[key]
             if not name or "\x00" in name or "\\" in name or Path(name).is_absolute() or ".." in Path(name).parts:
@@ -134,6 +153,16 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def partial_message(path: Path, manifest: dict) -> str:
+    """Why a partial store is refused: how far it got, and the two ways on."""
+    done = sum(shard["n_samples"] for shard in manifest["shards"]) + manifest.get("n_skipped_in_shards", 0)
+    total = manifest.get("n_samples")
+    total = total if _is_count(total) else "?"
+    return (f"{path}: partial store ({done} of {total} samples extracted, an interrupted run); rerun the same "
+            f"`xlvlm extract` command to finish it, or pass --allow-partial (Python: allow_partial=True) to use "
+            f"the samples it holds")
+
+
 class FeatureStore:
     """Read a feature store folder.
 
@@ -142,13 +171,17 @@ class FeatureStore:
     ``iter_rows(layer, batch_rows)`` -> the same rows in (<= batch_rows, D) pieces, one shard
     open at a time (for stores larger than memory).
 
-    Reads always check each shard file's size against the manifest; ``verify_checksums=True``
-    also checks each file's SHA-256 the first time it is read (one extra pass over it).
+    Reads check each file's SHA-256 against the manifest the first time it is read (one
+    extra pass over it; ``verify_checksums=False`` skips only this), and always its size,
+    shapes, dtype, row indices, unique ids and that every present sample's rows are finite.
+    A partial store (``status: partial``) raises unless ``allow_partial=True``.
     """
 
-    def __init__(self, path, verify_checksums: bool = False):
+    def __init__(self, path, verify_checksums: bool = True, allow_partial: bool = False):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
+        if self.manifest["status"] != "complete" and not allow_partial:
+            raise XlvlmError(partial_message(self.path, self.manifest))
         self.verify_checksums = verify_checksums
         self._samples: list[dict] | None = None
         self._cache: dict[str, torch.Tensor] = {}
@@ -178,9 +211,15 @@ class FeatureStore:
     @property
     def samples(self) -> list[dict]:
         if self._samples is None:
-            samples = []
+            samples, seen = [], {}
             for shard in self.manifest["shards"]:
-                samples.extend(self._shard_samples(shard))
+                path = self.path / shard["samples_file"]
+                for line_no, sample in enumerate(self._shard_samples(shard), start=1):
+                    if sample["id"] in seen:
+                        raise XlvlmError(f"{path}:{line_no}: sample id {sample['id'][:80]!r} appears twice (first at "
+                                         f"{seen[sample['id']]}); the store is damaged, re-extract it")
+                    seen[sample["id"]] = f"{path.name}:{line_no}"
+                    samples.append(sample)
             self._samples = samples
         return self._samples
 
@@ -206,6 +245,9 @@ class FeatureStore:
             if not isinstance(sample, dict) or not isinstance(sample.get("id"), str):
                 raise XlvlmError(f"{path}:{line_no}: not a sample record (a JSON object with a string 'id'); "
                                  f"the shard is damaged, re-extract it")
+            if not isinstance(sample.get("present", True), bool):
+                raise XlvlmError(f"{path}:{line_no}: field 'present' is not true or false; the shard is damaged, "
+                                 f"re-extract it")
             samples.append(sample)
         return samples
 
@@ -277,10 +319,38 @@ class FeatureStore:
         if part.dim() != 2 or tuple(part.shape) != (n_rows, self.hidden_size):
             raise XlvlmError(f"{path}: {name} has shape {tuple(part.shape)}, the manifest says "
                              f"({n_rows}, {self.hidden_size}); the shard is damaged, re-extract it")
+        self._check_dtype(path, name, part.dtype, shard)
         return part
+
+    @staticmethod
+    def _check_dtype(path: Path, name: str, dtype: torch.dtype, shard: dict) -> None:
+        expected = shard.get("dtype")
+        if expected and str(dtype).replace("torch.", "") != expected:
+            raise XlvlmError(f"{path}: {name} is {str(dtype).replace('torch.', '')}, the manifest says {expected}; "
+                             f"the shard was rewritten, re-extract it")
+        if not dtype.is_floating_point:
+            raise XlvlmError(f"{path}: {name} holds {dtype}, not floating-point features; the shard is damaged, "
+                             f"re-extract it")
+
+    @staticmethod
+    def _check_finite(path: Path, name: str, rows: torch.Tensor, present_rows: torch.Tensor, first_row: int) -> None:
+        """Rows of present samples must be finite (absent samples' rows are NaN by design)."""
+        # A row with NaN/inf sums to NaN/inf; a row sum is ~20x cheaper than isfinite on every
+        # value. Rows whose sum is not finite (or overflowed) get the exact check.
+        suspect = present_rows & ~torch.isfinite(rows.sum(dim=1, dtype=torch.float32))
+        if not bool(suspect.any()):
+            return
+        bad = suspect.clone()
+        bad[suspect] = ~torch.isfinite(rows[suspect]).all(dim=1)
+        if bool(bad.any()):
+            row = first_row + int(bad.nonzero()[0, 0])
+            raise XlvlmError(f"{path}: {name} row {row} (a present sample) holds NaN or inf; the shard is damaged or "
+                             f"the model overflowed: re-extract it (with --dtype float32 if it was float16)")
 
     def _read(self, name: str) -> torch.Tensor:
         parts = []
+        present_rows = self.present[self.row_sample] if name != "row_sample" else None
+        row = 0
         for shard, first in zip(self.manifest["shards"], self._first_samples()):
             path = self._shard_file(shard)
             try:
@@ -288,7 +358,11 @@ class FeatureStore:
                     part = handle.get_tensor(name)
             except Exception as exc:  # safetensors raises its own error types
                 raise XlvlmError(f"{path}: unreadable shard ({type(exc).__name__}: {exc}); re-extract it")
-            parts.append(self._check_part(path, name, part, shard, first))
+            part = self._check_part(path, name, part, shard, first)
+            if present_rows is not None:
+                self._check_finite(path, name, part, present_rows[row:row + shard["n_rows"]], 0)
+            row += shard["n_rows"]
+            parts.append(part)
         if not parts:
             return torch.empty(0, self.hidden_size) if name != "row_sample" else torch.empty(0, dtype=torch.long)
         if name != "row_sample" and len({part.dtype for part in parts}) > 1:
@@ -334,14 +408,12 @@ class FeatureStore:
         shard = self.manifest["shards"][index]
         first = self._first_samples()[index]
         path = self._shard_file(shard)
-        keep = None
         try:
             with safe_open(path, framework="pt") as handle:
-                if present_only:
-                    row_sample = self._check_part(path, "row_sample", handle.get_tensor("row_sample"), shard, first)
-                    present = torch.tensor([bool(s.get("present", True)) for s in self._shard_samples(shard)],
-                                           dtype=torch.bool)
-                    keep = present[row_sample - first] if shard["n_rows"] else torch.zeros(0, dtype=torch.bool)
+                row_sample = self._check_part(path, "row_sample", handle.get_tensor("row_sample"), shard, first)
+                present = torch.tensor([bool(s.get("present", True)) for s in self._shard_samples(shard)],
+                                       dtype=torch.bool)
+                keep = present[row_sample - first] if shard["n_rows"] else torch.zeros(0, dtype=torch.bool)
                 rows = handle.get_slice(name)
                 shape = tuple(rows.get_shape())
                 if shape != (shard["n_rows"], self.hidden_size):
@@ -349,7 +421,10 @@ class FeatureStore:
                                      f"({shard['n_rows']}, {self.hidden_size}); the shard is damaged, re-extract it")
                 for start in range(0, shard["n_rows"], batch_rows):
                     piece = rows[start:start + batch_rows]
-                    yield piece if keep is None else piece[keep[start:start + batch_rows]]
+                    if start == 0:
+                        self._check_dtype(path, name, piece.dtype, shard)
+                    self._check_finite(path, name, piece, keep[start:start + batch_rows], start)
+                    yield piece[keep[start:start + batch_rows]] if present_only else piece
         except XlvlmError:
             raise
         except Exception as exc:  # safetensors raises its own error types
@@ -388,6 +463,13 @@ class FeatureStore:
             if value.dim() != 2 or value.shape[0] != n:
                 raise XlvlmError(f"features for layer {key} have shape {tuple(value.shape)}; expected ({n}, D)")
         hidden = next(iter(tensors.values())).shape[1]
+        present = torch.tensor([bool(s.get("present", True)) for s in samples], dtype=torch.bool)
+        for key, value in tensors.items():
+            bad = (present & ~torch.isfinite(value).all(dim=1)).nonzero()
+            if len(bad):
+                i = int(bad[0, 0])
+                raise XlvlmError(f"features for layer {key}: row {i} (sample {str(samples[i]['id'])[:80]!r}) holds "
+                                 f"NaN or inf; fix it or mark the sample present=False")
         settings = {"model": model, "family": "", "num_layers": num_layers, "hidden_size": int(hidden),
                     "layers": keys, "selector": selector, "rows_per_sample": 1, "teacher_forcing": False,
                     "generation": None, "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", "")}
@@ -398,8 +480,9 @@ class FeatureStore:
         return cls(path)
 
     def verify(self) -> None:
-        """Check every shard file against the manifest: present, the recorded size (tensor
-        files), the recorded SHA-256. Raises a one-line XlvlmError naming the first bad file."""
+        """Check the whole store: every file present with the manifest's size and SHA-256, every
+        sample record, unique ids, every layer's shapes, dtype and finite rows (one shard in
+        memory at a time). Raises a one-line XlvlmError naming the first bad file."""
         for shard in self.manifest["shards"]:
             for name, digest in ((shard["file"], shard["sha256"]), (shard["samples_file"], shard["samples_sha256"])):
                 path = self.path / name
@@ -411,6 +494,10 @@ class FeatureStore:
                 if sha256_file(path) != digest:
                     raise XlvlmError(f"{path}: checksum mismatch with the manifest; the shard is damaged, re-extract it")
                 self._verified.add(str(path))
+        self.samples  # records, unique ids
+        for layer in self.layers:  # shapes, dtypes, row indices, finite rows; one shard in memory at a time
+            for _ in self.iter_rows(layer):
+                pass
 
     def __repr__(self) -> str:
         return (f"FeatureStore({str(self.path)!r}, samples={len(self)}, layers={self.layers}, "
@@ -421,13 +508,16 @@ class StoreWriter:
     """Appends shards to a store folder; resumes a partial store with the same settings.
 
     ``settings`` are the manifest fields that must match to resume (model, layers, selector,
-    generation, ...). ``sample_ids`` are the ids of all samples to extract, in order.
+    generation, prompt format, ...). ``sample_ids`` are the ids of all samples to extract, in
+    order; ``input_sha256`` the digest of their whole content (``xlvlm.extract.run.input_digest``:
+    every field and the image bytes), which must match too.
     """
 
-    def __init__(self, folder, settings: dict, sample_ids: list[str]):
+    def __init__(self, folder, settings: dict, sample_ids: list[str], input_sha256: str | None = None):
         self.folder = Path(folder)
         self.settings = settings
         self.ids_digest = ids_digest(sample_ids)
+        self.input_sha256 = input_sha256
         self.sample_ids = sample_ids
         self._committed = 0  # samples listed in the manifest on disk
         if (self.folder / MANIFEST).exists():
@@ -446,7 +536,8 @@ class StoreWriter:
                                  f"choose another --out")
             self.manifest = {
                 "format": FORMAT, "schema_version": SCHEMA_VERSION, **settings,
-                "n_samples": len(sample_ids), "ids_sha256": self.ids_digest, "status": "partial",
+                "n_samples": len(sample_ids), "ids_sha256": self.ids_digest, "input_sha256": input_sha256,
+                "status": "partial",
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "shards": [], "skipped": [],
             }
             self._write_manifest()
@@ -457,11 +548,14 @@ class StoreWriter:
             if key in ("created", "xlvlm_version", "batch_size", "device", "dtype_requested"):
                 continue
             if manifest.get(key) != value:
-                raise XlvlmError(f"{self.folder}: existing store was made with {key}={manifest.get(key)!r}, not "
-                                 f"{value!r}; choose another --out or delete the folder")
+                raise XlvlmError(f"{self.folder}: existing store was made with {key}={repr(manifest.get(key))[:100]}, "
+                                 f"not {repr(value)[:100]}; choose another --out or delete the folder")
         if manifest.get("ids_sha256") != self.ids_digest:
             raise XlvlmError(f"{self.folder}: existing store was made from other samples; "
                              f"choose another --out or delete the folder")
+        if manifest.get("input_sha256") != self.input_sha256:
+            raise XlvlmError(f"{self.folder}: existing store was made from other sample content (same ids, but a "
+                             f"prompt, answer, image or other field differs); choose another --out or delete the folder")
         return manifest
 
     @property
@@ -501,6 +595,7 @@ class StoreWriter:
         stem = f"shard-{index:05d}"
         tensors = {f"layer/{key}": rows for key, rows in layer_rows.items()}
         tensors["row_sample"] = row_sample.to(torch.int64)
+        dtypes = {str(rows.dtype).replace("torch.", "") for rows in layer_rows.values()}
         tensor_path, samples_path = self.folder / f"{stem}.safetensors", self.folder / f"{stem}.jsonl"
         try:
             atomic_save_tensors(tensor_path, tensors)
@@ -511,6 +606,7 @@ class StoreWriter:
             "file": tensor_path.name, "samples_file": samples_path.name,
             "first_sample": sum(s["n_samples"] for s in self.manifest["shards"]),
             "n_samples": len(samples), "n_rows": int(row_sample.shape[0]),
+            **({"dtype": dtypes.pop()} if len(dtypes) == 1 else {}),
             "bytes": tensor_path.stat().st_size,
             "sha256": sha256_file(tensor_path), "samples_sha256": sha256_file(samples_path),
         })

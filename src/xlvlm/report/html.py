@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_write_text
+from xlvlm.io import atomic_write_text, check_outputs
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -171,6 +171,8 @@ def build_report(run_dir, out=None, title: str | None = None) -> Path:
     for name, build in (("concepts.json", concepts_section), ("shift.json", shift_section),
                         ("sweep.json", sweep_section), ("caption_steer.json", caption_section)):
         for path in sorted(root.rglob(name)):
+            if not check_outputs(path):  # inside an unfinished rerun's work folder
+                continue
             # A saved concept dictionary also has a concepts.json (its metadata, with a "format"
             # field): it is an input of a stage, not a stage's results.
             if name == "concepts.json" and "format" in _load(path):

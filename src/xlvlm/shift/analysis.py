@@ -212,6 +212,13 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
         raise XlvlmError(f"unknown aggregate {aggregate_by!r}: use one of {AGGREGATES}")
     key = original_store.layer_key(layer)
     finetuned_store.layer_key(key)
+    sizes = {"--original": original_store.hidden_size, "--finetuned": finetuned_store.hidden_size}
+    if vlm is not None:
+        sizes[f"--model {vlm.name}"] = vlm.hidden_size
+    if len(set(sizes.values())) > 1:
+        raise XlvlmError("hidden sizes differ: " + ", ".join(f"{name} {size}" for name, size in sizes.items())
+                         + "; shift analysis compares a model with its own fine-tuned version (and grounds words "
+                           "with one of them)")
     X_o, X_f, ids = matched_features(original_store, finetuned_store, key)
     if original_concepts is None:
         original = learn_concepts(X_o, method=method, n_concepts=n_concepts, seed=seed, **method_options)

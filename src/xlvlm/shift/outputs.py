@@ -1,18 +1,32 @@
-"""Writing a shift analysis: JSON results, safetensors tensors, figures."""
+"""Writing a shift analysis: JSON results, safetensors tensors, figures, as one unit
+(:class:`xlvlm.io.OutputUnit`: shift.json, last, lists the SHA-256 of every other file)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from xlvlm.figures import bar_chart, concept_grid
-from xlvlm.io import atomic_save_tensors, atomic_write_json
+from xlvlm.io import OutputUnit, atomic_save_tensors, atomic_write_json, atomic_write_text
+
+# What a previous run may have left that this one replaces.
+OWNED = ["shift.safetensors", "shift_grid.png", "shift_recovery.png", "shift_coherence.png", "command.txt"]
 
 
-def write_shift(result, out, samples_by_id: dict | None = None) -> dict:
-    """Write ``shift.json``, ``shift.safetensors``, ``shift_grid.png``, ``shift_recovery.png``
-    and ``shift_coherence.png`` into ``out``. Returns the paths written."""
+def write_shift(result, out, samples_by_id: dict | None = None, command: str | None = None) -> dict:
+    """Write ``shift.json``, ``shift.safetensors``, ``shift_grid.png``, ``shift_recovery.png``,
+    ``shift_coherence.png`` (and ``command.txt`` with ``command``) into ``out``, as one unit: a
+    run that stops early leaves the previous ones as they were. Returns the paths written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with OutputUnit(out, "shift.json", OWNED) as unit:
+        names = _write_files(result, unit.work, samples_by_id)
+        if command is not None:
+            atomic_write_text(unit.work / "command.txt", command)
+        unit.commit()
+    return {key: out / name for key, name in names.items()}
+
+
+def _write_files(result, out: Path, samples_by_id: dict | None) -> dict:
+    """The unit's files, shift.json last; returns their names by kind."""
     K = len(result.recovery)
     atomic_save_tensors(out / "shift.safetensors", {
         "shift_vectors": result.shift_vectors, "shifted_concepts": result.shifted_concepts,
@@ -25,9 +39,6 @@ def write_shift(result, out, samples_by_id: dict | None = None) -> dict:
                        if name in result.words},
                     **{f"mas_{name}": [result.ids[i] for i in result.mas[name][k]] for name in result.mas}}
                    for k in range(K)]
-    atomic_write_json(out / "shift.json", {"settings": result.settings, "summary": result.summary(),
-                                           "unembedding": result.words.get("unembedding"),
-                                           "concepts": per_concept})
     paths = {"json": out / "shift.json", "tensors": out / "shift.safetensors"}
     labels = [f"c{k}" for k in range(K)]
     paths["recovery"] = bar_chart({"cos(original, ft)": [r["cos_original"] for r in result.recovery],
@@ -50,4 +61,7 @@ def write_shift(result, out, samples_by_id: dict | None = None) -> dict:
                  {"label": f"ft c{int(result.match[k])} (matched)", "words": words("finetuned", k),
                   "images": images("finetuned", k)}] for k in range(K)]
         paths["grid"] = concept_grid(rows, out / "shift_grid.png", titles=["original", "shifted", "fine-tuned"])
-    return paths
+    atomic_write_json(out / "shift.json", {"settings": result.settings, "summary": result.summary(),
+                                           "unembedding": result.words.get("unembedding"),
+                                           "concepts": per_concept})
+    return {key: Path(path).name for key, path in paths.items()}

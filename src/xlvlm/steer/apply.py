@@ -84,6 +84,9 @@ def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, position
         if vector.shape[-1] != vlm.hidden_size:
             raise XlvlmError(f"steering vector for layer {ref.key} has size {vector.shape[-1]} but the model's "
                              f"hidden size is {vlm.hidden_size}; compute it from this model's features")
+    if condition is not None and condition.direction.shape[-1] != vlm.hidden_size:
+        raise XlvlmError(f"condition direction has size {condition.direction.shape[-1]} but the model's hidden size "
+                         f"is {vlm.hidden_size}; learn it from this model's features")
     if condition is not None and rule not in ("generated",):
         deepest_first = min((r.depth for r in refs if r.depth is not None), default=None)
         cond_depth = resolve_layer(vlm, condition.layer).depth

@@ -8,6 +8,7 @@ prefill each sample's last prompt state h is projected, and the sample is steere
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,9 @@ class Condition:
         positive, negative = positive.float(), negative.float()
         if positive.shape[0] == 0 or negative.shape[0] == 0:
             raise XlvlmError("a condition needs examples on both sides (steer and leave alone)")
+        if positive.dim() != 2 or negative.dim() != 2 or positive.shape[1] != negative.shape[1]:
+            raise XlvlmError(f"condition examples have shapes {tuple(positive.shape)} and {tuple(negative.shape)}; "
+                             f"both need (N, D) with the same D (states of the same model and layer)")
         if not (torch.isfinite(positive).all() and torch.isfinite(negative).all()):
             raise XlvlmError("NaN/inf in condition examples: use features(layer, present_only=True)")
         direction = positive.mean(0) - negative.mean(0)
@@ -62,6 +66,9 @@ class Condition:
         elif method != "mean-diff":
             raise XlvlmError(f"unknown condition method {method!r}: use 'lda' or 'mean-diff'")
         direction = direction / direction.norm().clamp_min(1e-12)
+        if not bool(torch.isfinite(direction).all()):
+            raise XlvlmError("the condition direction overflows float32 (NaN/inf); the examples' values are too "
+                             "large: check the stores with FeatureStore.verify()")
         scores = torch.cat([positive @ direction, negative @ direction])
         labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))])
         order = scores.argsort()
@@ -83,11 +90,15 @@ def save_condition(condition: Condition, path) -> None:
 
     from xlvlm.io import atomic_save_tensors
 
+    if not (bool(torch.isfinite(condition.direction).all()) and math.isfinite(condition.threshold)):
+        raise XlvlmError(f"{path}: not written: the condition's direction or threshold is NaN or inf")
     atomic_save_tensors(path, {"direction": condition.direction.float()},
                         metadata={"xlvlm_condition": json.dumps(condition.to_dict())})
 
 
 def load_condition(path) -> Condition:
+    """Read a file of :func:`save_condition`: a finite unit direction (D,), and the layer,
+    threshold and side as JSON in the header. Anything else is a one-line XlvlmError."""
     import json
     from pathlib import Path
 
@@ -100,6 +111,24 @@ def load_condition(path) -> Condition:
         with safe_open(path, framework="pt") as handle:
             meta = json.loads((handle.metadata() or {})["xlvlm_condition"])
             direction = handle.get_tensor("direction")
-    except Exception as exc:  # safetensors raises its own error types
-        raise XlvlmError(f"{path}: not a readable condition file ({type(exc).__name__}); recompute it")
-    return Condition(meta["layer"], direction, float(meta["threshold"]), bool(meta.get("above", True)))
+    except Exception as exc:  # safetensors raises its own error types; json and a missing key their own
+        raise XlvlmError(f"{path}: not a readable condition file ({type(exc).__name__}); recompute it with "
+                         f"`xlvlm steer condition`")
+
+    def bad(what: str):
+        raise XlvlmError(f"{path}: {what}; recompute it with `xlvlm steer condition`")
+
+    if not isinstance(meta, dict):
+        bad("its 'xlvlm_condition' metadata is not a JSON object")
+    layer, threshold, above = meta.get("layer"), meta.get("threshold"), meta.get("above", True)
+    if not isinstance(layer, str) or not layer:
+        bad("field 'layer' is not a layer name")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        bad(f"field 'threshold' is {str(threshold)[:40]!r}, not a finite number")
+    if not isinstance(above, bool):
+        bad("field 'above' is not true or false")
+    if direction.dim() != 1 or not direction.is_floating_point() or direction.numel() == 0:
+        bad(f"'direction' has shape {tuple(direction.shape)} ({direction.dtype}), not a float vector (D,)")
+    if not bool(torch.isfinite(direction).all()):
+        bad("'direction' holds NaN or inf")
+    return Condition(layer, direction, float(threshold), above)

@@ -15,8 +15,11 @@ from tqdm.auto import tqdm
 
 from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_write_json, atomic_write_text
+from xlvlm.io import OutputUnit, atomic_write_json, atomic_write_text
 from xlvlm.steer.vector import METHODS, SteeringVector
+
+# What a previous sweep in the same folder may have left that this one replaces.
+OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt"]
 
 
 def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
@@ -52,7 +55,7 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
           source_answer: str = "yes", target_answer: str = "no", positions="all", operator: str = "add",
           condition=None, normalize: bool = False, max_new_tokens: int = 5, batch_size: int = 16,
           out: str | Path | None = None, progress: bool = True, n_concepts: int = 8,
-          concept_method: str = "kmeans", seed: int = 0) -> list[dict]:
+          concept_method: str = "kmeans", seed: int = 0, command: str | None = None) -> list[dict]:
     """Steer with every (method, layer, alpha) and score success against side effects.
 
     source/target: feature stores (same selector) giving the vectors; samples: evaluation
@@ -60,8 +63,9 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
     ``concept``, n_concepts / concept_method / seed set the dictionary learnt per layer on the
     two stores' rows (:meth:`SteeringVector.from_store_concepts`); its rows also record the
     concepts picked and their purity. Returns one row per configuration (see ``_row``) and,
-    with ``out``, writes baseline and per-config predictions, ``sweep.json``, ``sweep.md`` and
-    ``sweep.png``.
+    with ``out``, writes baseline and per-config predictions, ``sweep.json``, ``sweep.md``,
+    ``sweep.png`` (and ``command.txt`` with ``command``) as one unit
+    (:class:`xlvlm.io.OutputUnit`): a sweep that stops early leaves the previous ones as they were.
     """
     from xlvlm.evaluation import targeted_report, vqa_report
 
@@ -80,32 +84,45 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
         for layer in layers:
             vector = SteeringVector.compute(source, target, [layer], method=method, **options)
             vectors[method, str(layer)] = vector.normalized() if normalize else vector
-    baseline = predict(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                       desc="baseline")
-    if out:
-        write_jsonl(baseline, out / "baseline.jsonl")
-    rows = []
-    configs = [(m, str(layer), float(a)) for m in methods for layer in layers for a in alphas]
-    for method, layer, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
-        vector = vectors[method, layer]
-        preds = predict(vlm, samples, vector, alpha=alpha, positions=positions, operator=operator,
-                        condition=condition, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        progress=progress, desc=f"{method} L{layer} a={alpha:g}")
-        report = vqa_report(preds)
-        targeted = targeted_report(preds, source_answer, target_answer, baseline=baseline)
-        row = _row(method, vector.layers[0], alpha, report, targeted)
-        if method == "concept":
-            key = vector.layers[0]
-            row.update(concepts=vector.metadata["concepts"][key], purity=vector.metadata["purity"][key])
-        rows.append(row)
-        if out:
-            write_jsonl(preds, out / f"pred_{method}_L{vector.layers[0]}_a{alpha:g}.jsonl")
-    if out:
-        settings = {"positions": positions, "operator": operator, "normalize": normalize,
-                    "condition": None if condition is None else {"layer": condition.layer,
-                                                                  "threshold": condition.threshold},
-                    "n_samples": len(samples), "max_new_tokens": max_new_tokens}
-        write_sweep(rows, out, source_answer, target_answer, settings)
+    sizes = {vector.layer_activations[key].shape[-1] for vector in vectors.values() for key in vector.layers}
+    if sizes and sizes != {vlm.hidden_size}:  # before the baseline is generated, not after
+        raise XlvlmError(f"the stores' vectors have size {sorted(sizes)[0]} but the model {vlm.name} has hidden size "
+                         f"{vlm.hidden_size}; give the --model the stores were extracted with")
+    if condition is not None and condition.direction.shape[-1] != vlm.hidden_size:
+        raise XlvlmError(f"the condition's direction has size {condition.direction.shape[-1]} but the model "
+                         f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
+    unit = OutputUnit(out, "sweep.json", OWNED) if out else nullcontext()
+    with unit:
+        work = unit.work if out else None  # until the commit, files go to the unit's work folder
+        baseline = predict(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                           desc="baseline")
+        if work:
+            write_jsonl(baseline, work / "baseline.jsonl")
+        rows = []
+        configs = [(m, str(layer), float(a)) for m in methods for layer in layers for a in alphas]
+        for method, layer, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
+            vector = vectors[method, layer]
+            preds = predict(vlm, samples, vector, alpha=alpha, positions=positions, operator=operator,
+                            condition=condition, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            progress=progress, desc=f"{method} L{layer} a={alpha:g}")
+            report = vqa_report(preds)
+            targeted = targeted_report(preds, source_answer, target_answer, baseline=baseline)
+            row = _row(method, vector.layers[0], alpha, report, targeted)
+            if method == "concept":
+                key = vector.layers[0]
+                row.update(concepts=vector.metadata["concepts"][key], purity=vector.metadata["purity"][key])
+            rows.append(row)
+            if work:
+                write_jsonl(preds, work / f"pred_{method}_L{vector.layers[0]}_a{alpha:g}.jsonl")
+        if work:
+            settings = {"positions": positions, "operator": operator, "normalize": normalize,
+                        "condition": None if condition is None else {"layer": condition.layer,
+                                                                      "threshold": condition.threshold},
+                        "n_samples": len(samples), "max_new_tokens": max_new_tokens}
+            write_sweep(rows, work, source_answer, target_answer, settings)
+            if command is not None:
+                atomic_write_text(work / "command.txt", command)
+            unit.commit()
     return rows
 
 

@@ -28,6 +28,14 @@ from xlvlm.io import atomic_save_tensors
 METHODS = ("mean-diff", "mean-of-shifts", "pca", "concept")
 
 
+def check_finite(vectors: dict[str, torch.Tensor], where: str, what_to_do: str) -> None:
+    """Refuse NaN/inf in any layer's vector: added to the residual stream, it would turn every
+    later state (and so every prediction) into NaN."""
+    for key, vector in vectors.items():
+        if not bool(torch.isfinite(vector).all()):
+            raise XlvlmError(f"{where}: the vector for layer {key} holds NaN or inf; {what_to_do}")
+
+
 def _rows(store, layer) -> torch.Tensor:
     features = store.features(layer, present_only=True).float()
     if features.shape[0] == 0:
@@ -83,10 +91,15 @@ class SteeringVector:
     @classmethod
     def _build(cls, source, target, layers, method: str, fn) -> "SteeringVector":
         layers = [layers] if isinstance(layers, (int, str)) else list(layers)
+        if source.hidden_size != target.hidden_size:
+            raise XlvlmError(f"hidden sizes differ: {source.path} has {source.hidden_size}, {target.path} has "
+                             f"{target.hidden_size}; extract source and target with the same model")
         keys = [source.layer_key(layer) for layer in layers]
         for key in keys:
             target.layer_key(key)
         vectors = {key: fn(key) for key in keys}
+        check_finite(vectors, f"{method} from {source.path} and {target.path}",
+                     "the stores' values overflow float32; check them with FeatureStore.verify()")
         meta = {"method": method, "model": source.model, "target_model": target.model,
                 "source": str(source.path), "target": str(target.path), "layers": keys,
                 "selector": source.selector}
@@ -244,6 +257,7 @@ class SteeringVector:
         """Write a safetensors file (tensors "layer/<key>", metadata as JSON in the header)."""
         path = Path(path)
         tensors = {f"layer/{k}": v.float() for k, v in self.layer_activations.items()}
+        check_finite(tensors, f"{path}: not written", "compute it from other stores or layers")
         atomic_save_tensors(path, tensors, metadata={"xlvlm": json.dumps(self.metadata)})
         return path
 
@@ -257,10 +271,22 @@ class SteeringVector:
                 meta = json.loads((handle.metadata() or {}).get("xlvlm", "{}"))
                 vectors = {name.split("/", 1)[1]: handle.get_tensor(name) for name in handle.keys()
                            if name.startswith("layer/")}
-        except Exception as exc:  # safetensors raises its own error types
+        except Exception as exc:  # safetensors raises its own error types; json its own
             raise XlvlmError(f"{path}: not a readable steering vector ({type(exc).__name__}); recompute it")
         if not vectors:
-            raise XlvlmError(f"{path}: holds no layer vectors")
+            raise XlvlmError(f"{path}: holds no layer vectors (tensors named layer/<key>); is it a steering vector? "
+                             f"Make one with `xlvlm steer compute`")
+        if not isinstance(meta, dict):
+            raise XlvlmError(f"{path}: its 'xlvlm' metadata is not a JSON object; recompute it")
+        sizes = set()
+        for key, vector in vectors.items():
+            if vector.dim() != 1 or not vector.is_floating_point() or vector.numel() == 0:
+                raise XlvlmError(f"{path}: the vector for layer {key} has shape {tuple(vector.shape)} ({vector.dtype}); "
+                                 f"a steering vector holds one float vector (D,) per layer, recompute it")
+            sizes.add(vector.numel())
+        if len(sizes) > 1:
+            raise XlvlmError(f"{path}: its layers' vectors have different sizes {sorted(sizes)}; recompute it")
+        check_finite(vectors, str(path), "recompute it")
         return cls(vectors, meta)
 
     def __repr__(self) -> str:
