@@ -1,7 +1,16 @@
-"""LLaVA-1.5 (llava-hf) and LLaVA-NeXT: the base adapter already fits them."""
+"""LLaVA-1.5 (llava-hf) and Pixtral (``model_type`` "llava" with a Pixtral vision tower).
+
+The base adapter fits: the processor expands ``<image>`` into one token per patch feature and
+transformers' chat-template path decides BOS (Pixtral's template starts with ``<s>``, so the
+tokenizer must not add a second one; the base adapter lets the processor decide, as
+``apply_chat_template(tokenize=True)`` does).
+"""
 
 from xlvlm.models.base import VLM
+from xlvlm.models.registry import register
 
 
+@register("llava", name="LLaVA-1.5 / Pixtral",
+          examples=("llava-hf/llava-1.5-7b-hf", "mistral-community/pixtral-12b"))
 class LlavaVLM(VLM):
-    family = "llava"
+    pass

@@ -47,6 +47,7 @@ from torch import nn
 from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
 from xlvlm.models.base import VLM, Batch, _first_line, quiet_transformers
+from xlvlm.models.registry import register
 
 IMAGE_PATCH_TOKEN = "<im_patch>"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -108,21 +109,26 @@ def _cache_of(output):
     return cache if cache is not None else output.past_key_values
 
 
+@register("molmo", name="Molmo (v1, remote code)", examples=("allenai/Molmo-7B-D-0924",),
+          auto_class=None, remote_code=True)
 class MolmoVLM(VLM):
     family = "molmo"
 
     @classmethod
-    def load(cls, name: str, config, device: torch.device, dtype) -> "MolmoVLM":
+    def load(cls, name: str, config, device: torch.device, dtype, trust_remote_code: bool = False) -> "MolmoVLM":
         from transformers import AutoProcessor
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
+        if not trust_remote_code:  # the config step refuses first; this guards direct calls
+            raise XlvlmError(f"cannot load model {name!r}: Molmo v1 runs code from its repository; pass "
+                             f"--trust-remote-code (Python: trust_remote_code=True) if you trust it")
         class_ref = (getattr(config, "auto_map", None) or {}).get("AutoModelForCausalLM")
         if class_ref is None:
             raise XlvlmError(f"cannot load model {name!r}: a Molmo config names no AutoModelForCausalLM in auto_map")
         with quiet_transformers():
             try:
                 model_class = _loadable_subclass(get_class_from_dynamic_module(class_ref, name))
-                model = model_class.from_pretrained(name, config=config, dtype=dtype)
+                model = model_class.from_pretrained(name, config=config, dtype=dtype, use_safetensors=True)
                 processor = AutoProcessor.from_pretrained(name, trust_remote_code=True)
             except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: the remote code's packages
                 raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}")

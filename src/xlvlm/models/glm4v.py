@@ -1,0 +1,10 @@
+"""GLM-4.1V (zai-org/GLM-4.1V-9B-Thinking): a ViT with 2x2 merging and 3-D rotary positions
+computed from ``mm_token_type_ids`` (like Qwen2-VL), a GLM-4 decoder. The base adapter fits."""
+
+from xlvlm.models.base import VLM
+from xlvlm.models.registry import register
+
+
+@register("glm4v", name="GLM-4.1V", examples=("zai-org/GLM-4.1V-9B-Thinking",))
+class Glm4vVLM(VLM):
+    pass
