@@ -32,6 +32,11 @@ class Facts:
 FACTS = {
     "gemma3": Facts("google/gemma-3-4b-it", "<image_soft_token>", 4, template_has_bos=True,
                     tokenizer_adds_bos=True, padding_side="right", flat_images_batch=False),
+    # 2x2 tiles + the global view, 4 tokens each.
+    "smolvlm": Facts("HuggingFaceTB/SmolVLM-Instruct", "<image>", 20, template_has_bos=True,
+                     tokenizer_adds_bos=False, padding_side="right", flat_images_batch=False),
+    "idefics3": Facts("HuggingFaceM4/Idefics3-8B-Llama3", "<image>", 20, template_has_bos=True,
+                      tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
@@ -90,6 +95,14 @@ def test_tiny_model_is_small_deep_and_untied(family, tiny):
     assert text_config.num_hidden_layers >= 3
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
     assert model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_decoder_blocks_and_final_norm_are_on_get_decoder(family, tiny):
+    _, model = tiny
+    decoder = model.get_decoder()
+    assert len(decoder.layers) == model.config.get_text_config().num_hidden_layers
+    assert isinstance(decoder.norm, torch.nn.Module)
 
 
 @pytest.mark.parametrize("family", list(BUILDERS))
