@@ -1,0 +1,181 @@
+"""Every tiny family of ``xlvlm.testing.builders`` through plain transformers, offline: it
+reloads with the Auto classes, its processor renders and tokenizes a chat with one image, the
+model runs forward and ``generate``, and the facts that tokenization and batching depend on
+(BOS, padding side, how images are passed for a batch) are those of the real checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import pytest
+import torch
+from PIL import Image
+
+from xlvlm.testing.builders import BUILDERS
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the real hub checkpoint of a family does (see the family's module docstring)."""
+    checkpoint: str
+    image_token: str            # the token repeated for an image's features
+    tokens_per_image: int       # how many of them one 40x30 image gets in the tiny model
+    template_has_bos: bool      # the chat template writes the BOS text itself
+    tokenizer_adds_bos: bool    # tokenizer(text) prepends BOS
+    padding_side: str           # what the processor pads with, as loaded
+    flat_images_batch: bool     # processor(text=[a, b], images=[img, img]) is read as one image per text
+    chat_template: bool = True
+
+
+FACTS = {
+    "gemma3": Facts("google/gemma-3-4b-it", "<image_soft_token>", 4, template_has_bos=True,
+                    tokenizer_adds_bos=True, padding_side="right", flat_images_batch=False),
+    # 2x2 tiles + the global view, 4 tokens each.
+    "smolvlm": Facts("HuggingFaceTB/SmolVLM-Instruct", "<image>", 20, template_has_bos=True,
+                     tokenizer_adds_bos=False, padding_side="right", flat_images_batch=False),
+    "idefics3": Facts("HuggingFaceM4/Idefics3-8B-Llama3", "<image>", 20, template_has_bos=True,
+                      tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
+}
+
+PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
+
+
+def test_every_builder_has_its_facts():
+    assert set(FACTS) == set(BUILDERS)
+
+
+_built: dict[str, tuple] = {}
+
+
+@pytest.fixture
+def tiny(family, tmp_path_factory):
+    """(processor, model) of the family, built once per session and reloaded from its folder."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if family not in _built:
+        folder = BUILDERS[family](tmp_path_factory.mktemp(family))
+        processor = AutoProcessor.from_pretrained(folder)
+        model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+        _built[family] = processor, model
+    return _built[family]
+
+
+def _image(i: int = 0) -> Image.Image:
+    return Image.new("RGB", (40 + 7 * i, 30 + 3 * i), ["red", "blue"][i % 2])
+
+
+def _messages(prompt: str, image=None) -> list[dict]:
+    item = {"type": "image", "image": image} if image is not None else {"type": "image"}
+    return [{"role": "user", "content": [item, {"type": "text", "text": prompt}]}]
+
+
+def _inputs(processor, family: str, prompt: str = PROMPTS[0], image=None):
+    """transformers' own path for one sample: the chat template tokenized by the processor, or
+    (families shipped without a template) the processor called on the plain prompt."""
+    image = image if image is not None else _image()
+    if FACTS[family].chat_template:
+        return processor.apply_chat_template(_messages(prompt, image), add_generation_prompt=True, tokenize=True,
+                                             return_dict=True, return_tensors="pt")
+    return processor(text=prompt, images=image, return_tensors="pt")
+
+
+def _prompt_text(processor, family: str, prompt: str) -> str:
+    if FACTS[family].chat_template:
+        return processor.apply_chat_template(_messages(prompt), add_generation_prompt=True)
+    return prompt
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_tiny_model_is_small_deep_and_untied(family, tiny):
+    _, model = tiny
+    text_config = model.config.get_text_config()
+    assert model.config.model_type == family
+    assert text_config.num_hidden_layers >= 3
+    assert sum(p.numel() for p in model.parameters()) < 2_000_000
+    assert model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_decoder_blocks_and_final_norm_are_on_get_decoder(family, tiny):
+    _, model = tiny
+    decoder = model.get_decoder()
+    assert len(decoder.layers) == model.config.get_text_config().num_hidden_layers
+    assert isinstance(decoder.norm, torch.nn.Module)
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_chat_with_one_image_runs_forward_and_generate(family, tiny):
+    processor, model = tiny
+    inputs = _inputs(processor, family)
+    image_id = processor.tokenizer.convert_tokens_to_ids(FACTS[family].image_token)
+    assert (inputs["input_ids"][0] == image_id).sum().item() == FACTS[family].tokens_per_image
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    assert len(out.hidden_states) == model.config.get_text_config().num_hidden_layers + 1
+    assert out.logits.shape[:2] == inputs["input_ids"].shape
+    generated, complaints = _generate_noting_warnings(model, inputs)
+    assert 1 <= generated.shape[1] - inputs["input_ids"].shape[1] <= 3
+    assert not complaints
+
+
+def _generate_noting_warnings(model, inputs) -> tuple[torch.Tensor, list[str]]:
+    """Greedy ``generate`` of 3 tokens, with what transformers logged (its logger does not
+    propagate to the root one) or warned meanwhile."""
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            generated = model.generate(**inputs, max_new_tokens=3)
+    finally:
+        logger.removeHandler(handler)
+    return generated, seen + [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_bos_where_the_real_checkpoint_has_it(family, tiny):
+    processor, _ = tiny
+    facts, tokenizer = FACTS[family], processor.tokenizer
+    ids = _inputs(processor, family)["input_ids"][0].tolist()
+    assert (tokenizer("what")["input_ids"][0] == tokenizer.bos_token_id) is facts.tokenizer_adds_bos
+    has_bos = facts.template_has_bos or facts.tokenizer_adds_bos or not facts.chat_template
+    assert ids.count(tokenizer.bos_token_id) == (1 if has_bos else 0)
+    if has_bos:
+        assert ids[0] == tokenizer.bos_token_id
+    if facts.chat_template:
+        text = _prompt_text(processor, family, PROMPTS[0])
+        assert text.startswith(tokenizer.bos_token) is facts.template_has_bos
+        # The trap of rendering then tokenizing again: a second BOS where both add one.
+        twice = tokenizer(text)["input_ids"].count(tokenizer.bos_token_id)
+        assert twice == facts.template_has_bos + facts.tokenizer_adds_bos
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_batch_of_two_with_images_nested_per_sample(family, tiny):
+    processor, model = tiny
+    facts = FACTS[family]
+    texts = [_prompt_text(processor, family, p) for p in PROMPTS]
+    images = [_image(0), _image(1)]
+    # Text that already holds BOS must not get a second one from the tokenizer.
+    kwargs = dict(padding=True, return_tensors="pt", add_special_tokens=not facts.template_has_bos)
+    batch = processor(text=texts, images=[[im] for im in images], **kwargs)
+    assert all(ids.tolist().count(processor.tokenizer.bos_token_id) <= 1 for ids in batch["input_ids"])
+    assert processor.tokenizer.padding_side == facts.padding_side
+    mask = batch["attention_mask"]
+    assert batch["input_ids"].shape[0] == 2 and not bool(mask.all())
+    short = int(mask.sum(1).argmin())
+    padded_at = 0 if facts.padding_side == "left" else -1
+    assert mask[short, padded_at] == 0
+    with torch.no_grad():
+        assert model(**batch).logits.shape[0] == 2
+    if facts.flat_images_batch:
+        flat = processor(text=texts, images=images, **kwargs)
+        assert torch.equal(flat["input_ids"], batch["input_ids"])
+    else:
+        with pytest.raises(ValueError):
+            processor(text=texts, images=images, **kwargs)
