@@ -16,13 +16,15 @@ TURN_WORDS = ["system", "user", "assistant", "model", "User", "Assistant", "You"
 
 def family_tokenizer(specials: list[str], *, bos: str | None, eos: str, pad: str, unk: str = "<unk>",
                      add_bos: bool, named: dict[str, str] | None = None, words: list[str] = (),
-                     padding_side: str = "right") -> PreTrainedTokenizerFast:
+                     padding_side: str | None = None) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over ``specials + words`` (ids in that order, so special ids are small).
 
     ``bos``/``eos``/``pad``/``unk`` are the family's own strings; ``add_bos`` is whether the real
     tokenizer prepends BOS to every encoded text (Llama-3 and Gemma do, Qwen does not);
     ``named`` are model-specific special tokens that processors read as tokenizer attributes
     (e.g. Gemma3's ``boi_token``), saved in ``tokenizer_config.json`` as the hub files do.
+    ``padding_side`` only where the real ``tokenizer_config.json`` names one: a tokenizer's own
+    setting overrides a processor's default (InternVL's processor pads left unless told otherwise).
     """
     standard = [t for t in (unk, pad, bos, eos) if t is not None]
     ordered = list(dict.fromkeys(standard + list(specials) + list((named or {}).values())))
@@ -34,9 +36,10 @@ def family_tokenizer(specials: list[str], *, bos: str | None, eos: str, pad: str
     # Specials are matched before pre-tokenization, so "<image><image>" stays two tokens.
     backend.add_special_tokens(ordered)
     kwargs = dict(extra_special_tokens=named) if named else {}
+    if padding_side is not None:
+        kwargs["padding_side"] = padding_side
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token=unk, pad_token=pad, bos_token=bos,
-                                        eos_token=eos, add_bos_token=add_bos, add_eos_token=False,
-                                        padding_side=padding_side, **kwargs)
+                                        eos_token=eos, add_bos_token=add_bos, add_eos_token=False, **kwargs)
     return tokenizer
 
 
@@ -52,7 +55,7 @@ def text_dims(tokenizer, **overrides) -> dict:
 
 def set_generation_ids(model, tokenizer, eos_tokens: list[str]) -> None:
     """Greedy decoding that stops at the family's end-of-turn tokens and pads with its pad token."""
-    eos_ids = [tokenizer.convert_tokens_to_ids(t) for t in eos_tokens]
+    eos_ids = list(dict.fromkeys(tokenizer.convert_tokens_to_ids(t) for t in eos_tokens))
     config = model.generation_config
     config.pad_token_id = tokenizer.pad_token_id
     config.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
