@@ -8,7 +8,10 @@ from xlvlm.hooks import record
 from xlvlm.extract.run import extract_batch_teacher_forced, extract_batch_generated
 from xlvlm.extract.selectors import parse_selector
 
-FAMILIES = ["llava", "idefics2", "qwen2_vl", "qwen2_5_vl", "molmo2", "molmo"]
+from xlvlm.models import families
+from xlvlm.testing import tiny_builders
+
+FAMILIES = [f for f in sorted(families()) if f in tiny_builders()]
 
 
 def _hidden_states(vlm, sample):

@@ -23,6 +23,9 @@ from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
 
 
+FAMILIES_EXTRA_HINT = "install what model families need at run time: pip install 'xlvlm[families]'"
+
+
 class StopForward(Exception):
     """Raised by a recording hook to end a forward pass once the deepest needed layer ran."""
 
@@ -406,6 +409,8 @@ def load_with_auto_classes(cls, name: str, config, device, dtype, trust_remote_c
             processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
             model = AutoModelForImageTextToText.from_pretrained(
                 name, config=config, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+        except ImportError as exc:  # a package the family's processor or code imports
+            raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}; {FAMILIES_EXTRA_HINT}")
         except (OSError, ValueError, KeyError) as exc:
             raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}")
     model.to(device).eval()

@@ -46,7 +46,7 @@ from torch import nn
 
 from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
-from xlvlm.models.base import VLM, Batch, _first_line, quiet_transformers
+from xlvlm.models.base import FAMILIES_EXTRA_HINT, VLM, Batch, _first_line, quiet_transformers
 from xlvlm.models.registry import register
 
 IMAGE_PATCH_TOKEN = "<im_patch>"
@@ -130,7 +130,9 @@ class MolmoVLM(VLM):
                 model_class = _loadable_subclass(get_class_from_dynamic_module(class_ref, name))
                 model = model_class.from_pretrained(name, config=config, dtype=dtype, use_safetensors=True)
                 processor = AutoProcessor.from_pretrained(name, trust_remote_code=True)
-            except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: the remote code's packages
+            except ImportError as exc:  # the remote code imports einops, ...
+                raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}; {FAMILIES_EXTRA_HINT}")
+            except (OSError, ValueError, KeyError) as exc:
                 raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}")
         model.to(device).eval()
         return cls(model, processor, name)
