@@ -40,6 +40,11 @@ FACTS = {
     # 4 tiles + the thumbnail, 4 tokens each; a Qwen tokenizer without any BOS.
     "internvl": Facts("OpenGVLab/InternVL3_5-8B-HF", "<IMG_CONTEXT>", 20, template_has_bos=False,
                       tokenizer_adds_bos=False, padding_side="left", flat_images_batch=True),
+    "aya_vision": Facts("CohereForAI/aya-vision-8b", "<|IMG_PATCH|>", 20, template_has_bos=True,
+                        tokenizer_adds_bos=True, padding_side="left", flat_images_batch=True),
+    # 40x30 -> 32x24 pixels -> 4x3 merged patches (rows closed by [IMG_BREAK] / [IMG_END]).
+    "mistral3": Facts("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "[IMG]", 12, template_has_bos=True,
+                      tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
