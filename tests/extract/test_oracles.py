@@ -59,7 +59,8 @@ def test_teacher_forced_batch_8_equals_batch_1(family, select, vlm_of, samples):
     for i, sample in enumerate(samples):
         alone = extract_batch_teacher_forced(vlm, [sample], ["0", "final"], selector)
         for key in ("0", "final"):
-            torch.testing.assert_close(together.rows[key][together.row_sample == i], alone.rows[key], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(together.rows[key][together.row_sample == i], alone.rows[key], rtol=1e-4, atol=1e-5,
+                                       equal_nan=True)  # NaN: no response token to average
     assert together.present == [True] * len(samples)
 
 
@@ -73,7 +74,8 @@ def test_generate_batch_8_equals_batch_1(family, select, vlm_of, samples):
         alone = extract_batch_generated(vlm, [sample], ["1", "final"], selector, max_new_tokens=4)
         assert together.predictions[i] == alone.predictions[0]
         for key in ("1", "final"):
-            torch.testing.assert_close(together.rows[key][together.row_sample == i], alone.rows[key], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(together.rows[key][together.row_sample == i], alone.rows[key], rtol=1e-4, atol=1e-5,
+                                       equal_nan=True)  # NaN: no response token to average
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -88,7 +90,10 @@ def test_generated_states_equal_a_forward_over_prompt_and_generation(family, vlm
     width = generation.batch.input_ids.shape[1]
     kept = [t for t in tokens[width:].tolist()[:5]]
     kept = kept[:next((i for i, t in enumerate(kept) if t in eos), len(kept))]
+    # A random tiny model may generate an image placeholder (Mistral 3's [IMG] is in its LM head's
+    # vocabulary), which a re-read would take for an image slot; real models do not. Stop before it.
+    kept = kept[:next((i for i, t in enumerate(kept) if t == vlm.image_token_id), len(kept))]
     inputs = vlm.extend_inputs(generation.batch, torch.tensor([kept], dtype=torch.long))
     with torch.inference_mode():
         hidden = vlm.model(**inputs, output_hidden_states=True, use_cache=False).hidden_states
-    torch.testing.assert_close(gen.rows["final"], hidden[-1][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gen.rows["final"][:width + len(kept)], hidden[-1][0], rtol=1e-4, atol=1e-5)

@@ -35,6 +35,7 @@ class Family:
 
 
 _FAMILIES: dict[str, Family] = {}
+_ALL_IMPORTED = False
 
 
 def register(*model_types: str, name: str, examples: tuple[str, ...] = (),
@@ -53,17 +54,21 @@ def register(*model_types: str, name: str, examples: tuple[str, ...] = (),
 
 
 def _import_family_modules() -> None:
+    """Import every family module once (a module imported directly registers only itself)."""
+    global _ALL_IMPORTED
+    if _ALL_IMPORTED:
+        return
     import xlvlm.models as package
 
     for module in pkgutil.iter_modules(package.__path__):
         if module.name not in NOT_FAMILY_MODULES and not module.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{module.name}")
+    _ALL_IMPORTED = True
 
 
 def families() -> dict[str, Family]:
-    """Every registered family by ``model_type``, in registration (module name) order."""
-    if not _FAMILIES:
-        _import_family_modules()
+    """Every registered family by ``model_type``."""
+    _import_family_modules()
     return dict(_FAMILIES)
 
 
