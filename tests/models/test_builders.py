@@ -45,6 +45,9 @@ FACTS = {
     # 40x30 -> 32x24 pixels -> 4x3 merged patches (rows closed by [IMG_BREAK] / [IMG_END]).
     "mistral3": Facts("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "[IMG]", 12, template_has_bos=True,
                       tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
+    # One <|image|> per image: the features enter through cross-attention layers, not the sequence.
+    "mllama": Facts("meta-llama/Llama-3.2-11B-Vision-Instruct", "<|image|>", 1, template_has_bos=True,
+                    tokenizer_adds_bos=True, padding_side="right", flat_images_batch=False),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
@@ -143,6 +146,16 @@ def _generate_noting_warnings(model, inputs) -> tuple[torch.Tensor, list[str]]:
     finally:
         logger.removeHandler(handler)
     return generated, seen + [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_the_image_reaches_the_last_position(family, tiny):
+    """Random init must not cut the image off (Mllama's cross-attention gates start at 0)."""
+    processor, model = tiny
+    white, black = Image.new("RGB", (40, 30), "white"), Image.new("RGB", (40, 30), "black")
+    with torch.no_grad():
+        logits = [model(**_inputs(processor, family, image=im)).logits[0, -1] for im in (white, black)]
+    assert not torch.allclose(logits[0], logits[1], atol=1e-4)
 
 
 @pytest.mark.parametrize("family", list(BUILDERS))
