@@ -27,6 +27,7 @@ class Facts:
     padding_side: str           # where the processor pads a batch (InternVL's forces "left")
     flat_images_batch: bool     # processor(text=[a, b], images=[img, img]) is read as one image per text
     chat_template: bool = True
+    bos_first: bool = True      # BOS (where there is one) is the first token, else right after the image
 
 
 FACTS = {
@@ -45,6 +46,14 @@ FACTS = {
     # 40x30 -> 32x24 pixels -> 4x3 merged patches (rows closed by [IMG_BREAK] / [IMG_END]).
     "mistral3": Facts("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "[IMG]", 12, template_has_bos=True,
                       tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
+    # One <|image|> per image: the features enter through cross-attention layers, not the sequence.
+    "mllama": Facts("meta-llama/Llama-3.2-11B-Vision-Instruct", "<|image|>", 1, template_has_bos=True,
+                    tokenizer_adds_bos=True, padding_side="right", flat_images_batch=False),
+    # No chat template: "<image>" x 16, then BOS, the prompt and "\n", all written by the processor,
+    # which turns the tokenizer's own BOS off.
+    "paligemma": Facts("google/paligemma-3b-pt-224", "<image>", 16, template_has_bos=False,
+                       tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True,
+                       chat_template=False, bos_first=False),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
@@ -146,6 +155,16 @@ def _generate_noting_warnings(model, inputs) -> tuple[torch.Tensor, list[str]]:
 
 
 @pytest.mark.parametrize("family", list(BUILDERS))
+def test_the_image_reaches_the_last_position(family, tiny):
+    """Random init must not cut the image off (Mllama's cross-attention gates start at 0)."""
+    processor, model = tiny
+    white, black = Image.new("RGB", (40, 30), "white"), Image.new("RGB", (40, 30), "black")
+    with torch.no_grad():
+        logits = [model(**_inputs(processor, family, image=im)).logits[0, -1] for im in (white, black)]
+    assert not torch.allclose(logits[0], logits[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
 def test_bos_where_the_real_checkpoint_has_it(family, tiny):
     processor, _ = tiny
     facts, tokenizer = FACTS[family], processor.tokenizer
@@ -156,8 +175,11 @@ def test_bos_where_the_real_checkpoint_has_it(family, tiny):
         assert not has_bos
         return
     assert ids.count(tokenizer.bos_token_id) == (1 if has_bos else 0)
-    if has_bos:
+    if has_bos and facts.bos_first:
         assert ids[0] == tokenizer.bos_token_id
+    elif has_bos:  # PaliGemma: the image tokens, then BOS
+        image_id = tokenizer.convert_tokens_to_ids(facts.image_token)
+        assert ids[:facts.tokens_per_image + 1] == [image_id] * facts.tokens_per_image + [tokenizer.bos_token_id]
     if facts.chat_template:
         text = _prompt_text(processor, family, PROMPTS[0])
         assert text.startswith(tokenizer.bos_token) is facts.template_has_bos

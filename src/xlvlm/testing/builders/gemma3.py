@@ -57,6 +57,8 @@ def build(folder: str | Path, seed: int = 0, image_size: int = 16, patch_size: i
                           image_token_index=token_id(tokenizer, NAMED["image_token"]), tie_word_embeddings=False)
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # initialised to zeros, which would give every image the same (zero) features
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(std=config.initializer_range)
     set_generation_ids(model, tokenizer, ["<eos>", "<end_of_turn>"])
     image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size}, do_pan_and_scan=False,
                                            image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=2)

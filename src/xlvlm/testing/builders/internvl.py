@@ -34,8 +34,8 @@ def build(folder: str | Path, seed: int = 0, image_size: int = 16, patch_size: i
     from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
                               InternVLProcessor, InternVLVideoProcessor)
 
-    tokenizer = family_tokenizer(["<|im_start|>"], bos=None, eos="<|im_end|>", pad="<|endoftext|>",
-                                 unk="<|endoftext|>", add_bos=False, named=NAMED)
+    tokenizer = family_tokenizer(["<|im_start|>"], bos=None, eos="<|im_end|>", pad="<|endoftext|>", add_bos=False,
+                                 named=NAMED)
     text = text_dims(tokenizer, model_type="qwen3", head_dim=12)
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                   image_size=[image_size, image_size], patch_size=[patch_size, patch_size])
