@@ -73,3 +73,23 @@ def test_teacher_forcing_reads_the_right_positions_when_the_processor_pads_left(
                           batch_size=4, progress=False)
     for i, sample in enumerate(samples[:4]):
         torch.testing.assert_close(store.features("final")[i], _last_prompt_states(vlm, sample), rtol=0, atol=1e-4)
+
+
+def test_paligemma_without_a_chat_template_uses_its_plain_prompt(vlm_of, samples, tmp_path):
+    """Released PaliGemma checkpoints ship no chat template: the prompt goes to the processor as
+    is (it adds the image tokens, BOS and a newline), the answer as its ``suffix``."""
+    vlm = vlm_of("paligemma")
+    assert not vlm.chat_template
+    store = xlvlm.extract(vlm, samples[:3], layers=["final"], select="token:circle", out=tmp_path / "s",
+                          batch_size=3, progress=False)
+    assert [s["text"] for s in store.samples] == [s["prompt"] for s in samples[:3]]
+    for i, sample in enumerate(samples[:3]):
+        image = Image.open(sample["image"]).convert("RGB")
+        inputs = vlm.processor(text=sample["prompt"], images=image, suffix=sample["answer"], return_tensors="pt")
+        inputs.pop("labels")
+        with torch.inference_mode():
+            hidden = vlm.model(**inputs, output_hidden_states=True).hidden_states[-1][0]
+        ids = inputs["input_ids"][0].tolist()
+        prefix = int((inputs["token_type_ids"][0] == 0).sum())
+        position = ids.index(vlm.tokenizer.convert_tokens_to_ids("circle"), prefix)
+        torch.testing.assert_close(store.features("final")[i], hidden[position], rtol=0, atol=1e-4)
