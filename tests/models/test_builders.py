@@ -57,6 +57,11 @@ FACTS = {
     # 40x30 -> 32x24 pixels -> 8x6 patches of 4 px -> 4x3 merged tokens.
     "qwen3_vl": Facts("Qwen/Qwen3-VL-8B-Instruct", "<|image_pad|>", 12, template_has_bos=False,
                       tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
+    # anyres: 16 base tokens + the 2x2-tile grid unpadded to 8x6 + 6 row newlines.
+    "llava_next": Facts("llava-hf/llava-v1.6-mistral-7b-hf", "<image>", 70, template_has_bos=False,
+                        tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
+    "llava_onevision": Facts("llava-hf/llava-onevision-qwen2-7b-ov-hf", "<image>", 104, template_has_bos=False,
+                             tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
