@@ -54,6 +54,14 @@ FACTS = {
     "paligemma": Facts("google/paligemma-3b-pt-224", "<image>", 16, template_has_bos=False,
                        tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True,
                        chat_template=False, bos_first=False),
+    # 40x30 -> 32x24 pixels -> 8x6 patches of 4 px -> 4x3 merged tokens.
+    "qwen3_vl": Facts("Qwen/Qwen3-VL-8B-Instruct", "<|image_pad|>", 12, template_has_bos=False,
+                      tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
+    # anyres: 16 base tokens + the 2x2-tile grid unpadded to 8x6 + 6 row newlines.
+    "llava_next": Facts("llava-hf/llava-v1.6-mistral-7b-hf", "<image>", 70, template_has_bos=False,
+                        tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
+    "llava_onevision": Facts("llava-hf/llava-onevision-qwen2-7b-ov-hf", "<image>", 104, template_has_bos=False,
+                             tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
@@ -211,3 +219,35 @@ def test_batch_of_two_with_images_nested_per_sample(family, tiny):
     else:
         with pytest.raises(ValueError):
             processor(text=texts, images=images, **kwargs)
+
+
+def _block_inputs_and_hidden_states(model, inputs) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """What each decoder block reads (a pre-hook), and ``output_hidden_states``, in one forward."""
+    seen: list[torch.Tensor] = []
+
+    def hook(module, args, kwargs):
+        seen.append((args[0] if args else kwargs["hidden_states"]).detach().clone())
+
+    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in model.get_decoder().layers]
+    try:
+        with torch.no_grad():
+            out = model(**inputs, output_hidden_states=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen, out.hidden_states
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl"])
+def test_qwen3_vl_deepstack_changes_what_the_next_block_reads_at_image_positions(family, tiny):
+    """Deepstack adds visual features after blocks 0-2 at the image positions only: there, block
+    i+1 reads something other than ``hidden_states[i + 1]``; everywhere else the two agree."""
+    processor, model = tiny
+    inputs = _inputs(processor, family)
+    reads, hidden = _block_inputs_and_hidden_states(model, inputs)
+    at_image = inputs["input_ids"][0] == model.config.image_token_id
+    for block in range(1, len(reads)):
+        gap = (reads[block][0] - hidden[block][0]).abs().amax(-1)
+        assert gap[~at_image].max() < 1e-6
+        deepstacked = block - 1 < len(model.config.vision_config.deepstack_visual_indexes)
+        assert bool((gap[at_image] > 1e-4).all()) is deepstacked, (block, gap[at_image])
