@@ -14,6 +14,13 @@ from xlvlm.testing import tiny_builders
 FAMILIES = [f for f in sorted(families()) if f in tiny_builders()]
 
 
+def _block(vlm, i: int):
+    """The layer spec of block i's own output, which HF's output_hidden_states[i + 1] holds: the
+    index, or for Qwen3-VL (whose layer i is what block i + 1 reads, deepstack added; see
+    tests/models/test_families.py) the block's module name."""
+    return vlm.block_output_name(i) if hasattr(vlm, "block_output_name") else i
+
+
 def _hidden_states(vlm, sample):
     batch = vlm.encode([sample])
     with torch.inference_mode():
@@ -26,11 +33,11 @@ def test_recorded_layers_equal_output_hidden_states(family, vlm_of, samples):
     vlm = vlm_of(family)
     n = vlm.num_layers
     hidden, batch = _hidden_states(vlm, samples[0])
-    with record(vlm, [0, 1, n - 1, -2, "final"]) as rec:
+    blocks = {i: str(_block(vlm, i)) for i in (0, 1, n - 2)}
+    with record(vlm, [*blocks.values(), n - 1, "final"]) as rec:
         vlm.forward(batch)
-    for i in range(n - 1):
-        if str(i) in rec.outputs:
-            torch.testing.assert_close(rec.stacked(str(i)), hidden[i + 1], rtol=0, atol=1e-6)
+    for i, key in blocks.items():
+        torch.testing.assert_close(rec.stacked(key), hidden[i + 1], rtol=0, atol=1e-6)
     torch.testing.assert_close(rec.stacked("final"), hidden[-1], rtol=0, atol=1e-6)
     # HF's last entry is the final norm's output; block n-1's own output is its input.
     with torch.inference_mode():
@@ -41,12 +48,13 @@ def test_recorded_layers_equal_output_hidden_states(family, vlm_of, samples):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_extracted_all_tokens_equal_output_hidden_states(family, vlm_of, samples, tmp_path):
     vlm = vlm_of(family)
-    store = xlvlm.extract(vlm, samples[:3], layers=[1, "final"], select="all", out=tmp_path / "s",
+    block = str(_block(vlm, 1))
+    store = xlvlm.extract(vlm, samples[:3], layers=[block, "final"], select="all", out=tmp_path / "s",
                           batch_size=3, progress=False)
     for i, sample in enumerate(samples[:3]):
         hidden, _ = _hidden_states(vlm, sample)
         rows = store.row_sample == i
-        torch.testing.assert_close(store.features(1)[rows], hidden[2][0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(store.features(block)[rows], hidden[2][0], rtol=0, atol=1e-5)
         torch.testing.assert_close(store.features("final")[rows], hidden[-1][0], rtol=0, atol=1e-5)
 
 

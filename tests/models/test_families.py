@@ -82,6 +82,11 @@ def test_image_tokens_are_exactly_where_image_features_enter(family, vlm_of, tmp
     changed = (_block_inputs(vlm, batches[0]) - _block_inputs(vlm, batches[1])).abs().amax(-1)[0] > 0
     if family == "mllama":  # the image enters through cross-attention layers, not the embeddings
         assert not changed.any()
+    elif family in ("llava_next", "llava_onevision"):
+        # Each row of image features ends with the learned image_newline vector, the same for
+        # every image; all else that changes is an image token.
+        assert changed.sum() > 0 and not (changed & ~image_mask).any()
+        assert (image_mask & ~changed).sum() <= 2 * image_mask.sum() ** 0.5  # at most the row ends
     else:
         assert torch.equal(changed, image_mask)
     if family in ("qwen2_vl", "qwen2_5_vl", "molmo2"):
@@ -102,7 +107,8 @@ def test_prompt_lengths_mark_where_the_answer_starts(family, vlm_of, samples):
         response = forced.input_ids[b, n:forced.lengths[b]].tolist()
         assert vlm.tokenizer.decode(response, skip_special_tokens=True).strip() == answer
         if vlm.chat_template:  # without one (PaliGemma) the text is the prompt and the answer its suffix
-            assert forced.texts[b].startswith(prompts.texts[b]) and answer in forced.texts[b][len(prompts.texts[b]):]
+            shared = os.path.commonprefix([forced.texts[b], prompts.texts[b]])
+            assert answer in forced.texts[b][len(shared):]
 
 
 @pytest.mark.parametrize("family", AUTO_LOADED)
@@ -165,3 +171,22 @@ def test_loading_twice_gives_identical_weights_and_buffers(family, tiny_dir, vlm
     assert first.keys() == second.keys()
     for key, value in first.items():
         assert torch.equal(value, second[key]), key
+
+
+def test_qwen3_vl_layer_is_what_the_next_block_reads(vlm_of, samples):
+    """Deepstack adds visual features after blocks 0-2 at the image positions: layer i there is
+    block i's output plus that addition (what block i + 1 reads); the block's module name still
+    gives its plain output, which is what output_hidden_states holds."""
+    vlm = vlm_of("qwen3_vl")
+    batch = vlm.encode(samples[:1])
+    with torch.inference_mode():
+        hidden = vlm.model(**batch.inputs, output_hidden_states=True, use_cache=False).hidden_states
+    deepstack = len(vlm.model.config.vision_config.deepstack_visual_indexes)
+    keys = [str(i) for i in range(vlm.num_layers)] + [vlm.block_output_name(0)]
+    with xlvlm.hooks.record(vlm, keys) as rec:
+        vlm.forward(batch)
+    image = vlm.image_mask(batch)[0]
+    for i in range(vlm.num_layers - 1):
+        moved = (rec.stacked(str(i))[0] - hidden[i + 1][0]).abs().amax(-1) > 1e-6
+        assert torch.equal(moved, image if i < deepstack else torch.zeros_like(image)), i
+    torch.testing.assert_close(rec.stacked(vlm.block_output_name(0)), hidden[1], rtol=0, atol=0)

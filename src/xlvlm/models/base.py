@@ -224,7 +224,7 @@ class VLM:
         """Processor outputs, texts, and (teacher forcing) each sample's prompt length in tokens.
 
         Families with their own prompt format override this. The prompt length comes from
-        tokenizing the prompt alone (same path) and checking it is a prefix of the full sequence.
+        tokenizing the prompt alone (same path) and comparing it with the full sequence.
         """
         if all(a is None for a in answers):
             inputs, texts = self._tokenize([self.conversation(s["prompt"], im) for s, im in zip(samples, images)],
@@ -236,13 +236,12 @@ class VLM:
                                         for s, im, a in zip(samples, images, answers)], False, padding_side)
         prompts, _ = self._tokenize([self.conversation(s["prompt"], im) for s, im in zip(samples, images)],
                                     True, padding_side)
-        full, alone = _real_rows(inputs), _real_rows(prompts)
-        prompt_lengths = []
-        for sample, row, prompt_row in zip(samples, full, alone):
-            if row[:len(prompt_row)] != prompt_row:
-                raise XlvlmError(f"{self.family}: the chat template renders sample {sample.get('id')!r}'s prompt "
-                                 f"differently with and without an answer, so where the answer starts is unknown")
-            prompt_lengths.append(len(prompt_row))
+        # The answer starts where the full sequence leaves the prompt tokenized alone. Usually the
+        # prompt is a prefix; some templates write the assistant header slightly differently
+        # with content (LLaVA-OneVision: "assistant \n" against the generation prompt's
+        # "assistant\n"), and then the response starts at the first differing token.
+        prompt_lengths = [_common_prefix(row, prompt_row)
+                          for row, prompt_row in zip(_real_rows(inputs), _real_rows(prompts))]
         return inputs, texts, prompt_lengths
 
     def encode(self, samples: Sequence[dict], answers: Sequence[str | None] | None = None,
@@ -367,6 +366,15 @@ def _real_rows(inputs: dict) -> list[list[int]]:
     if mask is None:
         return ids.tolist()
     return [row[m.bool()].tolist() for row, m in zip(ids, mask)]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _offsets_and_lengths(mask: torch.Tensor) -> tuple[list[int], list[int]]:
