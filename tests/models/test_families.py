@@ -190,3 +190,28 @@ def test_qwen3_vl_layer_is_what_the_next_block_reads(vlm_of, samples):
         moved = (rec.stacked(str(i))[0] - hidden[i + 1][0]).abs().amax(-1) > 1e-6
         assert torch.equal(moved, image if i < deepstack else torch.zeros_like(image)), i
     torch.testing.assert_close(rec.stacked(vlm.block_output_name(0)), hidden[1], rtol=0, atol=0)
+
+
+NO_GRID = {"idefics2", "idefics3", "smolvlm", "mllama", "molmo2", "molmo", "llava_next", "llava_onevision",
+           "internvl", "aya_vision"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_image_grid_places_every_image_token_or_says_there_is_no_grid(family, vlm_of, samples, tmp_path):
+    """Heatmaps need the image tokens' layout: a grid where there is one (a wide image gives more
+    columns than rows where the family keeps the aspect ratio), None where there is none."""
+    vlm = vlm_of(family)
+    path = tmp_path / "wide.png"
+    Image.open(samples[7]["image"]).resize((96, 32)).save(path)
+    wide = dict(samples[7], id="wide", image=str(path))
+    batch = vlm.encode([samples[0], wide])
+    for index in range(2):
+        layout = vlm.image_grid(batch, index)
+        if family in NO_GRID:
+            assert layout is None
+            continue
+        skip, rows, cols = layout
+        assert skip + rows * cols == int(vlm.image_mask(batch)[index].sum())
+    if family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v", "mistral3"):
+        _, rows, cols = vlm.image_grid(batch, 1)
+        assert cols > rows

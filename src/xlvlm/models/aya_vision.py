@@ -9,4 +9,5 @@ from xlvlm.models.registry import register
 
 @register("aya_vision", name="Aya Vision", examples=("CohereLabs/aya-vision-8b",))
 class AyaVisionVLM(VLM):
-    pass
+    def image_grid(self, batch, index: int):
+        return None  # tiles plus a global view: no single grid

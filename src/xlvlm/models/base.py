@@ -360,6 +360,20 @@ class VLM:
                 f"hidden_size={self.hidden_size}, device={self.device}, dtype={self.dtype})")
 
 
+def grid_from_thw(batch: Batch, index: int, merge: int) -> tuple[int, int, int]:
+    """(0, rows, cols) of a Qwen-style image: ``image_grid_thw`` (images, 3) counts patches
+    before the ``merge`` x ``merge`` merger, one image per sample, one frame."""
+    _, height, width = (int(v) for v in batch.inputs["image_grid_thw"][index])
+    return 0, height // merge, width // merge
+
+
+def grid_from_image_sizes(batch: Batch, index: int, patch: int) -> tuple[int, int, int]:
+    """(0, rows, cols) of a Pixtral-style image: ``image_sizes`` (images, 2) in pixels after
+    resizing, one token per ``patch`` x ``patch`` (the row-break tokens are not image tokens)."""
+    height, width = (int(v) for v in batch.inputs["image_sizes"][index])
+    return 0, height // patch, width // patch
+
+
 def _real_rows(inputs: dict) -> list[list[int]]:
     """Each row's real (unpadded) token ids, from the attention mask."""
     ids, mask = inputs["input_ids"], inputs.get("attention_mask")

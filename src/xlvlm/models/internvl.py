@@ -8,4 +8,5 @@ from xlvlm.models.registry import register
 
 @register("internvl", name="InternVL", examples=("OpenGVLab/InternVL3_5-8B-HF", "OpenGVLab/InternVL3-2B-hf"))
 class InternVLVLM(VLM):
-    pass
+    def image_grid(self, batch, index: int):
+        return None  # tiles plus a thumbnail, each a pixel-shuffled block: no single grid

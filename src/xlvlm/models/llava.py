@@ -6,11 +6,16 @@ tokenizer must not add a second one; the base adapter lets the processor decide,
 ``apply_chat_template(tokenize=True)`` does).
 """
 
-from xlvlm.models.base import VLM
+from xlvlm.models.base import VLM, grid_from_image_sizes
 from xlvlm.models.registry import register
 
 
 @register("llava", name="LLaVA-1.5 / Pixtral",
           examples=("llava-hf/llava-1.5-7b-hf", "mistral-community/pixtral-12b"))
 class LlavaVLM(VLM):
-    pass
+    def image_grid(self, batch, index: int):
+        """LLaVA-1.5: a square grid (after an optional class token); Pixtral: rows of ``[IMG]``."""
+        if "image_sizes" in batch.inputs and hasattr(self.processor, "spatial_merge_size"):
+            processor = self.processor
+            return grid_from_image_sizes(batch, index, processor.patch_size * processor.spatial_merge_size)
+        return super().image_grid(batch, index)

@@ -8,4 +8,5 @@ from xlvlm.models.registry import register
 
 @register("llava_next", name="LLaVA-NeXT", examples=("llava-hf/llava-v1.6-mistral-7b-hf",))
 class LlavaNextVLM(VLM):
-    pass
+    def image_grid(self, batch, index: int):
+        return None  # a base image plus tiles, with a newline token per row: no single grid

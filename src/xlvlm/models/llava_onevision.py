@@ -7,4 +7,5 @@ from xlvlm.models.registry import register
 
 @register("llava_onevision", name="LLaVA-OneVision", examples=("llava-hf/llava-onevision-qwen2-7b-ov-hf",))
 class LlavaOnevisionVLM(VLM):
-    pass
+    def image_grid(self, batch, index: int):
+        return None  # a base image plus tiles, with a newline token per row: no single grid

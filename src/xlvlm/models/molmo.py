@@ -155,6 +155,9 @@ class MolmoVLM(VLM):
         token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_PATCH_TOKEN)
         return None if token_id is None or token_id == self.tokenizer.unk_token_id else int(token_id)
 
+    def image_grid(self, batch, index: int):
+        return None  # a low-resolution view plus overlapping crops: no single grid
+
     @property
     def eos_token_ids(self) -> set[int]:
         eos = getattr(self.model.config, "eos_token_id", None)

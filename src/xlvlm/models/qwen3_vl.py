@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from xlvlm.models.base import VLM
+from xlvlm.models.base import VLM, grid_from_thw
 from xlvlm.models.registry import register
 
 
@@ -30,3 +30,7 @@ class Qwen3VLM(VLM):
         """The module name that ``--layers`` takes for block ``index``'s plain output."""
         layer = self.decoder_layers[index]
         return next(name for name, module in self.model.named_modules() if module is layer)
+
+    def image_grid(self, batch, index: int):
+        """The merged patch grid of the sample's image (``image_grid_thw``)."""
+        return grid_from_thw(batch, index, self.model.config.vision_config.spatial_merge_size)
