@@ -260,6 +260,11 @@ class VLM:
             inputs["attention_mask"] = mask
         offsets, lengths = _offsets_and_lengths(mask)
         side = "left" if any(o > 0 for o in offsets) else padding_side
+        if side != padding_side:
+            # Real tokens would sit at other positions than at batch size 1 (most models number
+            # positions from the start of the row when no position ids are given).
+            raise XlvlmError(f"{self.family}: the processor padded left although right padding was asked; "
+                             f"use --batch-size 1")
         if prompt_lengths is None:
             prompt_lengths = list(lengths)
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
