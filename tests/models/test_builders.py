@@ -62,6 +62,9 @@ FACTS = {
                         tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
     "llava_onevision": Facts("llava-hf/llava-onevision-qwen2-7b-ov-hf", "<image>", 104, template_has_bos=False,
                              tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
+    # No BOS: the template's "[gMASK]<sop>" opens every prompt. 40x30 -> 3x2 merged patches.
+    "glm4v": Facts("THUDM/GLM-4.1V-9B-Thinking", "<|image|>", 6, template_has_bos=False,
+                   tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
