@@ -134,6 +134,26 @@ def test_decoder_blocks_and_final_norm_are_on_get_decoder(family, tiny):
 
 
 @pytest.mark.parametrize("family", list(BUILDERS))
+def test_output_hidden_states_end_with_the_final_norm_output(family, tiny):
+    """``hidden_states[i]`` (i < L) is what block i reads (Qwen3-VL's image positions aside, see
+    below), but ``hidden_states[L]`` is the final norm's output, not block L-1's."""
+    processor, model = tiny
+    seen = {}
+    decoder = model.get_decoder()
+    handles = [decoder.layers[-1].register_forward_hook(lambda m, a, out: seen.update(block=out)),
+               decoder.norm.register_forward_hook(lambda m, a, out: seen.update(norm=out))]
+    try:
+        with torch.no_grad():
+            hidden = model(**_inputs(processor, family), output_hidden_states=True).hidden_states
+    finally:
+        for handle in handles:
+            handle.remove()
+    block = seen["block"][0] if isinstance(seen["block"], tuple) else seen["block"]
+    assert torch.equal(hidden[-1], seen["norm"])
+    assert not torch.allclose(hidden[-1], block, atol=1e-3)
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
 def test_chat_with_one_image_runs_forward_and_generate(family, tiny):
     processor, model = tiny
     inputs = _inputs(processor, family)
