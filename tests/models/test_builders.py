@@ -219,6 +219,21 @@ def test_bos_where_the_real_checkpoint_has_it(family, tiny):
         assert twice == facts.template_has_bos + facts.tokenizer_adds_bos
 
 
+@pytest.mark.parametrize("family", [f for f in BUILDERS if FACTS[f].chat_template])
+def test_answer_turn_extends_the_generation_prompt(family, tiny):
+    """Teacher forcing through the template: the chat with the answer as assistant turn starts
+    with the tokens of the generation prompt, then the answer's words (then the turn's end)."""
+    processor, _ = tiny
+    user = _messages(PROMPTS[0], _image())
+    answer = [{"role": "assistant", "content": [{"type": "text", "text": "a red circle"}]}]
+    prompt, full = (processor.apply_chat_template(chat, add_generation_prompt=chat is user, tokenize=True,
+                                                  return_dict=True)["input_ids"][0] for chat in (user, user + answer))
+    prompt, full = (list(map(int, ids)) for ids in (prompt, full))
+    assert full[:len(prompt)] == prompt
+    answer_ids = processor.tokenizer("a red circle", add_special_tokens=False)["input_ids"]
+    assert full[len(prompt):len(prompt) + len(answer_ids)] == answer_ids
+
+
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_batch_of_two_with_images_nested_per_sample(family, tiny):
     processor, model = tiny
