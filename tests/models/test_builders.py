@@ -62,6 +62,9 @@ FACTS = {
                         tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
     "llava_onevision": Facts("llava-hf/llava-onevision-qwen2-7b-ov-hf", "<image>", 104, template_has_bos=False,
                              tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
+    # No BOS: the template's "[gMASK]<sop>" opens every prompt. 40x30 -> 3x2 merged patches.
+    "glm4v": Facts("THUDM/GLM-4.1V-9B-Thinking", "<|image|>", 6, template_has_bos=False,
+                   tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
@@ -131,6 +134,26 @@ def test_decoder_blocks_and_final_norm_are_on_get_decoder(family, tiny):
 
 
 @pytest.mark.parametrize("family", list(BUILDERS))
+def test_output_hidden_states_end_with_the_final_norm_output(family, tiny):
+    """``hidden_states[i]`` (i < L) is what block i reads (Qwen3-VL's image positions aside, see
+    below), but ``hidden_states[L]`` is the final norm's output, not block L-1's."""
+    processor, model = tiny
+    seen = {}
+    decoder = model.get_decoder()
+    handles = [decoder.layers[-1].register_forward_hook(lambda m, a, out: seen.update(block=out)),
+               decoder.norm.register_forward_hook(lambda m, a, out: seen.update(norm=out))]
+    try:
+        with torch.no_grad():
+            hidden = model(**_inputs(processor, family), output_hidden_states=True).hidden_states
+    finally:
+        for handle in handles:
+            handle.remove()
+    block = seen["block"][0] if isinstance(seen["block"], tuple) else seen["block"]
+    assert torch.equal(hidden[-1], seen["norm"])
+    assert not torch.allclose(hidden[-1], block, atol=1e-3)
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
 def test_chat_with_one_image_runs_forward_and_generate(family, tiny):
     processor, model = tiny
     inputs = _inputs(processor, family)
@@ -194,6 +217,21 @@ def test_bos_where_the_real_checkpoint_has_it(family, tiny):
         # The trap of rendering then tokenizing again: a second BOS where both add one.
         twice = tokenizer(text)["input_ids"].count(tokenizer.bos_token_id)
         assert twice == facts.template_has_bos + facts.tokenizer_adds_bos
+
+
+@pytest.mark.parametrize("family", [f for f in BUILDERS if FACTS[f].chat_template])
+def test_answer_turn_extends_the_generation_prompt(family, tiny):
+    """Teacher forcing through the template: the chat with the answer as assistant turn starts
+    with the tokens of the generation prompt, then the answer's words (then the turn's end)."""
+    processor, _ = tiny
+    user = _messages(PROMPTS[0], _image())
+    answer = [{"role": "assistant", "content": [{"type": "text", "text": "a red circle"}]}]
+    prompt, full = (processor.apply_chat_template(chat, add_generation_prompt=chat is user, tokenize=True,
+                                                  return_dict=True)["input_ids"][0] for chat in (user, user + answer))
+    prompt, full = (list(map(int, ids)) for ids in (prompt, full))
+    assert full[:len(prompt)] == prompt
+    answer_ids = processor.tokenizer("a red circle", add_special_tokens=False)["input_ids"]
+    assert full[len(prompt):len(prompt) + len(answer_ids)] == answer_ids
 
 
 @pytest.mark.parametrize("family", list(BUILDERS))

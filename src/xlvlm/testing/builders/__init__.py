@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 # model_type -> module of this package (the same names: one module per family).
-FAMILIES = ("gemma3", "smolvlm", "idefics3", "internvl", "aya_vision", "mistral3", "mllama", "paligemma", "qwen3_vl", "llava_next", "llava_onevision")
+FAMILIES = ("gemma3", "smolvlm", "idefics3", "internvl", "aya_vision", "mistral3", "mllama", "paligemma", "qwen3_vl", "llava_next", "llava_onevision", "glm4v")
 
 
 def _lazy(module: str) -> Callable[..., Path]:

@@ -54,9 +54,10 @@ def build(folder: str | Path, seed: int = 0, image_size: int = 16, patch_size: i
     torch.manual_seed(seed)
     model = AyaVisionForConditionalGeneration(config).eval()
     set_generation_ids(model, tokenizer, ["<|END_OF_TURN_TOKEN|>"])
-    image_processor = GotOcr2ImageProcessor(size={"height": image_size, "width": image_size}, crop_to_patches=True,
+    # As the hub's preprocessor_config.json: crop_to_patches off here, turned on by the processor's defaults.
+    image_processor = GotOcr2ImageProcessor(size={"height": image_size, "width": image_size}, crop_to_patches=False,
                                             min_patches=1, max_patches=max_tiles, image_mean=[0.5] * 3,
-                                            image_std=[0.5] * 3)
+                                            image_std=[0.5] * 3, resample=3)
     # The processor's patch_size is the vision patch times the downsample factor: 4 tokens per tile here.
     processor = AyaVisionProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                    patch_size=patch_size * downsample, img_size=image_size,

@@ -47,7 +47,8 @@ def build(folder: str | Path, seed: int = 0, image_size: int = 16, patch_size: i
     model = InternVLForConditionalGeneration(config).eval()
     set_generation_ids(model, tokenizer, ["<|im_end|>", "<|endoftext|>"])
     size = {"height": image_size, "width": image_size}
-    image_processor = GotOcr2ImageProcessor(size=size, crop_to_patches=True, min_patches=1, max_patches=max_tiles)
+    # crop_to_patches off here, turned on by the processor's defaults (as with the hub's files).
+    image_processor = GotOcr2ImageProcessor(size=size, crop_to_patches=False, min_patches=1, max_patches=max_tiles)
     video_processor = InternVLVideoProcessor(size=size)
     processor = InternVLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
                                   image_seq_length=seq_len, chat_template=CHAT_TEMPLATE)

@@ -2,9 +2,9 @@
 "anyres" tiles (up to 6x6 of them, pooled down when there are more than ``anyres_max_9`` allows),
 unpadded with an ``image_newline`` per row, MLP projector, Qwen2 decoder.
 
-As the real checkpoint: a Qwen tokenizer with no BOS; the template puts a space after the role,
-the images, then ``\\n`` + each text; one ``<image>`` per image, expanded by the processor (the
-count depends on the image's size).
+As the real checkpoint: a Qwen tokenizer with no BOS; ChatML turns with the images first
+(``<image>\\n`` each), then the texts, the assistant's text inside ``{% generation %}``; one
+``<image>`` per image, expanded by the processor (the count depends on the image's size).
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import torch
 from xlvlm.testing.builders._common import family_tokenizer, save, set_generation_ids, text_dims, token_id
 
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + ' ' }}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\\n' + content['text'] }}{% endfor %}"
-    "{{ '<|im_end|>' }}{% endfor %}"
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>\\n' }}{% endfor %}"
+    "{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] }}{% endgeneration %}{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
