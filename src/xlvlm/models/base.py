@@ -237,9 +237,9 @@ class VLM:
         prompts, _ = self._tokenize([self.conversation(s["prompt"], im) for s, im in zip(samples, images)],
                                     True, padding_side)
         # The answer starts where the full sequence leaves the prompt tokenized alone. Usually the
-        # prompt is a prefix; some templates write the assistant header slightly differently
-        # with content (LLaVA-OneVision: "assistant \n" against the generation prompt's
-        # "assistant\n"), and then the response starts at the first differing token.
+        # prompt is a prefix; a template that writes the assistant header differently with
+        # content than as the generation prompt (e.g. "assistant \n" against "assistant\n")
+        # makes the response start at the first differing token.
         prompt_lengths = [_common_prefix(row, prompt_row)
                           for row, prompt_row in zip(_real_rows(inputs), _real_rows(prompts))]
         return inputs, texts, prompt_lengths
