@@ -215,3 +215,25 @@ def test_image_grid_places_every_image_token_or_says_there_is_no_grid(family, vl
     if family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v", "mistral3"):
         _, rows, cols = vlm.image_grid(batch, 1)
         assert cols > rows
+
+
+def test_an_assistant_header_that_differs_with_content_starts_the_response_where_tokens_differ(vlm_of, samples):
+    """A template may write the assistant header differently with an answer than as the
+    generation prompt; the response then starts at the first token that differs."""
+    from xlvlm.testing.tiny import LLAVA_CHAT_TEMPLATE
+
+    vlm = vlm_of("llava")
+    differing = LLAVA_CHAT_TEMPLATE.replace("{% elif message['role'] == 'assistant' %}ASSISTANT: ",
+                                            "{% elif message['role'] == 'assistant' %}ASSISTANT ")
+    assert differing != LLAVA_CHAT_TEMPLATE
+    saved = vlm.processor.chat_template
+    vlm.processor.chat_template = differing
+    try:
+        forced = vlm.encode(samples[:2], answers=[s["answer"] for s in samples[:2]])
+        prompts = vlm.encode(samples[:2])
+    finally:
+        vlm.processor.chat_template = saved
+    for b, sample in enumerate(samples[:2]):
+        assert forced.prompt_lengths[b] == prompts.lengths[b] - 1  # the generation prompt's ":" is not shared
+        response = forced.input_ids[b, forced.prompt_lengths[b]:forced.lengths[b]].tolist()
+        assert vlm.tokenizer.decode(response, skip_special_tokens=True).strip() == sample["answer"]
