@@ -59,7 +59,9 @@ def test_extracted_all_tokens_equal_output_hidden_states(family, vlm_of, samples
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("select", ["last-prompt", "image", "all", "token:circle", "generated-mean"])
+# last-prompt, image and token:WORD at batch 8 are checked against transformers itself in
+# tests/models/test_transformers_oracle.py; these are the selectors it does not cover.
+@pytest.mark.parametrize("select", ["all", "generated-mean"])
 def test_teacher_forced_batch_8_equals_batch_1(family, select, vlm_of, samples):
     vlm = vlm_of(family)
     selector = parse_selector(select)
@@ -73,7 +75,7 @@ def test_teacher_forced_batch_8_equals_batch_1(family, select, vlm_of, samples):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("select", ["last-prompt", "generated-mean", "all"])
+@pytest.mark.parametrize("select", ["generated-mean", "all"])
 def test_generate_batch_8_equals_batch_1(family, select, vlm_of, samples):
     vlm = vlm_of(family)
     selector = parse_selector(select)

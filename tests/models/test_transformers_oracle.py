@@ -118,8 +118,26 @@ def _image_token_id(model, processor) -> int:
     return processor.tokenizer.convert_tokens_to_ids("<im_patch>")  # Molmo v1
 
 
+_CACHE: dict = {}
+
+
+def reference(vlm, sample: dict, answer: str | None) -> Reference:
+    """One Reference per model, sample and answer (the tests share them; models do not change)."""
+    key = (id(vlm), sample["id"], answer)
+    if key not in _CACHE:
+        _CACHE[key] = Reference(vlm, sample, answer)
+    return _CACHE[key]
+
+
 def reference_generation(vlm, sample: dict) -> str:
-    ref = Reference(vlm, sample, None)
+    key = (id(vlm), sample["id"], "generate")
+    if key not in _CACHE:
+        _CACHE[key] = _generate(vlm, sample)
+    return _CACHE[key]
+
+
+def _generate(vlm, sample: dict) -> str:
+    ref = reference(vlm, sample, None)
     model, tokenizer = ref.model, ref.processor.tokenizer
     if ref.family == "molmo":  # no generate in the remote code: greedy argmax over full re-runs
         inputs, new = dict(ref.inputs), []
@@ -151,7 +169,7 @@ def test_teacher_forced_batch_of_8_equals_transformers_on_each_sample(family, se
     store = _store(vlm, samples, tmp_path / "s", [0, 1, "final"], select)
     assert store.present.all()
     for i, sample in enumerate(samples):
-        ref = Reference(vlm, sample, sample["answer"] if select.startswith("token") else None)
+        ref = reference(vlm, sample, sample["answer"] if select.startswith("token") else None)
         for key in ("0", "1", "final"):
             torch.testing.assert_close(store.features(key)[i], ref.features(key, select), rtol=0, atol=ATOL,
                                        msg=lambda m: f"{family} sample {i} layer {key}: {m}")
@@ -164,7 +182,7 @@ def test_generation_batch_of_8_equals_generate_on_each_sample(family, vlm_of, sa
                    max_new_tokens=MAX_NEW)
     for i, sample in enumerate(samples):
         assert store.samples[i]["prediction"] == reference_generation(vlm, sample), f"{family} sample {i}"
-        ref = Reference(vlm, sample, None)
+        ref = reference(vlm, sample, None)
         for key in ("1", "final"):
             torch.testing.assert_close(store.features(key)[i], ref.features(key, "last-prompt"), rtol=0, atol=ATOL)
 
@@ -181,7 +199,7 @@ def test_steering_changes_the_features_and_leaving_restores_them(family, vlm_of,
     after = _store(vlm, samples, tmp_path / "after", [1, "final"], "last-prompt", generate=True,
                    max_new_tokens=MAX_NEW)
     for i, sample in enumerate(samples):
-        ref = Reference(vlm, sample, None)
+        ref = reference(vlm, sample, None)
         expected = ref.features("1", "last-prompt")
         # The steered layer is exactly the reference plus alpha * v; the model's output moved.
         torch.testing.assert_close(steered.features("1")[i], expected + alpha * vector.layer_activations["1"],
