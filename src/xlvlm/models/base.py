@@ -4,9 +4,14 @@ A stage never touches ``model.model.language_model`` or a processor's calling co
 asks the adapter for the decoder layers, the final norm, the LM head, a padded batch of inputs,
 and where each sample's prompt and image tokens are.
 
+Tokens: the processor's own ``apply_chat_template(..., tokenize=True)`` makes them, as
+transformers documents, so BOS, image-token expansion and per-sample image lists are what the
+family's processor does for one sample.
+
 Padding: teacher-forced batches are right-padded, so every real token keeps the position ids it
 has at batch size 1 and, under the causal mask, never sees a pad. Generation batches are
-left-padded (HF ``generate`` derives position ids from the attention mask).
+left-padded (HF ``generate`` derives position ids from the attention mask). The side is asked of
+the processor explicitly (some default to left) and read back from the attention mask.
 """
 
 from __future__ import annotations
@@ -77,8 +82,10 @@ class VLM:
     """A loaded vision-language model with the structure every stage needs.
 
     Attributes: ``model`` (the HF model), ``processor``, ``name`` (hub id or folder it came
-    from), ``family``. Subclasses override the ``*_module`` lookups and ``_processor_inputs``
-    where their family differs.
+    from), ``family``. Subclasses (one module per family, registered in
+    :mod:`xlvlm.models.registry`) override what their family does differently: the prompt
+    format (``_encode_inputs``), where a layer is read (``residual_site``), the image tokens'
+    layout (``image_grid``), inputs of appended tokens (``_appended_value``, ``extend_inputs``).
     """
 
     def __init__(self, model: nn.Module, processor, name: str):
