@@ -207,3 +207,5 @@ def test_steering_changes_the_features_and_leaving_restores_them(family, vlm_of,
         assert (steered.features("final")[i] - ref.features("final", "last-prompt")).abs().max() > 1e-3
         torch.testing.assert_close(after.features("final")[i], ref.features("final", "last-prompt"), rtol=0, atol=ATOL)
         assert after.samples[i]["prediction"] == reference_generation(vlm, sample)
+    changed = [s["prediction"] != reference_generation(vlm, samples[i]) for i, s in enumerate(steered.samples)]
+    assert any(changed), f"{family}: steering changed no greedy answer"

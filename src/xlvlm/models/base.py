@@ -446,6 +446,9 @@ def load_with_auto_classes(cls, name: str, config, device, dtype, trust_remote_c
         except ImportError as exc:  # a package the family's processor or code imports
             raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}; {FAMILIES_EXTRA_HINT}")
         except (OSError, ValueError, KeyError) as exc:
+            if "trust_remote_code" in str(exc):  # e.g. a processor whose code ships with the model
+                raise XlvlmError(f"cannot load model {name!r}: it runs code from its repository; pass "
+                                 f"--trust-remote-code (Python: trust_remote_code=True) if you trust it")
             raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}")
     model.to(device).eval()
     return cls(model, processor, name)
