@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.models.base import VLM, Batch, Generation
+from xlvlm.models.base import REMOTE_CODE_HINT, VLM, Batch, Generation
 from xlvlm.models.registry import families, family_of, register
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -43,9 +43,6 @@ def _resolve_dtype(dtype):
     if dtype not in DTYPES:
         raise XlvlmError(f"unknown dtype {dtype!r}: use one of {sorted(DTYPES)} or 'auto'")
     return DTYPES[dtype]
-
-
-REMOTE_CODE_HINT = "pass --trust-remote-code (Python: load_vlm(..., trust_remote_code=True)) if you trust its code"
 
 
 def _load_config(name_or_path: str, trust_remote_code: bool = False):

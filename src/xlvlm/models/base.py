@@ -29,6 +29,7 @@ from xlvlm.errors import XlvlmError
 
 
 FAMILIES_EXTRA_HINT = "install what model families need at run time: pip install 'xlvlm[families]'"
+REMOTE_CODE_HINT = "pass --trust-remote-code (Python: load_vlm(..., trust_remote_code=True)) if you trust its code"
 
 
 class StopForward(Exception):
@@ -447,8 +448,7 @@ def load_with_auto_classes(cls, name: str, config, device, dtype, trust_remote_c
             raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}; {FAMILIES_EXTRA_HINT}")
         except (OSError, ValueError, KeyError) as exc:
             if "trust_remote_code" in str(exc):  # e.g. a processor whose code ships with the model
-                raise XlvlmError(f"cannot load model {name!r}: it runs code from its repository; pass "
-                                 f"--trust-remote-code (Python: trust_remote_code=True) if you trust it")
+                raise XlvlmError(f"cannot load model {name!r}: it runs code from its repository; {REMOTE_CODE_HINT}")
             raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}")
     model.to(device).eval()
     return cls(model, processor, name)

@@ -46,7 +46,7 @@ from torch import nn
 
 from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
-from xlvlm.models.base import FAMILIES_EXTRA_HINT, VLM, Batch, _first_line, quiet_transformers
+from xlvlm.models.base import FAMILIES_EXTRA_HINT, REMOTE_CODE_HINT, VLM, Batch, _first_line, quiet_transformers
 from xlvlm.models.registry import register
 
 IMAGE_PATCH_TOKEN = "<im_patch>"
@@ -120,8 +120,7 @@ class MolmoVLM(VLM):
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
         if not trust_remote_code:  # the config step refuses first; this guards direct calls
-            raise XlvlmError(f"cannot load model {name!r}: Molmo v1 runs code from its repository; pass "
-                             f"--trust-remote-code (Python: trust_remote_code=True) if you trust it")
+            raise XlvlmError(f"cannot load model {name!r}: Molmo v1 runs code from its repository; {REMOTE_CODE_HINT}")
         class_ref = (getattr(config, "auto_map", None) or {}).get("AutoModelForCausalLM")
         if class_ref is None:
             raise XlvlmError(f"cannot load model {name!r}: a Molmo config names no AutoModelForCausalLM in auto_map")
