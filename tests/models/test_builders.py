@@ -23,7 +23,7 @@ class Facts:
     tokens_per_image: int       # how many of them one 40x30 image gets in the tiny model
     template_has_bos: bool      # the chat template writes the BOS text itself
     tokenizer_adds_bos: bool    # tokenizer(text) prepends BOS
-    padding_side: str           # where the processor pads a batch (InternVL's forces "left")
+    padding_side: str           # where the processor pads a batch (InternVL and Aya Vision force "left")
     flat_images_batch: bool     # processor(text=[a, b], images=[img, img]) is read as one image per text
     chat_template: bool = True
     bos_first: bool = True      # BOS (where there is one) is the first token, else right after the image
