@@ -13,65 +13,64 @@ import pytest
 import torch
 from PIL import Image
 
-from xlvlm.testing.builders import BUILDERS
+from xlvlm.testing.builders import BUILDERS, CHECKPOINTS
 
 
 @dataclass(frozen=True)
 class Facts:
-    """What the real hub checkpoint of a family does (see the family's module docstring)."""
-    checkpoint: str
+    """What the real hub checkpoint of a family (``CHECKPOINTS``) does (see the family's module docstring)."""
     image_token: str            # the token repeated for an image's features
     tokens_per_image: int       # how many of them one 40x30 image gets in the tiny model
     template_has_bos: bool      # the chat template writes the BOS text itself
     tokenizer_adds_bos: bool    # tokenizer(text) prepends BOS
-    padding_side: str           # where the processor pads a batch (InternVL's forces "left")
+    padding_side: str           # where the processor pads a batch (InternVL and Aya Vision force "left")
     flat_images_batch: bool     # processor(text=[a, b], images=[img, img]) is read as one image per text
     chat_template: bool = True
     bos_first: bool = True      # BOS (where there is one) is the first token, else right after the image
 
 
 FACTS = {
-    "gemma3": Facts("google/gemma-3-4b-it", "<image_soft_token>", 4, template_has_bos=True,
+    "gemma3": Facts("<image_soft_token>", 4, template_has_bos=True,
                     tokenizer_adds_bos=True, padding_side="right", flat_images_batch=False),
     # 2x2 tiles + the global view, 4 tokens each.
-    "smolvlm": Facts("HuggingFaceTB/SmolVLM-Instruct", "<image>", 20, template_has_bos=True,
+    "smolvlm": Facts("<image>", 20, template_has_bos=True,
                      tokenizer_adds_bos=False, padding_side="right", flat_images_batch=False),
-    "idefics3": Facts("HuggingFaceM4/Idefics3-8B-Llama3", "<image>", 20, template_has_bos=True,
+    "idefics3": Facts("<image>", 20, template_has_bos=True,
                       tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
     # 4 tiles + the thumbnail, 4 tokens each; a Qwen tokenizer without any BOS.
-    "internvl": Facts("OpenGVLab/InternVL3_5-8B-HF", "<IMG_CONTEXT>", 20, template_has_bos=False,
+    "internvl": Facts("<IMG_CONTEXT>", 20, template_has_bos=False,
                       tokenizer_adds_bos=False, padding_side="left", flat_images_batch=True),
-    "aya_vision": Facts("CohereForAI/aya-vision-8b", "<|IMG_PATCH|>", 20, template_has_bos=True,
+    "aya_vision": Facts("<|IMG_PATCH|>", 20, template_has_bos=True,
                         tokenizer_adds_bos=True, padding_side="left", flat_images_batch=True),
     # 40x30 -> 32x24 pixels -> 4x3 merged patches (rows closed by [IMG_BREAK] / [IMG_END]).
-    "mistral3": Facts("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "[IMG]", 12, template_has_bos=True,
+    "mistral3": Facts("[IMG]", 12, template_has_bos=True,
                       tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
     # One <|image|> per image: the features enter through cross-attention layers, not the sequence.
-    "mllama": Facts("meta-llama/Llama-3.2-11B-Vision-Instruct", "<|image|>", 1, template_has_bos=True,
+    "mllama": Facts("<|image|>", 1, template_has_bos=True,
                     tokenizer_adds_bos=True, padding_side="right", flat_images_batch=False),
     # No chat template: "<image>" x 16, then BOS, the prompt and "\n", all written by the processor,
     # which turns the tokenizer's own BOS off.
-    "paligemma": Facts("google/paligemma-3b-pt-224", "<image>", 16, template_has_bos=False,
+    "paligemma": Facts("<image>", 16, template_has_bos=False,
                        tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True,
                        chat_template=False, bos_first=False),
     # 40x30 -> 32x24 pixels -> 8x6 patches of 4 px -> 4x3 merged tokens.
-    "qwen3_vl": Facts("Qwen/Qwen3-VL-8B-Instruct", "<|image_pad|>", 12, template_has_bos=False,
+    "qwen3_vl": Facts("<|image_pad|>", 12, template_has_bos=False,
                       tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
     # anyres: 16 base tokens + the 2x2-tile grid unpadded to 8x6 + 6 row newlines.
-    "llava_next": Facts("llava-hf/llava-v1.6-mistral-7b-hf", "<image>", 70, template_has_bos=False,
+    "llava_next": Facts("<image>", 70, template_has_bos=False,
                         tokenizer_adds_bos=True, padding_side="right", flat_images_batch=True),
-    "llava_onevision": Facts("llava-hf/llava-onevision-qwen2-7b-ov-hf", "<image>", 104, template_has_bos=False,
+    "llava_onevision": Facts("<image>", 104, template_has_bos=False,
                              tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
     # No BOS: the template's "[gMASK]<sop>" opens every prompt. 40x30 -> 3x2 merged patches.
-    "glm4v": Facts("THUDM/GLM-4.1V-9B-Thinking", "<|image|>", 6, template_has_bos=False,
+    "glm4v": Facts("<|image|>", 6, template_has_bos=False,
                    tokenizer_adds_bos=False, padding_side="right", flat_images_batch=True),
 }
 
 PROMPTS = ["what color is the shape?", "is there a red circle in the image? yes yes yes"]
 
 
-def test_every_builder_has_its_facts():
-    assert set(FACTS) == set(BUILDERS)
+def test_every_builder_has_its_facts_and_checkpoint():
+    assert set(FACTS) == set(BUILDERS) == set(CHECKPOINTS)
 
 
 _built: dict[str, tuple] = {}
@@ -289,3 +288,13 @@ def test_qwen3_vl_deepstack_changes_what_the_next_block_reads_at_image_positions
         assert gap[~at_image].max() < 1e-6
         deepstacked = block - 1 < len(model.config.vision_config.deepstack_visual_indexes)
         assert bool((gap[at_image] > 1e-4).all()) is deepstacked, (block, gap[at_image])
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_the_seed_decides_the_weights(family, tmp_path):
+    from safetensors.torch import load_file
+
+    weights = [load_file(BUILDERS[family](tmp_path / name, seed=seed) / "model.safetensors")
+               for name, seed in [("a", 0), ("b", 0), ("c", 1)]]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

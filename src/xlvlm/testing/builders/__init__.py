@@ -4,6 +4,7 @@ depend on it (special tokens, chat template, BOS, padding side, image processor 
 
 ``BUILDERS`` maps a family's ``config.model_type`` to ``build(folder, seed=0) -> Path``; the
 family's module (and transformers' classes) is imported only when its builder is called.
+``CHECKPOINTS`` names the hub checkpoint each tiny model copies the processing of.
 """
 
 from __future__ import annotations
@@ -12,8 +13,22 @@ import importlib
 from pathlib import Path
 from typing import Callable
 
-# model_type -> module of this package (the same names: one module per family).
-FAMILIES = ("gemma3", "smolvlm", "idefics3", "internvl", "aya_vision", "mistral3", "mllama", "paligemma", "qwen3_vl", "llava_next", "llava_onevision", "glm4v")
+# model_type (= the module of this package building it) -> the hub checkpoint it is modelled on.
+CHECKPOINTS = {
+    "gemma3": "google/gemma-3-4b-it",
+    "smolvlm": "HuggingFaceTB/SmolVLM-Instruct",
+    "idefics3": "HuggingFaceM4/Idefics3-8B-Llama3",
+    "internvl": "OpenGVLab/InternVL3_5-8B-HF",
+    "aya_vision": "CohereForAI/aya-vision-8b",
+    "mistral3": "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
+    "mllama": "meta-llama/Llama-3.2-11B-Vision-Instruct",
+    "paligemma": "google/paligemma-3b-pt-224",
+    "qwen3_vl": "Qwen/Qwen3-VL-8B-Instruct",
+    "llava_next": "llava-hf/llava-v1.6-mistral-7b-hf",
+    "llava_onevision": "llava-hf/llava-onevision-qwen2-7b-ov-hf",
+    "glm4v": "THUDM/GLM-4.1V-9B-Thinking",
+}
+FAMILIES = tuple(CHECKPOINTS)
 
 
 def _lazy(module: str) -> Callable[..., Path]:
