@@ -29,14 +29,16 @@ def table() -> str:
 
     builders = tiny_builders()
     lines = [START, "",
-             "| family | `model_type` | transformers class | adapter | example checkpoints | checked |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| family | `model_type` | transformers class | adapter | example checkpoints | checked | "
+             "not checked (besides real weights, towers, tokenizers) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for model_type, family in sorted(families().items(), key=lambda item: (item[1].name.lower(), item[0])):
         module = family.adapter.__module__.rsplit(".", 1)[1]
         examples = ", ".join(f"`{e}`" for e in family.examples)
         checked = CHECKED if model_type in builders else "not checked (no tiny model)"
         lines.append(f"| {family.name} | `{model_type}` | {transformers_class(family)} | "
-                     f"`{family.adapter.__name__}` (`{module}.py`) | {examples} | {checked} |")
+                     f"`{family.adapter.__name__}` (`{module}.py`) | {examples} | {checked} | "
+                     f"{family.not_checked or '—'} |")
     lines += ["", END]
     return "\n".join(lines)
 

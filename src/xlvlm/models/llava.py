@@ -10,8 +10,9 @@ from xlvlm.models.base import VLM, grid_from_image_sizes
 from xlvlm.models.registry import register
 
 
-@register("llava", name="LLaVA-1.5 / Pixtral",
-          examples=("llava-hf/llava-1.5-7b-hf", "mistral-community/pixtral-12b"))
+@register("llava", name="LLaVA-1.5 (and Pixtral-12B)",
+          examples=("llava-hf/llava-1.5-7b-hf", "mistral-community/pixtral-12b"),
+          not_checked="Pixtral-12B's tower with this class (its tower and processor: through Mistral 3)")
 class LlavaVLM(VLM):
     def image_grid(self, batch, index: int):
         """LLaVA-1.5: a square grid (after an optional class token); Pixtral: rows of ``[IMG]``."""

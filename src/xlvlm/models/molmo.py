@@ -110,7 +110,8 @@ def _cache_of(output):
 
 
 @register("molmo", name="Molmo (v1, remote code)", examples=("allenai/Molmo-7B-D-0924",),
-          auto_class=None, remote_code=True)
+          auto_class=None, remote_code=True,
+          not_checked="the hub's remote code itself (a stand-in of its interfaces is checked), TensorFlow's resize")
 class MolmoVLM(VLM):
     family = "molmo"
 

@@ -17,7 +17,8 @@ from xlvlm.models.base import VLM
 from xlvlm.models.registry import register
 
 
-@register("paligemma", name="PaliGemma", examples=("google/paligemma2-3b-mix-224", "google/paligemma-3b-mix-224"))
+@register("paligemma", name="PaliGemma", examples=("google/paligemma2-3b-mix-224", "google/paligemma-3b-mix-224"),
+          not_checked="checkpoints that ship a chat template (served through it, like other families)")
 class PaliGemmaVLM(VLM):
     def format_prompt(self, prompt: str, answer: str | None = None) -> tuple[str, str]:
         if self.chat_template:

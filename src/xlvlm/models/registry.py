@@ -23,7 +23,9 @@ class Family:
     model_type: the config's ``model_type`` it serves (the registry key, and the name of its
         tiny builder). name: what users call it ("Gemma 3"). examples: hub checkpoints it is
         meant for. auto_class: the transformers Auto class that loads it (None: the adapter
-        loads it itself, e.g. remote code). adapter: the class.
+        loads it itself, e.g. remote code). adapter: the class. not_checked: what the tiny
+        model leaves unchecked beyond what no tiny model checks (real weights, vision towers,
+        tokenizers; docs/models.md).
     """
 
     model_type: str
@@ -32,6 +34,7 @@ class Family:
     examples: tuple[str, ...] = ()
     auto_class: str | None = "AutoModelForImageTextToText"
     remote_code: bool = False
+    not_checked: str = ""
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -39,7 +42,8 @@ _ALL_IMPORTED = False
 
 
 def register(*model_types: str, name: str, examples: tuple[str, ...] = (),
-             auto_class: str | None = "AutoModelForImageTextToText", remote_code: bool = False):
+             auto_class: str | None = "AutoModelForImageTextToText", remote_code: bool = False,
+             not_checked: str = ""):
     """Class decorator: serve each of ``model_types`` with the decorated adapter."""
 
     def decorate(cls):
@@ -47,7 +51,8 @@ def register(*model_types: str, name: str, examples: tuple[str, ...] = (),
             if model_type in _FAMILIES and _FAMILIES[model_type].adapter is not cls:
                 raise RuntimeError(f"model_type {model_type!r} registered twice "
                                    f"({_FAMILIES[model_type].adapter.__name__}, {cls.__name__})")
-            _FAMILIES[model_type] = Family(model_type, name, cls, tuple(examples), auto_class, remote_code)
+            _FAMILIES[model_type] = Family(model_type, name, cls, tuple(examples), auto_class, remote_code,
+                                           not_checked)
         return cls
 
     return decorate
