@@ -237,3 +237,18 @@ def test_an_assistant_header_that_differs_with_content_starts_the_response_where
         assert forced.prompt_lengths[b] == prompts.lengths[b] - 1  # the generation prompt's ":" is not shared
         response = forced.input_ids[b, forced.prompt_lengths[b]:forced.lengths[b]].tolist()
         assert vlm.tokenizer.decode(response, skip_special_tokens=True).strip() == sample["answer"]
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ("molmo", "paligemma")])
+def test_the_stored_text_replays_the_forward_pass(family, vlm_of, samples):
+    """``text`` in a store is the rendered template: given to the processor with the sample's
+    image (BOS left to the text when it starts with it, as transformers does), it gives the
+    tokens the features were recorded on."""
+    vlm = vlm_of(family)
+    batch = vlm.encode(samples[:1])
+    text = batch.texts[0]
+    bos = vlm.tokenizer.bos_token
+    image = Image.open(samples[0]["image"]).convert("RGB")
+    replay = vlm.processor(text=[text], images=[[image]], return_tensors="pt",
+                           add_special_tokens=not (bos and text.startswith(bos)))
+    assert replay["input_ids"][0].tolist() == batch.input_ids[0].tolist()
