@@ -61,7 +61,8 @@ def vlm_of(tiny_dir):
 
     def get(family: str):
         if family not in loaded:
-            loaded[family] = xlvlm.load_vlm(tiny_dir(family))
+            remote = xlvlm.models.families()[family].remote_code  # Molmo v1: code shipped with the model
+            loaded[family] = xlvlm.load_vlm(tiny_dir(family), trust_remote_code=remote)
         return loaded[family]
 
     return get

@@ -114,7 +114,8 @@ def cmd_extract(args) -> None:
                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, shard_samples=args.shard_samples,
                    skip_bad=args.skip_bad)
     if context is None:
-        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
+                             trust_remote_code=args.trust_remote_code)
         store = xlvlm.extract(vlm, samples, progress=not args.quiet, **options)
     else:
         store = _extract_distributed(args, context, samples, options)
@@ -137,7 +138,7 @@ def _extract_distributed(args, context, samples, options):
     device = context.device(args.device)
     created = init_process_group(context, device)
     try:
-        vlm = xlvlm.load_vlm(args.model, device=device, dtype=args.dtype)
+        vlm = xlvlm.load_vlm(args.model, device=device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
         return extract_distributed(vlm, samples, context=context, progress=not args.quiet and context.rank == 0,
                                    **options)
     finally:
@@ -247,7 +248,8 @@ def cmd_steer_apply(args) -> None:
 
     vector = SteeringVector.load(args.vector)
     samples = load_data(args)
-    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
+                             trust_remote_code=args.trust_remote_code)
     records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions, operator=args.operator,
                       condition=_condition(args), max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                       progress=not args.quiet)
@@ -260,7 +262,8 @@ def cmd_steer_sweep(args) -> None:
     from xlvlm.steer.run import sweep, sweep_table
 
     samples = load_data(args)
-    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
+                         trust_remote_code=args.trust_remote_code)
     rows = sweep(vlm, _store(args.source, args), _store(args.target, args), samples, layers=_layers(args.layers),
                  alphas=[float(a) for a in _layers(args.alphas)], methods=_layers(args.methods),
                  source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
@@ -297,7 +300,8 @@ def cmd_concepts(args) -> None:
     if args.model:
         import xlvlm
 
-        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
+                             trust_remote_code=args.trust_remote_code)
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
@@ -317,7 +321,8 @@ def cmd_shift(args) -> None:
     if args.model:
         import xlvlm
 
-        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
+                             trust_remote_code=args.trust_remote_code)
     result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
                            seed=args.seed, vlm=vlm, words_vocabulary=_words(args))
@@ -333,8 +338,14 @@ def cmd_shift(args) -> None:
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+def _add_trust_remote_code(p) -> None:
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run code shipped with the model (config auto_map, e.g. Molmo v1): only for models you trust")
+
+
 def _add_model_options(p) -> None:
     p.add_argument("--model", help="hub id, local folder, or organism:original|finetuned")
+    _add_trust_remote_code(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -359,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "command to resume an interrupted run. Under `torchrun --nproc_per_node N` each process "
                        "extracts a share of the samples and the result is one store (docs/scale.md).")
     p.add_argument("--model", required=False, help="hub id, local folder, or organism:original|finetuned")
+    _add_trust_remote_code(p)
     add_data_options(p)
     p.add_argument("--layers", default="final", help="comma list: block indices (negatives from the end), "
                    "'final' (final norm output) or module names; default: final")
@@ -438,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="snmf", help="snmf, nndl, kmeans, pca, nmf, simple, topk-sae")
     p.add_argument("--n-concepts", type=int, default=20)
     p.add_argument("--model", help="the model (for words, scores and heatmaps); without it, no text grounding")
+    _add_trust_remote_code(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None)
     p.add_argument("--top-words", type=int, default=10)
@@ -457,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetuned", help="feature store of the fine-tuned model (same samples)")
     p.add_argument("--layer", help="layer present in both stores")
     p.add_argument("--model", help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    _add_trust_remote_code(p)
     p.add_argument("--words", help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
     p.add_argument("--device", default="cpu")

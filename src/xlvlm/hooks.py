@@ -5,6 +5,10 @@ Layer convention (DESIGN.md §3): an integer ``i`` is the output of decoder bloc
 from the end, ``"final"`` is the output of the final norm, and any other string is a raw
 module name (``model.get_submodule``).
 
+Where layer ``i`` is read is the adapter's choice (``vlm.residual_site(i)``): the output of block
+``i`` for most families; for Qwen3-VL, the input of block ``i + 1``, because the model adds its
+deepstack visual features to the residual stream between the two blocks.
+
 ``record`` removes exactly the hooks it added, in a ``finally``. With ``stop_early`` it raises
 :class:`~xlvlm.models.base.StopForward` once the deepest requested layer has run, so no later
 block (and no LM head) is computed.
@@ -25,12 +29,14 @@ from xlvlm.models.base import StopForward
 
 @dataclass(frozen=True)
 class LayerRef:
-    """A resolved layer: ``key`` as stored ("3", "final", or a module name), the module, and
-    its depth (block index; ``num_layers`` for the final norm; None when unknown)."""
+    """A resolved layer: ``key`` as stored ("3", "final", or a module name), the module, its
+    depth (block index; ``num_layers`` for the final norm; None when unknown), and ``site``:
+    "output" (the module's output) or "input" (the hidden states the module is called with)."""
 
     key: str
     module: nn.Module
     depth: int | None
+    site: str = "output"
 
 
 def resolve_layer(vlm, layer) -> LayerRef:
@@ -49,7 +55,8 @@ def resolve_layer(vlm, layer) -> LayerRef:
     if not -n <= index < n:
         raise XlvlmError(f"layer {index} out of range: the model has {n} decoder layers (0..{n - 1}, -{n}..-1, or 'final')")
     index %= n
-    return LayerRef(str(index), vlm.decoder_layers[index], index)
+    module, site = vlm.residual_site(index)
+    return LayerRef(str(index), module, index, site)
 
 
 def resolve_layers(vlm, layers: Iterable) -> list[LayerRef]:
@@ -70,6 +77,26 @@ def resolve_layers(vlm, layers: Iterable) -> list[LayerRef]:
 def hidden_of(output) -> torch.Tensor:
     """A block's hidden states, whether it returns a Tensor (transformers 5.x) or a tuple."""
     return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def attach(ref: LayerRef, edit: Callable[[torch.Tensor], torch.Tensor | None]):
+    """Call ``edit(hidden (B, t, D))`` at the layer's site on every forward; a returned tensor
+    replaces the hidden states there. Returns the hook handle (the caller removes it)."""
+    if ref.site == "input":
+        def pre_hook(module, args, kwargs):
+            if args:
+                new = edit(args[0])
+                return None if new is None else ((new, *args[1:]), kwargs)
+            new = edit(kwargs["hidden_states"])
+            return None if new is None else (args, {**kwargs, "hidden_states": new})
+        return ref.module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def hook(module, args, output):
+        new = edit(hidden_of(output))
+        if new is None:
+            return None
+        return (new, *output[1:]) if isinstance(output, (tuple, list)) else new
+    return ref.module.register_forward_hook(hook)
 
 
 @dataclass
@@ -105,8 +132,8 @@ def record(vlm, layers, stop_early: bool = False,
         stop_key = max(refs, key=lambda ref: ref.depth).key
 
     def make_hook(key: str):
-        def hook(module, args, output):
-            hidden = hidden_of(output).detach()
+        def hook(hidden):
+            hidden = hidden.detach()
             recording.outputs[key].append(keep(key, hidden) if keep else hidden)
             if key == stop_key:
                 raise StopForward
@@ -115,7 +142,7 @@ def record(vlm, layers, stop_early: bool = False,
     handles = []
     try:
         for ref in refs:
-            handles.append(ref.module.register_forward_hook(make_hook(ref.key)))
+            handles.append(attach(ref, make_hook(ref.key)))
         yield recording
     finally:
         for handle in handles:

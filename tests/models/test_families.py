@@ -9,28 +9,32 @@ import torch
 from PIL import Image
 
 import xlvlm
-from xlvlm.models import _adapter_for
-from xlvlm.models.idefics2 import Idefics2VLM
-from xlvlm.models.llava import LlavaVLM
-from xlvlm.models.molmo import MolmoVLM, resize_and_pad_torch
-from xlvlm.models.molmo2 import Molmo2VLM
-from xlvlm.models.qwen2vl import Qwen2VLM
-from xlvlm.testing import TINY_FAMILIES
+from xlvlm.models import _adapter_for, families
+from xlvlm.models.molmo import resize_and_pad_torch
+from xlvlm.testing import tiny_builders
 
-ADAPTERS = {"llava": LlavaVLM, "idefics2": Idefics2VLM, "qwen2_vl": Qwen2VLM, "qwen2_5_vl": Qwen2VLM,
-            "molmo2": Molmo2VLM, "molmo": MolmoVLM}
-FAMILIES = list(ADAPTERS)
+REGISTRY = families()
+FAMILIES = [f for f in sorted(REGISTRY) if f in tiny_builders()]
+AUTO_LOADED = [f for f in FAMILIES if REGISTRY[f].auto_class == "AutoModelForImageTextToText"]
 
 
 def test_every_tiny_family_has_its_adapter():
-    for family in TINY_FAMILIES:
-        assert _adapter_for(family) is ADAPTERS[family]
+    for family in tiny_builders():
+        assert _adapter_for(family) is REGISTRY[family].adapter
+
+
+def test_the_registry_serves_each_model_type_once_and_imports_every_family_module():
+    from pathlib import Path
+
+    modules = {p.stem for p in Path(xlvlm.models.__file__).parent.glob("*.py")} - {"__init__", "base", "registry"}
+    assert modules == {REGISTRY[f].adapter.__module__.rsplit(".", 1)[1] for f in REGISTRY}
+    assert all(REGISTRY[f].model_type == f and REGISTRY[f].examples for f in REGISTRY)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_adapter_is_chosen_from_the_config(family, vlm_of):
     vlm = vlm_of(family)
-    assert type(vlm) is ADAPTERS[family]
+    assert type(vlm) is REGISTRY[family].adapter
     assert vlm.model.config.model_type == family
     assert vlm.family == family
 
@@ -39,7 +43,7 @@ def test_adapter_is_chosen_from_the_config(family, vlm_of):
 def test_num_layers_and_hidden_size_match_the_config(family, vlm_of):
     vlm = vlm_of(family)
     text_config = vlm.model.config.get_text_config()
-    assert vlm.num_layers == text_config.num_hidden_layers == 4
+    assert vlm.num_layers == text_config.num_hidden_layers
     assert vlm.hidden_size == text_config.hidden_size
     assert vlm.final_norm is not vlm.decoder_layers[-1]
     assert vlm.lm_head.weight.shape[1] == vlm.hidden_size
@@ -76,7 +80,15 @@ def test_image_tokens_are_exactly_where_image_features_enter(family, vlm_of, tmp
     image_mask = vlm.image_mask(batches[0])[0]
     assert image_mask.sum() > 0
     changed = (_block_inputs(vlm, batches[0]) - _block_inputs(vlm, batches[1])).abs().amax(-1)[0] > 0
-    assert torch.equal(changed, image_mask)
+    if family == "mllama":  # the image enters through cross-attention layers, not the embeddings
+        assert not changed.any()
+    elif family in ("llava_next", "llava_onevision"):
+        # Each row of image features ends with the learned image_newline vector, the same for
+        # every image; all else that changes is an image token.
+        assert changed.sum() > 0 and not (changed & ~image_mask).any()
+        assert (image_mask & ~changed).sum() <= 2 * image_mask.sum() ** 0.5  # at most the row ends
+    else:
+        assert torch.equal(changed, image_mask)
     if family in ("qwen2_vl", "qwen2_5_vl", "molmo2"):
         assert "mm_token_type_ids" in batches[0].inputs  # M-RoPE / bidirectional image attention need them
 
@@ -94,10 +106,12 @@ def test_prompt_lengths_mark_where_the_answer_starts(family, vlm_of, samples):
         assert torch.equal(forced.input_ids[b, :n], prompts.input_ids[b, :n])
         response = forced.input_ids[b, n:forced.lengths[b]].tolist()
         assert vlm.tokenizer.decode(response, skip_special_tokens=True).strip() == answer
-        assert forced.texts[b].startswith(prompts.texts[b]) and answer in forced.texts[b][len(prompts.texts[b]):]
+        if vlm.chat_template:  # without one (PaliGemma) the text is the prompt and the answer its suffix
+            shared = os.path.commonprefix([forced.texts[b], prompts.texts[b]])
+            assert answer in forced.texts[b][len(shared):]
 
 
-@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "molmo"])
+@pytest.mark.parametrize("family", AUTO_LOADED)
 def test_plain_auto_classes_load_the_tiny_folder_offline(family, tiny_dir, vlm_of):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -152,8 +166,89 @@ def test_loading_twice_gives_identical_weights_and_buffers(family, tiny_dir, vlm
     non-persistent buffers empty and relies on each class to fill them)."""
     first = vlm_of(family).model.state_dict(keep_vars=False)
     first.update(dict(vlm_of(family).model.named_buffers()))
-    again = xlvlm.load_vlm(tiny_dir(family)).model
+    again = xlvlm.load_vlm(tiny_dir(family), trust_remote_code=REGISTRY[family].remote_code).model
     second = dict(again.state_dict(), **dict(again.named_buffers()))
     assert first.keys() == second.keys()
     for key, value in first.items():
         assert torch.equal(value, second[key]), key
+
+
+def test_qwen3_vl_layer_is_what_the_next_block_reads(vlm_of, samples):
+    """Deepstack adds visual features after blocks 0-2 at the image positions: layer i there is
+    block i's output plus that addition (what block i + 1 reads); the block's module name still
+    gives its plain output, which is what output_hidden_states holds."""
+    vlm = vlm_of("qwen3_vl")
+    batch = vlm.encode(samples[:1])
+    with torch.inference_mode():
+        hidden = vlm.model(**batch.inputs, output_hidden_states=True, use_cache=False).hidden_states
+    deepstack = len(vlm.model.config.vision_config.deepstack_visual_indexes)
+    keys = [str(i) for i in range(vlm.num_layers)] + [vlm.block_output_name(0)]
+    with xlvlm.hooks.record(vlm, keys) as rec:
+        vlm.forward(batch)
+    image = vlm.image_mask(batch)[0]
+    for i in range(vlm.num_layers - 1):
+        moved = (rec.stacked(str(i))[0] - hidden[i + 1][0]).abs().amax(-1) > 1e-6
+        assert torch.equal(moved, image if i < deepstack else torch.zeros_like(image)), i
+    torch.testing.assert_close(rec.stacked(vlm.block_output_name(0)), hidden[1], rtol=0, atol=0)
+
+
+NO_GRID = {"idefics2", "idefics3", "smolvlm", "mllama", "molmo2", "molmo", "llava_next", "llava_onevision",
+           "internvl", "aya_vision"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_image_grid_places_every_image_token_or_says_there_is_no_grid(family, vlm_of, samples, tmp_path):
+    """Heatmaps need the image tokens' layout: a grid where there is one (a wide image gives more
+    columns than rows where the family keeps the aspect ratio), None where there is none."""
+    vlm = vlm_of(family)
+    path = tmp_path / "wide.png"
+    Image.open(samples[7]["image"]).resize((96, 32)).save(path)
+    wide = dict(samples[7], id="wide", image=str(path))
+    batch = vlm.encode([samples[0], wide])
+    for index in range(2):
+        layout = vlm.image_grid(batch, index)
+        if family in NO_GRID:
+            assert layout is None
+            continue
+        skip, rows, cols = layout
+        assert skip + rows * cols == int(vlm.image_mask(batch)[index].sum())
+    if family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v", "mistral3"):
+        _, rows, cols = vlm.image_grid(batch, 1)
+        assert cols > rows
+
+
+def test_an_assistant_header_that_differs_with_content_starts_the_response_where_tokens_differ(vlm_of, samples):
+    """A template may write the assistant header differently with an answer than as the
+    generation prompt; the response then starts at the first token that differs."""
+    from xlvlm.testing.tiny import LLAVA_CHAT_TEMPLATE
+
+    vlm = vlm_of("llava")
+    differing = LLAVA_CHAT_TEMPLATE.replace("{% elif message['role'] == 'assistant' %}ASSISTANT: ",
+                                            "{% elif message['role'] == 'assistant' %}ASSISTANT ")
+    assert differing != LLAVA_CHAT_TEMPLATE
+    saved = vlm.processor.chat_template
+    vlm.processor.chat_template = differing
+    try:
+        forced = vlm.encode(samples[:2], answers=[s["answer"] for s in samples[:2]])
+        prompts = vlm.encode(samples[:2])
+    finally:
+        vlm.processor.chat_template = saved
+    for b, sample in enumerate(samples[:2]):
+        assert forced.prompt_lengths[b] == prompts.lengths[b] - 1  # the generation prompt's ":" is not shared
+        response = forced.input_ids[b, forced.prompt_lengths[b]:forced.lengths[b]].tolist()
+        assert vlm.tokenizer.decode(response, skip_special_tokens=True).strip() == sample["answer"]
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ("molmo", "paligemma")])
+def test_the_stored_text_replays_the_forward_pass(family, vlm_of, samples):
+    """``text`` in a store is the rendered template: given to the processor with the sample's
+    image (BOS left to the text when it starts with it, as transformers does), it gives the
+    tokens the features were recorded on."""
+    vlm = vlm_of(family)
+    batch = vlm.encode(samples[:1])
+    text = batch.texts[0]
+    bos = vlm.tokenizer.bos_token
+    image = Image.open(samples[0]["image"]).convert("RGB")
+    replay = vlm.processor(text=[text], images=[[image]], return_tensors="pt",
+                           add_special_tokens=not (bos and text.startswith(bos)))
+    assert replay["input_ids"][0].tolist() == batch.input_ids[0].tolist()

@@ -1,13 +1,13 @@
 """Per-patch grounding: where in the image a concept fires.
 
 A sample's image-token states H (P, D) at a layer are projected on a concept direction v:
-s = H v / |v| (P,), laid out on the patch grid (g x g; a leading extra token such as CLIP's
-class token, P = g*g + 1, is dropped) and drawn over the image.
+s = H v / |v| (P,), laid out on the patch grid the adapter gives (``vlm.image_grid``: rows x
+cols, after dropping a leading extra token such as CLIP's class token) and drawn over the image.
+Families whose image tokens form no grid (perceiver latents, tiles) are refused.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -18,14 +18,17 @@ from xlvlm.errors import XlvlmError
 from xlvlm.hooks import record
 
 
-def _grid(scores: torch.Tensor) -> np.ndarray:
-    n = scores.shape[0]
-    for drop in (0, 1):
-        side = math.isqrt(n - drop)
-        if side * side == n - drop and side > 0:
-            return scores[drop:].reshape(side, side).float().cpu().numpy()
-    raise XlvlmError(f"{n} image tokens do not form a square patch grid; patch heatmaps support "
-                     f"square grids (LLaVA-style) only")
+def _grid(vlm, batch, index: int, scores: torch.Tensor) -> np.ndarray:
+    """Scores of one sample's image tokens (P,) laid out as the adapter says they lie."""
+    layout = vlm.image_grid(batch, index)
+    if layout is None:
+        raise XlvlmError(f"{vlm.family}: its image tokens form no patch grid (see docs/models.md); "
+                         f"patch heatmaps need one")
+    skip, rows, cols = layout
+    if scores.shape[0] != skip + rows * cols:
+        raise XlvlmError(f"{vlm.family}: {scores.shape[0]} image tokens, but the adapter's grid is "
+                         f"{skip} + {rows} x {cols}")
+    return scores[skip:].reshape(rows, cols).float().cpu().numpy()
 
 
 def patch_heatmaps(vlm, samples: Sequence[dict], layer, directions: torch.Tensor) -> list[np.ndarray]:
@@ -40,7 +43,7 @@ def patch_heatmaps(vlm, samples: Sequence[dict], layer, directions: torch.Tensor
     maps = []
     for b in range(len(samples)):
         unit = torch.nn.functional.normalize(directions[b].float().to(states.device), dim=0)
-        maps.append(_grid(states[b][mask[b]].float() @ unit))
+        maps.append(_grid(vlm, batch, b, states[b][mask[b]].float() @ unit))
     return maps
 
 

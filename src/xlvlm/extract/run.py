@@ -2,8 +2,9 @@
 
 Two modes:
   teacher forcing (default): one forward pass per batch over the templated prompt (plus the
-    sample's reference ``answer`` when the selector needs a response), right padded, stopped
-    after the deepest requested layer;
+    sample's reference ``answer`` when the selector needs a response), right padded (each
+    sample's tokens are located from the attention mask, whatever side the processor padded),
+    stopped after the deepest requested layer;
   generate: greedy generation, left padded; hooks record the prompt's states at prefill and
     each generated token's state at the step that feeds it back. Generation runs one step past
     ``max_new_tokens`` so that the last kept token has a state too; that extra token is not
@@ -95,7 +96,7 @@ def extract_batch_teacher_forced(vlm, samples: Sequence[dict], layers, selector:
         vlm.forward(batch)
     states = {key: recording.stacked(key) for key in recording.outputs}
     ids = batch.input_ids.tolist()
-    sequences = [row[:n] for row, n in zip(ids, batch.lengths)]
+    sequences = [row[o:o + n] for row, o, n in zip(ids, batch.offsets, batch.lengths)]  # either padding side
     views = _views(vlm, sequences, batch.prompt_lengths, vlm.image_token_id)
     rows, row_sample, present = _select_batch(states, views, batch.offsets, selector)
     return BatchFeatures(rows, row_sample, present, [None] * len(samples), batch.texts)

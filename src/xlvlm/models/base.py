@@ -4,13 +4,19 @@ A stage never touches ``model.model.language_model`` or a processor's calling co
 asks the adapter for the decoder layers, the final norm, the LM head, a padded batch of inputs,
 and where each sample's prompt and image tokens are.
 
+Tokens: the processor's own ``apply_chat_template(..., tokenize=True)`` makes them, as
+transformers documents, so BOS, image-token expansion and per-sample image lists are what the
+family's processor does for one sample.
+
 Padding: teacher-forced batches are right-padded, so every real token keeps the position ids it
 has at batch size 1 and, under the causal mask, never sees a pad. Generation batches are
-left-padded (HF ``generate`` derives position ids from the attention mask).
+left-padded (HF ``generate`` derives position ids from the attention mask). The side is asked of
+the processor explicitly (some default to left) and read back from the attention mask.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -20,6 +26,10 @@ from torch import nn
 
 from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
+
+
+FAMILIES_EXTRA_HINT = "install what model families need at run time: pip install 'xlvlm[families]'"
+REMOTE_CODE_HINT = "pass --trust-remote-code (Python: load_vlm(..., trust_remote_code=True)) if you trust its code"
 
 
 class StopForward(Exception):
@@ -73,11 +83,11 @@ class VLM:
     """A loaded vision-language model with the structure every stage needs.
 
     Attributes: ``model`` (the HF model), ``processor``, ``name`` (hub id or folder it came
-    from), ``family``. Subclasses override the ``*_module`` lookups and ``_processor_inputs``
-    where their family differs.
+    from), ``family``. Subclasses (one module per family, registered in
+    :mod:`xlvlm.models.registry`) override what their family does differently: the prompt
+    format (``_encode_inputs``), where a layer is read (``residual_site``), the image tokens'
+    layout (``image_grid``), inputs of appended tokens (``_appended_value``, ``extend_inputs``).
     """
-
-    family = "generic"
 
     def __init__(self, model: nn.Module, processor, name: str):
         self.model = model
@@ -85,11 +95,16 @@ class VLM:
         self.name = name
 
     @classmethod
-    def load(cls, name: str, config, device: torch.device, dtype) -> "VLM":
+    def load(cls, name: str, config, device: torch.device, dtype, trust_remote_code: bool = False) -> "VLM":
         """Load weights and processor; families with special loading override this."""
-        return load_with_auto_classes(cls, name, config, device, dtype)
+        return load_with_auto_classes(cls, name, config, device, dtype, trust_remote_code)
 
     # ---- structure -------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        """The config's ``model_type`` (the registry key)."""
+        return getattr(self.model.config, "model_type", "generic")
+
     @property
     def tokenizer(self):
         return getattr(self.processor, "tokenizer", self.processor)
@@ -110,6 +125,11 @@ class VLM:
     @property
     def lm_head(self) -> nn.Module:
         return self.model.get_output_embeddings()
+
+    def residual_site(self, index: int) -> tuple[nn.Module, str]:
+        """Where layer ``index`` (the residual stream after block ``index``) is read and steered:
+        (module, "output") or (module, "input"). Default: the block's own output."""
+        return self.decoder_layers[index], "output"
 
     @property
     def num_layers(self) -> int:
@@ -152,66 +172,118 @@ class VLM:
             return self.lm_head(vectors).float()
 
     # ---- prompts ---------------------------------------------------------------------------
-    def _messages(self, prompt: str, answer: str | None) -> list[dict]:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    @property
+    def chat_template(self) -> str | None:
+        return getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+
+    def conversation(self, prompt: str, image=None, answer: str | None = None) -> list[dict]:
+        """A user turn (the image, then the prompt) and, for teacher forcing, the assistant's answer."""
+        picture = {"type": "image"} if image is None else {"type": "image", "image": image}
+        messages = [{"role": "user", "content": [picture, {"type": "text", "text": prompt}]}]
         if answer is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return messages
 
     def format_prompt(self, prompt: str, answer: str | None = None) -> tuple[str, str]:
-        """The templated text for a user turn (image + prompt), with the generation prompt.
+        """The templated text of one sample: (text, prompt_part).
 
-        Returns (text, prompt_part): with an ``answer``, ``text`` is ``prompt_part`` followed by
-        the answer as the assistant turn would continue it (teacher forcing); otherwise both
-        are the prompt ending in the generation prompt.
+        ``prompt_part`` ends with the generation prompt; with an ``answer``, ``text`` is the
+        conversation with the answer as the assistant turn, otherwise it equals ``prompt_part``.
         """
-        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
-        if not template:
-            raise XlvlmError(f"{self.name}: the processor has no chat template; save one with the processor")
-        prompt_part = self.processor.apply_chat_template(self._messages(prompt, None), add_generation_prompt=True, tokenize=False)
+        self._require_template()
+        prompt_part = self.processor.apply_chat_template(self.conversation(prompt), add_generation_prompt=True,
+                                                         tokenize=False)
         if answer is None:
             return prompt_part, prompt_part
-        full = self.processor.apply_chat_template(self._messages(prompt, answer), tokenize=False)
-        if full.startswith(prompt_part):
-            return full, prompt_part
-        # Some templates render the assistant header differently with and without an answer;
-        # then the answer follows the generation prompt directly, which is what generation sees.
-        return prompt_part + " " + answer, prompt_part
+        return self.processor.apply_chat_template(self.conversation(prompt, answer=answer), tokenize=False), prompt_part
+
+    def _require_template(self) -> None:
+        if not self.chat_template:
+            raise XlvlmError(f"{self.name}: the processor has no chat template; save one with the processor")
 
     # ---- batching --------------------------------------------------------------------------
-    def _processor_inputs(self, texts: list[str], images: list) -> dict[str, torch.Tensor]:
-        return dict(self.processor(images=images, text=texts, return_tensors="pt", padding=True))
+    def _tokenize(self, conversations: list[list[dict]], add_generation_prompt: bool,
+                  padding_side: str) -> tuple[dict, list[str]]:
+        """transformers' own path: ``processor.apply_chat_template(..., tokenize=True)``.
 
-    def _count_tokens(self, text: str, image) -> int:
-        """Number of tokens the processor makes of ``text`` with ``image`` (no padding)."""
-        return int(self._processor_inputs([text], [image])["input_ids"].shape[1])
+        The processor renders the template, decides whether the tokenizer adds BOS (not when the
+        rendered text already starts with it), takes the images as one list per sample and pads
+        to ``padding_side``. Returns (processor outputs, rendered texts).
+        """
+        self._require_template()
+        texts = self.processor.apply_chat_template(conversations, add_generation_prompt=add_generation_prompt,
+                                                   tokenize=False)
+        inputs = self._call_processor(lambda: self.processor.apply_chat_template(
+            conversations, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True,
+            return_tensors="pt", processor_kwargs={"padding": True, "padding_side": padding_side}), len(texts))
+        return inputs, list(texts)
+
+    def _call_processor(self, call, batch_size: int) -> dict:
+        """Run a processor call; a batch it rejects is a one-line error naming family and size."""
+        try:
+            return dict(call())
+        except (ValueError, TypeError, IndexError) as exc:
+            hint = "; try --batch-size 1" if batch_size > 1 else ""
+            raise XlvlmError(f"{self.family}: the processor rejects a batch of {batch_size} sample(s) "
+                             f"({_first_line(exc)}){hint}") from exc
+
+    def _encode_inputs(self, samples: Sequence[dict], images: list, answers: list[str | None],
+                       padding_side: str) -> tuple[dict, list[str], list[int] | None]:
+        """Processor outputs, texts, and (teacher forcing) each sample's prompt length in tokens.
+
+        Families with their own prompt format override this. The prompt length comes from
+        tokenizing the prompt alone (same path) and comparing it with the full sequence.
+        """
+        if all(a is None for a in answers):
+            inputs, texts = self._tokenize([self.conversation(s["prompt"], im) for s, im in zip(samples, images)],
+                                           True, padding_side)
+            return inputs, texts, None
+        if any(a is None for a in answers):
+            raise XlvlmError("teacher forcing needs an answer for every sample of a batch")
+        inputs, texts = self._tokenize([self.conversation(s["prompt"], im, a)
+                                        for s, im, a in zip(samples, images, answers)], False, padding_side)
+        prompts, _ = self._tokenize([self.conversation(s["prompt"], im) for s, im in zip(samples, images)],
+                                    True, padding_side)
+        # The answer starts where the full sequence leaves the prompt tokenized alone. Usually the
+        # prompt is a prefix; a template that writes the assistant header differently with
+        # content than as the generation prompt (e.g. "assistant \n" against "assistant\n")
+        # makes the response start at the first differing token.
+        prompt_lengths = [_common_prefix(row, prompt_row)
+                          for row, prompt_row in zip(_real_rows(inputs), _real_rows(prompts))]
+        return inputs, texts, prompt_lengths
 
     def encode(self, samples: Sequence[dict], answers: Sequence[str | None] | None = None,
                padding_side: str = "right") -> Batch:
-        """Template, tokenize and pad samples (dicts with ``image``, ``prompt``) into a Batch."""
+        """Template, tokenize and pad samples (dicts with ``image``, ``prompt``) into a Batch.
+
+        padding_side is asked of the processor; where each sample's tokens sit is read back
+        from the attention mask, so a processor that pads otherwise is still read right.
+        """
         answers = list(answers) if answers is not None else [None] * len(samples)
         images = [load_image(s["image"]) for s in samples]
-        texts, prompt_parts = zip(*(self.format_prompt(s["prompt"], a) for s, a in zip(samples, answers)))
-        tokenizer = self.tokenizer
-        previous_side = tokenizer.padding_side
-        tokenizer.padding_side = padding_side
-        try:
-            inputs = self._processor_inputs(list(texts), images)
-        finally:
-            tokenizer.padding_side = previous_side
-        mask = inputs["attention_mask"]
-        lengths = mask.sum(dim=1).tolist()
-        width = mask.shape[1]
-        offsets = [width - n if padding_side == "left" else 0 for n in lengths]
-        prompt_lengths = [
-            n if text == part else self._count_tokens(part, image)
-            for n, text, part, image in zip(lengths, texts, prompt_parts, images)
-        ]
+        inputs, texts, prompt_lengths = self._encode_inputs(samples, images, answers, padding_side)
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(inputs["input_ids"])
+            inputs["attention_mask"] = mask
+        offsets, lengths = _offsets_and_lengths(mask)
+        side = "left" if any(o > 0 for o in offsets) else padding_side
+        if side != padding_side:
+            # Real tokens would sit at other positions than at batch size 1 (most models number
+            # positions from the start of the row when no position ids are given).
+            raise XlvlmError(f"{self.family}: the processor padded left although right padding was asked; "
+                             f"use --batch-size 1")
+        if prompt_lengths is None:
+            prompt_lengths = list(lengths)
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         for key, value in inputs.items():
             if torch.is_tensor(value) and value.is_floating_point():
                 inputs[key] = value.to(self.dtype)
-        return Batch(inputs, offsets, lengths, prompt_lengths, list(texts), padding_side)
+        return Batch(inputs, offsets, lengths, prompt_lengths, list(texts), side)
+
+    def _appended_value(self, key: str) -> int:
+        """The value a per-token input takes for tokens appended after the prompt (generated text)."""
+        return 1 if key == "attention_mask" else 0
 
     def extend_inputs(self, batch: Batch, new_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs for one forward pass over each sample's tokens followed by ``new_ids`` (B, N).
@@ -219,7 +291,8 @@ class VLM:
         Used to re-read a generation in a single pass. The batch must be left padded (as in
         generation) or unpadded, so the new tokens follow each sample's last real token.
         Per-token inputs grow with the ids: the attention mask with ones, any other (B, T)
-        tensor (``mm_token_type_ids``, ``token_type_ids``, ...) with zeros, i.e. text.
+        tensor (``mm_token_type_ids``, ``token_type_ids``, ...) with ``_appended_value(key)``
+        (0, i.e. text, unless the family says otherwise).
         """
         if batch.padding_side == "right" and len(set(batch.lengths)) > 1:
             raise XlvlmError("extend_inputs needs a left-padded batch: right padding would sit between prompt and new tokens")
@@ -230,8 +303,8 @@ class VLM:
             if key == "input_ids":
                 value = torch.cat([ids, new_ids], dim=1)
             elif torch.is_tensor(value) and value.shape == ids.shape:
-                fill = torch.ones if key == "attention_mask" else torch.zeros
-                value = torch.cat([value, fill(new_ids.shape, dtype=value.dtype, device=value.device)], dim=1)
+                fill = torch.full(new_ids.shape, self._appended_value(key), dtype=value.dtype, device=value.device)
+                value = torch.cat([value, fill], dim=1)
             inputs[key] = value
         return inputs
 
@@ -240,6 +313,20 @@ class VLM:
         if self.image_token_id is None:
             raise XlvlmError(f"{self.name}: the model config names no image token id; the 'image' selector needs one")
         return batch.input_ids == self.image_token_id
+
+    def image_grid(self, batch: Batch, index: int) -> tuple[int, int, int] | None:
+        """How sample ``index``'s image tokens lie on the image: (skip, rows, cols) when the
+        first ``skip`` are extra (a class token) and the rest a rows x cols patch grid in
+        row-major order; None when they form no grid (latents, tiles, cross-attention).
+
+        Default: a square grid, with or without one leading extra token (LLaVA-1.5, Gemma 3).
+        """
+        n = int(self.image_mask(batch)[index].sum())
+        for skip in (0, 1):
+            side = math.isqrt(max(n - skip, 0))
+            if side > 0 and side * side == n - skip:
+                return skip, side, side
+        return None
 
     # ---- running ---------------------------------------------------------------------------
     def forward(self, batch: Batch) -> None:
@@ -286,6 +373,49 @@ class VLM:
                 f"hidden_size={self.hidden_size}, device={self.device}, dtype={self.dtype})")
 
 
+def grid_from_thw(batch: Batch, index: int, merge: int) -> tuple[int, int, int]:
+    """(0, rows, cols) of a Qwen-style image: ``image_grid_thw`` (images, 3) counts patches
+    before the ``merge`` x ``merge`` merger, one image per sample, one frame."""
+    _, height, width = (int(v) for v in batch.inputs["image_grid_thw"][index])
+    return 0, height // merge, width // merge
+
+
+def grid_from_image_sizes(batch: Batch, index: int, patch: int) -> tuple[int, int, int]:
+    """(0, rows, cols) of a Pixtral-style image: ``image_sizes`` (images, 2) in pixels after
+    resizing, one token per ``patch`` x ``patch`` (the row-break tokens are not image tokens)."""
+    height, width = (int(v) for v in batch.inputs["image_sizes"][index])
+    return 0, height // patch, width // patch
+
+
+def _real_rows(inputs: dict) -> list[list[int]]:
+    """Each row's real (unpadded) token ids, from the attention mask."""
+    ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+    if mask is None:
+        return ids.tolist()
+    return [row[m.bool()].tolist() for row, m in zip(ids, mask)]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _offsets_and_lengths(mask: torch.Tensor) -> tuple[list[int], list[int]]:
+    """(B, T) attention mask -> first real position and number of real tokens of each row.
+
+    Real tokens must be contiguous (padding on one side), which is what every processor does."""
+    lengths = mask.sum(dim=1).tolist()
+    offsets = mask.long().argmax(dim=1).tolist()
+    for b, (offset, n) in enumerate(zip(offsets, lengths)):
+        if n and int(mask[b, offset:offset + n].sum()) != n:
+            raise XlvlmError(f"row {b} of the batch has padding inside its tokens; cannot locate its tokens")
+    return offsets, lengths
+
+
 @contextmanager
 def quiet_transformers():
     """Silence transformers' weight-loading progress bars (xlvlm shows its own progress)."""
@@ -313,8 +443,12 @@ def load_with_auto_classes(cls, name: str, config, device, dtype, trust_remote_c
         try:
             processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
             model = AutoModelForImageTextToText.from_pretrained(
-                name, config=config, dtype=dtype, trust_remote_code=trust_remote_code)
+                name, config=config, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+        except ImportError as exc:  # a package the family's processor or code imports
+            raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}; {FAMILIES_EXTRA_HINT}")
         except (OSError, ValueError, KeyError) as exc:
+            if "trust_remote_code" in str(exc):  # e.g. a processor whose code ships with the model
+                raise XlvlmError(f"cannot load model {name!r}: it runs code from its repository; {REMOTE_CODE_HINT}")
             raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}")
     model.to(device).eval()
     return cls(model, processor, name)

@@ -46,7 +46,8 @@ from torch import nn
 
 from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
-from xlvlm.models.base import VLM, Batch, _first_line, quiet_transformers
+from xlvlm.models.base import FAMILIES_EXTRA_HINT, REMOTE_CODE_HINT, VLM, Batch, _first_line, quiet_transformers
+from xlvlm.models.registry import register
 
 IMAGE_PATCH_TOKEN = "<im_patch>"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -108,23 +109,30 @@ def _cache_of(output):
     return cache if cache is not None else output.past_key_values
 
 
+@register("molmo", name="Molmo (v1, remote code)", examples=("allenai/Molmo-7B-D-0924",),
+          auto_class=None, remote_code=True,
+          not_checked="the hub's remote code itself (a stand-in of its interfaces is checked), TensorFlow's resize")
 class MolmoVLM(VLM):
     family = "molmo"
 
     @classmethod
-    def load(cls, name: str, config, device: torch.device, dtype) -> "MolmoVLM":
+    def load(cls, name: str, config, device: torch.device, dtype, trust_remote_code: bool = False) -> "MolmoVLM":
         from transformers import AutoProcessor
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
+        if not trust_remote_code:  # the config step refuses first; this guards direct calls
+            raise XlvlmError(f"cannot load model {name!r}: Molmo v1 runs code from its repository; {REMOTE_CODE_HINT}")
         class_ref = (getattr(config, "auto_map", None) or {}).get("AutoModelForCausalLM")
         if class_ref is None:
             raise XlvlmError(f"cannot load model {name!r}: a Molmo config names no AutoModelForCausalLM in auto_map")
         with quiet_transformers():
             try:
                 model_class = _loadable_subclass(get_class_from_dynamic_module(class_ref, name))
-                model = model_class.from_pretrained(name, config=config, dtype=dtype)
+                model = model_class.from_pretrained(name, config=config, dtype=dtype, use_safetensors=True)
                 processor = AutoProcessor.from_pretrained(name, trust_remote_code=True)
-            except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: the remote code's packages
+            except ImportError as exc:  # the remote code imports einops, ...
+                raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}; {FAMILIES_EXTRA_HINT}")
+            except (OSError, ValueError, KeyError) as exc:
                 raise XlvlmError(f"cannot load model {name!r}: {_first_line(exc)}")
         model.to(device).eval()
         return cls(model, processor, name)
@@ -146,6 +154,9 @@ class MolmoVLM(VLM):
     def image_token_id(self) -> int | None:
         token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_PATCH_TOKEN)
         return None if token_id is None or token_id == self.tokenizer.unk_token_id else int(token_id)
+
+    def image_grid(self, batch, index: int):
+        return None  # a low-resolution view plus overlapping crops: no single grid
 
     @property
     def eos_token_ids(self) -> set[int]:

@@ -17,7 +17,10 @@ The base adapter fits it; what is particular is handled by the processor and the
 from __future__ import annotations
 
 from xlvlm.models.base import VLM
+from xlvlm.models.registry import register
 
 
+@register("molmo2", name="Molmo2", examples=("allenai/Molmo2-8B",))
 class Molmo2VLM(VLM):
-    family = "molmo2"
+    def image_grid(self, batch, index: int):
+        return None  # a low-resolution view plus overlapping crops: no single grid

@@ -10,10 +10,13 @@ positions. With left padding, batched passes match single-sample ones (tests che
 
 from __future__ import annotations
 
-from xlvlm.models.base import VLM
+from xlvlm.models.base import VLM, grid_from_thw
+from xlvlm.models.registry import register
 
 
+@register("qwen2_5_vl", name="Qwen2.5-VL", examples=("Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct"))
+@register("qwen2_vl", name="Qwen2-VL", examples=("Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-2B-Instruct"))
 class Qwen2VLM(VLM):
-    @property
-    def family(self) -> str:
-        return self.model.config.model_type  # "qwen2_vl" or "qwen2_5_vl"
+    def image_grid(self, batch, index: int):
+        """The merged patch grid of the sample's image (``image_grid_thw``)."""
+        return grid_from_thw(batch, index, self.model.config.vision_config.spatial_merge_size)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.hooks import hidden_of, resolve_layer
+from xlvlm.hooks import attach, resolve_layer
 
 POSITION_RULES = ("all", "generated", "from-last-prompt")
 OPERATORS = ("add", "project-out")
@@ -124,11 +124,10 @@ def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, position
     def make_layer_hook(key: str):
         vector, unit = prepared[key]
 
-        def hook(module, args, output):
-            hidden = hidden_of(output)
+        def hook(hidden):
             batch, t = hidden.shape[0], hidden.shape[1]
             if condition is not None and state.condition_pending:
-                return output  # the decision is taken at the condition layer of this prefill
+                return None  # the decision is taken at the condition layer of this prefill
             mask = _position_mask(state, rule, t, batch, hidden.device)
             if operator == "add":
                 delta = alpha * vector
@@ -136,16 +135,12 @@ def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, position
             else:
                 delta = -alpha * (hidden @ unit)[..., None] * unit
                 delta = delta if mask is None else delta * mask.to(hidden.dtype)
-            steered = hidden + delta
-            if isinstance(output, (tuple, list)):
-                return (steered, *output[1:])
-            return steered
+            return hidden + delta
 
         return hook
 
-    def condition_hook(module, args, output):
+    def condition_hook(hidden):
         if state.condition_pending:
-            hidden = hidden_of(output)
             index = state.real_index
             last = index.argmax(dim=1)  # the last real token of each sample in this call
             states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
@@ -157,9 +152,9 @@ def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, position
     try:
         handles.append(vlm.model.register_forward_pre_hook(model_pre_hook, with_kwargs=True))
         if condition is not None:
-            handles.append(resolve_layer(vlm, condition.layer).module.register_forward_hook(condition_hook))
+            handles.append(attach(resolve_layer(vlm, condition.layer), condition_hook))
         for ref in refs:
-            handles.append(ref.module.register_forward_hook(make_layer_hook(ref.key)))
+            handles.append(attach(ref, make_layer_hook(ref.key)))
         yield state
     finally:
         for handle in handles:

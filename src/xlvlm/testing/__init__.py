@@ -4,6 +4,6 @@ Tests (and users without network) use them to exercise the same loading path as 
 build, ``save_pretrained`` to a folder, then ``xlvlm.load_vlm(folder)``.
 """
 
-from xlvlm.testing.tiny import build_tiny, TINY_FAMILIES, tiny_vocabulary, train_word_tokenizer
+from xlvlm.testing.tiny import build_tiny, TINY_FAMILIES, tiny_builders, tiny_vocabulary, train_word_tokenizer
 
-__all__ = ["build_tiny", "TINY_FAMILIES", "tiny_vocabulary", "train_word_tokenizer"]
+__all__ = ["build_tiny", "TINY_FAMILIES", "tiny_builders", "tiny_vocabulary", "train_word_tokenizer"]

@@ -320,6 +320,16 @@ TINY_FAMILIES = {
 }
 
 
+def tiny_builders() -> dict:
+    """Every tiny builder by ``model_type``: the ones above and those of ``xlvlm.testing.builders``."""
+    from xlvlm.testing.builders import BUILDERS
+
+    return {**TINY_FAMILIES, **BUILDERS}
+
+
 def build_tiny(family: str, folder: str | Path, seed: int = 0) -> Path:
-    """Build a tiny random-weight model of ``family`` into ``folder`` and return the folder."""
-    return TINY_FAMILIES[family](folder, seed=seed)
+    """Build a tiny random-weight model of ``family`` (a ``model_type``) into ``folder``; returns it."""
+    builders = tiny_builders()
+    if family not in builders:
+        raise KeyError(f"no tiny builder for {family!r}; known: {sorted(builders)}")
+    return builders[family](folder, seed=seed)
