@@ -129,7 +129,7 @@ def sweep_table(rows: list[dict]) -> str:
 def describe_settings(settings: dict) -> str:
     """One line: where, how and when the sweep steered."""
     condition = settings.get("condition")
-    when = (f"only samples past the condition at layer {condition['layer']}" if condition
+    when = (f"only samples past the condition at layer {condition.get('layer')}" if isinstance(condition, dict)
             else "every sample (no condition)")
     return (f"Positions: {settings.get('positions', 'all')}; operator: {settings.get('operator', 'add')}"
             f"{', unit-norm vectors' if settings.get('normalize') else ''}; steered: {when}.")
