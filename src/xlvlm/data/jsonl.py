@@ -53,6 +53,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 raise XlvlmError(f"{path}:{line_no}: field {name!r} should be a non-empty string; fix that line")
         if "\x00" in record["image"]:
             raise XlvlmError(f"{path}:{line_no}: field 'image' contains a NUL character; fix that line")
+        if isinstance(record["id"], bool) or not isinstance(record["id"], (str, int)) or not str(record["id"]).strip():
+            raise XlvlmError(f"{path}:{line_no}: field 'id' should be a non-empty string or a number, not "
+                             f"{record['id']!r}; fix that line")
         record["id"] = str(record["id"])
         if record["id"] in seen:
             raise XlvlmError(f"{path}:{line_no}: duplicate id {record['id']!r}; ids must be unique")
