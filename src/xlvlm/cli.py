@@ -84,11 +84,10 @@ def cmd_extract(args) -> None:
         if missing is not None:  # fail before the (slow) model load
             raise XlvlmError(f"{missing['image']}: image not found (sample {missing['id']!r}); "
                              f"fix the path or pass --skip-bad")
-    if args.shard_samples % args.batch_size:
-        # A shard is flushed after whole batches, so its size is the next multiple of the batch size.
-        rounded = -(-args.shard_samples // args.batch_size) * args.batch_size
-        print(f"xlvlm: warning: shards hold whole batches: --shard-samples {args.shard_samples} becomes {rounded} "
-              f"(a multiple of --batch-size {args.batch_size})", file=sys.stderr)
+    if args.shard_samples < args.batch_size:
+        # A shard is written after whole batches: it holds at least one, more than was asked.
+        print(f"xlvlm: warning: shards hold whole batches: --shard-samples {args.shard_samples} becomes "
+              f"{args.batch_size} (--batch-size)", file=sys.stderr)
     options = dict(layers=_layers(args.layers), select=args.select, out=args.out, generate=args.generate,
                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, shard_samples=args.shard_samples,
                    skip_bad=args.skip_bad)
@@ -346,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
     p.add_argument("--skip-bad", action="store_true", help="skip missing/corrupt images (recorded in the manifest)")
     p.add_argument("--shard-samples", type=valid.positive_int, default=512,
-                   help="samples per shard file: the unit of resuming and of memory held while extracting")
+                   help="samples per shard file, rounded up to whole batches: the unit of resuming and of memory "
+                   "held while extracting")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract, required=("model", "data", "out"))
 

@@ -60,7 +60,7 @@ def test_shard_samples_rounded_to_whole_batches_says_so(cli, tiny_dir, samples, 
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(s) + "\n" for s in samples[:4]))
     code, _, err = cli(["extract", "--model", tiny_dir("llava"), "--data", data, "--out", tmp_path / "s",
-                        "--batch-size", "2", "--shard-samples", "3", "--quiet"])
+                        "--batch-size", "4", "--shard-samples", "3", "--quiet"])
     assert code == 0
     assert "--shard-samples 3 becomes 4" in err
     shards = xlvlm.FeatureStore(tmp_path / "s").manifest["shards"]
