@@ -1,7 +1,8 @@
 """The ``xlvlm`` command line. Each command is a thin layer over the Python API.
 
-Bad input exits with status 2 and one line ``xlvlm: error: ...``; any other exception is a bug
-and keeps its traceback.
+Bad input exits with status 2 and one line ``xlvlm: error: ...``, and so does a failure of the
+machine the user can fix (a full disk, a read-only folder, a file where a folder is expected:
+:func:`xlvlm.errors.describe_os_error`); any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from xlvlm import cli_validate as valid
-from xlvlm.errors import XlvlmError
+from xlvlm.errors import XlvlmError, describe_os_error
 
 
 def _record_command(args, folder) -> None:
@@ -212,17 +213,26 @@ def cmd_steer_condition(args) -> None:
 
 def cmd_steer_apply(args) -> None:
     import xlvlm
-    from xlvlm.data import write_jsonl
+    from xlvlm.data.jsonl import JsonlAppender
     from xlvlm.steer import SteeringVector
     from xlvlm.steer.run import predict
 
     vector = SteeringVector.load(args.vector)
     samples = load_data(args)
-    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
-    records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions, operator=args.operator,
-                      condition=_condition(args), max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                      progress=not args.quiet)
-    write_jsonl(records, args.out)
+    # Predictions are written as they come (OUT.partial, renamed to OUT at the end): an odd --out
+    # fails before the model loads, and a full disk late in the run keeps what was generated.
+    with JsonlAppender(args.out) as out:
+        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
+        try:
+            records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions,
+                              operator=args.operator, condition=_condition(args), max_new_tokens=args.max_new_tokens,
+                              batch_size=args.batch_size, progress=not args.quiet, on_batch=out.write)
+            out.commit()
+        except OSError as exc:
+            if describe_os_error(exc) is None:
+                raise
+            raise XlvlmError(f"{describe_os_error(exc, out.partial)}; the {out.count} predictions written before are in "
+                             f"{out.partial} ({args.out} is unchanged)") from None
     print(f"wrote {args.out}: {len(records)} predictions (alpha {args.alpha:g}, {vector})")
 
 
@@ -515,6 +525,12 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except XlvlmError as exc:
         print(f"xlvlm: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        print(f"xlvlm: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xlvlm: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -7,6 +7,7 @@ feature store. Relative image paths are resolved against the JSONL file's folder
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
@@ -73,3 +74,44 @@ def write_jsonl(samples, path: str | Path) -> None:
     from xlvlm.io import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+
+
+class JsonlAppender:
+    """Records written as they come, so that a failure late in a long run keeps what was done.
+
+    They go to ``PATH.partial`` (flushed after every :meth:`write`); :meth:`commit` makes it
+    ``PATH`` with one atomic rename. Until then an existing ``PATH`` is left as it was, and if
+    the run fails (a full disk, an interrupt) ``PATH.partial`` holds every record written (it is
+    removed if there are none).
+    Use as a context manager and call :meth:`commit` at the end.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+        self._handle = open(self.partial, "w", encoding="utf-8")
+
+    def write(self, records) -> None:
+        self._handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        self._handle.flush()
+        self.count += len(records)
+
+    def commit(self) -> None:
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self.partial, self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if not self._handle.closed:
+            try:
+                self._handle.close()
+            except OSError:  # a full disk may refuse the last flush too; the error in flight says so
+                pass
+            if self.count == 0:  # failed before any record: nothing worth keeping
+                self.partial.unlink(missing_ok=True)
+        return False

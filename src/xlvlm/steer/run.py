@@ -21,8 +21,9 @@ from xlvlm.steer.vector import METHODS, SteeringVector
 
 def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
             positions="all", operator: str = "add", condition=None, max_new_tokens: int = 10,
-            batch_size: int = 8, progress: bool = True, desc: str = "generate") -> list[dict]:
-    """Greedy predictions for ``samples``, steered by ``vector`` when given."""
+            batch_size: int = 8, progress: bool = True, desc: str = "generate", on_batch=None) -> list[dict]:
+    """Greedy predictions for ``samples``, steered by ``vector`` when given. ``on_batch``, when
+    given, receives each batch's records as soon as they exist (e.g. to write them as they come)."""
     context = (vector.apply(vlm, alpha=alpha, positions=positions, operator=operator, condition=condition)
                if vector is not None else nullcontext())
     records = []
@@ -31,7 +32,10 @@ def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, 
                           leave=False):
             chunk = samples[start:start + batch_size]
             texts = vlm.generate_batch(chunk, max_new_tokens=max_new_tokens).texts
-            records.extend(dict(sample, prediction=text) for sample, text in zip(chunk, texts))
+            batch = [dict(sample, prediction=text) for sample, text in zip(chunk, texts)]
+            if on_batch is not None:
+                on_batch(batch)
+            records.extend(batch)
     return records
 
 
