@@ -55,6 +55,9 @@ def _crafted_run(tmp_path):
         "finetuned": {"names_color": hostile}}))
     (run / "linked").mkdir()
     (run / "linked" / "shift.json").symlink_to(outside / "shift.json")
+    (outside / "stage").mkdir()
+    (outside / "stage" / "shift.json").write_text(json.dumps({"settings": {"layer": SECRET}}))
+    (run / "linked_folder").symlink_to(outside / "stage", target_is_directory=True)
     (run / "notes.html").write_text('<p>hi</p><img src="https://evil.example/track.png">')
     (run / "notes.txt").write_text("Notes with " + SCRIPT + "\n\nsecond paragraph")
     return run
@@ -105,6 +108,7 @@ def test_concepts_settings_links_and_html_notes_each_are_caught(tmp_path):
         for file in (run / stage).iterdir():
             file.unlink()
         (run / stage).rmdir()
+    (run / "linked_folder").unlink()
     (run / "notes.txt").unlink()
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
