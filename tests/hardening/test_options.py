@@ -89,3 +89,10 @@ def test_library_refuses_empty_sweeps_and_bad_predict_settings(samples):
         predict(None, samples, batch_size=-2)
     with pytest.raises(XlvlmError, match="finite"):
         predict(None, samples, alpha=float("inf"))
+
+
+def test_main_returns_2_for_a_bad_option_like_for_any_bad_input(capsys):
+    from xlvlm.cli import main
+
+    assert main(["steer", "apply", "--alpha", "nan"]) == 2
+    assert capsys.readouterr().err.startswith("xlvlm: error: argument --alpha")
