@@ -48,7 +48,8 @@ class _Parser(argparse.ArgumentParser):
 
 # ---- extract -------------------------------------------------------------------------------------
 def add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=valid.path, required=False, help="samples: a .jsonl file (id, image, prompt[, answer]), "
+    parser.add_argument("--data", type=valid.path, required=False,
+                        help="samples: a .jsonl file (id, image, prompt[, answer]), "
                         "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, or an image folder")
     parser.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2: data")
     parser.add_argument("--annotations", type=valid.path, help="VQAv2 annotations JSON (for vqav2: data)")
@@ -56,7 +57,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                         "for the VQA readers); default: the reader's")
     parser.add_argument("--answer-type", help="keep samples of these answer types (comma list, e.g. yes/no)")
     parser.add_argument("--contains", help="keep samples whose reference answer/caption contains this word")
-    parser.add_argument("--word-class", type=valid.path, help="keep samples whose answer/caption has a word of this class")
+    parser.add_argument("--word-class", type=valid.path,
+                        help="keep samples whose answer/caption has a word of this class")
     parser.add_argument("--ids", type=valid.path, help="keep samples whose id is listed in this file (one per line)")
     parser.add_argument("--limit", type=valid.positive_int, help="keep N random samples (seeded by --seed)")
     parser.add_argument("--seed", type=valid.seed, default=0)
@@ -231,8 +233,8 @@ def cmd_steer_apply(args) -> None:
         except OSError as exc:
             if describe_os_error(exc) is None:
                 raise
-            raise XlvlmError(f"{describe_os_error(exc, out.partial)}; the {out.count} predictions written before are in "
-                             f"{out.partial} ({args.out} is unchanged)") from None
+            raise XlvlmError(f"{describe_os_error(exc, out.partial)}; the {out.count} predictions written before "
+                             f"are in {out.partial} ({args.out} is unchanged)") from None
     print(f"wrote {args.out}: {len(records)} predictions (alpha {args.alpha:g}, {vector})")
 
 
@@ -330,7 +332,8 @@ def _add_steer_options(p) -> None:
     p.add_argument("--positions", default="all",
                    help="all, generated, from-last-prompt, or a prompt index K (steer positions >= K)")
     p.add_argument("--operator", default="add", choices=["add", "project-out"])
-    p.add_argument("--condition", type=valid.path, help="condition file from `xlvlm steer condition`: steer only matching samples")
+    p.add_argument("--condition", type=valid.path,
+                   help="condition file from `xlvlm steer condition`: steer only matching samples")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,9 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Record hidden states of chosen tokens into a feature store. Rerun the same "
                        "command to resume an interrupted run. Under `torchrun --nproc_per_node N` each process "
                        "extracts a share of the samples and the result is one store (docs/scale.md).")
-    p.add_argument("--model", type=valid.path, required=False, help="hub id, local folder, or organism:original|finetuned")
+    p.add_argument("--model", type=valid.path, required=False,
+                   help="hub id, local folder, or organism:original|finetuned")
     add_data_options(p)
-    p.add_argument("--layers", type=valid.names, default="final", help="comma list: block indices (negatives from the end), "
+    p.add_argument("--layers", type=valid.names, default="final",
+                   help="comma list: block indices (negatives from the end), "
                    "'final' (final norm output) or module names; default: final")
     p.add_argument("--select", default="last-prompt", help="token selector (see docs/extract.md); default last-prompt")
     p.add_argument("--out", type=valid.path, required=False, help="store folder (resumed if it holds a partial store)")
@@ -368,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", "--layers", dest="layer", type=valid.names, default=None, help="layer(s), comma list")
     p.add_argument("--method", default="mean-diff", choices=["mean-diff", "mean-of-shifts", "pca", "concept"])
     p.add_argument("--concepts", type=valid.path, help="concept dictionary folder (for --method concept)")
-    p.add_argument("--from", dest="concept_from", type=valid.index, help="concept index to move from (--method concept)")
+    p.add_argument("--from", dest="concept_from", type=valid.index,
+                   help="concept index to move from (--method concept)")
     p.add_argument("--to", dest="concept_to", type=valid.index, help="concept index to move to (--method concept)")
     p.add_argument("--n-concepts", type=valid.positive_int, default=8,
                    help="--method concept without --concepts: k-means concepts learnt per layer on the source "
@@ -383,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="condition layer (before the steered layers)")
     p.add_argument("--method", default="lda", choices=["lda", "mean-diff"],
                    help="direction: Fisher's (lda, default) or the difference of means")
-    p.add_argument("--shrinkage", type=valid.fraction, default=0.1, help="lda: covariance shrinkage towards the identity "
+    p.add_argument("--shrinkage", type=valid.fraction, default=0.1,
+                   help="lda: covariance shrinkage towards the identity "
                    "(0 to 1; more for few examples in many dimensions)")
     p.add_argument("--out", type=valid.path, help="output .safetensors file")
     p.set_defaults(func=cmd_steer_condition, required=("positive", "negative", "layer", "out"))
@@ -406,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=valid.names, default="final")
     p.add_argument("--alphas", type=valid.alphas, default="1,2,4",
                    help="comma list of steering strengths (finite, at most 1e6 in magnitude)")
-    p.add_argument("--methods", type=valid.names, default="mean-diff", help="comma list of mean-diff, mean-of-shifts, pca, concept")
+    p.add_argument("--methods", type=valid.names, default="mean-diff",
+                   help="comma list of mean-diff, mean-of-shifts, pca, concept")
     p.add_argument("--n-concepts", type=valid.positive_int, default=8,
                    help="for the concept method: k-means concepts learnt per layer on the source and target rows")
     p.add_argument("--source-answer", default="yes", help="answer (or answer type) steered away from")
@@ -421,11 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="layer in the store")
     p.add_argument("--method", default="snmf", help="snmf, nndl, kmeans, pca, nmf, simple, topk-sae")
     p.add_argument("--n-concepts", type=valid.positive_int, default=20)
-    p.add_argument("--model", type=valid.path, help="the model (for words, scores and heatmaps); without it, no text grounding")
+    p.add_argument("--model", type=valid.path,
+                   help="the model (for words, scores and heatmaps); without it, no text grounding")
     p.add_argument("--device", type=valid.device, default="cpu")
     p.add_argument("--dtype", default=None)
     p.add_argument("--top-words", type=valid.positive_int, default=10)
-    p.add_argument("--words", type=valid.path, help="ground in these words only: a file with one word per line (or colors, "
+    p.add_argument("--words", type=valid.path,
+                   help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
     p.add_argument("--top-samples", type=valid.positive_int, default=20, help="most-activating samples per concept")
     p.add_argument("--clip-model", type=valid.path, help="CLIP model (hub id or folder) for CLIPScore")
@@ -439,8 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--original", type=valid.path, help="feature store of the original model")
     p.add_argument("--finetuned", type=valid.path, help="feature store of the fine-tuned model (same samples)")
     p.add_argument("--layer", help="layer present in both stores")
-    p.add_argument("--model", type=valid.path, help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
-    p.add_argument("--words", type=valid.path, help="ground in these words only: a file with one word per line (or colors, "
+    p.add_argument("--model", type=valid.path,
+                   help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    p.add_argument("--words", type=valid.path,
+                   help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
     p.add_argument("--device", type=valid.device, default="cpu")
     p.add_argument("--dtype", default=None)
@@ -468,12 +480,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = organism.add_parser("train", help="train the original organism from scratch")
     p.add_argument("--out", type=valid.path, help="output model folder")
     p.add_argument("--seed", type=valid.seed, default=0)
-    p.add_argument("--minutes", type=valid.positive_float, default=None, help="cap the run by the clock (then not deterministic)")
+    p.add_argument("--minutes", type=valid.positive_float, default=None,
+                   help="cap the run by the clock (then not deterministic)")
     p.add_argument("--reduced", action="store_true", help="a tiny model, a few steps (a smoke test)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_organism_train, required=("out",))
     p = organism.add_parser("finetune", help="fine-tune an organism so that its captions name colours")
-    p.add_argument("--original", type=valid.path, help="the original organism's folder (e.g. from xlvlm organism train)")
+    p.add_argument("--original", type=valid.path,
+                   help="the original organism's folder (e.g. from xlvlm organism train)")
     p.add_argument("--out", type=valid.path, help="output model folder")
     p.add_argument("--seed", type=valid.seed, default=0)
     p.add_argument("--minutes", type=valid.positive_float, default=None)
