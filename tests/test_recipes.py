@@ -7,7 +7,7 @@ import pytest
 from xlvlm.cli import _apply_config, build_parser
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
-ENV = ["COCO_KARPATHY", "COCO_IMAGES", "MODEL", "VQAV2_QUESTIONS", "VQAV2_ANNOTATIONS", "VQAV2_IMAGES", "CONTAINS",
+ENV = ["COCO_KARPATHY", "COCO_IMAGES", "MODEL", "VQAV2_QUESTIONS", "VQAV2_ANNOTATIONS", "VQAV2_IMAGES",
        "VQAV2_VAL_QUESTIONS", "VQAV2_VAL_ANNOTATIONS", "VQAV2_VAL_IMAGES"]
 
 

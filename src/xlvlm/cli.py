@@ -1,7 +1,8 @@
 """The ``xlvlm`` command line. Each command is a thin layer over the Python API.
 
-Bad input exits with status 2 and one line ``xlvlm: error: ...``; any other exception is a bug
-and keeps its traceback.
+Bad input exits with status 2 and one line ``xlvlm: error: ...``, and so does a failure of the
+machine the user can fix (a full disk, a read-only folder, a file where a folder is expected:
+:func:`xlvlm.errors.describe_os_error`); any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from xlvlm.errors import XlvlmError
+from xlvlm import cli_validate as valid
+from xlvlm.errors import XlvlmError, describe_os_error
 
 
 def _command_text(args) -> str:
@@ -26,65 +28,39 @@ def _layers(text: str) -> list:
     return [part.strip() for part in str(text).split(",") if part.strip()]
 
 
-def _load_config(path: str | None) -> dict:
-    """Options from a YAML file (keys as the long flags, with - or _)."""
-    if not path:
-        return {}
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise XlvlmError(f"{file}: config file not found")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise XlvlmError(f"{file}: malformed YAML ({str(exc).splitlines()[0]})")
-    if not isinstance(data, dict):
-        raise XlvlmError(f"{file}: expected a mapping of option: value")
-    return {str(k).replace("-", "_"): _expand(v, file) for k, v in data.items()}
-
-
-def _expand(value, file: Path):
-    """${VAR} in string values comes from the environment (recipes take data paths this way)."""
-    import os
-    import re
-
-    if isinstance(value, list):
-        return ",".join(str(_expand(v, file)) for v in value)
-    if not isinstance(value, str):
-        return value
-    missing = [name for name in re.findall(r"\$\{(\w+)\}", value) if name not in os.environ]
-    if missing:
-        raise XlvlmError(f"{file}: environment variable {missing[0]} is not set (used in {value!r}); export it first")
-    return os.path.expandvars(value)
-
-
 def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:
-    """Fill options not given on the command line from --config (the command line wins)."""
-    config = _load_config(getattr(args, "config", None))
-    known = vars(args)
-    given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
-    for key, value in config.items():
-        if key not in known:
-            raise XlvlmError(f"{args.config}: unknown option {key!r} for this command")
-        if key not in given:
-            setattr(args, key, value)
+    """Fill options not given on the command line from --config (the rules: xlvlm.cli_config)."""
+    if not getattr(args, "config", None):
+        return
+    from xlvlm.cli_config import apply_config, given_on_command_line
+
+    leaf = next(leaf for leaf in _leaf_parsers(parser) if leaf.get_default("func") is args.func)
+    apply_config(leaf, args, given_on_command_line(build_parser, argv))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line errors of the rest of the CLI (status 2, no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"xlvlm: error: {message} (see `{self.prog} --help`)\n")
 
 
 # ---- extract -------------------------------------------------------------------------------------
 def add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=False, help="samples: a .jsonl file (id, image, prompt[, answer]), "
+    parser.add_argument("--data", type=valid.path, required=False,
+                        help="samples: a .jsonl file (id, image, prompt[, answer]), "
                         "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, or an image folder")
-    parser.add_argument("--image-root", help="image folder for coco:/vqav2: data")
-    parser.add_argument("--annotations", help="VQAv2 annotations JSON (for vqav2: data)")
+    parser.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2: data")
+    parser.add_argument("--annotations", type=valid.path, help="VQAv2 annotations JSON (for vqav2: data)")
     parser.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/folder data (a template with {question} "
                         "for the VQA readers); default: the reader's")
     parser.add_argument("--answer-type", help="keep samples of these answer types (comma list, e.g. yes/no)")
     parser.add_argument("--contains", help="keep samples whose reference answer/caption contains this word")
-    parser.add_argument("--word-class", help="keep samples whose answer/caption has a word of this class")
-    parser.add_argument("--ids", help="keep samples whose id is listed in this file (one per line)")
-    parser.add_argument("--limit", type=int, help="keep N random samples (seeded by --seed)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--word-class", type=valid.path,
+                        help="keep samples whose answer/caption has a word of this class")
+    parser.add_argument("--ids", type=valid.path, help="keep samples whose id is listed in this file (one per line)")
+    parser.add_argument("--limit", type=valid.positive_int, help="keep N random samples (seeded by --seed)")
+    parser.add_argument("--seed", type=valid.seed, default=0)
 
 
 def load_data(args) -> list[dict]:
@@ -110,6 +86,10 @@ def cmd_extract(args) -> None:
         if missing is not None:  # fail before the (slow) model load
             raise XlvlmError(f"{missing['image']}: image not found (sample {missing['id']!r}); "
                              f"fix the path or pass --skip-bad")
+    if args.shard_samples < args.batch_size:
+        # A shard is written after whole batches: it holds at least one, more than was asked.
+        print(f"xlvlm: warning: shards hold whole batches: --shard-samples {args.shard_samples} becomes "
+              f"{args.batch_size} (--batch-size)", file=sys.stderr)
     options = dict(layers=_layers(args.layers), select=args.select, out=args.out, generate=args.generate,
                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, shard_samples=args.shard_samples,
                    skip_bad=args.skip_bad)
@@ -242,18 +222,27 @@ def cmd_steer_condition(args) -> None:
 
 def cmd_steer_apply(args) -> None:
     import xlvlm
-    from xlvlm.data import write_jsonl
+    from xlvlm.data.jsonl import JsonlAppender
     from xlvlm.steer import SteeringVector
     from xlvlm.steer.run import predict
 
     vector = SteeringVector.load(args.vector)
     samples = load_data(args)
-    vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
+    # Predictions are written as they come (OUT.partial, renamed to OUT at the end): an odd --out
+    # fails before the model loads, and a full disk late in the run keeps what was generated.
+    with JsonlAppender(args.out) as out:
+        vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
                              trust_remote_code=args.trust_remote_code)
-    records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions, operator=args.operator,
-                      condition=_condition(args), max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                      progress=not args.quiet)
-    write_jsonl(records, args.out)
+        try:
+            records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions,
+                              operator=args.operator, condition=_condition(args), max_new_tokens=args.max_new_tokens,
+                              batch_size=args.batch_size, progress=not args.quiet, on_batch=out.write)
+            out.commit()
+        except OSError as exc:
+            if describe_os_error(exc) is None:
+                raise
+            raise XlvlmError(f"{describe_os_error(exc, out.partial)}; the {out.count} predictions written before "
+                             f"are in {out.partial} ({args.out} is unchanged)") from None
     print(f"wrote {args.out}: {len(records)} predictions (alpha {args.alpha:g}, {vector})")
 
 
@@ -265,7 +254,7 @@ def cmd_steer_sweep(args) -> None:
     vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
                          trust_remote_code=args.trust_remote_code)
     rows = sweep(vlm, _store(args.source, args), _store(args.target, args), samples, layers=_layers(args.layers),
-                 alphas=[float(a) for a in _layers(args.alphas)], methods=_layers(args.methods),
+                 alphas=args.alphas, methods=_layers(args.methods),
                  source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
                  operator=args.operator, condition=_condition(args), normalize=args.normalize,
                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
@@ -344,12 +333,12 @@ def _add_trust_remote_code(p) -> None:
 
 
 def _add_model_options(p) -> None:
-    p.add_argument("--model", help="hub id, local folder, or organism:original|finetuned")
+    p.add_argument("--model", type=valid.path, help="hub id, local folder, or organism:original|finetuned")
     _add_trust_remote_code(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=valid.device, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=10)
+    p.add_argument("--batch-size", type=valid.positive_int, default=8)
+    p.add_argument("--max-new-tokens", type=valid.positive_int, default=10)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -357,11 +346,12 @@ def _add_steer_options(p) -> None:
     p.add_argument("--positions", default="all",
                    help="all, generated, from-last-prompt, or a prompt index K (steer positions >= K)")
     p.add_argument("--operator", default="add", choices=["add", "project-out"])
-    p.add_argument("--condition", help="condition file from `xlvlm steer condition`: steer only matching samples")
+    p.add_argument("--condition", type=valid.path,
+                   help="condition file from `xlvlm steer condition`: steer only matching samples")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xlvlm", description="Explain and steer vision-language models.")
+    parser = _Parser(prog="xlvlm", description="Explain and steer vision-language models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -369,146 +359,160 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Record hidden states of chosen tokens into a feature store. Rerun the same "
                        "command to resume an interrupted run. Under `torchrun --nproc_per_node N` each process "
                        "extracts a share of the samples and the result is one store (docs/scale.md).")
-    p.add_argument("--model", required=False, help="hub id, local folder, or organism:original|finetuned")
+    p.add_argument("--model", type=valid.path, required=False,
+                   help="hub id, local folder, or organism:original|finetuned")
     _add_trust_remote_code(p)
     add_data_options(p)
-    p.add_argument("--layers", default="final", help="comma list: block indices (negatives from the end), "
+    p.add_argument("--layers", type=valid.names, default="final",
+                   help="comma list: block indices (negatives from the end), "
                    "'final' (final norm output) or module names; default: final")
     p.add_argument("--select", default="last-prompt", help="token selector (see docs/extract.md); default last-prompt")
-    p.add_argument("--out", required=False, help="store folder (resumed if it holds a partial store)")
+    p.add_argument("--out", type=valid.path, required=False, help="store folder (resumed if it holds a partial store)")
     p.add_argument("--generate", action="store_true", help="record during greedy generation")
-    p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--max-new-tokens", type=valid.positive_int, default=20)
+    p.add_argument("--batch-size", type=valid.positive_int, default=8)
+    p.add_argument("--device", type=valid.device, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
     p.add_argument("--skip-bad", action="store_true", help="skip missing/corrupt images (recorded in the manifest)")
-    p.add_argument("--shard-samples", type=int, default=512,
-                   help="samples per shard file: the unit of resuming and of memory held while extracting")
+    p.add_argument("--shard-samples", type=valid.positive_int, default=512,
+                   help="samples per shard file, rounded up to whole batches: the unit of resuming and of memory "
+                   "held while extracting")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract, required=("model", "data", "out"))
 
     steer = sub.add_parser("steer", help="compute and apply steering vectors").add_subparsers(
         dest="steer_command", metavar="STEP")
     p = steer.add_parser("compute", help="a steering vector from two feature stores (or two concepts)")
-    p.add_argument("--source", help="store of the representations to move away from")
-    p.add_argument("--target", help="store of the representations to move towards")
-    p.add_argument("--layer", "--layers", dest="layer", default=None, help="layer(s), comma list")
+    p.add_argument("--source", type=valid.path, help="store of the representations to move away from")
+    p.add_argument("--target", type=valid.path, help="store of the representations to move towards")
+    p.add_argument("--layer", "--layers", dest="layer", type=valid.names, default=None, help="layer(s), comma list")
     p.add_argument("--method", default="mean-diff", choices=["mean-diff", "mean-of-shifts", "pca", "concept"])
-    p.add_argument("--concepts", help="concept dictionary folder (for --method concept)")
-    p.add_argument("--from", dest="concept_from", type=int, help="concept index to move from (--method concept)")
-    p.add_argument("--to", dest="concept_to", type=int, help="concept index to move to (--method concept)")
-    p.add_argument("--n-concepts", type=int, default=8,
+    p.add_argument("--concepts", type=valid.path, help="concept dictionary folder (for --method concept)")
+    p.add_argument("--from", dest="concept_from", type=valid.index,
+                   help="concept index to move from (--method concept)")
+    p.add_argument("--to", dest="concept_to", type=valid.index, help="concept index to move to (--method concept)")
+    p.add_argument("--n-concepts", type=valid.positive_int, default=8,
                    help="--method concept without --concepts: k-means concepts learnt per layer on the source "
                    "and target rows; the vector goes from the most-source to the most-target concept")
     p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
-    p.add_argument("--out", help="output .safetensors file")
+    p.add_argument("--out", type=valid.path, help="output .safetensors file")
     _add_partial_option(p)
     p.set_defaults(func=cmd_steer_compute, required=("layer", "out"))
 
     p = steer.add_parser("condition", help="learn when to steer: a direction and threshold from two stores")
-    p.add_argument("--positive", help="store of samples to steer (e.g. yes/no questions)")
-    p.add_argument("--negative", help="store of samples to leave alone")
+    p.add_argument("--positive", type=valid.path, help="store of samples to steer (e.g. yes/no questions)")
+    p.add_argument("--negative", type=valid.path, help="store of samples to leave alone")
     p.add_argument("--layer", help="condition layer (before the steered layers)")
     p.add_argument("--method", default="lda", choices=["lda", "mean-diff"],
                    help="direction: Fisher's (lda, default) or the difference of means")
-    p.add_argument("--shrinkage", type=float, default=0.1, help="lda: covariance shrinkage towards the identity "
+    p.add_argument("--shrinkage", type=valid.fraction, default=0.1,
+                   help="lda: covariance shrinkage towards the identity "
                    "(0 to 1; more for few examples in many dimensions)")
-    p.add_argument("--out", help="output .safetensors file")
+    p.add_argument("--out", type=valid.path, help="output .safetensors file")
     _add_partial_option(p)
     p.set_defaults(func=cmd_steer_condition, required=("positive", "negative", "layer", "out"))
 
     p = steer.add_parser("apply", help="generate with a steering vector and write predictions")
     _add_model_options(p)
     add_data_options(p)
-    p.add_argument("--vector", help="steering vector file")
-    p.add_argument("--alpha", type=float, default=1.0)
+    p.add_argument("--vector", type=valid.path, help="steering vector file")
+    p.add_argument("--alpha", type=valid.alpha, default=1.0,
+                   help="steering strength: a finite number, at most 1e6 in magnitude")
     _add_steer_options(p)
-    p.add_argument("--out", help="predictions .jsonl")
+    p.add_argument("--out", type=valid.path, help="predictions .jsonl")
     p.set_defaults(func=cmd_steer_apply, required=("model", "vector", "data", "out"))
 
     p = steer.add_parser("sweep", help="layer x alpha x method sweep: success against side effects")
     _add_model_options(p)
     add_data_options(p)
-    p.add_argument("--source", help="source store")
-    p.add_argument("--target", help="target store")
-    p.add_argument("--layers", default="final")
-    p.add_argument("--alphas", default="1,2,4")
-    p.add_argument("--methods", default="mean-diff", help="comma list of mean-diff, mean-of-shifts, pca, concept")
-    p.add_argument("--n-concepts", type=int, default=8,
+    p.add_argument("--source", type=valid.path, help="source store")
+    p.add_argument("--target", type=valid.path, help="target store")
+    p.add_argument("--layers", type=valid.names, default="final")
+    p.add_argument("--alphas", type=valid.alphas, default="1,2,4",
+                   help="comma list of steering strengths (finite, at most 1e6 in magnitude)")
+    p.add_argument("--methods", type=valid.names, default="mean-diff",
+                   help="comma list of mean-diff, mean-of-shifts, pca, concept")
+    p.add_argument("--n-concepts", type=valid.positive_int, default=8,
                    help="for the concept method: k-means concepts learnt per layer on the source and target rows")
     p.add_argument("--source-answer", default="yes", help="answer (or answer type) steered away from")
     p.add_argument("--target-answer", default="no", help="answer steered towards")
     p.add_argument("--normalize", action="store_true")
     _add_steer_options(p)
-    p.add_argument("--out", help="output folder")
+    p.add_argument("--out", type=valid.path, help="output folder")
     _add_partial_option(p)
     p.set_defaults(func=cmd_steer_sweep, required=("model", "source", "target", "data", "out"))
 
     p = sub.add_parser("concepts", help="learn, ground and evaluate a concept dictionary from a feature store")
-    p.add_argument("--features", help="feature store")
+    p.add_argument("--features", type=valid.path, help="feature store")
     p.add_argument("--layer", help="layer in the store")
     p.add_argument("--method", default="snmf", help="snmf, nndl, kmeans, pca, nmf, simple, topk-sae")
-    p.add_argument("--n-concepts", type=int, default=20)
-    p.add_argument("--model", help="the model (for words, scores and heatmaps); without it, no text grounding")
+    p.add_argument("--n-concepts", type=valid.positive_int, default=20)
+    p.add_argument("--model", type=valid.path,
+                   help="the model (for words, scores and heatmaps); without it, no text grounding")
     _add_trust_remote_code(p)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=valid.device, default="cpu")
     p.add_argument("--dtype", default=None)
-    p.add_argument("--top-words", type=int, default=10)
-    p.add_argument("--words", help="ground in these words only: a file with one word per line (or colors, "
+    p.add_argument("--top-words", type=valid.positive_int, default=10)
+    p.add_argument("--words", type=valid.path,
+                   help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
-    p.add_argument("--top-samples", type=int, default=20, help="most-activating samples per concept")
-    p.add_argument("--clip-model", help="CLIP model (hub id or folder) for CLIPScore")
+    p.add_argument("--top-samples", type=valid.positive_int, default=20, help="most-activating samples per concept")
+    p.add_argument("--clip-model", type=valid.path, help="CLIP model (hub id or folder) for CLIPScore")
     p.add_argument("--no-text-similarity", action="store_true", help="skip the sentence-encoder score")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=valid.seed, default=0)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--out", help="output folder")
+    p.add_argument("--out", type=valid.path, help="output folder")
     _add_partial_option(p)
     p.set_defaults(func=cmd_concepts, required=("features", "layer", "out"))
 
     p = sub.add_parser("shift", help="shift vectors of concepts between an original and a fine-tuned model")
-    p.add_argument("--original", help="feature store of the original model")
-    p.add_argument("--finetuned", help="feature store of the fine-tuned model (same samples)")
+    p.add_argument("--original", type=valid.path, help="feature store of the original model")
+    p.add_argument("--finetuned", type=valid.path, help="feature store of the fine-tuned model (same samples)")
     p.add_argument("--layer", help="layer present in both stores")
-    p.add_argument("--model", help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    p.add_argument("--model", type=valid.path,
+                   help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
     _add_trust_remote_code(p)
-    p.add_argument("--words", help="ground in these words only: a file with one word per line (or colors, "
+    p.add_argument("--words", type=valid.path,
+                   help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=valid.device, default="cpu")
     p.add_argument("--dtype", default=None)
-    p.add_argument("--n-concepts", type=int, default=20)
+    p.add_argument("--n-concepts", type=valid.positive_int, default=20)
     p.add_argument("--method", default="snmf")
     p.add_argument("--assignment", default="activation", choices=["activation", "cosine", "l2"])
     p.add_argument("--aggregate", default="mean", choices=["mean", "median", "trimmed-mean"])
-    p.add_argument("--alpha", type=float, default=1.0, help="shifted = original + alpha * shift")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output folder")
+    p.add_argument("--alpha", type=valid.alpha, default=1.0, help="shifted = original + alpha * shift")
+    p.add_argument("--seed", type=valid.seed, default=0)
+    p.add_argument("--out", type=valid.path, help="output folder")
     _add_partial_option(p)
     p.set_defaults(func=cmd_shift, required=("original", "finetuned", "layer", "out"))
 
     p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions")
-    p.add_argument("--predictions", help="predictions .jsonl (from steer apply)")
+    p.add_argument("--predictions", type=valid.path, help="predictions .jsonl (from steer apply)")
     p.add_argument("--task", default="vqa", choices=["vqa", "caption"])
-    p.add_argument("--baseline", help="unsteered predictions on the same samples (for side effects)")
+    p.add_argument("--baseline", type=valid.path, help="unsteered predictions on the same samples (for side effects)")
     p.add_argument("--source", help="answer or answer type steered away from (targeted report)")
     p.add_argument("--target", help="answer steered towards (targeted report)")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
-    p.add_argument("--out", help="also write the result as JSON")
+    p.add_argument("--out", type=valid.path, help="also write the result as JSON")
     p.set_defaults(func=cmd_evaluate, required=("predictions",))
 
     organism = sub.add_parser("organism", help="train the model organism (a small LLaVA on easy-VQA)").add_subparsers(
         dest="organism_command", metavar="STEP")
     p = organism.add_parser("train", help="train the original organism from scratch")
-    p.add_argument("--out", help="output model folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--minutes", type=float, default=None, help="cap the run by the clock (then not deterministic)")
+    p.add_argument("--out", type=valid.path, help="output model folder")
+    p.add_argument("--seed", type=valid.seed, default=0)
+    p.add_argument("--minutes", type=valid.positive_float, default=None,
+                   help="cap the run by the clock (then not deterministic)")
     p.add_argument("--reduced", action="store_true", help="a tiny model, a few steps (a smoke test)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_organism_train, required=("out",))
     p = organism.add_parser("finetune", help="fine-tune an organism so that its captions name colours")
-    p.add_argument("--original", help="the original organism's folder (e.g. from xlvlm organism train)")
-    p.add_argument("--out", help="output model folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--minutes", type=float, default=None)
+    p.add_argument("--original", type=valid.path,
+                   help="the original organism's folder (e.g. from xlvlm organism train)")
+    p.add_argument("--out", type=valid.path, help="output model folder")
+    p.add_argument("--seed", type=valid.seed, default=0)
+    p.add_argument("--minutes", type=valid.positive_float, default=None)
     p.add_argument("--reduced", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_organism_finetune, required=("original", "out"))
@@ -518,13 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="run every workflow end to end on a small model")
-    p.add_argument("--out", default="runs/demo", help="run folder (reused by a second run)")
+    p.add_argument("--out", type=valid.path, default="runs/demo", help="run folder (reused by a second run)")
     p.add_argument("--quick", action="store_true", help="a reduced run (fewer samples, one layer)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
     for leaf in _leaf_parsers(parser):
         if not any("--config" in action.option_strings for action in leaf._actions):
-            leaf.add_argument("--config", help="YAML file with options (command-line flags win; ${VAR} from the environment)")
+            leaf.add_argument("--config", type=valid.path, help="YAML file of option: value (command-line flags win; "
+                              "${VAR} from the environment in options naming files, folders or models)")
     return parser
 
 
@@ -539,7 +544,10 @@ def _leaf_parsers(parser: argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, its one line already printed)
+        return exc.code
     args.argv = argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
@@ -556,6 +564,12 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except XlvlmError as exc:
         print(f"xlvlm: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        print(f"xlvlm: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xlvlm: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -249,11 +249,11 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     stage_steer_color(original, out, out, size, layers=[middle] if quick else list(range(1, n)), source="red",
                       target="blue", progress=progress)
     stage_steer_caption(original, finetuned, out, out, size, n - 1, progress)
-    atomic_write_text(out / "notes.html", (
-        "<p>Everything below ran on the model organism: a small real LLaVA "
+    atomic_write_text(out / "notes.txt", (
+        "Everything below ran on the model organism: a small real LLaVA "
         f"({sum(p.numel() for p in original.model.parameters()) / 1e6:.1f}M parameters, {n} decoder layers) trained "
         "on easy-VQA by this project, and its fine-tuned variant whose captions name colours "
-        "(see docs/organism.md).</p>"))
+        "(see docs/organism.md)."))
     report = build_report(out, title="xlvlm demo on the model organism")
     summary = {"report": str(report)}
     summary.update({p.parent.name: str(p) for p in sorted(out.glob("*/*.json")) if p.name != "command.txt"})

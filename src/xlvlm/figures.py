@@ -7,6 +7,7 @@ written atomically.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -25,10 +26,19 @@ def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6, 4), squeeze: bool = T
 
 
 def save_figure(fig, path, dpi: int = 110) -> Path:
+    """Write ``fig`` atomically. Every text is drawn as written: labels carry user strings and
+    model words (``$\\foo$``, ``$5 or $6``) that matplotlib would otherwise parse as mathtext,
+    and a parse error would end a run after all its work was done."""
+    from matplotlib import rc_context
+    from matplotlib.text import Text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
+    with rc_context({"text.parse_math": False}):  # texts created while drawing (tick labels)
+        for text in fig.findobj(Text):  # texts created before
+            text.set_parse_math(False)
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
     tmp.replace(path)
     return path
 
@@ -63,9 +73,11 @@ def concept_grid(panels: Sequence[Sequence[dict]], path, titles: Sequence[str] |
             tiles += [np.full((thumb, thumb, 3), 255, dtype=np.uint8)] * (n_images - len(tiles))
             strip = np.concatenate([np.pad(t, ((0, 0), (0, 3), (0, 0)), constant_values=255) for t in tiles], axis=1)
             ax.imshow(strip)
-            words = ", ".join(panel.get("words", [])[:6])
+            # Wrapped here, not by matplotlib: its wrapping measures text as mathtext whenever it
+            # holds two '$' (parse_math notwithstanding), and a model's words may.
+            words = textwrap.fill(", ".join(map(str, panel.get("words", [])[:6])), width=max(20, 11 * n_images))
             ax.set_title(f"{panel.get('label', '')}", fontsize=7, loc="left")
-            ax.text(0, -0.08, words, transform=ax.transAxes, fontsize=7, va="top", wrap=True)
+            ax.text(0, -0.08, words, transform=ax.transAxes, fontsize=7, va="top")
             if r == 0 and titles and p < len(titles):
                 ax.annotate(titles[p], (0.5, 1.35), xycoords="axes fraction", ha="center", fontsize=9, weight="bold")
     fig.subplots_adjust(hspace=0.8)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 
@@ -41,9 +43,11 @@ def _replacing(path: str | Path):
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            exc.filename, exc.filename2 = str(path), None  # name the file the user asked for, not our temporary
         raise
 
 
@@ -77,7 +81,13 @@ def atomic_write_json(path: str | Path, obj) -> None:
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """Save tensors as safetensors (contiguous, on CPU), atomically."""
     with _replacing(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        except SafetensorError as exc:  # an I/O failure (disk full, ...) as the OSError it is
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
         os.chmod(tmp, _plain_mode())  # save_file recreates the file owner-only
         with open(tmp, "rb") as handle:  # on disk before the rename makes it visible
             os.fsync(handle.fileno())

@@ -25,7 +25,10 @@ PROBE = """<script>window.addEventListener('load', () => {
 
 
 def _probe(page, tmp_path):
+    """Load ``page`` in headless Chromium and report its images and requests. The probe is itself
+    an inline script, which the report's Content-Security-Policy forbids: the copy drops the policy."""
     copy = tmp_path / "probe.html"
+    page = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
     copy.write_text(page.replace("</body>", PROBE + "</body>"))
     result = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -62,3 +65,14 @@ def test_probe_sees_a_broken_image_and_a_request(tmp_path):
     result = _probe(page, tmp_path)
     assert result["images"] == [{"ok": False, "alt": "remote"}]
     assert result["resources"] == ["http://127.0.0.1:9/x.png"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
+def test_crafted_run_folder_requests_nothing_in_a_browser(tmp_path):
+    """Markup in every field of a hostile run folder stays text: no <img src=x> in it is fetched."""
+    from tests.hardening.test_report_hostile import _crafted_run
+
+    run = _crafted_run(tmp_path)
+    assert main(["report", str(run)]) == 0
+    result = _probe((run / "report.html").read_text(), tmp_path)
+    assert result["images"] == [] and result["resources"] == []

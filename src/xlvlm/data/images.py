@@ -1,12 +1,30 @@
-"""Image loading with one-line errors."""
+"""Image loading with one-line errors: every image the package reads goes through :func:`load_image`.
+
+Images come from users' data and may be hostile: a missing file, a truncated or non-image
+file, or a "decompression bomb" (a tiny PNG that claims 20000 x 20000 pixels and would take
+gigabytes to decode). Each is an :class:`XlvlmError` naming the file, which ``--skip-bad``
+(:func:`xlvlm.data.check_images`) turns into a skipped sample.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from xlvlm.errors import XlvlmError
+
+# The largest image accepted, in pixels (width x height): Pillow's own decompression-bomb
+# threshold (89,478,485 pixels, e.g. 9459 x 9459, 256 MiB as RGB), but as an error where Pillow
+# only warns up to twice that. Model processors shrink images to a few hundred pixels a side,
+# so nothing real comes near it.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def _too_large(path: Path, width: int, height: int) -> XlvlmError:
+    return XlvlmError(f"{path}: image too large ({width} x {height} pixels, the limit is {MAX_IMAGE_PIXELS:,}); "
+                      f"downscale it or pass --skip-bad")
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -15,8 +33,17 @@ def load_image(path: str | Path) -> Image.Image:
     if not path.is_file():
         raise XlvlmError(f"{path}: image not found; check the 'image' field or the image root")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
+        with warnings.catch_warnings():
+            # The size is checked below, as an error; Pillow's warning for it would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size  # from the header: nothing decoded yet
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise _too_large(path, width, height)
+                image.load()
+                return image.convert("RGB")
+    except Image.DecompressionBombError:  # Pillow refuses to open past twice its own limit
+        raise XlvlmError(f"{path}: image too large (more than twice the limit of {MAX_IMAGE_PIXELS:,} pixels); "
+                         f"downscale it or pass --skip-bad") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise XlvlmError(f"{path}: corrupt or unreadable image ({exc}); replace it or pass --skip-bad")
+        raise XlvlmError(f"{path}: corrupt or unreadable image ({exc}); replace it or pass --skip-bad") from None

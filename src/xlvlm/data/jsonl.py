@@ -7,6 +7,7 @@ feature store. Relative image paths are resolved against the JSONL file's folder
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
@@ -53,6 +54,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 raise XlvlmError(f"{path}:{line_no}: field {name!r} should be a non-empty string; fix that line")
         if "\x00" in record["image"]:
             raise XlvlmError(f"{path}:{line_no}: field 'image' contains a NUL character; fix that line")
+        if isinstance(record["id"], bool) or not isinstance(record["id"], (str, int)) or not str(record["id"]).strip():
+            raise XlvlmError(f"{path}:{line_no}: field 'id' should be a non-empty string or a number, not "
+                             f"{record['id']!r}; fix that line")
         record["id"] = str(record["id"])
         if record["id"] in seen:
             raise XlvlmError(f"{path}:{line_no}: duplicate id {record['id']!r}; ids must be unique")
@@ -70,3 +74,44 @@ def write_jsonl(samples, path: str | Path) -> None:
     from xlvlm.io import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+
+
+class JsonlAppender:
+    """Records written as they come, so that a failure late in a long run keeps what was done.
+
+    They go to ``PATH.partial`` (flushed after every :meth:`write`); :meth:`commit` makes it
+    ``PATH`` with one atomic rename. Until then an existing ``PATH`` is left as it was, and if
+    the run fails (a full disk, an interrupt) ``PATH.partial`` holds every record written (it is
+    removed if there are none).
+    Use as a context manager and call :meth:`commit` at the end.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+        self._handle = open(self.partial, "w", encoding="utf-8")
+
+    def write(self, records) -> None:
+        self._handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        self._handle.flush()
+        self.count += len(records)
+
+    def commit(self) -> None:
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self.partial, self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if not self._handle.closed:
+            try:
+                self._handle.close()
+            except OSError:  # a full disk may refuse the last flush too; the error in flight says so
+                pass
+            if self.count == 0:  # failed before any record: nothing worth keeping
+                self.partial.unlink(missing_ok=True)
+        return False

@@ -51,7 +51,11 @@ def read_ids_file(path: str | Path) -> list[str]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise XlvlmError(f"{path}: id file not found")
-    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise XlvlmError(f"{path}: id file is not UTF-8 text; write one sample id per line") from None
+    ids = [line.strip() for line in text.splitlines()]
     ids = [i for i in ids if i and not i.startswith("#")]
     if not ids:
         raise XlvlmError(f"{path}: id file is empty; write one sample id per line")

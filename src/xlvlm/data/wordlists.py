@@ -20,7 +20,11 @@ def load_word_class(name_or_path: str) -> list[str]:
         path = Path(name_or_path)
     if not path.is_file():
         raise XlvlmError(f"unknown word class {name_or_path!r}: use one of {shipped_word_classes()} or a file with one word per line")
-    words = [w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip() and not w.startswith("#")]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise XlvlmError(f"{path}: word file is not UTF-8 text; write one word per line") from None
+    words = [w.strip() for w in text.splitlines() if w.strip() and not w.startswith("#")]
     if not words:
         raise XlvlmError(f"{path}: word class file is empty")
     return words

@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from xlvlm.data.images import load_image
+from xlvlm.data import check_images
 from xlvlm.errors import XlvlmError
 from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
 from xlvlm.extract.store import FeatureStore, StoreWriter, records_digest
@@ -130,14 +130,7 @@ def _usable(samples: list[dict], skip_bad: bool) -> tuple[list[dict], list[dict]
     """Split a batch into samples whose image opens and skipped ones (only with skip_bad)."""
     if not skip_bad:
         return samples, []
-    good, skipped = [], []
-    for sample in samples:
-        try:
-            load_image(sample["image"])
-            good.append(sample)
-        except XlvlmError as exc:
-            skipped.append({"id": sample["id"], "image": sample["image"], "reason": str(exc)})
-    return good, skipped
+    return check_images(samples, skip_bad=True)
 
 
 def _metadata(sample: dict, text: str, present: bool, prediction: str | None, n_rows: int) -> dict:

@@ -264,13 +264,9 @@ def train_language(model, tokenized: TokenizedSet, features: torch.Tensor | None
 
 
 def load_images(paths) -> list:
-    from PIL import Image
+    from xlvlm.data.images import load_image
 
-    out = []
-    for p in paths:
-        with Image.open(p) as image:
-            out.append(image.convert("RGB"))
-    return out
+    return [load_image(p) for p in paths]
 
 
 def training_samples(recipe: Recipe, seed: int, caption_with_color: bool) -> tuple[list[dict], dict[int, int], list[str]]:

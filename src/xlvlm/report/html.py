@@ -5,8 +5,14 @@ It looks for the outputs of each stage anywhere under RUN_DIR:
   shift.json (+ shift_grid.png, shift_recovery.png, ...)       from `xlvlm shift`
   sweep.json (+ sweep.png)                                     from `xlvlm steer sweep`
   evaluation.json                                              from `xlvlm evaluate --out`
-and for each the ``command.txt`` beside it (the exact command that produced it). Images are
-embedded as data URIs; the page loads nothing from anywhere.
+and for each the ``command.txt`` beside it (the exact command that produced it), plus an
+optional ``notes.txt`` (plain text) at the top. Images are embedded as data URIs; the page
+loads nothing from anywhere.
+
+A run folder may come from someone else, so its files are untrusted: every value taken from
+them is HTML-escaped, only regular files inside RUN_DIR are read (a symbolic link, e.g. a
+"figure" pointing at /etc/passwd, is left out and said so), only real PNG files are embedded,
+and notes are text, never markup (``notes.html`` is not included).
 """
 
 from __future__ import annotations
@@ -14,10 +20,20 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
+import math
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_write_text, check_outputs
+
+log = logging.getLogger(__name__)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A second line of defence behind the escaping: the page may run no script and load nothing
+# but its own inline style and data: images.
+CSP = ('<meta http-equiv="Content-Security-Policy" '
+       "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -34,16 +50,54 @@ def _esc(value) -> str:
     return html.escape(str(value))
 
 
-def _image(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{_esc(path.name)}" src="data:image/png;base64,{data}">'
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value, spec: str = ".3f", scale: float = 1) -> str:
+    """A number formatted with ``spec`` (times ``scale``); anything else as text, None as "-"."""
+    if value is None:
+        return "-"
+    if _is_number(value) and math.isfinite(value):
+        return format(value * scale, spec)
+    return str(value)
+
+
+def _num(value, spec: str = ".3f", scale: float = 1) -> str:
+    """:func:`_number`, escaped for the page."""
+    return _esc(_number(value, spec, scale))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """A regular file (not a link) that really lies under ``root``: safe to read into the page."""
+    try:
+        return (not path.is_symlink() and path.is_file()
+                and path.resolve().is_relative_to(root.resolve()))
+    except OSError:
+        return False
+
+
+def _image(path: Path, root: Path, caption: str) -> str:
+    """The figure as a data URI, or a line saying why it was left out (a link, outside, not PNG)."""
+    data = path.read_bytes() if _inside(path, root) else b""
+    if not data.startswith(PNG_SIGNATURE):
+        return (f"<p>({_esc(path.name)} not embedded: only PNG files inside the run folder are, "
+                f"never links)</p>")
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<figure><img alt="{_esc(path.name)}" src="data:image/png;base64,{encoded}">'
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
-def _command(folder: Path) -> str:
+def _figures(folder: Path, root: Path, figures) -> list[str]:
+    return [_image(folder / name, root, caption) for name, caption in figures
+            if (folder / name).is_file() or (folder / name).is_symlink()]
+
+
+def _command(folder: Path, root: Path) -> str:
     file = folder / "command.txt"
-    if file.is_file():
-        return f"<p>Produced by:</p><pre>{_esc(file.read_text(encoding='utf-8').strip())}</pre>"
+    if _inside(file, root):
+        text = file.read_text(encoding="utf-8", errors="replace").strip()
+        return f"<p>Produced by:</p><pre>{_esc(text)}</pre>"
     return "<p>Produced by: (no command.txt beside these files)</p>"
 
 
@@ -66,9 +120,27 @@ def _table(header: list[str], rows: list[list], left: int = 1) -> str:
 
 def _load(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise XlvlmError(f"{path}: unreadable results ({exc}); rerun the stage that wrote it")
+    if not isinstance(data, dict):
+        raise XlvlmError(f"{path}: malformed results (expected a JSON object); rerun the stage that wrote it")
+    return data
+
+
+def _mapping(data: dict, key: str, path: Path) -> dict:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise XlvlmError(f"{path}: malformed results ({key!r} is not an object); rerun the stage that wrote it")
+    return value
+
+
+def _records(data: dict, key: str, path: Path) -> list[dict]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise XlvlmError(f"{path}: malformed results ({key!r} is not a list of objects); "
+                         f"rerun the stage that wrote it")
+    return value
 
 
 def _relative(folder: Path, root: Path) -> str:
@@ -78,49 +150,50 @@ def _relative(folder: Path, root: Path) -> str:
 def concepts_section(path: Path, root: Path) -> str:
     data = _load(path)
     folder = path.parent
-    s = data.get("settings", {})
+    s = _mapping(data, "settings", path)
     parts = [f"<h2>Concepts: {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">A {s.get("method")} dictionary of {s.get("n_concepts")} concepts learnt on layer '
-             f'{_esc(s.get("layer"))} of {_esc(s.get("model") or "the model")}, from {s.get("n_train")} samples; each '
-             f"concept is grounded in words (unembedded through the final norm and LM head) and in its most "
-             f"activating samples (MAS). Scores are measured on {s.get('n_test')} held-out samples and set "
-             f"against words decoded from random directions.</p>", _command(folder)]
-    metrics = {k: v for k, v in data.get("metrics", {}).items() if not isinstance(v, dict)}
+             f'<p class="what">A {_esc(s.get("method"))} dictionary of {_esc(s.get("n_concepts"))} concepts learnt on '
+             f'layer {_esc(s.get("layer"))} of {_esc(s.get("model") or "the model")}, from {_esc(s.get("n_train"))} '
+             f"samples; each concept is grounded in words (unembedded through the final norm and LM head) and in its "
+             f"most activating samples (MAS). Scores are measured on {_esc(s.get('n_test'))} held-out samples and set "
+             f"against words decoded from random directions.</p>", _command(folder, root)]
+    metrics = {k: v for k, v in _mapping(data, "metrics", path).items() if not isinstance(v, dict)}
     parts.append(_table(["metric", "value"], [[k, v] for k, v in metrics.items()]))
-    rows = [[c["concept"], c.get("words", []), c.get("mas_answers", [])] for c in data.get("concepts", [])]
+    rows = [[c.get("concept"), c.get("words", []), c.get("mas_answers", [])] for c in _records(data, "concepts", path)]
     parts.append(_table(["concept", "grounded words", "answers of its MAS"], rows, left=3))
-    for name, caption in (("concept_grid.png", "Each concept: its most activating images and its grounded words."),
-                          ("patch_heatmaps.png", "Where concepts fire: image-token states projected on the concept, "
-                                                 "over the concept's top image.")):
-        if (folder / name).is_file():
-            parts.append(_image(folder / name, caption))
+    parts += _figures(folder, root, (
+        ("concept_grid.png", "Each concept: its most activating images and its grounded words."),
+        ("patch_heatmaps.png", "Where concepts fire: image-token states projected on the concept, "
+                               "over the concept's top image.")))
     return "\n".join(parts)
 
 
 def shift_section(path: Path, root: Path) -> str:
     data = _load(path)
     folder = path.parent
-    s, summary = data.get("settings", {}), data.get("summary", {})
+    s, summary = _mapping(data, "settings", path), _mapping(data, "summary", path)
     parts = [f"<h2>Fine-tuning shift: {_esc(_relative(folder, root))}</h2>",
              f'<p class="what">Concepts of the original model at layer {_esc(s.get("layer"))}; each sample is assigned '
-             f"to a concept and the {s.get('aggregate')} of its fine-tuned minus original representation is the "
+             f"to a concept and the {_esc(s.get('aggregate'))} of its fine-tuned minus original representation is the "
              f"concept's shift vector. Shifted concepts (original + shift) are compared with the fine-tuned model's own "
              f"concepts, matched by the Hungarian algorithm. Words are unembedded with "
-             f"{_esc(data.get('unembedding') or 'no model (none given)')}.</p>", _command(folder),
-             f"<p>{summary.get('n_samples')} matched samples; shifted concepts closer to their fine-tuned match than the "
-             f"original concepts for <b>{100 * summary.get('share_closer_by_cosine', 0):.0f}%</b> of concepts (mean "
-             f"cosine {summary.get('mean_cos_original', 0):.3f} → {summary.get('mean_cos_shifted', 0):.3f}).</p>"]
-    rows = [[c["concept"], c.get("matched_finetuned"), c.get("cos_original"), c.get("cos_shifted"),
-             c.get("l2_improvement_normalised"), (c.get("stats") or {}).get("n"),
-             (c.get("stats") or {}).get("mean_cosine_to_mean"), c.get("words_shift", [])]
-            for c in data.get("concepts", [])]
+             f"{_esc(data.get('unembedding') or 'no model (none given)')}.</p>", _command(folder, root),
+             f"<p>{_esc(summary.get('n_samples'))} matched samples; shifted concepts closer to their fine-tuned match "
+             f"than the original concepts for <b>{_num(summary.get('share_closer_by_cosine', 0), '.0f', 100)}%</b> of "
+             f"concepts (mean cosine {_num(summary.get('mean_cos_original', 0))} → "
+             f"{_num(summary.get('mean_cos_shifted', 0))}).</p>"]
+    rows = []
+    for c in _records(data, "concepts", path):
+        stats = c.get("stats") if isinstance(c.get("stats"), dict) else {}
+        rows.append([c.get("concept"), c.get("matched_finetuned"), c.get("cos_original"), c.get("cos_shifted"),
+                     c.get("l2_improvement_normalised"), stats.get("n"), stats.get("mean_cosine_to_mean"),
+                     c.get("words_shift", [])])
     parts.append(_table(["concept", "matched ft", "cos orig→ft", "cos shifted→ft", "L2 improvement (norm.)",
                          "samples", "shift coherence", "words of the shift vector"], rows))
-    for name, caption in (("shift_grid.png", "Original, shifted and matched fine-tuned concepts side by side."),
-                          ("shift_recovery.png", "Recovery: cosine of original and shifted concepts to their match."),
-                          ("shift_coherence.png", "Coherence of each concept's per-sample shifts.")):
-        if (folder / name).is_file():
-            parts.append(_image(folder / name, caption))
+    parts += _figures(folder, root, (
+        ("shift_grid.png", "Original, shifted and matched fine-tuned concepts side by side."),
+        ("shift_recovery.png", "Recovery: cosine of original and shifted concepts to their match."),
+        ("shift_coherence.png", "Coherence of each concept's per-sample shifts.")))
     return "\n".join(parts)
 
 
@@ -129,20 +202,21 @@ def sweep_section(path: Path, root: Path) -> str:
 
     data = _load(path)
     folder = path.parent
-    rows = data.get("rows", [])
+    rows = _records(data, "rows", path)
+    settings = _mapping(data, "settings", path)
     parts = [f"<h2>Steering sweep: {_esc(_relative(folder, root))}</h2>",
              f'<p class="what">Steering "{_esc(data.get("source"))}" → "{_esc(data.get("target"))}": for every method, '
              f"layer and alpha, the share of source questions answered with the target (success) against what moved "
              f"elsewhere (side effects on the other answer types, relative to the unsteered model). "
-             f"{_esc(describe_settings(data['settings'])) if data.get('settings') else ''}</p>",
-             _command(folder)]
-    types = sorted({t for r in rows for t in r.get("per_type", {})})
-    table_rows = [[r["method"], r["layer"], r["alpha"], r.get("success"), r.get("side_accuracy_change"),
-                   r.get("side_unchanged")] + [r.get("per_type", {}).get(t) for t in types] for r in rows]
+             f"{_esc(describe_settings(settings)) if settings else ''}</p>",
+             _command(folder, root)]
+    per_type = [r.get("per_type") if isinstance(r.get("per_type"), dict) else {} for r in rows]
+    types = sorted({str(t) for p in per_type for t in p})
+    table_rows = [[r.get("method"), r.get("layer"), r.get("alpha"), r.get("success"), r.get("side_accuracy_change"),
+                   r.get("side_unchanged")] + [p.get(t) for t in types] for r, p in zip(rows, per_type)]
     parts.append(_table(["method", "layer", "alpha", "success", "side acc. change", "side unchanged"]
                         + [f"acc {t}" for t in types], table_rows, left=2))
-    if (folder / "sweep.png").is_file():
-        parts.append(_image(folder / "sweep.png", "Success against side effects; labels are alphas."))
+    parts += _figures(folder, root, (("sweep.png", "Success against side effects; labels are alphas."),))
     return "\n".join(parts)
 
 
@@ -151,15 +225,27 @@ def caption_section(path: Path, root: Path) -> str:
     folder = path.parent
     parts = [f"<h2>Caption steering: {_esc(_relative(folder, root))}</h2>",
              f'<p class="what">The mean shift of the state at the caption\'s first token "a" (original → fine-tuned, layer '
-             f"{_esc(data.get('layer'))}) added to the original model while it captions {data.get('n')} test images: "
-             f"how often its captions name a colour, and whether they name the right colour and shape.</p>",
-             _command(folder)]
-    rows = [[f"original, alpha {r['alpha']:g}", r.get("names_color"), r.get("color_correct"), r.get("shape_correct"),
-             r.get("examples", [])] for r in data.get("rows", [])]
-    ft = data.get("finetuned") or {}
+             f"{_esc(data.get('layer'))}) added to the original model while it captions {_esc(data.get('n'))} test "
+             f"images: how often its captions name a colour, and whether they name the right colour and shape.</p>",
+             _command(folder, root)]
+    rows = [[f"original, alpha {_number(r.get('alpha'), 'g')}", r.get("names_color"), r.get("color_correct"),
+             r.get("shape_correct"), r.get("examples", [])] for r in _records(data, "rows", path)]
+    ft = _mapping(data, "finetuned", path)
     rows.append(["fine-tuned model (reference)", ft.get("names_color"), ft.get("color_correct"), ft.get("shape_correct"), []])
     parts.append(_table(["captions by", "name a colour", "right colour", "right shape", "examples"], rows, left=1))
     return "\n".join(parts)
+
+
+def _notes(root: Path) -> str:
+    """``notes.txt`` as escaped paragraphs (blank lines separate them); never markup."""
+    if (root / "notes.html").exists():
+        log.warning("%s: not included (notes are plain text now: write notes.txt)", root / "notes.html")
+    file = root / "notes.txt"
+    if not _inside(file, root):
+        return ""
+    text = file.read_text(encoding="utf-8", errors="replace")
+    paragraphs = [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+    return "".join(f"<p>{_esc(p)}</p>" for p in paragraphs)
 
 
 def build_report(run_dir, out=None, title: str | None = None) -> Path:
@@ -171,6 +257,9 @@ def build_report(run_dir, out=None, title: str | None = None) -> Path:
     for name, build in (("concepts.json", concepts_section), ("shift.json", shift_section),
                         ("sweep.json", sweep_section), ("caption_steer.json", caption_section)):
         for path in sorted(root.rglob(name)):
+            if not _inside(path, root):
+                log.warning("%s: left out of the report (a link or not a regular file inside %s)", path, root)
+                continue
             if not check_outputs(path):  # inside an unfinished rerun's work folder
                 continue
             # A saved concept dictionary also has a concepts.json (its metadata, with a "format"
@@ -178,14 +267,12 @@ def build_report(run_dir, out=None, title: str | None = None) -> Path:
             if name == "concepts.json" and "format" in _load(path):
                 continue
             sections.append(build(path, root))
-    notes = root / "notes.html"
     if not sections:
         raise XlvlmError(f"{root}: no stage outputs found (concepts.json, shift.json, sweep.json, caption_steer.json); "
                          f"run `xlvlm concepts|shift|steer sweep --out {root}/...` first")
     title = title or f"xlvlm report: {root.name}"
-    intro = notes.read_text(encoding="utf-8") if notes.is_file() else ""
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_esc(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>{intro}"
+    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8>{CSP}<title>{_esc(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>{_notes(root)}"
             + "\n".join(sections) + "</body></html>\n")
     out = Path(out) if out else root / "report.html"
     atomic_write_text(out, page)

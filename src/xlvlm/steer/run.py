@@ -7,6 +7,7 @@ per line, the input of ``xlvlm evaluate``.
 from __future__ import annotations
 
 import json
+import math
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
@@ -24,8 +25,13 @@ OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt
 
 def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
             positions="all", operator: str = "add", condition=None, max_new_tokens: int = 10,
-            batch_size: int = 8, progress: bool = True, desc: str = "generate") -> list[dict]:
-    """Greedy predictions for ``samples``, steered by ``vector`` when given."""
+            batch_size: int = 8, progress: bool = True, desc: str = "generate", on_batch=None) -> list[dict]:
+    """Greedy predictions for ``samples``, steered by ``vector`` when given. ``on_batch``, when
+    given, receives each batch's records as soon as they exist (e.g. to write them as they come)."""
+    if batch_size < 1 or max_new_tokens < 1:
+        raise XlvlmError(f"batch size and max new tokens must be at least 1, not {batch_size} and {max_new_tokens}")
+    if not math.isfinite(alpha):
+        raise XlvlmError(f"alpha must be a finite number, not {alpha}")
     context = (vector.apply(vlm, alpha=alpha, positions=positions, operator=operator, condition=condition)
                if vector is not None else nullcontext())
     records = []
@@ -34,7 +40,10 @@ def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, 
                           leave=False):
             chunk = samples[start:start + batch_size]
             texts = vlm.generate_batch(chunk, max_new_tokens=max_new_tokens).texts
-            records.extend(dict(sample, prediction=text) for sample, text in zip(chunk, texts))
+            batch = [dict(sample, prediction=text) for sample, text in zip(chunk, texts)]
+            if on_batch is not None:
+                on_batch(batch)
+            records.extend(batch)
     return records
 
 
@@ -70,7 +79,12 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
     from xlvlm.evaluation import targeted_report, vqa_report
 
     samples = list(samples)
-    methods = list(methods)
+    methods, layers, alphas = list(methods), list(layers), [float(a) for a in alphas]
+    empty = [name for name, values in (("methods", methods), ("layers", layers), ("alphas", alphas)) if not values]
+    if empty:
+        raise XlvlmError(f"an empty sweep: no {empty[0]} given")
+    if not all(math.isfinite(a) for a in alphas):
+        raise XlvlmError(f"alphas must be finite numbers, not {alphas}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise XlvlmError(f"unknown steering method(s) {', '.join(map(repr, unknown))}: use any of {', '.join(METHODS)}")
@@ -146,7 +160,7 @@ def sweep_table(rows: list[dict]) -> str:
 def describe_settings(settings: dict) -> str:
     """One line: where, how and when the sweep steered."""
     condition = settings.get("condition")
-    when = (f"only samples past the condition at layer {condition['layer']}" if condition
+    when = (f"only samples past the condition at layer {condition.get('layer')}" if isinstance(condition, dict)
             else "every sample (no condition)")
     return (f"Positions: {settings.get('positions', 'all')}; operator: {settings.get('operator', 'add')}"
             f"{', unit-norm vectors' if settings.get('normalize') else ''}; steered: {when}.")

@@ -1,0 +1,122 @@
+"""Argument types of the command line: each checks one kind of value and says what is wrong.
+
+Used as ``type=`` of argparse options, so a bad value is refused when the command line is read,
+before any data or model is loaded, with one line naming the option. ``--config`` values go
+through the same functions (:mod:`xlvlm.cli_config`). Each returns the parsed value or raises
+:class:`argparse.ArgumentTypeError`.
+"""
+
+from __future__ import annotations
+
+import math
+from argparse import ArgumentTypeError
+
+# Steering adds alpha times a direction to hidden states whose norms are at most a few thousand
+# (large models' outlier dimensions included): beyond a million the states are swamped by the
+# vector whatever its norm, and float16 (max 65504) overflows to inf long before. A bound, not
+# just "finite", so that a typo such as 1e40 is refused instead of generating empty answers.
+MAX_ALPHA = 1e6
+MAX_SEED = 2**32 - 1  # numpy's legacy generator takes seeds in [0, 2**32); torch and random take these too
+
+
+def _integer(text) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+
+
+def _real(text) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise ArgumentTypeError(f"expected a finite number, not {text!r}")
+    return value
+
+
+def positive_int(text) -> int:
+    """A count such as a batch size or a number of concepts: at least 1."""
+    value = _integer(text)
+    if value < 1:
+        raise ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def index(text) -> int:
+    """A position such as a concept index: 0 or more."""
+    value = _integer(text)
+    if value < 0:
+        raise ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def seed(text) -> int:
+    value = _integer(text)
+    if not 0 <= value <= MAX_SEED:
+        raise ArgumentTypeError(f"must be between 0 and 2**32 - 1 (what every random generator used accepts), "
+                                f"not {value}")
+    return value
+
+
+def alpha(text) -> float:
+    """A steering or shift strength: finite, at most MAX_ALPHA in magnitude."""
+    value = _real(text)
+    if abs(value) > MAX_ALPHA:
+        raise ArgumentTypeError(f"must be at most {MAX_ALPHA:g} in magnitude (larger values swamp every hidden "
+                                f"state and overflow float16), not {text!r}")
+    return value
+
+
+def alphas(text) -> list[float]:
+    """A comma list of alphas, at least one."""
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not parts:
+        raise ArgumentTypeError("expected a comma list of numbers such as 1,2,4, not an empty list")
+    return [alpha(part) for part in parts]
+
+
+def names(text) -> str:
+    """A comma list (layers, methods) with at least one item; returned as given."""
+    if not [part for part in str(text).split(",") if part.strip()]:
+        raise ArgumentTypeError(f"expected a comma list with at least one item, not {text!r}")
+    return str(text)
+
+
+def positive_float(text) -> float:
+    """A duration or size: finite and above 0."""
+    value = _real(text)
+    if value <= 0:
+        raise ArgumentTypeError(f"must be above 0, not {value:g}")
+    return value
+
+
+def fraction(text) -> float:
+    """A share between 0 and 1 (inclusive)."""
+    value = _real(text)
+    if not 0 <= value <= 1:
+        raise ArgumentTypeError(f"must be between 0 and 1, not {value:g}")
+    return value
+
+
+def path(text) -> str:
+    """A file, folder, hub id or data spec. ``${VAR}`` in such options of a --config file comes
+    from the environment (and nowhere else)."""
+    text = str(text)
+    if not text.strip():
+        raise ArgumentTypeError("must not be empty")
+    if "\x00" in text:
+        raise ArgumentTypeError("contains a NUL character")
+    return text
+
+
+def device(text) -> str:
+    """A torch device string: cpu, cuda, cuda:1, mps, ..."""
+    import torch
+
+    try:
+        torch.device(str(text))
+    except (RuntimeError, ValueError):
+        raise ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:1, mps, ...") from None
+    return str(text)
