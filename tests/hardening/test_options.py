@@ -42,7 +42,7 @@ def test_bad_number_or_list_is_one_line_naming_the_option(cli, argv, option):
 
 
 def test_alpha_at_the_bound_is_accepted_past_it_refused(cli, tmp_path):
-    from xlvlm.cli_validate import MAX_ALPHA, alpha
+    from xlvlm.cli.validate import MAX_ALPHA, alpha
 
     assert alpha(str(MAX_ALPHA)) == MAX_ALPHA and alpha("-2.5") == -2.5
     code, _, err = cli(["steer", "apply", "--alpha", str(2 * MAX_ALPHA)])

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from xlvlm.choices import SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS
 from xlvlm.errors import XlvlmError
 
-AGGREGATES = ("mean", "median", "trimmed-mean")
-ASSIGNMENTS = ("activation", "cosine", "l2")
+AGGREGATES = SHIFT_AGGREGATES  # names in xlvlm.choices (light to import, the CLI reads them)
+ASSIGNMENTS = SHIFT_ASSIGNMENTS
 
 
 def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

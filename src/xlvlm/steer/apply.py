@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from xlvlm.choices import OPERATORS, POSITION_RULES
 from xlvlm.errors import XlvlmError
 from xlvlm.hooks import attach, resolve_layer
 
-POSITION_RULES = ("all", "generated", "from-last-prompt")
-OPERATORS = ("add", "project-out")
 
 
 @dataclass

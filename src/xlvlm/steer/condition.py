@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from xlvlm.choices import CONDITION_METHODS
 from xlvlm.errors import XlvlmError
 
 
@@ -63,7 +64,7 @@ class Condition:
             except torch.linalg.LinAlgError:
                 raise XlvlmError(f"the examples' covariance is singular ({len(centred)} examples in {d} dimensions, "
                                  f"shrinkage {shrinkage}): raise shrinkage, or use method='mean-diff'") from None
-        elif method != "mean-diff":
+        elif method not in CONDITION_METHODS:
             raise XlvlmError(f"unknown condition method {method!r}: use 'lda' or 'mean-diff'")
         direction = direction / direction.norm().clamp_min(1e-12)
         if not bool(torch.isfinite(direction).all()):

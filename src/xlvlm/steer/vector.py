@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from xlvlm.choices import STEER_METHODS
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_save_tensors
 
-METHODS = ("mean-diff", "mean-of-shifts", "pca", "concept")
+METHODS = STEER_METHODS  # names in xlvlm.choices (light to import, the CLI reads them)
 
 
 def check_finite(vectors: dict[str, torch.Tensor], where: str, what_to_do: str) -> None:
