@@ -35,6 +35,14 @@ def test_the_package_imports_its_public_names_lazily():
     assert result.stdout.split() == ["False", "True"]
 
 
+def test_xlvlm_extract_stays_the_function_after_its_submodule_is_imported():
+    import xlvlm
+    import xlvlm.extract.distributed  # noqa: F401  (the import system sets xlvlm.extract to the module)
+    from xlvlm.extract import FeatureStore  # noqa: F401
+
+    assert callable(xlvlm.extract) and xlvlm.extract.__name__ == "extract"
+
+
 @pytest.mark.parametrize("text", ["cpu", "cuda", "cuda:1", "cuda:10", "mps", "mps:0", "xpu", "meta", "cpu:0", "tpu9",
                                   "CUDA", "cuda:-1", "cuda:01", "cuda:x", " cpu", "cuda:", "gpu", ""])
 def test_device_check_agrees_with_torch(text):

@@ -15,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--source", help="answer or answer type steered away from (targeted report)")
     p.add_argument("--target", help="answer steered towards (targeted report)")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
-    options.add_out(p, "also write the result as JSON (with \"stage\": \"evaluate\")")
+    options.add_out(p, "also write the result as JSON (as DIR/result.json, `xlvlm report` shows it)")
     p.set_defaults(func=run, required=("predictions",))
 
 

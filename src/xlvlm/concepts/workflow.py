@@ -3,12 +3,13 @@
 Output folder::
 
     dictionary/            the ConceptDictionary (safetensors + JSON)
-    concepts.json          per concept: grounded words, MAS ids; settings; metrics
+    result.json            {"stage": "concepts", ...}: per concept grounded words, MAS ids; settings;
+                           metrics
     concept_grid.png       MAS thumbnails + words per concept
     patch_heatmaps.png     where the first concepts fire in their top image (with a model)
     command.txt            the command that wrote them (when given)
 
-written as one unit (:class:`xlvlm.io.OutputUnit`): concepts.json, last, lists the SHA-256 of
+written as one unit (:class:`xlvlm.io.OutputUnit`): result.json, last, lists the SHA-256 of
 every other file, and a run that stops early leaves the previous outputs as they were.
 """
 
@@ -18,10 +19,11 @@ from __future__ import annotations
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import OutputUnit, atomic_write_json, atomic_write_text
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 
-# What a previous run may have left that this one replaces.
-OWNED = ["dictionary", "concept_grid.png", "patch_heatmaps.png", "command.txt"]
+# What a previous run may have left that this one replaces (with the result file of xlvlm before
+# result.json, so that a rerun leaves no stale result of the old format).
+OWNED = ["dictionary", "concept_grid.png", "patch_heatmaps.png", "command.txt", "concepts.json"]
 
 
 def _test_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +41,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
 
     The dictionary is learnt on a train split (1 - test_fraction of the present samples);
     CLIPScore and text similarity are measured on the held-out test samples. ``command``: the
-    text of ``command.txt``. Returns the summary written to ``concepts.json``.
+    text of ``command.txt``. Returns the summary written to ``result.json``.
     """
     from xlvlm.concepts import learn_concepts
     from xlvlm.concepts.images import ground_images
@@ -58,7 +60,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     if len(samples) < 2:
         raise XlvlmError(f"store {store.path} has {len(samples)} present samples; concepts need more")
     train, test = _test_split(len(samples), test_fraction, seed) if test_fraction > 0 else (torch.arange(len(samples)), torch.arange(0))
-    with OutputUnit(out, "concepts.json", OWNED) as unit:
+    with OutputUnit(out, RESULT_FILE, OWNED) as unit:
         out = unit.work  # everything goes into the unit's work folder until the commit
         cd = learn_concepts(X[train], method=method, n_concepts=n_concepts, seed=seed, **method_options)
         cd.save(out / "dictionary")
@@ -114,11 +116,11 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
                               out / "patch_heatmaps.png")
             except XlvlmError as exc:
                 metrics["patch_heatmaps"] = f"skipped: {exc}"
-        summary = {"settings": {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts,
+        summary = stage_result("concepts", settings={"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts,
                                 "seed": seed, "n_train": len(train), "n_test": len(test),
                                 "model": getattr(vlm, "name", None), "options": method_options},
-                   "metrics": metrics, "concepts": concepts, "random_words": baseline_words}
-        atomic_write_json(out / "concepts.json", summary)
+                               metrics=metrics, concepts=concepts, random_words=baseline_words)
+        atomic_write_json(out / RESULT_FILE, summary)
         if command is not None:
             atomic_write_text(out / "command.txt", command)
         unit.commit()

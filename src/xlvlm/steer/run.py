@@ -16,11 +16,12 @@ from tqdm.auto import tqdm
 
 from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
-from xlvlm.io import OutputUnit, atomic_write_json, atomic_write_text
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 from xlvlm.steer.vector import METHODS, SteeringVector
 
-# What a previous sweep in the same folder may have left that this one replaces.
-OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt"]
+# What a previous sweep in the same folder may have left that this one replaces (sweep.json: the
+# result file of xlvlm before result.json, so that no stale result of the old format stays).
+OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt", "sweep.json"]
 
 
 def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
@@ -72,7 +73,7 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
     ``concept``, n_concepts / concept_method / seed set the dictionary learnt per layer on the
     two stores' rows (:meth:`SteeringVector.from_store_concepts`); its rows also record the
     concepts picked and their purity. Returns one row per configuration (see ``_row``) and,
-    with ``out``, writes baseline and per-config predictions, ``sweep.json``, ``sweep.md``,
+    with ``out``, writes baseline and per-config predictions, ``result.json`` (stage "sweep"), ``sweep.md``,
     ``sweep.png`` (and ``command.txt`` with ``command``) as one unit
     (:class:`xlvlm.io.OutputUnit`): a sweep that stops early leaves the previous ones as they were.
     """
@@ -105,7 +106,7 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
     if condition is not None and condition.direction.shape[-1] != vlm.hidden_size:
         raise XlvlmError(f"the condition's direction has size {condition.direction.shape[-1]} but the model "
                          f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
-    unit = OutputUnit(out, "sweep.json", OWNED) if out else nullcontext()
+    unit = OutputUnit(out, RESULT_FILE, OWNED) if out else nullcontext()
     with unit:
         work = unit.work if out else None  # until the commit, files go to the unit's work folder
         baseline = predict(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
@@ -171,8 +172,8 @@ def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: 
     from xlvlm.figures import new_figure, save_figure
 
     settings = settings or {}
-    atomic_write_json(out / "sweep.json", {"source": source_answer, "target": target_answer, "settings": settings,
-                                           "rows": rows})
+    atomic_write_json(out / RESULT_FILE, stage_result("sweep", source=source_answer, target=target_answer,
+                                                      settings=settings, rows=rows))
     atomic_write_text(out / "sweep.md", f"Steering {source_answer} -> {target_answer}: success on "
                       f"'{source_answer}' questions against side effects on the other answer types. "
                       f"{describe_settings(settings) if settings else ''}\n\n" + sweep_table(rows))
