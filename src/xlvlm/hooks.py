@@ -109,10 +109,6 @@ class Recording:
         """All calls of a layer concatenated on the token axis: (B, sum t, D)."""
         return torch.cat(self.outputs[key], dim=1)
 
-    def clear(self) -> None:
-        for chunks in self.outputs.values():
-            chunks.clear()
-
 
 @contextmanager
 def record(vlm, layers, stop_early: bool = False,

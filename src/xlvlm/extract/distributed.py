@@ -209,7 +209,7 @@ def merge_ranks(out: str | Path, world_size: int, sample_ids: list[str], batch_s
         offset = stored
         for shard in manifest["shards"]:
             shards.append(dict(shard, file=f"{folder.name}/{shard['file']}",
-                               samples_file=f"{folder.name}/{shard['samples_file']}", first_sample=stored,
+                               samples_file=f"{folder.name}/{shard['samples_file']}",
                                sample_offset=offset + shard.get("sample_offset", 0)))
             stored += shard["n_samples"]
         skipped.extend(manifest.get("skipped", []))

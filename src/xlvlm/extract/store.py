@@ -518,7 +518,6 @@ class StoreWriter:
         self.settings = settings
         self.ids_digest = ids_digest(sample_ids)
         self.input_sha256 = input_sha256
-        self.sample_ids = sample_ids
         self._committed = 0  # samples listed in the manifest on disk
         if (self.folder / MANIFEST).exists():
             self.manifest = self._resume()
@@ -604,7 +603,6 @@ class StoreWriter:
             raise XlvlmError(f"{tensor_path}: cannot write shard ({exc.strerror or exc}); {self._safe()}") from exc
         self.manifest["shards"].append({
             "file": tensor_path.name, "samples_file": samples_path.name,
-            "first_sample": sum(s["n_samples"] for s in self.manifest["shards"]),
             "n_samples": len(samples), "n_rows": int(row_sample.shape[0]),
             **({"dtype": dtypes.pop()} if len(dtypes) == 1 else {}),
             "bytes": tensor_path.stat().st_size,
