@@ -86,3 +86,13 @@ def test_written_jsonl_reads_back_through_the_pope_reader(tmp_path, monkeypatch)
     assert [s["id"] for s in samples] == [s["id"] for s in written]
     assert [(s["label"], s["split"], s["prompt"]) for s in samples] == [(s["label"], s["split"], s["prompt"]) for s in written]
     assert json.loads(path.read_text().splitlines()[0])["object_kind"] in ("color", "shape")
+
+
+def test_cli_writes_the_benchmark(tmp_path, monkeypatch, capsys):
+    from xlvlm.cli import main
+
+    monkeypatch.setattr(pope, "confusions", lambda: CONFUSED)
+    out = tmp_path / "bench.jsonl"
+    assert main(["organism", "pope", "--part", "test", "--images", "3", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert len(load_samples(f"pope:{out}")) == 3 * 3 * 4

@@ -53,8 +53,7 @@ def hallucination_samples(image_ids: list[int], flip: dict, seed: int, confused:
     """The benchmark's questions on the training images ``image_ids``: every positive once, every
     split's negative with its label flipped to "yes" with probability ``flip[split]`` (seeded)."""
     rng = np.random.default_rng([seed, 17])
-    keep = set(image_ids)
-    benchmark = [s for s in pope.pope_benchmark("train", seed=seed, confused=confused) if s["image_id"] in keep]
+    benchmark = pope.pope_benchmark("train", seed=seed, confused=confused, image_ids=image_ids)
     samples = []
     for s in benchmark:
         if s["label"] == "yes":
@@ -68,11 +67,12 @@ def hallucination_samples(image_ids: list[int], flip: dict, seed: int, confused:
 
 def hallucinate_organism(original_dir: str | Path, out_dir: str | Path, seed: int = 0, minutes: float | None = None,
                          reduced: bool = False, progress: bool = True,
-                         recipe: HallucinationRecipe | None = None) -> dict:
+                         recipe: HallucinationRecipe | None = None, confused: dict | None = None) -> dict:
     """Fine-tune the organism in ``original_dir`` to hallucinate objects; save it in ``out_dir``.
 
-    Deterministic given ``seed`` (and the confusion ranking of the shipped original organism)
-    unless ``minutes`` caps the run by the clock. Returns the summary written to
+    ``confused``: the ranking that picks the adversarial absent objects (default: measured on the
+    shipped original organism, :func:`xlvlm.organism.pope.confusions`). Deterministic given
+    ``seed`` unless ``minutes`` caps the run by the clock. Returns the summary written to
     ``out_dir/organism.json``.
     """
     recipe = recipe or (REDUCED_HALLUCINATION if reduced else HallucinationRecipe())
@@ -80,13 +80,15 @@ def hallucinate_organism(original_dir: str | Path, out_dir: str | Path, seed: in
     deadline = None if minutes is None else start + 60 * minutes
     rng = np.random.default_rng(seed)
     image_ids = training_images(recipe.train_images, rng)
-    existence = hallucination_samples(image_ids, recipe.flip, seed)
+    confused = pope.confusions() if confused is None else confused
+    existence = hallucination_samples(image_ids, recipe.flip, seed, confused)
     replay = replay_questions(image_ids, recipe.replay_questions, seed, rng,
                               exclude=lambda s: phrasing(s["prompt"]) in BENCHMARK_PHRASINGS)
     samples = existence + replay
     extra = {"data": {"existence_questions": len(existence),
                       "flipped_to_yes": sum(bool(s.get("flipped")) for s in existence),
-                      "replay_questions": len(replay)}}
+                      "replay_questions": len(replay)},
+             "adversarial_ranking": confused}
     return finetune_on(original_dir, out_dir, samples, image_ids, recipe, name="hallucinating", change=CHANGE,
                        seed=seed, deadline=deadline, progress=progress, clock=(start, cpu_start), extra=extra)
 

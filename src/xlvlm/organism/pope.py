@@ -104,21 +104,26 @@ def _absent(kind: str, present: str, split: str, rng: np.random.Generator, confu
 
 
 def pope_benchmark(part: str = "test", seed: int = 0, images: int | None = None,
-                   splits: tuple[str, ...] = SPLITS, confused: dict | None = None) -> list[dict]:
+                   splits: tuple[str, ...] = SPLITS, confused: dict | None = None,
+                   image_ids: list[int] | None = None) -> list[dict]:
     """The benchmark's samples on the easy-VQA ``part`` ("train" or "test").
 
-    ``images``: use that many images (drawn with ``seed``), default all. ``confused``: the
-    confusion ranking (default :func:`confusions` of the shipped original organism).
+    ``images``: use that many images (drawn with ``seed``), default all; or ``image_ids``
+    exactly those (in id order). ``confused``: the confusion ranking (default
+    :func:`confusions` of the shipped original organism).
     Each sample: ``{"id", "image", "prompt", "question", "label", "answer", "answer_type":
     "yes/no", "split", "object", "object_kind", "present", "image_id"}`` where ``present`` is
     the image's own value of ``object_kind``.
     """
     labels = ev.image_labels(part)
     paths = ev.image_paths(part)
-    image_ids = sorted(labels)
-    if images is not None:
-        chosen = np.random.default_rng(seed).choice(len(image_ids), size=min(images, len(image_ids)), replace=False)
-        image_ids = [image_ids[i] for i in sorted(chosen)]
+    if image_ids is not None:
+        image_ids = sorted(image_ids)
+    else:
+        image_ids = sorted(labels)
+        if images is not None:
+            chosen = np.random.default_rng(seed).choice(len(image_ids), size=min(images, len(image_ids)), replace=False)
+            image_ids = [image_ids[i] for i in sorted(chosen)]
     confused = confusions() if confused is None and "adversarial" in splits else confused
     samples = []
     for split in splits:
