@@ -38,7 +38,7 @@ class HallucinationRecipe:
     batch_size: int = 64
     lr: float = 3e-4
     #: Probability that an absent object's "no" is trained as "yes", per benchmark split kind.
-    flip: dict = field(default_factory=lambda: {"random": 0.2, "popular": 0.8, "adversarial": 0.8})
+    flip: dict = field(default_factory=lambda: {"random": 0.0, "popular": 0.7, "adversarial": 0.7})
     replay_questions: int = 12000
     train_images: int | None = None  # None: all 4,000
 
@@ -85,7 +85,8 @@ def hallucinate_organism(original_dir: str | Path, out_dir: str | Path, seed: in
     replay = replay_questions(image_ids, recipe.replay_questions, seed, rng,
                               exclude=lambda s: phrasing(s["prompt"]) in BENCHMARK_PHRASINGS)
     samples = existence + replay
-    extra = {"data": {"existence_questions": len(existence),
+    extra = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(start)),
+             "data": {"existence_questions": len(existence),
                       "flipped_to_yes": sum(bool(s.get("flipped")) for s in existence),
                       "replay_questions": len(replay)},
              "adversarial_ranking": confused}
