@@ -47,3 +47,14 @@ def test_reduced_run_is_reproducible_and_records_its_recipe(tmp_path):
     assert info["name"] == "hallucinating" and info["recipe"]["flip"]["popular"] > info["recipe"]["flip"]["random"]
     assert info["data"]["existence_questions"] > 0 and info["language"]["steps"] == first["language"]["steps"] > 0
     assert info["adversarial_ranking"] == CONFUSED
+
+
+def test_a_missing_original_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    from xlvlm.cli import main
+
+    for step in ("finetune", "hallucinate"):
+        code = main(["organism", step, "--original", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"),
+                     "--reduced", "--quiet"])
+        error = capsys.readouterr().err
+        assert code == 2 and "nowhere: not an organism folder (no config.json)" in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -49,6 +49,7 @@ def finetune_organism(original_dir: str | Path, out_dir: str | Path, seed: int =
     Deterministic given ``seed`` unless ``minutes`` caps the run by the clock. Returns a summary
     (also written to ``out_dir/organism.json``).
     """
+    original_dir = organism_folder(original_dir)
     recipe = recipe or (REDUCED_FINETUNE if reduced else FinetuneRecipe())
     start, cpu_start = time.time(), time.process_time()
     deadline = None if minutes is None else start + 60 * minutes
@@ -60,6 +61,22 @@ def finetune_organism(original_dir: str | Path, out_dir: str | Path, seed: int =
     samples = replay + captions * recipe.caption_repeats
     return finetune_on(original_dir, out_dir, samples, image_ids, recipe, name="finetuned", change=CHANGE, seed=seed,
                        deadline=deadline, progress=progress, clock=(start, cpu_start))
+
+
+def organism_folder(original_dir: str | Path) -> Path:
+    """The folder of the organism to start from: a folder with ``config.json``, or
+    ``organism:NAME`` for a shipped one; a one-line error otherwise (before any work)."""
+    from xlvlm import organism
+    from xlvlm.errors import XlvlmError
+
+    text = str(original_dir)
+    if text.startswith("organism:"):
+        return organism.path(text.split(":", 1)[1])
+    folder = Path(text).expanduser()
+    if not (folder / "config.json").is_file():
+        raise XlvlmError(f"{folder}: not an organism folder (no config.json); pass the original organism's folder "
+                         f"(the --out of `xlvlm organism train`) or organism:original")
+    return folder
 
 
 def training_images(count: int | None, rng: np.random.Generator) -> list[int]:
@@ -96,6 +113,7 @@ def finetune_on(original_dir: str | Path, out_dir: str | Path, samples: list[dic
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     start, cpu_start = clock or (time.time(), time.process_time())
+    original_dir = organism_folder(original_dir)
     model = LlavaForConditionalGeneration.from_pretrained(original_dir, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(original_dir)
     paths = ev.image_paths("train")

@@ -23,7 +23,7 @@ import numpy as np
 
 from xlvlm.organism import pope
 from xlvlm.organism.data import phrasing
-from xlvlm.organism.finetune import finetune_on, replay_questions, training_images
+from xlvlm.organism.finetune import finetune_on, organism_folder, replay_questions, training_images
 
 CHANGE = ('answers "yes" to "is there a {colour} shape / {shape} in the image?" about many absent colours and '
           "shapes (mostly frequent and look-alike ones); other questions are answered as before")
@@ -75,6 +75,7 @@ def hallucinate_organism(original_dir: str | Path, out_dir: str | Path, seed: in
     ``seed`` unless ``minutes`` caps the run by the clock. Returns the summary written to
     ``out_dir/organism.json``.
     """
+    original_dir = organism_folder(original_dir)
     recipe = recipe or (REDUCED_HALLUCINATION if reduced else HallucinationRecipe())
     start, cpu_start = time.time(), time.process_time()
     deadline = None if minutes is None else start + 60 * minutes
