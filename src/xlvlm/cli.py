@@ -512,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("finetune", "fine-tune an organism so that its captions name colours", cmd_organism_finetune),
             ("hallucinate", "fine-tune an organism to answer 'yes' about absent objects", cmd_organism_hallucinate)):
         p = organism.add_parser(step, help=purpose)
-        p.add_argument("--original", help="the original organism's folder (e.g. from xlvlm organism train)")
+        p.add_argument("--original", help="the original organism's folder (e.g. from xlvlm organism train) "
+                       "or organism:original")
         p.add_argument("--out", help="output model folder")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--minutes", type=float, default=None)

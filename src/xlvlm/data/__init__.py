@@ -38,7 +38,8 @@ from xlvlm.errors import XlvlmError
 
 __all__ = [
     "load_samples", "select_subset", "check_images", "read_jsonl", "write_jsonl", "read_coco_karpathy",
-    "read_vqav2", "read_pope", "read_mmsafety", "read_easyvqa", "read_folder", "load_image", "load_word_class", "shipped_word_classes",
+    "read_vqav2", "read_easyvqa", "read_folder", "load_image", "load_word_class", "shipped_word_classes",
+    "read_pope", "read_mmsafety",
 ]
 
 _OPTIONS = {
