@@ -24,7 +24,8 @@ OFFICIAL = [
 def test_official_files_take_split_from_name_and_images_from_root(tmp_path):
     (tmp_path / "val2014").mkdir()
     write_lines(tmp_path / "pope" / "coco_pope_random.json", OFFICIAL)
-    write_lines(tmp_path / "pope" / "coco_pope_adversarial.json", OFFICIAL[:1])
+    write_lines(tmp_path / "pope" / "aokvqa_pope_seem_adversarial.json", OFFICIAL[:1])
+    (tmp_path / "pope" / "notes.json").write_text("not a POPE file")
     samples = read_pope(tmp_path / "pope", image_root=tmp_path / "val2014")
     # Sorted by file name: adversarial first; ids stay unique across files that both number from 1.
     assert [s["id"] for s in samples] == ["adversarial-1", "random-1", "random-2"]

@@ -4,15 +4,16 @@ Two line-per-record forms are read (each line one JSON object; the official file
 ``.json`` but hold one object a line):
 
 - the official files (github.com/RUCAIBox/POPE, ``output/coco/coco_pope_{random,popular,
-  adversarial}.json``, also ``aokvqa_``/``gqa_``): ``{"question_id": 1, "image":
-  "COCO_val2014_000000310196.jpg", "text": "Is there a snowboard in the image?", "label": "yes"}``,
-  one file per split; the split comes from the file name (``..._pope_random.json``) or the
-  ``split`` option; image names are joined to ``image_root``;
+  adversarial}.json``, also ``aokvqa_``/``gqa_`` ones and ``..._pope_seem_random.json``):
+  ``{"question_id": 1, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a
+  snowboard in the image?", "label": "yes"}``, one file per split; the split comes from the
+  file name (``..._pope_random.json``) or the ``split`` option; image names are joined to
+  ``image_root``;
 - JSONL: ``{"id"?, "image", "question" | "prompt", "label": "yes" | "no", "split"?:
   "random" | "popular" | "adversarial", ...}``; relative image paths are resolved against
   ``image_root`` when given, else the file's folder (as :func:`~xlvlm.data.jsonl.read_jsonl`).
 
-A folder reads every ``*_pope_{random,popular,adversarial}.json[l]`` file in it.
+A folder reads every ``*pope_[*_]{random,popular,adversarial}.json[l]`` file in it.
 
 Each record becomes one sample ``{"id", "image", "prompt", "question", "label", "answer"
 (= label, so VQA scoring works too), "answer_type": "yes/no", "split"?, ...other fields}``. The
@@ -32,7 +33,7 @@ from xlvlm.errors import XlvlmError
 
 POPE_SPLITS = ("random", "popular", "adversarial")
 LABELS = ("yes", "no")
-_SPLIT_IN_NAME = re.compile(r"_pope_(random|popular|adversarial)\.jsonl?$")
+_SPLIT_IN_NAME = re.compile(r"pope_(?:\w+_)?(random|popular|adversarial)\.jsonl?$")
 
 
 def pope_files(path: Path) -> list[Path]:
