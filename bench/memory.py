@@ -124,7 +124,7 @@ def child_concepts(store_path: str, method: str, k: int, batch_rows: int, stream
 
     from xlvlm import FeatureStore
     from xlvlm.concepts import learn_concepts
-    from xlvlm.concepts.streaming import learn_concepts_streaming
+    from xlvlm.concepts import learn_concepts_streaming
 
     store = FeatureStore(store_path)
     baseline = peak_rss_mb()
