@@ -26,7 +26,7 @@ def test_same_numbers_as_the_earlier_streaming_module(store):
     assert snmf.info["objective"] == pytest.approx(7185.086760517723, rel=1e-5)
     assert snmf.info["n_iter"] == 3 and snmf.info["passes"] == 5
     assert snmf.info["l1_penalty"] == pytest.approx(0.5377813816070557, rel=1e-6)
-    kmeans = learn_concepts_streaming(store, "final", "kmeans", 6, batch_rows=128, seed=3)
+    kmeans = learn_concepts_streaming(store, "final", "kmeans", 6, batch_rows=128, seed=3, n_init=10)
     assert kmeans.method == "minibatch-kmeans"
     assert kmeans.info["inertia"] == pytest.approx(6824.251976979248, rel=1e-6) and kmeans.info["passes"] == 5
 

@@ -171,9 +171,32 @@ class ConceptEstimator:
         with torch.no_grad():
             return self.solver.decode(codes, components, self.state_, self.options())
 
+    # ---- minibatches -------------------------------------------------------------------------
     def partial_fit(self, X, y=None) -> "ConceptEstimator":
+        """Learn from one minibatch X (B, D): the first call starts the model from X's rows (give
+        it a uniform sample), each later one is a minibatch of the current pass. Returns self."""
+        Z = _minibatch(self, X)
+        with torch.no_grad():
+            if not hasattr(self, "components_"):
+                self._check_params()
+                self._check_rows(Z.shape[0])
+                self._start(Z)
+            else:
+                self._update(Z)
+        return self
+
+    def _start(self, Z: torch.Tensor) -> None:
         raise XlvlmError(f"{type(self).__name__} cannot learn from minibatches; call fit on the whole matrix, "
                          "or use SemiNMF, KMeans or MiniBatchKMeans")
+
+    def _update(self, Z: torch.Tensor) -> None:
+        raise NotImplementedError  # only reached after a _start that a subclass provides
+
+    def _one_pass(self, read_pass: Callable[[], Iterable[torch.Tensor]]):
+        """partial_fit on every minibatch of ``read_pass()``, then end_pass(); its result."""
+        for Z in read_pass():
+            self.partial_fit(Z)
+        return self.end_pass()
 
     # ---- the dictionary view (what learn_concepts returns and save/load keeps) ----------------
     @classmethod
@@ -216,22 +239,17 @@ class SemiNMF(ConceptEstimator):
         self.inner, self.init_offset, self.kmeans_iter = inner, init_offset, kmeans_iter
         self.init_rows, self.init_runs, self.seed, self.device = init_rows, init_runs, seed, device
 
-    def partial_fit(self, X, y=None) -> "SemiNMF":
-        """First call: start D from k-means on X's rows; later calls: add X's codes to the pass."""
-        Z = _minibatch(self, X)
-        with torch.no_grad():
-            if not hasattr(self, "components_"):
-                self._check_params()
-                self._check_rows(Z.shape[0])
-                V = snmf.start_components(Z, self.n_concepts, self._generator(Z.device), self.kmeans_iter,
-                                          self.init_rows, self.init_runs)
-                # The penalty's scale from the start rows; every end_pass() sets it from the whole pass.
-                scale = torch.linalg.vector_norm(Z, dim=1).square().mean().sqrt()
-                self._learned(V, {"feature_scale": scale}, {"n_iter": 0})
-                self._pass = snmf.pass_sums(self.n_concepts, Z.shape[1], Z.device)
-            else:
-                snmf.add_to_pass(self._pass, Z, self.components_, self._penalty())
-        return self
+    def _start(self, Z: torch.Tensor) -> None:
+        """D from k-means on Z's rows; the penalty's scale from them too (every end_pass() sets
+        it from the whole pass)."""
+        V = snmf.start_components(Z, self.n_concepts, self._generator(Z.device), self.kmeans_iter, self.init_rows,
+                                  self.init_runs)
+        scale = torch.linalg.vector_norm(Z, dim=1).square().mean().sqrt()
+        self._learned(V, {"feature_scale": scale}, {"n_iter": 0})
+        self._pass = snmf.pass_sums(self.n_concepts, Z.shape[1], Z.device)
+
+    def _update(self, Z: torch.Tensor) -> None:
+        snmf.add_to_pass(self._pass, Z, self.components_, self._penalty())
 
     def _penalty(self) -> float:
         return self.l1 * float(self.state_["feature_scale"])
@@ -253,12 +271,7 @@ class SemiNMF(ConceptEstimator):
     def fit_passes(self, read_pass: Callable[[], Iterable[torch.Tensor]]) -> "SemiNMF":
         """Passes over ``read_pass()``'s minibatches until the objective's relative decrease is
         under ``tol`` or after ``max_iter`` passes (after a first partial_fit)."""
-        def one_pass() -> float:
-            for Z in read_pass():
-                self.partial_fit(Z)
-            return self.end_pass()
-
-        info = until_converged(one_pass, self.max_iter, self.tol)
+        info = until_converged(lambda: self._one_pass(read_pass), self.max_iter, self.tol)
         self.info_ = {**self.info_, **info}
         return self
 
@@ -290,26 +303,22 @@ class NMF(ConceptEstimator):
 
 
 class _KMeansUpdates(ConceptEstimator):
-    """k-means' encoder (activations 1 / (1 + distance)) and its minibatch updates (Sculley)."""
+    """k-means' encoder (activations 1 / (1 + distance)) and its minibatch updates (Sculley):
+    ``partial_fit`` starts from Lloyd on the first call's rows, then takes one step per call."""
 
     solver = kmeans
 
-    def partial_fit(self, X, y=None) -> "_KMeansUpdates":
-        """First call: centroids from k-means++/Lloyd on X's rows; later calls: one minibatch step."""
-        Z = _minibatch(self, X)
-        with torch.no_grad():
-            if not hasattr(self, "components_"):
-                self._check_params()
-                self._check_rows(Z.shape[0])
-                C = kmeans.lloyd(Z, self.n_concepts, self._generator(Z.device), self.max_iter, self.n_init)[0]
-                self._learned(C, {}, {"n_iter": 0})
-                self._counts = torch.zeros(self.n_concepts, dtype=torch.float64, device=Z.device)
-                self._given = torch.zeros_like(self._counts)
-            else:
-                self.components_, given = kmeans.minibatch_step(Z, self.components_, self._counts)
-                self._given += given
-                self._last = Z
-        return self
+    def _start(self, Z: torch.Tensor) -> None:
+        """Centroids from the best of n_init k-means++/Lloyd runs on Z's rows."""
+        C = kmeans.lloyd(Z, self.n_concepts, self._generator(Z.device), self.max_iter, self.n_init)[0]
+        self._learned(C, {}, {"n_iter": 0})
+        self._counts = torch.zeros(self.n_concepts, dtype=torch.float64, device=Z.device)
+        self._given = torch.zeros_like(self._counts)
+
+    def _update(self, Z: torch.Tensor) -> None:
+        self.components_, given = kmeans.minibatch_step(Z, self.components_, self._counts)
+        self._given += given
+        self._last = Z
 
     def end_pass(self) -> None:
         """Move each centroid that got no row this pass onto the farthest row of its last minibatch."""
@@ -341,7 +350,7 @@ class MiniBatchKMeans(_KMeansUpdates):
     stream_ignores = ("batch_size",)  # a store's minibatches are batch_rows rows
 
     def __init__(self, n_concepts: int = 20, batch_size: int = 1024, epochs: int = 3, init_rows: int = 4096,
-                 n_init: int = 10, max_iter: int = 100, seed: int = 0, device: str | None = None):
+                 n_init: int = 3, max_iter: int = 100, seed: int = 0, device: str | None = None):
         self.n_concepts, self.batch_size, self.epochs, self.init_rows = n_concepts, batch_size, epochs, init_rows
         self.n_init, self.max_iter, self.seed, self.device = n_init, max_iter, seed, device
 
@@ -363,9 +372,7 @@ class MiniBatchKMeans(_KMeansUpdates):
     def fit_passes(self, read_pass: Callable[[], Iterable[torch.Tensor]]) -> "MiniBatchKMeans":
         """``epochs`` passes over ``read_pass()``'s minibatches (after a first partial_fit)."""
         for _ in range(self.epochs):
-            for Z in read_pass():
-                self.partial_fit(Z)
-            self.end_pass()
+            self._one_pass(read_pass)
         return self
 
 

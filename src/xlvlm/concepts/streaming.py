@@ -17,7 +17,7 @@ statistics, and the (N, K) activations returned (K/D of the store's size); never
 
 Defaults and measurements: docs/scale.md and bench/RESULTS.md. (On planted data, K = 50,
 16k rows, k-means started from 3 Lloyd runs on the sample merged clusters for 1 seed in 6,
-from 10 runs for none: hence MiniBatchKMeans' n_init = 10.)
+from 10 runs for none: pass n_init=10 for many concepts; the default, 3, is KMeans'.)
 """
 
 from __future__ import annotations
