@@ -105,9 +105,19 @@ def test_nmf_pca_sae_simple_on_planted_structure(planted, planted_nonnegative):
     torch.testing.assert_close(simple.components_, torch.nn.functional.normalize(Z[top], dim=1))
 
 
-def test_partial_fit_is_refused_by_whole_matrix_methods():
+def test_partial_fit_is_refused_by_whole_matrix_methods_and_after_fit():
     with pytest.raises(XlvlmError, match="cannot learn from minibatches"):
         PCA(2).partial_fit(torch.randn(10, 3))
+    for cls in (SemiNMF, KMeans):
+        with pytest.raises(XlvlmError, match="start one on a new estimator"):
+            cls(2).fit(torch.randn(10, 3)).partial_fit(torch.randn(4, 3))
+    for cls in (SemiNMF, KMeans, MiniBatchKMeans):
+        with pytest.raises(XlvlmError, match="end_pass"):
+            cls(2).end_pass()
+    # MiniBatchKMeans' fit is itself a partial_fit run: more minibatches continue it
+    mbk = MiniBatchKMeans(2).fit(torch.randn(10, 3))
+    before = mbk.components_.clone()
+    assert not torch.equal(mbk.partial_fit(torch.randn(4, 3) + 5).components_, before)
 
 
 def test_semi_nmf_passes_over_minibatches_match_in_memory(planted):

@@ -181,6 +181,10 @@ class ConceptEstimator:
                 self._check_params()
                 self._check_rows(Z.shape[0])
                 self._start(Z)
+                self._minibatches = True
+            elif not hasattr(self, "_minibatches"):
+                raise XlvlmError(f"this {type(self).__name__} was fitted by fit() or loaded; minibatches continue "
+                                 "only a partial_fit run: start one on a new estimator")
             else:
                 self._update(Z)
         return self
@@ -257,8 +261,8 @@ class SemiNMF(ConceptEstimator):
     def end_pass(self) -> float:
         """Take the least-squares step for D from this pass's minibatches; returns the pass's
         objective 0.5 ||Z - A D||^2 + lambda sum(A) (for the D they were coded with)."""
-        sums = self._pass
-        if not sums["rows"]:
+        sums = getattr(self, "_pass", None)
+        if not sums or not sums["rows"]:
             raise XlvlmError("end_pass() without a minibatch in the pass; call partial_fit(Z_b) first")
         penalty = self._penalty()
         V, objective = snmf.finish_pass(sums, self.components_, penalty)
@@ -325,6 +329,7 @@ class _KMeansUpdates(ConceptEstimator):
         if not hasattr(self, "_last"):
             raise XlvlmError("end_pass() without a minibatch in the pass; call partial_fit(Z_b) first")
         kmeans.revive_dead(self.components_, self._counts, self._given, self._last)
+        del self._last  # not held while the next pass reads its first minibatch (memory bound)
         self._given.zero_()
         self.n_iter_ += 1
         self.info_ = {**self.info_, "n_iter": self.n_iter_}

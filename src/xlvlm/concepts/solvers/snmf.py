@@ -150,7 +150,8 @@ def add_to_pass(sums: dict, Z: torch.Tensor, V: torch.Tensor, penalty: float) ->
     # float32 products per minibatch, summed in float64 across minibatches
     sums["G"] += (U.T @ U).double()
     sums["H"] += (U.T @ Z).double()
-    sums["sq_norm"] += float(torch.linalg.vector_norm(Z, dtype=torch.float64)) ** 2
+    # row norms in float32, summed in float64: vector_norm(Z, dtype=float64) would copy Z to float64
+    sums["sq_norm"] += float(torch.linalg.vector_norm(Z, dim=1).double().square().sum())
     sums["code_sum"] += float(U.double().sum())
     sums["rows"] += Z.shape[0]
 
