@@ -46,3 +46,11 @@ def test_partial_fit_by_hand_over_shards_reaches_the_in_memory_fit(store):
     full = learn_concepts_streaming(store, "final", "kmeans", 6, batch_rows=100, seed=1)
     inertia = float(torch.cdist(Z.double(), mbk.components_.double()).min(1).values.square().sum())
     assert inertia <= full.info["inertia"] * 1.02 and mbk.n_iter_ == 3
+
+
+def test_streaming_refuses_options_only_an_in_memory_fit_reads(store):
+    from xlvlm.errors import XlvlmError
+
+    for method, option in (("snmf", "init_offset"), ("kmeans", "batch_size")):
+        with pytest.raises(XlvlmError, match=f"unknown option.*{option}.*streaming"):
+            learn_concepts_streaming(store, "final", method, 6, **{option: 1})
