@@ -129,11 +129,13 @@ def minibatch_step(Z: torch.Tensor, C: torch.Tensor, counts: torch.Tensor) -> tu
     """One step on minibatch Z (B, D): centroids C (K, D), counts (K,) float64 (updated in
     place) -> (new C (K, D), rows given to each centroid (K,) float64)."""
     k = C.shape[0]
-    labels = squared_distances(Z, C).argmin(1)
-    members = torch.nn.functional.one_hot(labels, k).to(Z.dtype)
-    given = members.sum(0).double()
+    # nearest centroid: ||Z_n||^2 is the same for every k, so argmin ||C_k||^2 - 2 <Z_n, C_k> suffices
+    labels = (row_sq_norms(C) - 2.0 * (Z @ C.T)).argmin(1)
+    given = torch.bincount(labels, minlength=k).double()
     counts += given
-    step = (members.T @ Z).double() - given.unsqueeze(1) * C.double()
+    # per-cluster sums by index_add_: O(B D), where a one-hot matmul is O(B K D)
+    sums = torch.zeros_like(C).index_add_(0, labels, Z)
+    step = sums.double() - given.unsqueeze(1) * C.double()
     return (C.double() + step / counts.clamp_min(1).unsqueeze(1)).float(), given
 
 
