@@ -60,8 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch and BLAS/OpenMP threads for every fit (default: as set up); 1 is steadiest on "
+                             "shared cores")
     parser.add_argument("--quick", action="store_true", help="a small smoke run; writes nothing")
     args = parser.parse_args(argv)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
     if args.quick:
         args.n, args.d, args.k, args.repeats = 2000, 64, 10, 1
     from sklearn.cluster import MiniBatchKMeans as SklearnMiniBatchKMeans
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {seconds:.3f} s, inertia {results[name][1]:.6g}", flush=True)
     ours_t, ours_i = results["xlvlm minibatch-kmeans"]
     lines = [f"`bench/minibatch_kmeans.py` (git {git_revision()}): planted Z, N = {args.n}, D = {args.d}, K = {args.k}, "
-             f"seed {args.seed}, xlvlm on {device.type}, best of {args.repeats} after a warm-up, same process. "
+             f"seed {args.seed}, xlvlm on {device.type}, {torch.get_num_threads()} torch thread(s), best of {args.repeats} after a warm-up, same process. "
              "Ratio = that fit's time / xlvlm minibatch-kmeans' time; inertia relative to minibatch-kmeans'.", "",
              "| fit | time (s) | time ratio | inertia | inertia vs minibatch-kmeans |", "|---|---|---|---|---|"]
     for name, (seconds, value) in results.items():
