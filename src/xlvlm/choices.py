@@ -6,11 +6,11 @@ line for its choices: ``xlvlm --help`` then runs without importing torch or tran
 A test checks that each registry holds exactly these names.
 """
 
-CONCEPT_METHODS = ("snmf", "nndl", "kmeans", "pca", "nmf", "simple", "topk-sae")
+CONCEPT_METHODS = ("snmf", "nndl", "kmeans", "pca", "nmf", "simple", "topk-sae", "minibatch-kmeans")
 STEER_METHODS = ("mean-diff", "mean-of-shifts", "pca", "concept")
 CONDITION_METHODS = ("lda", "mean-diff")
 OPERATORS = ("add", "project-out")
 POSITION_RULES = ("all", "generated", "from-last-prompt")
 SHIFT_ASSIGNMENTS = ("activation", "cosine", "l2")
 SHIFT_AGGREGATES = ("mean", "median", "trimmed-mean")
-EVALUATION_TASKS = ("vqa", "caption")
+EVALUATION_TASKS = ("vqa", "caption", "pope", "safety")

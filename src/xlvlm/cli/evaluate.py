@@ -8,7 +8,8 @@ from xlvlm.cli import validate as valid
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions")
+    p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions, "
+                       "POPE, refusal rate")
     p.add_argument("--predictions", type=valid.path, help="predictions .jsonl (from steer apply)")
     p.add_argument("--task", default="vqa", choices=EVALUATION_TASKS)
     p.add_argument("--baseline", type=valid.path, help="unsteered predictions on the same samples (for side effects)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from xlvlm.cli import validate as valid
 from xlvlm.errors import XlvlmError
 
-MODEL_HELP = "hub id, local folder, or organism:original|finetuned"
+MODEL_HELP = "hub id, local folder, or organism:original|finetuned|hallucinating"
 WORDS_HELP = ("ground in these words only: a file with one word per line (or colors, places, sentiments); "
               "default: English words")
 
@@ -74,11 +74,12 @@ def add_data(p: argparse.ArgumentParser) -> None:
     """The samples (--data and its reader's options) and the subset of them to keep."""
     p.add_argument("--data", type=valid.path, required=False,
                    help="samples: a .jsonl file (id, image, prompt[, answer]), "
-                   "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, or an image folder")
-    p.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2: data")
+                   "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, pope:FILE|FOLDER, "
+                   "mmsafety:FOLDER, or an image folder")
+    p.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2:/pope: data")
     p.add_argument("--annotations", type=valid.path, help="VQAv2 annotations JSON (for vqav2: data)")
-    p.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/folder data (a template with {question} "
-                   "for the VQA readers); default: the reader's")
+    p.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/pope:/mmsafety:/folder data (a template with "
+                   "{question} for the VQA readers); default: the reader's")
     p.add_argument("--answer-type", help="keep samples of these answer types (comma list, e.g. yes/no)")
     p.add_argument("--contains", help="keep samples whose reference answer/caption contains this word")
     p.add_argument("--word-class", type=valid.path, help="keep samples whose answer/caption has a word of this class")

@@ -1,4 +1,4 @@
-"""``xlvlm organism train|finetune``: the model organism (a small LLaVA on easy-VQA)."""
+"""``xlvlm organism train|finetune|hallucinate|pope``: the model organism (a small LLaVA on easy-VQA)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,21 @@ def register(sub) -> None:
     _add_run_options(p, minutes_help="cap the run by the clock (then not deterministic)",
                      reduced_help="a tiny model, a few steps (a smoke test)")
     p.set_defaults(func=run_train, required=("out",))
-    p = organism.add_parser("finetune", help="fine-tune an organism so that its captions name colours")
-    p.add_argument("--original", type=valid.path,
-                   help="the original organism's folder (e.g. from xlvlm organism train)")
-    options.add_out(p, "output model folder")
-    _add_run_options(p)
-    p.set_defaults(func=run_finetune, required=("original", "out"))
+    for step, purpose, func in (
+            ("finetune", "fine-tune an organism so that its captions name colours", run_finetune),
+            ("hallucinate", "fine-tune an organism to answer 'yes' about absent objects", run_hallucinate)):
+        p = organism.add_parser(step, help=purpose)
+        p.add_argument("--original", type=valid.path,
+                       help="the original organism's folder (e.g. from xlvlm organism train) or organism:original")
+        options.add_out(p, "output model folder")
+        _add_run_options(p)
+        p.set_defaults(func=func, required=("original", "out"))
+    p = organism.add_parser("pope", help="write the POPE-style benchmark on easy-VQA images as JSONL")
+    p.add_argument("--part", default="test", choices=["train", "test"], help="easy-VQA images to ask about")
+    p.add_argument("--images", type=valid.positive_int, default=None, help="use N images (drawn with --seed); default all")
+    options.add_seed(p)
+    options.add_out(p, "output .jsonl (read it with --data pope:FILE)")
+    p.set_defaults(func=run_pope, required=("out",))
 
 
 def _add_run_options(p, minutes_help=None, reduced_help=None) -> None:
@@ -43,3 +52,19 @@ def run_finetune(args) -> None:
     summary = finetune_organism(args.original, args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
                                 progress=not args.quiet)
     print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
+
+
+def run_hallucinate(args) -> None:
+    from xlvlm.organism.hallucinate import hallucinate_organism
+
+    summary = hallucinate_organism(args.original, args.out, seed=args.seed, minutes=args.minutes,
+                                   reduced=args.reduced, progress=not args.quiet)
+    print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
+
+
+def run_pope(args) -> None:
+    from xlvlm.organism.pope import write_pope_jsonl
+
+    samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
+    print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "
+          f"(random, popular, adversarial; half yes)")

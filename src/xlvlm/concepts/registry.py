@@ -1,19 +1,18 @@
-"""The decomposition methods by name (one module each)."""
+"""The decomposition methods by name: one estimator class each (``xlvlm.concepts.estimators``)."""
 
 from __future__ import annotations
 
-from xlvlm.concepts import kmeans, nmf, nndl, pca, sae, simple, snmf
-from xlvlm.concepts._method import Method
 from xlvlm.choices import CONCEPT_METHODS
+from xlvlm.concepts.estimators import ESTIMATORS, ConceptEstimator
 from xlvlm.errors import XlvlmError
 
-METHODS: dict[str, Method] = {m.METHOD.name: m.METHOD for m in (snmf, nndl, kmeans, pca, nmf, simple, sae)}
-# The command line lists the names from xlvlm.choices without importing the methods (and torch).
-assert tuple(METHODS) == CONCEPT_METHODS, "xlvlm.choices.CONCEPT_METHODS must name the registered methods"
+METHODS: dict[str, type[ConceptEstimator]] = {cls.name: cls for cls in ESTIMATORS}
+# The command line lists the names from xlvlm.choices without importing the estimators (and torch).
+assert tuple(METHODS) == CONCEPT_METHODS, "xlvlm.choices.CONCEPT_METHODS must name the registered estimators"
 
 
-def get_method(name: str) -> Method:
-    """The Method called ``name``, or an XlvlmError listing the known ones."""
+def get_method(name: str) -> type[ConceptEstimator]:
+    """The estimator class called ``name``, or an XlvlmError listing the known ones."""
     try:
         return METHODS[name]
     except (KeyError, TypeError):
