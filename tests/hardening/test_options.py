@@ -63,8 +63,8 @@ def test_shard_samples_rounded_to_whole_batches_says_so(cli, tiny_dir, samples, 
                         "--batch-size", "4", "--shard-samples", "3", "--quiet"])
     assert code == 0
     assert "--shard-samples 3 becomes 4" in err
-    shards = xlvlm.FeatureStore(tmp_path / "s").manifest["shards"]
-    assert [shard["n_samples"] for shard in shards] == [4]  # what the warning said
+    shards = xlvlm.FeatureStore(tmp_path / "s").manifest.shards
+    assert [shard.n_samples for shard in shards] == [4]  # what the warning said
 
 
 def test_steer_compute_n_concepts_zero_never_reaches_kmeans(cli, tmp_path, samples):

@@ -50,7 +50,7 @@ def run(args) -> None:
         store = _run_distributed(args, context, samples, settings)
         if context.rank != 0:
             return
-    skipped = len(store.manifest.get("skipped", []))
+    skipped = len(store.manifest.skipped)
     absent = int((~store.present).sum())
     print(f"wrote {store.path}: {len(store)} samples, layers {', '.join(store.layers)}, selector {store.selector}"
           + (f", {absent} without a match (present: false)" if absent else "")

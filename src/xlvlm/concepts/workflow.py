@@ -52,7 +52,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     if vlm is not None and vlm.hidden_size != store.hidden_size:
         raise XlvlmError(f"store {store.path} has hidden size {store.hidden_size} but the model {vlm.name} has "
                          f"{vlm.hidden_size}; give the --model the store was extracted with")
-    if store.manifest.get("rows_per_sample") != 1:
+    if store.settings.rows_per_sample != 1:
         raise XlvlmError(f"store {store.path} has several rows per sample; concepts need one row per sample")
     present = store.present
     samples = [s for s, ok in zip(store.samples, present.tolist()) if ok]

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from xlvlm.data import check_images
 from xlvlm.errors import XlvlmError
+from xlvlm.extract.manifest import StoreSettings
 from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
 from xlvlm.extract.store import FeatureStore, StoreWriter, records_digest
 from xlvlm.io import sha256_file
@@ -148,17 +149,15 @@ def _metadata(sample: dict, text: str, present: bool, prediction: str | None, n_
 _PROMPT_PROBE, _ANSWER_PROBE = "<xlvlm:prompt>", "<xlvlm:answer>"
 
 
-def store_settings(vlm, keys: list[str], selector: Selector, generate: bool, max_new_tokens: int) -> dict:
-    """The manifest fields that identify a store's extraction: a resume must match them all."""
+def store_settings(vlm, keys: list[str], selector: Selector, generate: bool, max_new_tokens: int) -> StoreSettings:
+    """What identifies a store's extraction: a resume must match it all."""
     teacher_forcing = (not generate) and selector.needs_response
-    return {
-        "model": vlm.name, "family": vlm.family, "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
-        "layers": keys, "selector": selector.spec, "rows_per_sample": selector.rows_per_sample,
-        "teacher_forcing": teacher_forcing,
-        "generation": {"max_new_tokens": max_new_tokens, "do_sample": False} if generate else None,
-        "dtype": str(vlm.dtype).replace("torch.", ""),
-        "prompt_format": vlm.format_prompt(_PROMPT_PROBE, _ANSWER_PROBE if teacher_forcing else None)[0],
-    }
+    return StoreSettings(
+        model=vlm.name, family=vlm.family, num_layers=vlm.num_layers, hidden_size=vlm.hidden_size, layers=keys,
+        selector=selector.spec, rows_per_sample=selector.rows_per_sample, teacher_forcing=teacher_forcing,
+        generation={"max_new_tokens": max_new_tokens, "do_sample": False} if generate else None,
+        dtype=str(vlm.dtype).replace("torch.", ""),
+        prompt_format=vlm.format_prompt(_PROMPT_PROBE, _ANSWER_PROBE if teacher_forcing else None)[0])
 
 
 def _image_sha256(image) -> str | None:
@@ -213,7 +212,7 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
     pending_rows: list[torch.Tensor] = []
     pending_meta: list[dict] = []
     pending_skipped: list[dict] = []
-    written = sum(shard["n_samples"] for shard in writer.manifest["shards"])
+    written = writer.manifest.n_stored
 
     def flush():
         nonlocal written

@@ -40,7 +40,7 @@ def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Te
     Returns X_o (M, D), X_f (M, D) as float32 and the M ids.
     """
     def rows_by_id(store):
-        if store.manifest.get("rows_per_sample") != 1:
+        if store.settings.rows_per_sample != 1:
             raise XlvlmError(f"store {store.path} has several rows per sample; shift analysis needs one "
                              f"(extract with a single-token selector such as last-prompt or token:WORD)")
         features = store.features(layer)

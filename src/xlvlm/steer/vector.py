@@ -49,7 +49,7 @@ def _paired(source, target, layer) -> torch.Tensor:
     def by_id(store):
         present = store.present.tolist()
         rows = store.features(layer)
-        if store.manifest.get("rows_per_sample") != 1:
+        if store.settings.rows_per_sample != 1:
             raise XlvlmError(f"store {store.path} has several rows per sample; paired methods need one")
         return {sid: rows[i] for i, (sid, ok) in enumerate(zip(store.ids, present)) if ok}
 
