@@ -359,7 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(p)
     p.add_argument("--layers", default="final", help="comma list: block indices (negatives from the end), "
                    "'final' (final norm output) or module names; default: final")
-    p.add_argument("--select", default="last-prompt", help="token selector (see docs/extract.md); default last-prompt")
+    p.add_argument("--select", default="last-prompt",
+                   help="token selector (see docs/extract.md); default last-prompt. token:WORD, class:NAME and "
+                        "before:STOP keep the state that produces the word (research convention); "
+                        "token-at:, class-at:, before-at: the state at it")
     p.add_argument("--out", required=False, help="store folder (resumed if it holds a partial store)")
     p.add_argument("--generate", action="store_true", help="record during greedy generation")
     p.add_argument("--max-new-tokens", type=int, default=20)
