@@ -36,7 +36,7 @@ def concept_table(vlm) -> str:
              "| method | concepts whose top word = majority answer of their 20 MAS | R² |", "|---|---|---|"]
     for method in ("snmf", "nndl", "kmeans", "pca"):
         cd = xlvlm.learn_concepts(X, method=method, n_concepts=12, seed=0)
-        words = ground_text(vlm, cd.components, top_k=3, vocabulary=vocabulary)
+        words = ground_text(vlm, cd.components, layer, top_k=3, vocabulary=vocabulary)
         mas = xlvlm.ground_images(cd.activations, rows_meta, top_k=20)
         agree = 0
         for k in range(12):

@@ -28,7 +28,7 @@ def _test_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, 
 def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, vlm=None, top_k_words: int = 10,
                  top_k_samples: int = 20, clip_model: str | None = None, text_similarity: bool = True,
                  test_fraction: float = 0.2, heatmaps: int = 4, vocabulary=None, seed: int = 0,
-                 progress: bool = True, **method_options) -> dict:
+                 progress: bool = True, word_filter: str = "xlvlm", **method_options) -> dict:
     """Learn and ground a concept dictionary from ``store`` at ``layer``; write it to ``out``.
 
     The dictionary is learnt on a train split (1 - test_fraction of the present samples);
@@ -61,10 +61,10 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     if vlm is not None:
         from xlvlm.concepts.text import ground_text, random_word_baseline
 
-        words = ground_text(vlm, cd.components, top_k=top_k_words, vocabulary=vocabulary)
+        words = ground_text(vlm, cd.components, key, top_k=top_k_words, vocabulary=vocabulary, word_filter=word_filter)
         scale = float(X.norm(dim=1).mean())
-        baseline_words = random_word_baseline(vlm, n=cd.components.shape[0], top_k=top_k_words, seed=seed,
-                                              scale=scale, vocabulary=vocabulary)
+        baseline_words = random_word_baseline(vlm, n=cd.components.shape[0], layer=key, top_k=top_k_words, seed=seed,
+                                              scale=scale, vocabulary=vocabulary, word_filter=word_filter)
         metrics["overlap"] = overlap(words)
         metrics["overlap_random_words"] = overlap(baseline_words)
         if len(test):

@@ -248,7 +248,7 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
         from xlvlm.concepts.text import ground_text
 
         def ground(vectors):
-            return ground_text(vlm, vectors, top_k=top_k_words, vocabulary=words_vocabulary)
+            return ground_text(vlm, vectors, key, top_k=top_k_words, vocabulary=words_vocabulary)
 
         words = {"original": ground(V), "shift": ground(shift_vectors), "shifted": ground(shifted),
                  "finetuned": ground(W[match]), "unembedding": vlm.name}
