@@ -296,7 +296,7 @@ def cmd_concepts(args) -> None:
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
-                           vocabulary=_words(args))
+                           vocabulary=_words(args), word_filter=args.word_filter)
     for concept in summary["concepts"]:
         print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
     for name, value in summary["metrics"].items():
@@ -440,8 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-words", type=int, default=10)
     p.add_argument("--words", help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
+    p.add_argument("--word-filter", default="xlvlm", choices=["xlvlm", "research"],
+                   help="which tokens count as words: xlvlm (147 stopwords, >= 2 letters) or research (the research "
+                        "code's 1160 stopwords incl. yes/no, > 2 letters, numbers kept); docs/research-code.md")
     p.add_argument("--top-samples", type=int, default=20, help="most-activating samples per concept")
-    p.add_argument("--clip-model", help="CLIP model (hub id or folder) for CLIPScore")
+    p.add_argument("--clip-model", help="CLIP model (hub id or folder) for CLIPScore (clipscore_topN: the research "
+                   "code's one sentence per concept; clipscore_words_topN: word by word)")
     p.add_argument("--no-text-similarity", action="store_true", help="skip the sentence-encoder score")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

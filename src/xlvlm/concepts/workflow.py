@@ -68,7 +68,8 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
         metrics["overlap"] = overlap(words)
         metrics["overlap_random_words"] = overlap(baseline_words)
         if len(test):
-            from xlvlm.concepts.scores import ClipScorer, TextSimilarity, reference_text, top_concept_words
+            from xlvlm.concepts.scores import (ClipScorer, TextSimilarity, reference_text, top_concept_words,
+                                               top_concepts_words)
 
             test_samples = [samples[i] for i in test.tolist()]
             activations = cd.transform(X[test])
@@ -79,8 +80,13 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
                 if clip_model:
                     scorer = metrics.setdefault("_clip", ClipScorer(clip_model))
                     images = [s["image"] for s in test_samples]
-                    metrics[f"clipscore_top{n}"] = scorer.score(images, chosen)
-                    metrics[f"clipscore_top{n}_random_words"] = scorer.score(images, chance)
+                    # The research definition (one sentence per concept, mean over the top n) and
+                    # the word-by-word variant, each under its own name.
+                    metrics[f"clipscore_top{n}"] = scorer.score(images, top_concepts_words(activations, words, n))
+                    metrics[f"clipscore_top{n}_random_words"] = scorer.score(
+                        images, top_concepts_words(activations, shuffled, n))
+                    metrics[f"clipscore_words_top{n}"] = scorer.score_words(images, chosen)
+                    metrics[f"clipscore_words_top{n}_random_words"] = scorer.score_words(images, chance)
                 if text_similarity:
                     encoder = metrics.setdefault("_text", TextSimilarity())
                     refs = [reference_text(s) for s in test_samples]
