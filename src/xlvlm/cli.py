@@ -316,7 +316,8 @@ def cmd_shift(args) -> None:
         vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype)
     result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
-                           seed=args.seed, vlm=vlm, words_vocabulary=_words(args))
+                           seed=args.seed, vlm=vlm, words_vocabulary=_words(args), mas_by=args.mas_by,
+                           word_filter=args.word_filter)
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples)
     _record_command(args, args.out)
@@ -456,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--original", help="feature store of the original model")
     p.add_argument("--finetuned", help="feature store of the fine-tuned model (same samples)")
     p.add_argument("--layer", help="layer present in both stores")
-    p.add_argument("--model", help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    p.add_argument("--model", help="model whose unembedding grounds words (the research script uses the original "
+                   "model; the fine-tuned one reads its own output); recorded in shift.json")
     p.add_argument("--words", help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
     p.add_argument("--device", default="cpu")
@@ -466,6 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", default="activation", choices=["activation", "cosine", "l2"])
     p.add_argument("--aggregate", default="mean", choices=["mean", "median", "trimmed-mean"])
     p.add_argument("--alpha", type=float, default=1.0, help="shifted = original + alpha * shift")
+    p.add_argument("--mas-by", default="cosine", choices=["cosine", "activation"],
+                   help="rank most-activating samples by cosine with the concept, or by its activation (research code)")
+    p.add_argument("--word-filter", default="xlvlm", choices=["xlvlm", "research"],
+                   help="which tokens count as words (docs/research-code.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder")
     p.set_defaults(func=cmd_shift, required=("original", "finetuned", "layer", "out"))
