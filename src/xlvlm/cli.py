@@ -188,6 +188,15 @@ def cmd_steer_compute(args) -> None:
     from xlvlm.steer import SteeringVector
 
     layers = _layers(args.layer)
+    if args.all_pairs:
+        if args.method != "concept" or not args.source or args.concepts or len(layers) != 1:
+            raise XlvlmError("--all-pairs needs --method concept, --source STORE and one --layer (no --concepts)")
+        pairs = SteeringVector.concept_pairs(_store(args.source), layers[0], n_concepts=args.n_concepts)
+        for (i, j), vector in pairs.items():
+            vector = vector.normalized() if args.normalize else vector
+            vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors")
+        print(f"wrote {len(pairs)} vectors (concept_I_to_J = V_J - V_I) into {args.out}")
+        return
     if args.method == "concept" and args.concepts:
         from xlvlm.concepts import ConceptDictionary
 
@@ -389,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-concepts", type=int, default=8,
                    help="--method concept without --concepts: k-means concepts learnt per layer on the source "
                    "and target rows; the vector goes from the most-source to the most-target concept")
+    p.add_argument("--all-pairs", action="store_true",
+                   help="--method concept, the research code's way: k-means concepts on --source only, every "
+                        "ordered pair written to the folder --out as concept_I_to_J.safetensors (V_J - V_I)")
     p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
     p.add_argument("--out", help="output .safetensors file")
     p.set_defaults(func=cmd_steer_compute, required=("layer", "out"))
