@@ -217,7 +217,8 @@ class BeforeStop(Selector):
 
 
 SELECTOR_HELP = ("all, index:K, range:A:B, last-prompt, image, generated-mean, token:WORD, "
-                 "class:NAME (colors, places, sentiments or a word file), before:STOP; token:, class: "
+                 "class:NAME (colors, places, sentiments, research-colors, research-places, research-sentiments or a "
+                 "word file), before:STOP; token:, class: "
                  "and before: keep the state that produces the word (research convention), "
                  "token-at:, class-at: and before-at: the state at it")
 
