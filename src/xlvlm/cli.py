@@ -305,7 +305,8 @@ def cmd_concepts(args) -> None:
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
-                           vocabulary=_words(args), word_filter=args.word_filter)
+                           vocabulary=_words(args), word_filter=args.word_filter,
+                           **({"activation": args.simple_activation} if args.method == "simple" else {}))
     for concept in summary["concepts"]:
         print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
     for name, value in summary["metrics"].items():
@@ -447,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="layer in the store")
     p.add_argument("--method", default="snmf", help="snmf, nndl, kmeans, pca, nmf, simple, topk-sae")
     p.add_argument("--n-concepts", type=int, default=20)
+    p.add_argument("--simple-activation", default="projection", choices=["projection", "distance"],
+                   help="--method simple: unit rows and projections, or raw rows and 1/(1 + distance) (research code)")
     p.add_argument("--model", help="the model (for words, scores and heatmaps); without it, no text grounding")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None)
