@@ -112,7 +112,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
             metrics["patch_heatmaps"] = f"skipped: {exc}"
     summary = {"settings": {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts,
                             "seed": seed, "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
-                            "options": method_options},
+                            "options": method_options, "word_filter": word_filter},
                "metrics": metrics, "concepts": concepts, "random_words": baseline_words}
     atomic_write_json(out / "concepts.json", summary)
     return summary
