@@ -110,7 +110,7 @@ def shift_method_table(folder: Path, seeds=(0, 1, 2)) -> str:
     layer = original.layers[0]
     ft = xlvlm.organism.load("finetuned")
     colour_of = {s["id"]: s["color"] for s in finetuned.samples}
-    lines = [f"Layer {layer}, token \"a\" of the caption, K = 8, seeds {', '.join(map(str, seeds))} (mean, and the "
+    lines = [f"Layer {layer}, the state at the caption's first token \"a\" (`token-at:a`), K = 8, seeds {', '.join(map(str, seeds))} (mean, and the "
              "worst seed); words through the fine-tuned unembedding, among the organism's answer words.", "",
              "| method | concepts closer after the shift | worst seed | shift's top word is a colour "
              "| = majority colour of the concept's images |", "|---|---|---|---|---|"]
