@@ -17,9 +17,9 @@ Two word filters (``word_filter``):
       (:data:`STOPWORDS`), and in the English word list (wordfreq's 50k most frequent, or the
       ``vocabulary`` the caller gives);
   "research": the CoX-LMM research code's: (in the English word list, longer than 2 letters
-      and not one of its 1160 stopwords, which include "yes", "no" and number words) or a
-      number (anything ``float()`` parses). The research code's English list is NLTK's
-      ``words`` corpus; here it is the same list as for "xlvlm".
+      and not in its stopword list, 1160 entries or 1158 distinct words with "yes", "no" and
+      number words among them) or a number (anything ``float()`` parses). The research code's
+      English list is NLTK's ``words`` corpus; here it is the same list as for "xlvlm".
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _RESEARCH_STOPWORDS = Path(__file__).resolve().parents[1] / "data" / "stopwords"
 
 @lru_cache(maxsize=1)
 def research_stopwords() -> frozenset:
-    """The research code's stopword list (1160 words, shipped with xlvlm)."""
+    """The research code's stopword list (1160 entries, 1158 distinct words; shipped with xlvlm)."""
     lines = _RESEARCH_STOPWORDS.read_text(encoding="utf-8").splitlines()
     return frozenset(w.strip() for w in lines if w.strip() and not w.startswith("#"))
 
