@@ -16,7 +16,10 @@ def register(sub) -> None:
     p.add_argument("--layers", type=valid.names, default="final",
                    help="comma list: block indices (negatives from the end), "
                    "'final' (final norm output) or module names; default: final")
-    p.add_argument("--select", default="last-prompt", help="token selector (see docs/extract.md); default last-prompt")
+    p.add_argument("--select", default="last-prompt",
+                   help="token selector (see docs/extract.md); default last-prompt. token:WORD, class:NAME and "
+                        "before:STOP keep the state that produces the word (research convention); "
+                        "token-at:, class-at:, before-at: the state at it")
     options.add_out(p, "store folder (resumed if it holds a partial store)")
     p.add_argument("--generate", action="store_true", help="record during greedy generation")
     options.add_generation(p, max_new_tokens=20)

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from xlvlm.choices import WORD_FILTERS
 from xlvlm.cli import validate as valid
 from xlvlm.errors import XlvlmError
 
@@ -59,6 +60,10 @@ def add_seed(p: argparse.ArgumentParser) -> None:
 
 def add_words(p: argparse.ArgumentParser) -> None:
     p.add_argument("--words", type=valid.path, help=WORDS_HELP)
+
+
+def add_word_filter(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--word-filter", default="xlvlm", choices=WORD_FILTERS, help=help)
 
 
 def add_partial(p: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xlvlm.choices import CONCEPT_METHODS, SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS
+from xlvlm.choices import CONCEPT_METHODS, SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
 
@@ -12,7 +12,8 @@ def register(sub) -> None:
     p.add_argument("--original", type=valid.path, help="feature store of the original model")
     p.add_argument("--finetuned", type=valid.path, help="feature store of the fine-tuned model (same samples)")
     p.add_argument("--layer", help="layer present in both stores")
-    options.add_model(p, help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    options.add_model(p, help="model whose unembedding grounds words (the research script uses the original model; "
+                      "the fine-tuned one reads its own output); recorded in result.json")
     options.add_words(p)
     options.add_device(p)
     p.add_argument("--n-concepts", type=valid.positive_int, default=20)
@@ -20,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--assignment", default="activation", choices=SHIFT_ASSIGNMENTS)
     p.add_argument("--aggregate", default="mean", choices=SHIFT_AGGREGATES)
     p.add_argument("--alpha", type=valid.alpha, default=1.0, help="shifted = original + alpha * shift")
+    p.add_argument("--mas-by", default="cosine", choices=SHIFT_MAS_RANKINGS,
+                   help="rank most-activating samples by cosine with the concept, or by its activation (research code)")
+    options.add_word_filter(p, help="which tokens count as words (docs/research-code.md)")
     options.add_seed(p)
     options.add_out(p, "output folder")
     options.add_partial(p)
@@ -33,7 +37,8 @@ def run(args) -> None:
     vlm = options.optional_model(args)
     result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
-                           seed=args.seed, vlm=vlm, words_vocabulary=options.load_words(args))
+                           seed=args.seed, vlm=vlm, words_vocabulary=options.load_words(args), mas_by=args.mas_by,
+                           word_filter=args.word_filter)
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples, command=options.command_text(args))
     summary = result.summary()

@@ -57,6 +57,9 @@ def _register_compute(steer) -> None:
     p.add_argument("--n-concepts", type=valid.positive_int, default=8,
                    help=f"--method concept without --concepts: {N_CONCEPTS_HELP}; the vector goes from the "
                    "most-source to the most-target concept")
+    p.add_argument("--all-pairs", action="store_true",
+                   help="--method concept, the research code's way: k-means concepts on --source only, every "
+                        "ordered pair written to the folder --out as concept_I_to_J.safetensors (V_J - V_I)")
     p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
     options.add_out(p, "output .safetensors file")
     options.add_partial(p)
@@ -67,6 +70,9 @@ def run_compute(args) -> None:
     from xlvlm.steer import SteeringVector
 
     layers = options.names(args.layer)
+    if args.all_pairs:
+        _write_all_pairs(args, layers)
+        return
     if args.method == "concept" and args.concepts:
         from xlvlm.concepts import ConceptDictionary
 
@@ -87,6 +93,20 @@ def run_compute(args) -> None:
         vector = vector.normalized()
     vector.save(args.out)
     print(f"wrote {args.out}: {vector}")
+
+
+def _write_all_pairs(args, layers) -> None:
+    from pathlib import Path
+
+    from xlvlm.steer import SteeringVector
+
+    if args.method != "concept" or not args.source or args.concepts or len(layers) != 1:
+        raise XlvlmError("--all-pairs needs --method concept, --source STORE and one --layer (no --concepts)")
+    pairs = SteeringVector.concept_pairs(options.open_store(args.source, args), layers[0], n_concepts=args.n_concepts)
+    for (i, j), vector in pairs.items():
+        vector = vector.normalized() if args.normalize else vector
+        vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors")
+    print(f"wrote {len(pairs)} vectors (concept_I_to_J = V_J - V_I) into {args.out}")
 
 
 # ---- condition -----------------------------------------------------------------------------------
