@@ -76,6 +76,14 @@ def test_choices_are_the_registries_names():
     assert tuple(concept_methods) == choices.CONCEPT_METHODS
     assert steer_methods == choices.STEER_METHODS and TASKS == choices.EVALUATION_TASKS
     assert (AGGREGATES, ASSIGNMENTS) == (choices.SHIFT_AGGREGATES, choices.SHIFT_ASSIGNMENTS)
+    from xlvlm.concepts.simple import ACTIVATIONS
+    from xlvlm.concepts.text import WORD_FILTERS
+    from xlvlm.shift.analysis import MAS_RANKINGS
+    from xlvlm.steer.apply import OPERATORS, POSITION_RULES
+
+    assert (ACTIVATIONS, WORD_FILTERS, MAS_RANKINGS) == (choices.SIMPLE_ACTIVATIONS, choices.WORD_FILTERS,
+                                                         choices.SHIFT_MAS_RANKINGS)
+    assert (OPERATORS, POSITION_RULES) == (choices.OPERATORS, choices.POSITION_RULES)
 
 
 def test_unknown_choice_is_refused_by_the_parser(capsys):
