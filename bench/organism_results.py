@@ -19,7 +19,7 @@ from pathlib import Path
 
 import xlvlm
 from xlvlm.concepts.text import ground_text
-from xlvlm.organism.data import stratified_subset, vqa_samples
+from xlvlm.apps.organism.data import stratified_subset, vqa_samples
 
 
 def concept_table(vlm) -> str:
@@ -50,7 +50,7 @@ def concept_table(vlm) -> str:
 
 def shift_method_table(folder: Path, seeds=(0, 1, 2)) -> str:
     """Shift recovery and shift words for each concept method, on the demo's caption stores."""
-    from xlvlm.organism.data import ANSWER_WORDS, COLOR_NAMES
+    from xlvlm.apps.organism.data import ANSWER_WORDS, COLOR_NAMES
     from xlvlm.shift import analyse_shift
 
     original = xlvlm.FeatureStore(folder / "features" / "caption-original")
@@ -83,7 +83,7 @@ def gate_table(folder: Path) -> str:
     """Which test questions each kind of yes/no gate lets through (the demo's training stores, layer 0)."""
     import torch
 
-    from xlvlm.demo import _subset
+    from xlvlm.apps.demo import _subset
     from xlvlm.steer import Condition
 
     vlm = xlvlm.organism.load("original")
