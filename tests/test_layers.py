@@ -38,3 +38,20 @@ def test_a_forbidden_import_breaks_the_layers(tmp_path):
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout and "xlvlm.models.registry -> xlvlm.organism" in result.stdout
+
+
+def _contract_layers() -> list[str]:
+    """The layers of .importlinter's layers contract, top first, as written ("a | b", "a : b")."""
+    import configparser
+
+    parser = configparser.ConfigParser(comment_prefixes=("#",), inline_comment_prefixes=None)
+    parser.read(CONFIG)
+    return [line.strip() for line in parser["importlinter:contract:layers"]["layers"].splitlines() if line.strip()]
+
+
+def test_the_architecture_page_draws_the_contract_layers():
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    diagram = page.split("```\n", 2)[1]
+    drawn = [line.split("  ")[1].strip() for line in diagram.splitlines() if line.strip()]
+    # The page names each layer by its package (cli, not cli : cli_config : cli_validate).
+    assert drawn == [layer.split(" : ")[0] for layer in _contract_layers()]
