@@ -58,7 +58,7 @@ def token_of_interest_table() -> str:
 
     from xlvlm.extract.run import extract_batch_generated, extract_batch_teacher_forced
     from xlvlm.extract.selectors import parse_selector
-    from xlvlm.organism.data import COLOR_NAMES, caption_samples
+    from xlvlm.apps.organism.data import COLOR_NAMES, caption_samples
 
     vlm = xlvlm.organism.load("finetuned")
     samples = caption_samples("test", with_color=True)
