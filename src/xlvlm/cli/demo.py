@@ -14,7 +14,7 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
-    from xlvlm.demo import run_demo
+    from xlvlm.apps.demo import run_demo
 
     for key, value in run_demo(args.out, quick=args.quick, progress=not args.quiet).items():
         print(f"{key}: {value}")

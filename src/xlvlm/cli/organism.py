@@ -39,7 +39,7 @@ def _add_run_options(p, minutes_help=None, reduced_help=None) -> None:
 
 
 def run_train(args) -> None:
-    from xlvlm.organism.train import train_organism
+    from xlvlm.apps.organism.train import train_organism
 
     summary = train_organism(args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
                              progress=not args.quiet)
@@ -47,7 +47,7 @@ def run_train(args) -> None:
 
 
 def run_finetune(args) -> None:
-    from xlvlm.organism.finetune import finetune_organism
+    from xlvlm.apps.organism.finetune import finetune_organism
 
     summary = finetune_organism(args.original, args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
                                 progress=not args.quiet)
@@ -55,7 +55,7 @@ def run_finetune(args) -> None:
 
 
 def run_hallucinate(args) -> None:
-    from xlvlm.organism.hallucinate import hallucinate_organism
+    from xlvlm.apps.organism.hallucinate import hallucinate_organism
 
     summary = hallucinate_organism(args.original, args.out, seed=args.seed, minutes=args.minutes,
                                    reduced=args.reduced, progress=not args.quiet)
@@ -63,7 +63,7 @@ def run_hallucinate(args) -> None:
 
 
 def run_pope(args) -> None:
-    from xlvlm.organism.pope import write_pope_jsonl
+    from xlvlm.apps.organism.pope import write_pope_jsonl
 
     samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
     print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "

@@ -218,7 +218,7 @@ def shift_section(data: dict, path: Path, root: Path) -> str:
 
 @renderer("sweep")
 def sweep_section(data: dict, path: Path, root: Path) -> str:
-    from xlvlm.steer.run import describe_settings
+    from xlvlm.steer.settings import describe_settings
 
     folder = path.parent
     rows = _records(data, "rows", path)
