@@ -49,10 +49,11 @@ class _Parser(argparse.ArgumentParser):
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=valid.path, required=False,
                         help="samples: a .jsonl file (id, image, prompt[, answer]), "
-                        "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, or an image folder")
-    parser.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2: data")
+                        "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, pope:FILE|FOLDER, "
+                        "mmsafety:FOLDER, or an image folder")
+    parser.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2:/pope: data")
     parser.add_argument("--annotations", type=valid.path, help="VQAv2 annotations JSON (for vqav2: data)")
-    parser.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/folder data (a template with {question} "
+    parser.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/pope:/mmsafety:/folder data (a template with {question} "
                         "for the VQA readers); default: the reader's")
     parser.add_argument("--answer-type", help="keep samples of these answer types (comma list, e.g. yes/no)")
     parser.add_argument("--contains", help="keep samples whose reference answer/caption contains this word")
@@ -140,6 +141,22 @@ def cmd_organism_finetune(args) -> None:
     summary = finetune_organism(args.original, args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
                                 progress=not args.quiet)
     print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
+
+
+def cmd_organism_hallucinate(args) -> None:
+    from xlvlm.organism.hallucinate import hallucinate_organism
+
+    summary = hallucinate_organism(args.original, args.out, seed=args.seed, minutes=args.minutes,
+                                   reduced=args.reduced, progress=not args.quiet)
+    print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
+
+
+def cmd_organism_pope(args) -> None:
+    from xlvlm.organism.pope import write_pope_jsonl
+
+    samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
+    print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "
+          f"(random, popular, adversarial; half yes)")
 
 
 def cmd_report(args) -> None:
@@ -334,7 +351,7 @@ def _add_trust_remote_code(p) -> None:
 
 
 def _add_model_options(p) -> None:
-    p.add_argument("--model", type=valid.path, help="hub id, local folder, or organism:original|finetuned")
+    p.add_argument("--model", type=valid.path, help="hub id, local folder, or organism:original|finetuned|hallucinating")
     _add_trust_remote_code(p)
     p.add_argument("--device", type=valid.device, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
@@ -361,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "command to resume an interrupted run. Under `torchrun --nproc_per_node N` each process "
                        "extracts a share of the samples and the result is one store (docs/scale.md).")
     p.add_argument("--model", type=valid.path, required=False,
-                   help="hub id, local folder, or organism:original|finetuned")
+                   help="hub id, local folder, or organism:original|finetuned|hallucinating")
     _add_trust_remote_code(p)
     add_data_options(p)
     p.add_argument("--layers", type=valid.names, default="final",
@@ -488,9 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_partial_option(p)
     p.set_defaults(func=cmd_shift, required=("original", "finetuned", "layer", "out"))
 
-    p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions")
+    p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions, "
+                       "POPE, refusal rate")
     p.add_argument("--predictions", type=valid.path, help="predictions .jsonl (from steer apply)")
-    p.add_argument("--task", default="vqa", choices=["vqa", "caption"])
+    p.add_argument("--task", default="vqa", choices=["vqa", "caption", "pope", "safety"])
     p.add_argument("--baseline", type=valid.path, help="unsteered predictions on the same samples (for side effects)")
     p.add_argument("--source", help="answer or answer type steered away from (targeted report)")
     p.add_argument("--target", help="answer steered towards (targeted report)")
@@ -508,15 +526,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduced", action="store_true", help="a tiny model, a few steps (a smoke test)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_organism_train, required=("out",))
-    p = organism.add_parser("finetune", help="fine-tune an organism so that its captions name colours")
-    p.add_argument("--original", type=valid.path,
-                   help="the original organism's folder (e.g. from xlvlm organism train)")
-    p.add_argument("--out", type=valid.path, help="output model folder")
+    for step, purpose, func in (
+            ("finetune", "fine-tune an organism so that its captions name colours", cmd_organism_finetune),
+            ("hallucinate", "fine-tune an organism to answer 'yes' about absent objects", cmd_organism_hallucinate)):
+        p = organism.add_parser(step, help=purpose)
+        p.add_argument("--original", type=valid.path,
+                       help="the original organism's folder (e.g. from xlvlm organism train) or organism:original")
+        p.add_argument("--out", type=valid.path, help="output model folder")
+        p.add_argument("--seed", type=valid.seed, default=0)
+        p.add_argument("--minutes", type=valid.positive_float, default=None)
+        p.add_argument("--reduced", action="store_true")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=func, required=("original", "out"))
+    p = organism.add_parser("pope", help="write the POPE-style benchmark on easy-VQA images as JSONL")
+    p.add_argument("--part", default="test", choices=["train", "test"], help="easy-VQA images to ask about")
+    p.add_argument("--images", type=valid.positive_int, default=None, help="use N images (drawn with --seed); default all")
     p.add_argument("--seed", type=valid.seed, default=0)
-    p.add_argument("--minutes", type=valid.positive_float, default=None)
-    p.add_argument("--reduced", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_organism_finetune, required=("original", "out"))
+    p.add_argument("--out", type=valid.path, help="output .jsonl (read it with --data pope:FILE)")
+    p.set_defaults(func=cmd_organism_pope, required=("out",))
 
     p = sub.add_parser("report", help="build RUN_DIR/report.html from the stages a run folder holds")
     p.add_argument("run_dir", help="run folder")

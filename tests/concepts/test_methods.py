@@ -81,7 +81,7 @@ def test_pca_matches_numpy_svd(fitted, planted):
 
 
 def test_pca_randomised_path_matches_exact(monkeypatch):
-    from xlvlm.concepts import pca
+    from xlvlm.concepts.solvers import pca
 
     g = torch.Generator().manual_seed(0)
     signal = torch.randn(300, 5, generator=g) @ torch.randn(5, 80, generator=g) * torch.linspace(3, 1, 80)

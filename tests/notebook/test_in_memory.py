@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import xlvlm
-from xlvlm.concepts.streaming import learn_concepts_streaming
+from xlvlm.concepts import learn_concepts_streaming
 from xlvlm.errors import XlvlmError
 from xlvlm.extract import InMemoryStore
 
@@ -82,5 +82,5 @@ def test_in_memory_stores_go_where_folder_stores_go(tmp_path):
     assert xlvlm.SteeringVector.mean_difference(source, target, layers=[-2]).layers == ["2"]
     result = xlvlm.analyse_shift(source, target, layer=2, n_concepts=3, method="kmeans")
     assert result.shift_vectors.shape == (3, 8)
-    streamed = learn_concepts_streaming(source, "2", method="kmeans", n_concepts=3, batch_rows=5, epochs=2)
+    streamed = learn_concepts_streaming(source, "2", method="kmeans", n_concepts=3, batch_rows=5)
     assert streamed.components.shape == (3, 8)
