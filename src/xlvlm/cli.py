@@ -192,6 +192,15 @@ def cmd_steer_compute(args) -> None:
     from xlvlm.steer import SteeringVector
 
     layers = _layers(args.layer)
+    if args.all_pairs:
+        if args.method != "concept" or not args.source or args.concepts or len(layers) != 1:
+            raise XlvlmError("--all-pairs needs --method concept, --source STORE and one --layer (no --concepts)")
+        pairs = SteeringVector.concept_pairs(_store(args.source), layers[0], n_concepts=args.n_concepts)
+        for (i, j), vector in pairs.items():
+            vector = vector.normalized() if args.normalize else vector
+            vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors")
+        print(f"wrote {len(pairs)} vectors (concept_I_to_J = V_J - V_I) into {args.out}")
+        return
     if args.method == "concept" and args.concepts:
         from xlvlm.concepts import ConceptDictionary
 
@@ -311,7 +320,8 @@ def cmd_concepts(args) -> None:
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
-                           vocabulary=_words(args), command=_command_text(args))
+                           vocabulary=_words(args), word_filter=args.word_filter, command=_command_text(args),
+                           **({"activation": args.simple_activation} if args.method == "simple" else {}))
     from xlvlm.concepts.readable import summary_lines
 
     print("\n".join(summary_lines(summary["concepts"])))
@@ -332,7 +342,8 @@ def cmd_shift(args) -> None:
                              trust_remote_code=args.trust_remote_code)
     result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
-                           seed=args.seed, vlm=vlm, words_vocabulary=_words(args))
+                           seed=args.seed, vlm=vlm, words_vocabulary=_words(args), mas_by=args.mas_by,
+                           word_filter=args.word_filter)
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples, command=_command_text(args))
     summary = result.summary()
@@ -384,7 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=valid.names, default="final",
                    help="comma list: block indices (negatives from the end), "
                    "'final' (final norm output) or module names; default: final")
-    p.add_argument("--select", default="last-prompt", help="token selector (see docs/extract.md); default last-prompt")
+    p.add_argument("--select", default="last-prompt",
+                   help="token selector (see docs/extract.md); default last-prompt. token:WORD, class:NAME and "
+                        "before:STOP keep the state that produces the word (research convention); "
+                        "token-at:, class-at:, before-at: the state at it")
     p.add_argument("--out", type=valid.path, required=False, help="store folder (resumed if it holds a partial store)")
     p.add_argument("--generate", action="store_true", help="record during greedy generation")
     p.add_argument("--max-new-tokens", type=valid.positive_int, default=20)
@@ -412,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-concepts", type=valid.positive_int, default=8,
                    help="--method concept without --concepts: k-means concepts learnt per layer on the source "
                    "and target rows; the vector goes from the most-source to the most-target concept")
+    p.add_argument("--all-pairs", action="store_true",
+                   help="--method concept, the research code's way: k-means concepts on --source only, every "
+                        "ordered pair written to the folder --out as concept_I_to_J.safetensors (V_J - V_I)")
     p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
     p.add_argument("--out", type=valid.path, help="output .safetensors file")
     _add_partial_option(p)
@@ -465,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="layer in the store")
     p.add_argument("--method", default="snmf", help="snmf, nndl, kmeans, pca, nmf, simple, topk-sae")
     p.add_argument("--n-concepts", type=valid.positive_int, default=20)
+    p.add_argument("--simple-activation", default="projection", choices=["projection", "distance"],
+                   help="--method simple: unit rows and projections, or raw rows and 1/(1 + distance) (research code)")
     p.add_argument("--model", type=valid.path,
                    help="the model (for words, scores and heatmaps); without it, no text grounding")
     _add_trust_remote_code(p)
@@ -474,8 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--words", type=valid.path,
                    help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
+    p.add_argument("--word-filter", default="xlvlm", choices=["xlvlm", "research"],
+                   help="which tokens count as words: xlvlm (147 stopwords, >= 2 letters) or research (the research "
+                        "code's 1160 stopwords incl. yes/no, > 2 letters, numbers kept); docs/research-code.md")
     p.add_argument("--top-samples", type=valid.positive_int, default=20, help="most-activating samples per concept")
-    p.add_argument("--clip-model", type=valid.path, help="CLIP model (hub id or folder) for CLIPScore")
+    p.add_argument("--clip-model", type=valid.path, help="CLIP model (hub id or folder) for CLIPScore (clipscore_topN: "
+                   "the research code's one sentence per concept; clipscore_words_topN: word by word)")
     p.add_argument("--no-text-similarity", action="store_true", help="skip the sentence-encoder score")
     p.add_argument("--seed", type=valid.seed, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -487,8 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--original", type=valid.path, help="feature store of the original model")
     p.add_argument("--finetuned", type=valid.path, help="feature store of the fine-tuned model (same samples)")
     p.add_argument("--layer", help="layer present in both stores")
-    p.add_argument("--model", type=valid.path,
-                   help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    p.add_argument("--model", type=valid.path, help="model whose unembedding grounds words (the research script uses "
+                   "the original model; the fine-tuned one reads its own output); recorded in shift.json")
     _add_trust_remote_code(p)
     p.add_argument("--words", type=valid.path,
                    help="ground in these words only: a file with one word per line (or colors, "
@@ -500,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", default="activation", choices=["activation", "cosine", "l2"])
     p.add_argument("--aggregate", default="mean", choices=["mean", "median", "trimmed-mean"])
     p.add_argument("--alpha", type=valid.alpha, default=1.0, help="shifted = original + alpha * shift")
+    p.add_argument("--mas-by", default="cosine", choices=["cosine", "activation"],
+                   help="rank most-activating samples by cosine with the concept, or by its activation (research code)")
+    p.add_argument("--word-filter", default="xlvlm", choices=["xlvlm", "research"],
+                   help="which tokens count as words (docs/research-code.md)")
     p.add_argument("--seed", type=valid.seed, default=0)
     p.add_argument("--out", type=valid.path, help="output folder")
     _add_partial_option(p)

@@ -403,12 +403,15 @@ class TopKSAE(ConceptEstimator):
 
 
 class Simple(ConceptEstimator):
-    """The K largest-norm samples as directions; activations are projections (``simple``)."""
+    """The K largest-norm samples as directions (``simple``); activations are projections on
+    the unit rows, or 1/(1 + distance) to the raw rows with ``activation="distance"`` (the
+    research code's)."""
 
     name, summary, solver = "simple", simple.METHOD.summary, simple
 
-    def __init__(self, n_concepts: int = 20, seed: int = 0, device: str | None = None):
-        self.n_concepts, self.seed, self.device = n_concepts, seed, device
+    def __init__(self, n_concepts: int = 20, activation: str = "projection", seed: int = 0,
+                 device: str | None = None):
+        self.n_concepts, self.activation, self.seed, self.device = n_concepts, activation, seed, device
 
     def _fit(self, Z: torch.Tensor, generator: torch.Generator):
         fitted = simple.fit(Z, self.n_concepts, generator, **self.options())

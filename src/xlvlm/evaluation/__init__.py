@@ -103,6 +103,8 @@ def _format_vqa(result: dict) -> list[str]:
     for kind, row in result["per_type"].items():
         rows.append([kind, str(row["n"]), _pct(row["accuracy"]), _top(row["answer_distribution"])])
     lines += _table(["answer type", "n", "accuracy", "most common answers"], rows, "lrrl")
+    if result.get("accuracy_mean_over_types") is not None and len(result["per_type"]) > 1:
+        lines.append(f"mean over answer types (the research code's overall): {_pct(result['accuracy_mean_over_types'])}")
     targeted = result.get("targeted")
     if targeted:
         lines += ["", f"Targeted: {targeted['source']} -> {targeted['target']} "

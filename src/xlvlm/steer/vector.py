@@ -9,7 +9,9 @@ pairs (s_i, t_i) share a sample id.
                   sign chosen so u . mean-diff > 0; v = (u . mean(t_i - s_i)) u
   concept         v = V_j - V_i for concepts i -> j of a dictionary: either given (``from_concepts``),
                   or learnt per layer on the union of S and T rows (``from_store_concepts``), with i the
-                  concept whose members are most often source rows and j the one most often target rows
+                  concept whose members are most often source rows and j the one most often target rows;
+                  or, as the research code does (``concept_pairs``), learnt on S only, every ordered
+                  pair i -> j kept (the caller picks one, e.g. by the answers it produces)
 """
 
 from __future__ import annotations
@@ -194,6 +196,32 @@ class SteeringVector:
             "concept_sizes": {k: d["sizes"] for k, d in details.items()},
         })
         return sv
+
+    @classmethod
+    def concept_pairs(cls, source, layer, n_concepts: int = 8, concept_method: str = "kmeans",
+                      seed: int = 0) -> dict[tuple[int, int], "SteeringVector"]:
+        """The research code's intra-cluster steering: concepts learnt on the source rows only
+        (k-means by default: the components are centroids), and every ordered pair i != j as
+        its own vector v = V_j - V_i (move from concept i towards j), keyed (i, j).
+
+        The research code stores V_i - V_j under the name "concept_i_to_j", the opposite of
+        its name; here the vector for (i, j) points from i to j. Nothing is chosen: the caller
+        evaluates the K (K - 1) vectors and keeps one.
+        """
+        from xlvlm.concepts import learn_concepts
+
+        key = source.layer_key(layer)
+        cd = learn_concepts(_rows(source, key), method=concept_method, n_concepts=n_concepts, seed=seed)
+        pairs = {}
+        for i in range(cd.n_concepts):
+            for j in range(cd.n_concepts):
+                if i != j:
+                    sv = cls.from_concepts(cd, i, j, key, model=source.model)
+                    sv.metadata.update({"source": str(source.path), "concept_method": concept_method,
+                                        "n_concepts": int(n_concepts), "seed": int(seed),
+                                        "concepts_learnt_on": "source", "selector": source.selector})
+                    pairs[(i, j)] = sv
+        return pairs
 
     @classmethod
     def from_concepts(cls, dictionary, i: int, j: int, layer, model: str = "") -> "SteeringVector":
