@@ -195,7 +195,7 @@ def cmd_steer_compute(args) -> None:
     if args.all_pairs:
         if args.method != "concept" or not args.source or args.concepts or len(layers) != 1:
             raise XlvlmError("--all-pairs needs --method concept, --source STORE and one --layer (no --concepts)")
-        pairs = SteeringVector.concept_pairs(_store(args.source), layers[0], n_concepts=args.n_concepts)
+        pairs = SteeringVector.concept_pairs(_store(args.source, args), layers[0], n_concepts=args.n_concepts)
         for (i, j), vector in pairs.items():
             vector = vector.normalized() if args.normalize else vector
             vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors")
