@@ -38,6 +38,12 @@ def test_a_sample_without_id_is_named(vlm_of, samples):
     assert _one_line(info).startswith("samples[1] has no 'id'")
 
 
+def test_running_a_model_needs_no_ids(vlm_of, samples):
+    vlm = vlm_of("llava")
+    bare = [{"image": s["image"], "prompt": s["prompt"]} for s in samples[:2]]
+    assert vlm.generate(bare, max_new_tokens=2) == vlm.generate(samples[:2], max_new_tokens=2)
+
+
 def test_duplicate_ids_and_missing_prompts_are_named(vlm_of, samples):
     vlm = vlm_of("llava")
     with pytest.raises(XlvlmError, match=r"samples\[1\]: id 's0' is also the id of samples\[0\]"):

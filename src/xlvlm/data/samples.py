@@ -24,9 +24,11 @@ def _preview(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_samples(samples, need: Sequence[str] = ("image", "prompt"), where: str = "samples") -> list[dict]:
+def check_samples(samples, need: Sequence[str] = ("image", "prompt"), where: str = "samples",
+                  ids: bool = True) -> list[dict]:
     """The samples as a list of dicts, checked: each a dict with a unique string (or int) ``id``
-    and the fields in ``need`` (``image``: a path or a PIL image; ``prompt``: a string).
+    (only where it has one, with ``ids=False``: running a model needs no ids, storing does) and
+    the fields in ``need`` (``image``: a path or a PIL image; ``prompt``: a string).
     Returns shallow copies where an id or a path was normalised to a string, the given dicts
     otherwise. Raises a one-line XlvlmError saying what to pass."""
     if isinstance(samples, (str, bytes, os.PathLike)):
@@ -45,19 +47,22 @@ def check_samples(samples, need: Sequence[str] = ("image", "prompt"), where: str
         if not isinstance(sample, dict):
             raise XlvlmError(f"{where}[{i}] is a {type(sample).__name__} ({_preview(sample)}), not a dict; each sample "
                              f"is a dict like {EXAMPLE[1:-1]}")
-        if "id" not in sample:
+        fixed = {}
+        if not ids:  # only named in messages
+            sample_id = str(sample.get("id", f"#{i}"))
+        elif "id" not in sample:
             raise XlvlmError(f"{where}[{i}] has no 'id': give every sample a unique id (stores, shift and paired "
                              f"steering match samples by id)")
-        sample_id = sample["id"]
-        if isinstance(sample_id, bool) or not isinstance(sample_id, (str, int)):
-            raise XlvlmError(f"{where}[{i}]: 'id' is a {type(sample_id).__name__}; use a string (or an int)")
-        fixed = {}
-        if not isinstance(sample_id, str):
-            fixed["id"] = sample_id = str(sample_id)
-        if sample_id in seen:
-            raise XlvlmError(f"{where}[{i}]: id {sample_id[:80]!r} is also the id of {where}[{seen[sample_id]}]; "
-                             f"ids must be unique")
-        seen[sample_id] = i
+        else:
+            sample_id = sample["id"]
+            if isinstance(sample_id, bool) or not isinstance(sample_id, (str, int)):
+                raise XlvlmError(f"{where}[{i}]: 'id' is a {type(sample_id).__name__}; use a string (or an int)")
+            if not isinstance(sample_id, str):
+                fixed["id"] = sample_id = str(sample_id)
+            if sample_id in seen:
+                raise XlvlmError(f"{where}[{i}]: id {sample_id[:80]!r} is also the id of {where}[{seen[sample_id]}]; "
+                                 f"ids must be unique")
+            seen[sample_id] = i
         if "image" in need:
             image = sample.get("image")
             if isinstance(image, os.PathLike):
