@@ -1,8 +1,7 @@
 """Extraction: selectors, the feature store, and the batched extraction loop."""
 
-from xlvlm.extract.memory import InMemoryStore
 from xlvlm.extract.run import extract
 from xlvlm.extract.selectors import parse_selector
-from xlvlm.extract.store import FeatureStore
+from xlvlm.extract.store import FeatureStore, InMemoryStore
 
 __all__ = ["extract", "InMemoryStore", "parse_selector", "FeatureStore"]
