@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from xlvlm.data.images import load_image
+from xlvlm.data.samples import check_samples
 from xlvlm.errors import XlvlmError
 
 
@@ -259,6 +260,7 @@ class VLM:
         padding_side is asked of the processor; where each sample's tokens sit is read back
         from the attention mask, so a processor that pads otherwise is still read right.
         """
+        samples = check_samples(samples, ids=False)  # running a model needs no ids
         answers = list(answers) if answers is not None else [None] * len(samples)
         images = [load_image(s["image"]) for s in samples]
         inputs, texts, prompt_lengths = self._encode_inputs(samples, images, answers, padding_side)
@@ -362,6 +364,7 @@ class VLM:
         """Greedy answers for samples, batched; returns the generated texts in input order."""
         from tqdm.auto import tqdm
 
+        samples = check_samples(samples, ids=False)  # a string or one dict: a one-line error saying what to pass
         out: list[str] = []
         starts = range(0, len(samples), batch_size)
         for start in tqdm(starts, desc="generate", disable=not progress, unit="batch"):
