@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
+from xlvlm.models.base import check_generation_settings
 from xlvlm.io import OutputUnit, atomic_write_json, atomic_write_text
 from xlvlm.steer.vector import METHODS, SteeringVector
 
@@ -24,27 +25,18 @@ OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt
 
 
 def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
-            positions="all", operator: str = "add", condition=None, max_new_tokens: int = 10,
+            positions="all", operator="add", condition=None, max_new_tokens: int = 10,
             batch_size: int = 8, progress: bool = True, desc: str = "generate", on_batch=None) -> list[dict]:
-    """Greedy predictions for ``samples``, steered by ``vector`` when given. ``on_batch``, when
-    given, receives each batch's records as soon as they exist (e.g. to write them as they come)."""
-    if batch_size < 1 or max_new_tokens < 1:
-        raise XlvlmError(f"batch size and max new tokens must be at least 1, not {batch_size} and {max_new_tokens}")
+    """Greedy prediction records for ``samples`` (:meth:`VLM.predict`), steered by ``vector``
+    when given. ``on_batch``, when given, receives each batch's records as soon as they exist."""
+    check_generation_settings(batch_size, max_new_tokens)  # before any hook is added
     if not math.isfinite(alpha):
         raise XlvlmError(f"alpha must be a finite number, not {alpha}")
     context = (vector.apply(vlm, alpha=alpha, positions=positions, operator=operator, condition=condition)
                if vector is not None else nullcontext())
-    records = []
     with context:
-        for start in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch", disable=not progress,
-                          leave=False):
-            chunk = samples[start:start + batch_size]
-            texts = vlm.generate_batch(chunk, max_new_tokens=max_new_tokens).texts
-            batch = [dict(sample, prediction=text) for sample, text in zip(chunk, texts)]
-            if on_batch is not None:
-                on_batch(batch)
-            records.extend(batch)
-    return records
+        return vlm.predict(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                           desc=desc, on_batch=on_batch)
 
 
 def _row(method: str, layer: str, alpha: float, report: dict, targeted: dict) -> dict:
