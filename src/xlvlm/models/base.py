@@ -449,14 +449,19 @@ class VLM:
 
     def _closing_tokens(self, sample: dict) -> list[int]:
         """The ids the template puts after an answer (end of turn, ...): the common tail of the
-        sample encoded with two answers that end in different tokens."""
-        a, b = (self.encode([sample], answers=[probe]) for probe in ("0", "1"))
-        row_a, row_b = _real_rows(a.inputs)[0], _real_rows(b.inputs)[0]
-        n = 0
-        limit = min(len(row_a) - a.prompt_lengths[0], len(row_b) - b.prompt_lengths[0])
-        while n < limit and row_a[-1 - n] == row_b[-1 - n]:
-            n += 1
-        return row_a[len(row_a) - n:]
+        sample encoded with two answers whose own tokens differ (a tokenizer may map two probes
+        to the same unknown token: then the next pair is tried)."""
+        for probes in (("0", "1"), ("yes", "no"), ("a", "b"), ("x", "y"), ("A", "B")):
+            a, b = (self.encode([sample], answers=[probe]) for probe in probes)
+            row_a, row_b = _real_rows(a.inputs)[0], _real_rows(b.inputs)[0]
+            limit = min(len(row_a) - a.prompt_lengths[0], len(row_b) - b.prompt_lengths[0])
+            n = 0
+            while n < limit and row_a[-1 - n] == row_b[-1 - n]:
+                n += 1
+            if n < limit:  # the answers' tokens differ before the common tail: it is the template's
+                return row_a[len(row_a) - n:]
+        raise XlvlmError(f"{self.family}: cannot tell where an answer ends in the template; score needs a template "
+                         f"that writes the answer as it is")
 
     def _score_batch(self, samples: list[dict], answers: list[str], closing: list[int]) -> list[float]:
         batch = self.encode(samples, answers=answers, padding_side="right")
