@@ -115,15 +115,9 @@ class Steering:
         return f"Steering(active={self.active})"
 
 
-def _steering_hooks(vlm, vectors: dict[str, torch.Tensor], alpha: float, positions, operator, condition) -> list:
-    """Check everything, then return the registrations (callables returning hook handles) in order.
-
-    The edit at each layer key of ``vectors`` ((D,) each) is ``h + operator(h, v, alpha)`` on the
-    positions the rule selects (see the module docstring).
-    """
-    rule = _parse_positions(positions)
-    refs = [resolve_layer(vlm, key) for key in vectors]
-    for ref, vector in zip(refs, vectors.values()):
+def _check_fits(vlm, refs, vectors: list[torch.Tensor], condition, rule) -> None:
+    """Vectors and condition of the model's hidden size; a condition read before what it gates."""
+    for ref, vector in zip(refs, vectors):
         if vector.shape[-1] != vlm.hidden_size:
             raise XlvlmError(f"steering vector for layer {ref.key} has size {vector.shape[-1]} but the model's "
                              f"hidden size is {vlm.hidden_size}; compute it from this model's features")
@@ -136,6 +130,17 @@ def _steering_hooks(vlm, vectors: dict[str, torch.Tensor], alpha: float, positio
         if deepest_first is not None and cond_depth is not None and cond_depth >= deepest_first:
             raise XlvlmError(f"condition layer {condition.layer} must come before the steered layers "
                              f"(or steer positions='generated') so the decision exists when prompt tokens are steered")
+
+
+def _steering_hooks(vlm, vectors: dict[str, torch.Tensor], alpha: float, positions, operator, condition) -> list:
+    """Check everything, then return the registrations (callables returning hook handles) in order.
+
+    The edit at each layer key of ``vectors`` ((D,) each) is ``h + operator(h, v, alpha)`` on the
+    positions the rule selects (see the module docstring).
+    """
+    rule = _parse_positions(positions)
+    refs = [resolve_layer(vlm, key) for key in vectors]
+    _check_fits(vlm, refs, list(vectors.values()), condition, rule)
     state = _CallState()
     device, dtype = vlm.device, vlm.dtype
     prepared = {ref.key: vector.detach().to(device=device, dtype=torch.float32).to(dtype)
