@@ -295,8 +295,9 @@ def cmd_concepts(args) -> None:
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
                            vocabulary=_words(args), command=_command_text(args))
-    for concept in summary["concepts"]:
-        print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
+    from xlvlm.concepts.readable import summary_lines
+
+    print("\n".join(summary_lines(summary["concepts"])))
     for name, value in summary["metrics"].items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
     print(f"wrote {args.out}/concepts.json, concept_grid.png, dictionary/")

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from xlvlm.errors import XlvlmError
+from xlvlm.layerkeys import find_layer, layer_key
 from xlvlm.models.base import StopForward
 
 
@@ -41,7 +42,7 @@ class LayerRef:
 
 def resolve_layer(vlm, layer) -> LayerRef:
     n = vlm.num_layers
-    text = str(layer).strip()
+    text = layer_key(layer)
     if text == "final":
         return LayerRef("final", vlm.final_norm, n)
     try:
@@ -101,12 +102,19 @@ def attach(ref: LayerRef, edit: Callable[[torch.Tensor], torch.Tensor | None]):
 
 @dataclass
 class Recording:
-    """What ``record`` captured: for each layer key, one tensor per forward call (B, t, D)."""
+    """What ``record`` captured: for each layer key, one tensor per forward call (B, t, D).
+    ``num_layers`` lets a negative index find its block."""
 
     outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    num_layers: int | None = None
 
-    def stacked(self, key: str) -> torch.Tensor:
-        """All calls of a layer concatenated on the token axis: (B, sum t, D)."""
+    def stacked(self, layer) -> torch.Tensor:
+        """All calls of a layer (3, "3", -1, "final", as recorded) concatenated on the token
+        axis: (B, sum t, D)."""
+        key = find_layer(layer, self.outputs, self.num_layers)
+        if key is None:
+            raise XlvlmError(f"layer {layer_key(layer)!r} was not recorded (recorded: {', '.join(self.outputs)}); "
+                             f"add it to record(vlm, layers)")
         return torch.cat(self.outputs[key], dim=1)
 
     def clear(self) -> None:
@@ -125,7 +133,7 @@ def record(vlm, layers, stop_early: bool = False,
     Yields a :class:`Recording`.
     """
     refs = resolve_layers(vlm, layers)
-    recording = Recording({ref.key: [] for ref in refs})
+    recording = Recording({ref.key: [] for ref in refs}, vlm.num_layers)
     depths = [ref.depth for ref in refs]
     stop_key = None
     if stop_early and None not in depths:

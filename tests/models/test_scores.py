@@ -150,9 +150,9 @@ def test_score_and_top_k_under_steering_match_a_plain_hook(vlm_of, samples):
 
 def test_obvious_mistakes_are_one_line_errors(vlm_of, samples):
     vlm = vlm_of("llava")
-    with pytest.raises(XlvlmError, match="list of samples, not a str"):
+    with pytest.raises(XlvlmError, match="got str .*pass a list of sample dicts"):
         vlm.generate("what shape?")
-    with pytest.raises(XlvlmError, match="list of samples, not a dict"):
+    with pytest.raises(XlvlmError, match="got one sample dict"):
         vlm.score(samples[0], ["yes"])
     with pytest.raises(XlvlmError, match="candidates"):
         vlm.score(samples[:2], "yes")

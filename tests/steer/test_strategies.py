@@ -190,7 +190,7 @@ def test_train_from_pairs_with_a_paired_method(vlm_of, samples, tmp_path):
 
 def test_train_refuses_what_it_cannot_use(vlm_of, samples):
     vlm = vlm_of("llava")
-    with pytest.raises(XlvlmError, match="positive must be a list of samples"):
+    with pytest.raises(XlvlmError, match="positive: got str"):
         SteeringVector.train(vlm, "what shape?", samples[:2])
     with pytest.raises(XlvlmError, match="needs pairs"):
         SteeringVector.train(vlm, samples[:3], samples[:2], method=pca)

@@ -110,7 +110,7 @@ def learn_concepts_streaming(store, layer, method: str = "snmf", n_concepts: int
         json.dumps(params, allow_nan=False)
     except (TypeError, ValueError):
         raise XlvlmError(f"options for {method!r} must be plain numbers, got {options!r}") from None
-    if not isinstance(store, FeatureStore):
+    if isinstance(store, (str, Path)):  # a folder; stores (also in-memory ones) are used as given
         store = FeatureStore(Path(store))
     stream = _Stream(store, store.layer_key(layer), batch_rows, present_only, device, progress)
     generator = torch.Generator().manual_seed(int(seed))  # sample keys and shard orders, on the CPU

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,7 @@ import torch
 from safetensors import safe_open
 
 from xlvlm.errors import XlvlmError
+from xlvlm.layerkeys import find_layer, layer_key
 from xlvlm.io import atomic_save_tensors, atomic_write_json, atomic_write_text, sha256_file
 
 SCHEMA_VERSION = 1
@@ -264,18 +266,11 @@ class FeatureStore:
 
     def layer_key(self, layer) -> str:
         """Map a layer as the user writes it (3, -1, "final", "3") to its stored key."""
-        text = str(layer).strip()
-        if text in self.layers:
-            return text
-        try:
-            index = int(text)
-        except ValueError:
-            index = None
-        n = self.manifest.get("num_layers")
-        if index is not None and n and -n <= index < 0 and str(index % n) in self.layers:
-            return str(index % n)
-        raise XlvlmError(f"layer {text!r} is not in store {self.path} (it holds layers {', '.join(self.layers)}); "
-                         f"extract it with --layers {text}")
+        key = find_layer(layer, self.layers, self.manifest.get("num_layers"))
+        if key is None:
+            raise XlvlmError(f"layer {layer_key(layer)!r} is not in store {self.path} (it holds layers "
+                             f"{', '.join(self.layers)}); extract it with --layers {layer_key(layer)}")
+        return key
 
     # ---- tensors -------------------------------------------------------------------------------
     def _check_checksum(self, path: Path, digest: str) -> None:
@@ -450,34 +445,23 @@ class FeatureStore:
             features = features[self.present[self.row_sample]]
         return features
 
-    @classmethod
-    def from_tensors(cls, path, features: dict, samples: list[dict], model: str = "", selector: str = "custom",
-                     num_layers: int | None = None) -> "FeatureStore":
-        """Write a store from your own features: {layer: (N, D)} and N sample dicts (``id`` at
-        least; ``present`` defaults to True). Lets any stage run on representations made
-        elsewhere."""
-        keys = [str(k) for k in features]
-        tensors = {str(k): torch.as_tensor(v) for k, v in features.items()}
-        n = len(samples)
-        for key, value in tensors.items():
-            if value.dim() != 2 or value.shape[0] != n:
-                raise XlvlmError(f"features for layer {key} have shape {tuple(value.shape)}; expected ({n}, D)")
-        hidden = next(iter(tensors.values())).shape[1]
-        present = torch.tensor([bool(s.get("present", True)) for s in samples], dtype=torch.bool)
-        for key, value in tensors.items():
-            bad = (present & ~torch.isfinite(value).all(dim=1)).nonzero()
-            if len(bad):
-                i = int(bad[0, 0])
-                raise XlvlmError(f"features for layer {key}: row {i} (sample {str(samples[i]['id'])[:80]!r}) holds "
-                                 f"NaN or inf; fix it or mark the sample present=False")
-        settings = {"model": model, "family": "", "num_layers": num_layers, "hidden_size": int(hidden),
-                    "layers": keys, "selector": selector, "rows_per_sample": 1, "teacher_forcing": False,
-                    "generation": None, "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", "")}
-        rows = [dict(s, id=str(s["id"]), present=bool(s.get("present", True)), rows=1) for s in samples]
-        writer = StoreWriter(path, settings, [r["id"] for r in rows])
-        writer.write_shard(tensors, torch.arange(n), rows, [])
-        writer.finish()
-        return cls(path)
+    @staticmethod
+    def from_tensors(features, samples, path=None, model: str = "", selector: str = "custom",
+                     num_layers: int | None = None):
+        """A store of your own features: ``features`` {layer: (N, D)} (layer keys as anywhere:
+        3 or "3", "final") and N sample dicts (``id`` at least; ``present`` defaults to True).
+        Lets any stage run on representations made elsewhere.
+
+        Returns an :class:`~xlvlm.extract.memory.InMemoryStore`; with ``path``, writes the store
+        folder there and returns it as a FeatureStore (the same as ``.save(path)``). The older
+        form ``from_tensors(path, features, samples)`` still writes a folder.
+        """
+        from xlvlm.extract.memory import store_from_tensors
+
+        if isinstance(features, (str, os.PathLike)):  # from_tensors(path, features, samples)
+            path, features, samples = features, samples, path
+        store = store_from_tensors(features, samples, model=model, selector=selector, num_layers=num_layers)
+        return store if path is None else store.save(path)
 
     def verify(self) -> None:
         """Check the whole store: every file present with the manifest's size and SHA-256, every

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from xlvlm.data.images import load_image
+from xlvlm.data.samples import check_samples
 from xlvlm.errors import XlvlmError
 
 
@@ -262,6 +263,7 @@ class VLM:
         padding_side is asked of the processor; where each sample's tokens sit is read back
         from the attention mask, so a processor that pads otherwise is still read right.
         """
+        samples = check_samples(samples)
         answers = list(answers) if answers is not None else [None] * len(samples)
         images = [load_image(s["image"]) for s in samples]
         inputs, texts, prompt_lengths = self._encode_inputs(samples, images, answers, padding_side)
@@ -383,7 +385,7 @@ class VLM:
         """
         from tqdm.auto import tqdm
 
-        samples = as_samples(samples, "generate")
+        samples = check_samples(samples)  # a string or one dict: a one-line error saying what to pass
         check_generation_settings(batch_size, max_new_tokens)
         records: list[dict] = []
         for start in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch", disable=not progress,
@@ -429,12 +431,14 @@ class VLM:
         (e.g. end of turn) are not counted. candidates: one list for all samples, or one list
         per sample (the same length C for each). Works under steering (``sv.apply(vlm)``).
         """
-        samples = as_samples(samples, "score")
+        samples = check_samples(samples)
         per_sample = _candidates_per_sample(candidates, len(samples))
         if batch_size < 1:
             raise XlvlmError(f"batch size must be at least 1, not {batch_size}")
         closing = self._closing_tokens(samples[0])
-        rows = [(s, answer) for s, answers in zip(samples, per_sample) for answer in answers]
+        # One row per (sample, candidate); encode wants unique ids, so each row gets its own.
+        rows = [(dict(s, id=f"{s['id']}/{c}"), answer) for s, answers in zip(samples, per_sample)
+                for c, answer in enumerate(answers)]
         scores = []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
@@ -499,17 +503,6 @@ class VLM:
 def check_generation_settings(batch_size: int, max_new_tokens: int) -> None:
     if batch_size < 1 or max_new_tokens < 1:
         raise XlvlmError(f"batch size and max new tokens must be at least 1, not {batch_size} and {max_new_tokens}")
-
-
-def as_samples(samples, what: str) -> list[dict]:
-    """A list of sample dicts, or a one-line error saying what to pass."""
-    example = '[{"id": "q1", "image": "cat.png", "prompt": "what shape?"}]'
-    if isinstance(samples, (str, dict)) or not isinstance(samples, Sequence):
-        raise XlvlmError(f"{what} takes a list of samples, not a {type(samples).__name__}: e.g. {example}")
-    bad = next((i for i, s in enumerate(samples) if not isinstance(s, dict)), None)
-    if bad is not None:
-        raise XlvlmError(f"{what}: sample {bad} is a {type(samples[bad]).__name__}, not a dict like {example}")
-    return list(samples)
 
 
 def _candidates_per_sample(candidates, n: int) -> list[list[str]]:

@@ -66,15 +66,6 @@ def _position_mask(state: _CallState, rule, t: int, batch: int, device) -> torch
     return None if mask is None else mask.to(device).unsqueeze(-1)
 
 
-def require_vlm(vlm, what: str = "steering") -> None:
-    """A bare transformers model (or anything else) where xlvlm's VLM is needed: a one-line error."""
-    if hasattr(vlm, "decoder_layers") and hasattr(vlm, "model"):
-        return
-    kind = type(vlm).__name__
-    raise XlvlmError(f"{what} needs the VLM of xlvlm.load_vlm(name_or_path) (it knows the model's layers and "
-                     f"processor), not a {kind}; pass xlvlm.load_vlm(...) instead")
-
-
 class Steering:
     """Hooks that steer ``vlm`` until :meth:`remove` (or the end of a ``with`` block).
 
@@ -85,7 +76,9 @@ class Steering:
 
     def __init__(self, vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, positions="all",
                  operator="add", condition=None):
-        require_vlm(vlm)
+        from xlvlm.extract.run import require_vlm
+
+        require_vlm(vlm, "steering (SteeringVector.apply)")
         self._handles: list = []
         hooks = _steering_hooks(vlm, vectors, alpha, positions, operator_named(operator), condition)
         try:

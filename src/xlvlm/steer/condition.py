@@ -18,6 +18,7 @@ from safetensors import safe_open
 
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_save_tensors
+from xlvlm.layerkeys import layer_key
 
 
 @dataclass
@@ -26,6 +27,9 @@ class Condition:
     direction: torch.Tensor  # (D,) unit vector
     threshold: float
     above: bool = True
+
+    def __post_init__(self):
+        self.layer = layer_key(self.layer)  # one layer-key rule: 3 and "3" are the same layer
 
     def decide(self, states: torch.Tensor) -> torch.Tensor:
         """(B, D) states -> (B,) bool: which samples to steer."""

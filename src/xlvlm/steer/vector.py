@@ -16,6 +16,7 @@ import torch
 from safetensors import safe_open
 
 from xlvlm.errors import XlvlmError
+from xlvlm.layerkeys import layer_key
 from xlvlm.io import atomic_save_tensors
 from xlvlm.steer import aggregators as agg
 
@@ -91,6 +92,10 @@ class SteeringVector:
 
     layer_activations: dict[str, torch.Tensor]
     metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # One layer-key rule (xlvlm.layerkeys): {3: v} and {"3": v} are the same vector.
+        self.layer_activations = {layer_key(k): v for k, v in self.layer_activations.items()}
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
