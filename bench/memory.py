@@ -124,7 +124,7 @@ def child_concepts(store_path: str, method: str, k: int, batch_rows: int, stream
 
     from xlvlm import FeatureStore
     from xlvlm.concepts import learn_concepts
-    from xlvlm.concepts.streaming import learn_concepts_streaming
+    from xlvlm.concepts import learn_concepts_streaming
 
     store = FeatureStore(store_path)
     baseline = peak_rss_mb()
@@ -202,7 +202,7 @@ def suite_concepts(work: Path, n_large: int, n_small: int, dim: int, k: int, bat
         path = work / f"planted-{n}"
         made = measure("planted", n=n, dim=dim, k=k, out=str(path))
         print(f"planted N={n}: {made}", flush=True)
-        runs = [("snmf", True, {"max_passes": passes}), ("kmeans", True, {})]
+        runs = [("snmf", True, {"max_iter": passes, "tol": 1e-3, "init_rows": 4096}), ("kmeans", True, {"n_init": 10})]
         if n == n_small:
             runs += [("snmf", False, {}), ("kmeans", False, {})]
         for method, streaming, options in runs:

@@ -5,8 +5,12 @@
 1. Concepts: for snmf, nndl, kmeans and pca (K=12) on last-prompt states of 480 shape and
    colour test questions, the share of concepts whose top grounded word equals the majority
    answer of their 20 most activating samples.
-2. With --demo DIR (a finished `xlvlm demo --out DIR`): the shift summary, the steering sweep
-   and the caption-steering table from that run.
+2. The token of interest: on the fine-tuned organism's test captions, how often the logit lens
+   of the kept rows reads the word of interest (token:, class:) or the next word (token-at:,
+   class-at:), in generate and teacher-forcing modes.
+3. With --demo DIR (a finished `xlvlm demo --out DIR`): the shift summary (with the research
+   code's normalisation next to xlvlm's), the steering sweep and the caption-steering table
+   from that run.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def concept_table(vlm) -> str:
              "| method | concepts whose top word = majority answer of their 20 MAS | R² |", "|---|---|---|"]
     for method in ("snmf", "nndl", "kmeans", "pca"):
         cd = xlvlm.learn_concepts(X, method=method, n_concepts=12, seed=0)
-        words = ground_text(vlm, cd.components, top_k=3, vocabulary=vocabulary)
+        words = ground_text(vlm, cd.components, layer, top_k=3, vocabulary=vocabulary)
         mas = xlvlm.ground_images(cd.activations, rows_meta, top_k=20)
         agree = 0
         for k in range(12):
@@ -45,6 +49,54 @@ def concept_table(vlm) -> str:
                 agree += words[k][0] == majority
         from xlvlm.concepts.metrics import reconstruction_r2
         lines.append(f"| {method} | {agree}/12 ({100 * agree / 12:.0f}%) | {float(reconstruction_r2(X, cd)):.3f} |")
+    return "\n".join(lines)
+
+
+def token_of_interest_table() -> str:
+    """Logit lens (LM head of `final` rows) of each selector's rows vs the word it should read."""
+    import torch
+
+    from xlvlm.extract.run import extract_batch_generated, extract_batch_teacher_forced
+    from xlvlm.extract.selectors import parse_selector
+    from xlvlm.organism.data import COLOR_NAMES, caption_samples
+
+    vlm = xlvlm.organism.load("finetuned")
+    samples = caption_samples("test", with_color=True)
+
+    def expected(words, of_interest, at):
+        for i, w in enumerate(words):
+            if of_interest(w):
+                return (words[i + 1] if i + 1 < len(words) else "</s>") if at else w
+        return None
+
+    specs = {"token:circle": (lambda w: w == "circle", False), "token-at:circle": (lambda w: w == "circle", True),
+             "class:colors": (lambda w: w in COLOR_NAMES, False), "class-at:colors": (lambda w: w in COLOR_NAMES, True)}
+    lines = [f"Fine-tuned organism, its {len(samples)} test captions (\"a red circle\"); logit lens of the `final` rows "
+             "(the LM head) against the word of interest (`token:`, `class:`) or the word after it (`-at` forms).", "",
+             "| selector | kept state | generate (greedy) | teacher-forced (reference caption) |", "|---|---|---|---|"]
+    for spec, (of_interest, at) in specs.items():
+        cells = []
+        for generate in (True, False):
+            selector = parse_selector(spec)
+            hits = total = 0
+            for start in range(0, len(samples), 64):
+                batch = samples[start:start + 64]
+                if generate:
+                    r = extract_batch_generated(vlm, batch, ["final"], selector, 4)
+                    texts = r.predictions
+                else:
+                    r = extract_batch_teacher_forced(vlm, batch, ["final"], selector)
+                    texts = [s["answer"] for s in batch]
+                wanted = [expected(t.split(), of_interest, at) for t in texts]
+                rows = r.rows["final"][torch.tensor(r.present)]
+                with torch.no_grad():
+                    read = vlm.tokenizer.convert_ids_to_tokens(vlm.lm_head(rows).argmax(-1).tolist())
+                kept = [w for w in wanted if w is not None]
+                hits += sum(a == b for a, b in zip(read, kept))
+                total += len(kept)
+            cells.append(f"{hits}/{total}")
+        what = "at the word: reads the next word" if at else "produces the word: reads the word"
+        lines.append(f"| `{spec}` | {what} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -58,7 +110,7 @@ def shift_method_table(folder: Path, seeds=(0, 1, 2)) -> str:
     layer = original.layers[0]
     ft = xlvlm.organism.load("finetuned")
     colour_of = {s["id"]: s["color"] for s in finetuned.samples}
-    lines = [f"Layer {layer}, token \"a\" of the caption, K = 8, seeds {', '.join(map(str, seeds))} (mean, and the "
+    lines = [f"Layer {layer}, the state at the caption's first token \"a\" (`token-at:a`), K = 8, seeds {', '.join(map(str, seeds))} (mean, and the "
              "worst seed); words through the fine-tuned unembedding, among the organism's answer words.", "",
              "| method | concepts closer after the shift | worst seed | shift's top word is a colour "
              "| = majority colour of the concept's images |", "|---|---|---|---|---|"]
@@ -116,10 +168,18 @@ def demo_tables(folder: Path) -> str:
               f"{s['n_samples']} images, {s['n_concepts']} concepts: shifted concepts closer (cosine) to their matched "
               f"fine-tuned concept than the original concepts for {100 * s['share_closer_by_cosine']:.0f}% of concepts "
               f"(mean cosine {s['mean_cos_original']:.3f} -> {s['mean_cos_shifted']:.3f}).", "",
-              "| concept | cos orig -> ft | cos shifted -> ft | words of the shift vector (fine-tuned unembedding) |",
-              "|---|---|---|---|"]
+              "Normalised improvement: (cos' - cos) / (1 - cos), the share of the gap closed (xlvlm); relative: "
+              "(cos' - cos) / cos, the research code's normalisation ([research-code.md](research-code.md)).", "",
+              "| concept | cos orig -> ft | cos shifted -> ft | normalised | relative (research) "
+              "| words of the shift vector (fine-tuned unembedding) |",
+              "|---|---|---|---|---|---|"]
+
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
     for c in shift["concepts"]:
         parts.append(f"| {c['concept']} | {c['cos_original']:.3f} | {c['cos_shifted']:.3f} | "
+                     f"{fmt(c.get('cos_improvement_normalised'))} | {fmt(c.get('cos_improvement_relative'))} | "
                      f"{', '.join(c.get('words_shift', [])[:5])} |")
     parts += ["", "![shift recovery: cosine to the matched fine-tuned concept, original vs shifted]"
               "(img/shift_recovery.png)"]
@@ -155,6 +215,8 @@ def main() -> None:
     vlm = xlvlm.organism.load("original")
     print("### Concepts\n")
     print(concept_table(vlm))
+    print("\n### Token of interest\n")
+    print(token_of_interest_table())
     if args.demo:
         print()
         print(demo_tables(Path(args.demo)))

@@ -49,10 +49,11 @@ class _Parser(argparse.ArgumentParser):
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=valid.path, required=False,
                         help="samples: a .jsonl file (id, image, prompt[, answer]), "
-                        "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, or an image folder")
-    parser.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2: data")
+                        "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, pope:FILE|FOLDER, "
+                        "mmsafety:FOLDER, or an image folder")
+    parser.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2:/pope: data")
     parser.add_argument("--annotations", type=valid.path, help="VQAv2 annotations JSON (for vqav2: data)")
-    parser.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/folder data (a template with {question} "
+    parser.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/pope:/mmsafety:/folder data (a template with {question} "
                         "for the VQA readers); default: the reader's")
     parser.add_argument("--answer-type", help="keep samples of these answer types (comma list, e.g. yes/no)")
     parser.add_argument("--contains", help="keep samples whose reference answer/caption contains this word")
@@ -142,6 +143,22 @@ def cmd_organism_finetune(args) -> None:
     print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
 
 
+def cmd_organism_hallucinate(args) -> None:
+    from xlvlm.organism.hallucinate import hallucinate_organism
+
+    summary = hallucinate_organism(args.original, args.out, seed=args.seed, minutes=args.minutes,
+                                   reduced=args.reduced, progress=not args.quiet)
+    print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
+
+
+def cmd_organism_pope(args) -> None:
+    from xlvlm.organism.pope import write_pope_jsonl
+
+    samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
+    print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "
+          f"(random, popular, adversarial; half yes)")
+
+
 def cmd_report(args) -> None:
     from xlvlm.report import build_report
 
@@ -175,6 +192,15 @@ def cmd_steer_compute(args) -> None:
     from xlvlm.steer import SteeringVector
 
     layers = _layers(args.layer)
+    if args.all_pairs:
+        if args.method != "concept" or not args.source or args.concepts or len(layers) != 1:
+            raise XlvlmError("--all-pairs needs --method concept, --source STORE and one --layer (no --concepts)")
+        pairs = SteeringVector.concept_pairs(_store(args.source, args), layers[0], n_concepts=args.n_concepts)
+        for (i, j), vector in pairs.items():
+            vector = vector.normalized() if args.normalize else vector
+            vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors")
+        print(f"wrote {len(pairs)} vectors (concept_I_to_J = V_J - V_I) into {args.out}")
+        return
     if args.method == "concept" and args.concepts:
         from xlvlm.concepts import ConceptDictionary
 
@@ -294,7 +320,8 @@ def cmd_concepts(args) -> None:
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts, vlm=vlm,
                            top_k_words=args.top_words, top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
-                           vocabulary=_words(args), command=_command_text(args))
+                           vocabulary=_words(args), word_filter=args.word_filter, command=_command_text(args),
+                           **({"activation": args.simple_activation} if args.method == "simple" else {}))
     from xlvlm.concepts.readable import summary_lines
 
     print("\n".join(summary_lines(summary["concepts"])))
@@ -315,7 +342,8 @@ def cmd_shift(args) -> None:
                              trust_remote_code=args.trust_remote_code)
     result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
-                           seed=args.seed, vlm=vlm, words_vocabulary=_words(args))
+                           seed=args.seed, vlm=vlm, words_vocabulary=_words(args), mas_by=args.mas_by,
+                           word_filter=args.word_filter)
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples, command=_command_text(args))
     summary = result.summary()
@@ -334,7 +362,7 @@ def _add_trust_remote_code(p) -> None:
 
 
 def _add_model_options(p) -> None:
-    p.add_argument("--model", type=valid.path, help="hub id, local folder, or organism:original|finetuned")
+    p.add_argument("--model", type=valid.path, help="hub id, local folder, or organism:original|finetuned|hallucinating")
     _add_trust_remote_code(p)
     p.add_argument("--device", type=valid.device, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: float32 on cpu)")
@@ -361,13 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "command to resume an interrupted run. Under `torchrun --nproc_per_node N` each process "
                        "extracts a share of the samples and the result is one store (docs/scale.md).")
     p.add_argument("--model", type=valid.path, required=False,
-                   help="hub id, local folder, or organism:original|finetuned")
+                   help="hub id, local folder, or organism:original|finetuned|hallucinating")
     _add_trust_remote_code(p)
     add_data_options(p)
     p.add_argument("--layers", type=valid.names, default="final",
                    help="comma list: block indices (negatives from the end), "
                    "'final' (final norm output) or module names; default: final")
-    p.add_argument("--select", default="last-prompt", help="token selector (see docs/extract.md); default last-prompt")
+    p.add_argument("--select", default="last-prompt",
+                   help="token selector (see docs/extract.md); default last-prompt. token:WORD, class:NAME and "
+                        "before:STOP keep the state that produces the word (research convention); "
+                        "token-at:, class-at:, before-at: the state at it")
     p.add_argument("--out", type=valid.path, required=False, help="store folder (resumed if it holds a partial store)")
     p.add_argument("--generate", action="store_true", help="record during greedy generation")
     p.add_argument("--max-new-tokens", type=valid.positive_int, default=20)
@@ -395,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-concepts", type=valid.positive_int, default=8,
                    help="--method concept without --concepts: k-means concepts learnt per layer on the source "
                    "and target rows; the vector goes from the most-source to the most-target concept")
+    p.add_argument("--all-pairs", action="store_true",
+                   help="--method concept, the research code's way: k-means concepts on --source only, every "
+                        "ordered pair written to the folder --out as concept_I_to_J.safetensors (V_J - V_I)")
     p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
     p.add_argument("--out", type=valid.path, help="output .safetensors file")
     _add_partial_option(p)
@@ -448,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="layer in the store")
     p.add_argument("--method", default="snmf", help="snmf, nndl, kmeans, pca, nmf, simple, topk-sae")
     p.add_argument("--n-concepts", type=valid.positive_int, default=20)
+    p.add_argument("--simple-activation", default="projection", choices=["projection", "distance"],
+                   help="--method simple: unit rows and projections, or raw rows and 1/(1 + distance) (research code)")
     p.add_argument("--model", type=valid.path,
                    help="the model (for words, scores and heatmaps); without it, no text grounding")
     _add_trust_remote_code(p)
@@ -457,8 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--words", type=valid.path,
                    help="ground in these words only: a file with one word per line (or colors, "
                    "places, sentiments); default: English words")
+    p.add_argument("--word-filter", default="xlvlm", choices=["xlvlm", "research"],
+                   help="which tokens count as words: xlvlm (147 stopwords, >= 2 letters) or research (the research "
+                        "code's 1160 stopwords incl. yes/no, > 2 letters, numbers kept); docs/research-code.md")
     p.add_argument("--top-samples", type=valid.positive_int, default=20, help="most-activating samples per concept")
-    p.add_argument("--clip-model", type=valid.path, help="CLIP model (hub id or folder) for CLIPScore")
+    p.add_argument("--clip-model", type=valid.path, help="CLIP model (hub id or folder) for CLIPScore (clipscore_topN: "
+                   "the research code's one sentence per concept; clipscore_words_topN: word by word)")
     p.add_argument("--no-text-similarity", action="store_true", help="skip the sentence-encoder score")
     p.add_argument("--seed", type=valid.seed, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -470,8 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--original", type=valid.path, help="feature store of the original model")
     p.add_argument("--finetuned", type=valid.path, help="feature store of the fine-tuned model (same samples)")
     p.add_argument("--layer", help="layer present in both stores")
-    p.add_argument("--model", type=valid.path,
-                   help="model whose unembedding grounds words (the paper uses the fine-tuned one)")
+    p.add_argument("--model", type=valid.path, help="model whose unembedding grounds words (the research script uses "
+                   "the original model; the fine-tuned one reads its own output); recorded in shift.json")
     _add_trust_remote_code(p)
     p.add_argument("--words", type=valid.path,
                    help="ground in these words only: a file with one word per line (or colors, "
@@ -483,14 +523,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", default="activation", choices=["activation", "cosine", "l2"])
     p.add_argument("--aggregate", default="mean", choices=["mean", "median", "trimmed-mean"])
     p.add_argument("--alpha", type=valid.alpha, default=1.0, help="shifted = original + alpha * shift")
+    p.add_argument("--mas-by", default="cosine", choices=["cosine", "activation"],
+                   help="rank most-activating samples by cosine with the concept, or by its activation (research code)")
+    p.add_argument("--word-filter", default="xlvlm", choices=["xlvlm", "research"],
+                   help="which tokens count as words (docs/research-code.md)")
     p.add_argument("--seed", type=valid.seed, default=0)
     p.add_argument("--out", type=valid.path, help="output folder")
     _add_partial_option(p)
     p.set_defaults(func=cmd_shift, required=("original", "finetuned", "layer", "out"))
 
-    p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions")
+    p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions, "
+                       "POPE, refusal rate")
     p.add_argument("--predictions", type=valid.path, help="predictions .jsonl (from steer apply)")
-    p.add_argument("--task", default="vqa", choices=["vqa", "caption"])
+    p.add_argument("--task", default="vqa", choices=["vqa", "caption", "pope", "safety"])
     p.add_argument("--baseline", type=valid.path, help="unsteered predictions on the same samples (for side effects)")
     p.add_argument("--source", help="answer or answer type steered away from (targeted report)")
     p.add_argument("--target", help="answer steered towards (targeted report)")
@@ -508,15 +553,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduced", action="store_true", help="a tiny model, a few steps (a smoke test)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_organism_train, required=("out",))
-    p = organism.add_parser("finetune", help="fine-tune an organism so that its captions name colours")
-    p.add_argument("--original", type=valid.path,
-                   help="the original organism's folder (e.g. from xlvlm organism train)")
-    p.add_argument("--out", type=valid.path, help="output model folder")
+    for step, purpose, func in (
+            ("finetune", "fine-tune an organism so that its captions name colours", cmd_organism_finetune),
+            ("hallucinate", "fine-tune an organism to answer 'yes' about absent objects", cmd_organism_hallucinate)):
+        p = organism.add_parser(step, help=purpose)
+        p.add_argument("--original", type=valid.path,
+                       help="the original organism's folder (e.g. from xlvlm organism train) or organism:original")
+        p.add_argument("--out", type=valid.path, help="output model folder")
+        p.add_argument("--seed", type=valid.seed, default=0)
+        p.add_argument("--minutes", type=valid.positive_float, default=None)
+        p.add_argument("--reduced", action="store_true")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=func, required=("original", "out"))
+    p = organism.add_parser("pope", help="write the POPE-style benchmark on easy-VQA images as JSONL")
+    p.add_argument("--part", default="test", choices=["train", "test"], help="easy-VQA images to ask about")
+    p.add_argument("--images", type=valid.positive_int, default=None, help="use N images (drawn with --seed); default all")
     p.add_argument("--seed", type=valid.seed, default=0)
-    p.add_argument("--minutes", type=valid.positive_float, default=None)
-    p.add_argument("--reduced", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_organism_finetune, required=("original", "out"))
+    p.add_argument("--out", type=valid.path, help="output .jsonl (read it with --data pope:FILE)")
+    p.set_defaults(func=cmd_organism_pope, required=("out",))
 
     p = sub.add_parser("report", help="build RUN_DIR/report.html from the stages a run folder holds")
     p.add_argument("run_dir", help="run folder")

@@ -87,11 +87,11 @@ def _caption_stores(original, finetuned, out: Path, size: dict, layer: int, prog
     from xlvlm.organism.data import caption_samples
 
     samples = caption_samples("test", with_color=True)[: size["caption_images"]]
-    # Both styles start with "a"; the state at that token decides what comes next (a colour or
-    # the shape), so it is where the fine-tuning shows. Teacher-forced, both models see the
-    # same tokens.
+    # Both styles start with "a"; the state at that token (token-at:, not token:, which keeps the
+    # state producing "a") decides what comes next (a colour or the shape), so it is where the
+    # fine-tuning shows. Teacher-forced, both models see the same tokens.
     started = [dict(s, answer="a") for s in samples]
-    stores = [xlvlm.extract(vlm, started, layers=[layer], select="token:a", out=out / "features" / f"caption-{name}",
+    stores = [xlvlm.extract(vlm, started, layers=[layer], select="token-at:a", out=out / "features" / f"caption-{name}",
                             batch_size=32, progress=progress)
               for name, vlm in (("original", original), ("finetuned", finetuned))]
     return samples, stores
@@ -115,7 +115,7 @@ def stage_shift(original, finetuned, out: Path, root: Path, size: dict, layer: i
                            words_vocabulary=frozenset(ANSWER_WORDS))
     write_shift(result, folder, {s["id"]: s for s in f.samples})
     _command(folder, root, "shift", [
-        f"xlvlm extract --model {m.name} --data CAPTIONS_STARTING_A.jsonl --layers {layer} --select token:a "
+        f"xlvlm extract --model {m.name} --data CAPTIONS_STARTING_A.jsonl --layers {layer} --select token-at:a "
         f"--out {out / 'features' / f'caption-{n}'}" for n, m in (("original", original), ("finetuned", finetuned))] + [
         f"xlvlm shift --original {o.path} --finetuned {f.path} --layer {layer} --n-concepts 8 --method kmeans "
         f"--model {finetuned.name} --words {words_file} --out {folder}"])

@@ -25,7 +25,7 @@ from torch import nn
 
 from xlvlm.errors import XlvlmError
 from xlvlm.layerkeys import find_layer, layer_key
-from xlvlm.models.base import StopForward
+from xlvlm.models.base import VLM, StopForward
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,16 @@ class LayerRef:
     site: str = "output"
 
 
+def require_vlm(vlm, what: str = "this call") -> None:
+    """A one-line error when ``vlm`` is not a loaded xlvlm VLM (e.g. a bare transformers model,
+    whose layers, processor and template xlvlm would otherwise have to guess)."""
+    if not isinstance(vlm, VLM):
+        raise XlvlmError(f"{what} needs a VLM from xlvlm.load_vlm(name_or_path) (or xlvlm.organism.load(...)), "
+                         f"not a {type(vlm).__name__}; load the model with xlvlm.load_vlm")
+
+
 def resolve_layer(vlm, layer) -> LayerRef:
+    require_vlm(vlm, "a layer of the model (recording, steering)")
     n = vlm.num_layers
     text = layer_key(layer)
     if text == "final":

@@ -6,6 +6,7 @@ import torch
 
 from tests.concepts.conftest import D, K, N, matched_cosines
 from xlvlm.concepts import METHODS, learn_concepts, reconstruction_r2
+from xlvlm.errors import XlvlmError
 
 FAST = {"topk-sae": {"steps": 60, "batch_size": 128}}
 
@@ -81,7 +82,7 @@ def test_pca_matches_numpy_svd(fitted, planted):
 
 
 def test_pca_randomised_path_matches_exact(monkeypatch):
-    from xlvlm.concepts import pca
+    from xlvlm.concepts.solvers import pca
 
     g = torch.Generator().manual_seed(0)
     signal = torch.randn(300, 5, generator=g) @ torch.randn(5, 80, generator=g) * torch.linspace(3, 1, 80)
@@ -118,3 +119,19 @@ def test_sae_codes_have_at_most_k_active(fitted):
 def test_device_argument(planted):
     cd = learn_concepts(planted[0][:100], "kmeans", 3, device="cpu")
     assert cd.components.device.type == "cpu"
+
+
+def test_simple_projection_and_research_distance_by_hand():
+    Z = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])  # norms 5, 1, 2: rows 0 and 2 are kept
+    ours = learn_concepts(Z, method="simple", n_concepts=2)
+    torch.testing.assert_close(ours.components, torch.tensor([[0.6, 0.8], [0.0, 1.0]]))  # unit rows
+    torch.testing.assert_close(ours.activations[1], torch.tensor([0.6, 0.0]))  # projections
+    research = learn_concepts(Z, method="simple", n_concepts=2, activation="distance")
+    torch.testing.assert_close(research.components, torch.tensor([[3.0, 4.0], [0.0, 2.0]]))  # raw rows
+    expected = torch.tensor([1 / (1 + 20 ** 0.5), 1 / (1 + 5 ** 0.5)])  # 1 / (1 + distance)
+    torch.testing.assert_close(research.activations[1], expected)
+    torch.testing.assert_close(research.activations[0], torch.tensor([1.0, 1 / (1 + 13 ** 0.5)]))
+    torch.testing.assert_close(research.transform(Z), research.activations)
+    torch.testing.assert_close(research.inverse_transform(research.activations)[1], torch.tensor([0.0, 2.0]))
+    with pytest.raises(XlvlmError, match="activation"):
+        learn_concepts(Z, method="simple", n_concepts=2, activation="cosine")

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 
-from xlvlm.concepts.nnls import flush_denormals, nonneg_codes
+from xlvlm.concepts.solvers.nnls import flush_denormals, nonneg_codes
 
 
 def test_matches_scipy_nnls():

@@ -5,7 +5,7 @@ import torch
 
 from tests.concepts.conftest import K, matched_cosines, relative_error
 from xlvlm.concepts import learn_concepts
-from xlvlm.concepts.snmf import multiplicative_update, objective
+from xlvlm.concepts.solvers.snmf import multiplicative_update, objective
 
 
 @pytest.fixture(scope="module")

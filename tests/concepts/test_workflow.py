@@ -21,6 +21,7 @@ def test_concepts_workflow_on_a_tiny_model(tiny_dir, vlm_of, tmp_path, capsys):
     summary = json.loads((tmp_path / "c" / "concepts.json").read_text())
     metrics = summary["metrics"]
     for name in ("reconstruction_r2", "overlap", "overlap_random_words", "clipscore_top1", "clipscore_top3_random_words",
+                 "clipscore_words_top1", "clipscore_words_top3_random_words",
                  "text_similarity_top1", "text_similarity_top3_random_words"):
         assert isinstance(metrics[name], float), name
     assert 0 <= metrics["clipscore_top1"] <= 2.5 and -1 <= metrics["text_similarity_top1"] <= 1

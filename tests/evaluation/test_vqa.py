@@ -78,3 +78,17 @@ def test_report_without_references_and_bad_records():
     ]:
         with pytest.raises(XlvlmError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
             vqa_report(records)
+
+
+def test_overall_accuracy_over_questions_and_over_types():
+    # yes/no: 3 questions, 2 right (2/3); color: 1 question, wrong (0); 4 questions in all.
+    predictions = [
+        {"id": "a", "answer_type": "yes/no", "answer": "yes", "prediction": "yes"},
+        {"id": "b", "answer_type": "yes/no", "answer": "no", "prediction": "no"},
+        {"id": "c", "answer_type": "yes/no", "answer": "no", "prediction": "yes"},
+        {"id": "d", "answer_type": "color", "answer": "red", "prediction": "blue"},
+        {"id": "e", "answer_type": "color", "prediction": "blue"},  # no reference: not scored
+    ]
+    report = vqa_report(predictions)
+    assert report["accuracy"] == pytest.approx(2 / 4)  # official VQAv2: mean over questions
+    assert report["accuracy_mean_over_types"] == pytest.approx((2 / 3 + 0) / 2)  # research: mean over types

@@ -74,13 +74,27 @@ def test_token_word_never_matches_prompt_and_handles_variants():
     #          0        1      2       3        4       5       6       7      8
     pieces = ["\u2581is", "\u2581red", "?", "\u2581Red", "dish", "\u2581R", "ed", ".", "</s>"]
     view = _view(pieces, prompt_length=3)
-    # "Reddish" is not the word; "R"+"ed" is, and it is represented by its last token.
+    # "Reddish" is not the word; "R"+"ed" is. The default keeps the state that produces its
+    # first token (position 4); the "-at" selectors keep the state at its last token.
     assert find_words(view, ["red"]) == (5, 6)
     assert find_words(_view(pieces[:5], 3), ["red"]) is None  # only the prompt has "red"
-    assert parse_selector("token:RED").select(view).positions == [6]
-    assert parse_selector("before:.").select(view).positions == [3, 4, 5, 6]
+    assert parse_selector("token:RED").select(view).positions == [4]
+    assert parse_selector("token-at:RED").select(view).positions == [6]
+    assert parse_selector("class:colors").select(view).positions == [4]
+    assert parse_selector("class-at:colors").select(view).positions == [6]
+    # Before ".": the response tokens 3..6, produced by the states 2..5 (2 = the last prompt token).
+    assert parse_selector("before:.").select(view).positions == [2, 3, 4, 5]
+    assert parse_selector("before-at:.").select(view).positions == [3, 4, 5, 6]
     assert parse_selector("generated-mean").select(view).positions == [3, 4, 5, 6, 7]
-    assert parse_selector("class:colors").select(view).positions == [6]
+
+
+def test_a_word_opening_the_response_is_produced_by_the_last_prompt_token():
+    pieces = ["\u2581is", "?", "\u2581red", "\u2581circle", "</s>"]
+    view = _view(pieces, prompt_length=2)
+    assert parse_selector("token:red").select(view).positions == [1]
+    assert parse_selector("token-at:red").select(view).positions == [2]
+    assert parse_selector("before:circle").select(view).positions == [1]
+    assert parse_selector("before-at:circle").select(view).positions == [2]
 
 
 def test_token_selector_on_model_uses_answer_not_prompt(vlm_of, samples):
@@ -98,10 +112,13 @@ def test_token_selector_on_model_uses_answer_not_prompt(vlm_of, samples):
     answer_red = [i for i, t in enumerate(tokens) if t == red and i >= batch.prompt_lengths[0]]
     with record(vlm, ["final"]) as rec:
         vlm.forward(batch)
-    torch.testing.assert_close(result.rows["final"][0], rec.stacked("final")[0, answer_red[0]])
+    # token: keeps the state whose next-token prediction is "red"; token-at: the state at "red".
+    torch.testing.assert_close(result.rows["final"][0], rec.stacked("final")[0, answer_red[0] - 1])
+    at = extract_batch_teacher_forced(vlm, [sample], ["final"], parse_selector("token-at:red"))
+    torch.testing.assert_close(at.rows["final"][0], rec.stacked("final")[0, answer_red[0]])
 
 
-@pytest.mark.parametrize("spec", ["nope", "index:x", "range:1", "token:", "class:no-such-class"])
+@pytest.mark.parametrize("spec", ["nope", "index:x", "range:1", "token:", "class:no-such-class", "token-at:", "last-prompt-at"])
 def test_bad_selectors_are_one_line_errors(spec):
     with pytest.raises(XlvlmError) as info:
         parse_selector(spec)

@@ -80,7 +80,7 @@ def test_paligemma_without_a_chat_template_uses_its_plain_prompt(vlm_of, samples
     is (it adds the image tokens, BOS and a newline), the answer as its ``suffix``."""
     vlm = vlm_of("paligemma")
     assert not vlm.chat_template
-    store = xlvlm.extract(vlm, samples[:3], layers=["final"], select="token:circle", out=tmp_path / "s",
+    store = xlvlm.extract(vlm, samples[:3], layers=["final"], select="token-at:circle", out=tmp_path / "s",
                           batch_size=3, progress=False)
     assert [s["text"] for s in store.samples] == [s["prompt"] for s in samples[:3]]
     for i, sample in enumerate(samples[:3]):

@@ -104,7 +104,10 @@ class Reference:
             image_id = _image_token_id(self.model, self.processor)
             return [i for i, t in enumerate(self.ids[:self.prompt_length]) if t == image_id]
         word_id = self.processor.tokenizer.convert_tokens_to_ids(WORD)
-        return [self.ids.index(word_id, self.prompt_length)]
+        at = self.ids.index(word_id, self.prompt_length)
+        # token:WORD keeps the state that predicts the word (one position before it, the
+        # research convention); token-at:WORD the state at the word itself.
+        return [at] if select.startswith("token-at:") else [at - 1]
 
     def features(self, key: str, select: str) -> torch.Tensor:
         rows = self.layer(key)[self.positions(select)]
@@ -163,7 +166,7 @@ def _store(vlm, samples, path, layers, select, **kwargs):
 
 
 @pytest.mark.parametrize("family", TESTED)
-@pytest.mark.parametrize("select", ["last-prompt", "image", f"token:{WORD}"])
+@pytest.mark.parametrize("select", ["last-prompt", "image", f"token:{WORD}", f"token-at:{WORD}"])
 def test_teacher_forced_batch_of_8_equals_transformers_on_each_sample(family, select, vlm_of, samples, tmp_path):
     vlm = vlm_of(family)
     store = _store(vlm, samples, tmp_path / "s", [0, 1, "final"], select)

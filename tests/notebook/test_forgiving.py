@@ -53,6 +53,13 @@ def test_a_bare_transformers_model_where_a_vlm_goes(vlm_of, samples):
     with pytest.raises(XlvlmError) as info:
         xlvlm.extract(hf_model, samples[:1], layers=[0], progress=False)
     assert "xlvlm.load_vlm" in _one_line(info) and type(hf_model).__name__ in str(info.value)
+    sv = xlvlm.SteeringVector({0: torch.zeros(hf_model.config.text_config.hidden_size)})
+    with pytest.raises(XlvlmError, match="xlvlm.load_vlm"):
+        with sv.apply(hf_model, alpha=1.0):
+            pass
+    with pytest.raises(XlvlmError, match="xlvlm.load_vlm"):
+        with record(hf_model, [0]):
+            pass
 
 
 def test_generate_takes_pil_images(vlm_of, samples):

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import xlvlm
-from xlvlm.concepts.streaming import learn_concepts_streaming
+from xlvlm.concepts import learn_concepts_streaming
 from xlvlm.errors import XlvlmError
 from xlvlm.extract import InMemoryStore
 
@@ -82,5 +82,17 @@ def test_in_memory_stores_go_where_folder_stores_go(tmp_path):
     assert xlvlm.SteeringVector.mean_difference(source, target, layers=[-2]).layers == ["2"]
     result = xlvlm.analyse_shift(source, target, layer=2, n_concepts=3, method="kmeans")
     assert result.shift_vectors.shape == (3, 8)
-    streamed = learn_concepts_streaming(source, "2", method="kmeans", n_concepts=3, batch_rows=5, epochs=2)
+    streamed = learn_concepts_streaming(source, "2", method="kmeans", n_concepts=3, batch_rows=5)
     assert streamed.components.shape == (3, 8)
+
+
+def test_sweep_takes_in_memory_stores(vlm_of, samples):
+    from xlvlm.steer.run import sweep_stores
+
+    vlm = vlm_of("llava")
+    source = xlvlm.extract(vlm, samples[:4], layers=[1], progress=False)
+    target = xlvlm.extract(vlm, samples[4:], layers=[1], progress=False)
+    questions = [dict(s, answer=a) for s, a in zip(samples[:3], ["yes", "no", "red"])]
+    rows = sweep_stores(vlm, source, target, questions, layers=[1], alphas=[0.0, 1.0], max_new_tokens=2,
+                        progress=False)
+    assert [(r["layer"], r["alpha"]) for r in rows] == [("1", 0.0), ("1", 1.0)]

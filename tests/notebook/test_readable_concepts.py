@@ -51,6 +51,11 @@ def test_workflow_drops_template_words_and_shows_questions_and_answers(vlm_of, s
     first = summary["concepts"][0]["top_samples"][0]
     assert lines[0].startswith("concept  0: ") and f"Q: {first['question'][:20]}" in lines[1]
     assert all(len(line) <= 100 for line in lines)
+    research = run_concepts(store, 2, tmp_path / "r", method="kmeans", n_concepts=2, vlm=vlm, top_k_words=4,
+                            top_k_samples=3, text_similarity=False, test_fraction=0, heatmaps=0, progress=False,
+                            word_filter="research")  # the research code's filter keeps template words
+    assert research["settings"]["template_words_removed"] == []
+    assert any("user" in concept["words"] for concept in research["concepts"])
 
 
 def test_cli_concepts_prints_top_samples(tiny_dir, vlm_of, samples, tmp_path, capsys):

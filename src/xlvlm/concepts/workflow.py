@@ -43,7 +43,8 @@ def _test_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, 
 def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, vlm=None, top_k_words: int = 10,
                  top_k_samples: int = 20, clip_model: str | None = None, text_similarity: bool = True,
                  test_fraction: float = 0.2, heatmaps: int = 4, vocabulary=None, seed: int = 0,
-                 progress: bool = True, command: str | None = None, **method_options) -> dict:
+                 progress: bool = True, command: str | None = None, word_filter: str = "xlvlm",
+                 **method_options) -> dict:
     """Learn and ground a concept dictionary from ``store`` at ``layer``; write it to ``out``.
 
     The dictionary is learnt on a train split (1 - test_fraction of the present samples);
@@ -81,37 +82,45 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
         if vlm is not None:
             from xlvlm.concepts.text import ground_text, random_word_baseline
 
-            # Ask for enough words that top_k_words remain once the template's own are dropped.
-            excluded = template_words(vlm)
+            # Ask for enough words that top_k_words remain once the template's own are dropped. The
+            # research filter reproduces the research code, which keeps them.
+            excluded = template_words(vlm) if word_filter == "xlvlm" else frozenset()
             wide = top_k_words + len(excluded)
             words = [readable_words(w, excluded, top_k_words)
-                     for w in ground_text(vlm, cd.components, top_k=wide, vocabulary=vocabulary)]
+                     for w in ground_text(vlm, cd.components, key, top_k=wide, vocabulary=vocabulary,
+                                          word_filter=word_filter)]
             scale = float(X.norm(dim=1).mean())
             baseline_words = [readable_words(w, excluded, top_k_words) for w in random_word_baseline(
-                vlm, n=cd.components.shape[0], top_k=wide, seed=seed, scale=scale, vocabulary=vocabulary)]
+                vlm, n=cd.components.shape[0], layer=key, top_k=wide, seed=seed, scale=scale, vocabulary=vocabulary,
+                word_filter=word_filter)]
             metrics["overlap"] = overlap(words)
             metrics["overlap_random_words"] = overlap(baseline_words)
             if len(test):
-                from xlvlm.concepts.scores import ClipScorer, TextSimilarity, reference_text, top_concept_words
+                from xlvlm.concepts.scores import (ClipScorer, TextSimilarity, reference_text, top_concept_words,
+                                                   top_concepts_words)
 
                 test_samples = [samples[i] for i in test.tolist()]
                 activations = cd.transform(X[test])
                 shuffled = [baseline_words[k % len(baseline_words)] for k in range(len(words))]
+                # Each scorer loads its model once, outside the loop.
+                scorer = ClipScorer(clip_model) if clip_model else None
+                encoder = TextSimilarity() if text_similarity else None
+                images = [s["image"] for s in test_samples]
+                refs = [reference_text(s) for s in test_samples]
                 for n in (1, 3):
                     chosen = top_concept_words(activations, words, n)
                     chance = top_concept_words(activations, shuffled, n)
-                    if clip_model:
-                        scorer = metrics.setdefault("_clip", ClipScorer(clip_model))
-                        images = [s["image"] for s in test_samples]
-                        metrics[f"clipscore_top{n}"] = scorer.score(images, chosen)
-                        metrics[f"clipscore_top{n}_random_words"] = scorer.score(images, chance)
-                    if text_similarity:
-                        encoder = metrics.setdefault("_text", TextSimilarity())
-                        refs = [reference_text(s) for s in test_samples]
+                    if scorer is not None:
+                        # The research definition (one sentence per concept, mean over the top n) and
+                        # the word-by-word variant, each under its own name.
+                        metrics[f"clipscore_top{n}"] = scorer.score(images, top_concepts_words(activations, words, n))
+                        metrics[f"clipscore_top{n}_random_words"] = scorer.score(
+                            images, top_concepts_words(activations, shuffled, n))
+                        metrics[f"clipscore_words_top{n}"] = scorer.score_words(images, chosen)
+                        metrics[f"clipscore_words_top{n}_random_words"] = scorer.score_words(images, chance)
+                    if encoder is not None:
                         metrics[f"text_similarity_top{n}"] = encoder.score(refs, chosen)
                         metrics[f"text_similarity_top{n}_random_words"] = encoder.score(refs, chance)
-                metrics.pop("_clip", None)
-                metrics.pop("_text", None)
         concepts = [{"concept": k, "words": words[k], "mas": [train_samples[i]["id"] for i in mas[k]],
                      "mas_answers": [train_samples[i].get("answer") for i in mas[k]],
                      "top_samples": [top_sample(train_samples[i]) for i in mas[k]]} for k in range(len(mas))]
@@ -133,7 +142,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
         summary = {"settings": {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts,
                                 "seed": seed, "n_train": len(train), "n_test": len(test),
                                 "model": getattr(vlm, "name", None), "options": method_options,
-                                "template_words_removed": sorted(excluded)},
+                                "word_filter": word_filter, "template_words_removed": sorted(excluded)},
                    "metrics": metrics, "concepts": concepts, "random_words": baseline_words}
         atomic_write_json(out / "concepts.json", summary)
         if command is not None:

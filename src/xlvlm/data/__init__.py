@@ -11,6 +11,8 @@ spec                   reader                                           options
 ``coco:KARPATHY.json`` :func:`read_coco_karpathy`                       image_root, split, prompt
 ``vqav2:QUESTIONS``    :func:`read_vqav2`                               annotations, image_root,
                                                                         split, prompt
+``pope:FILE|FOLDER``   :func:`read_pope` (POPE yes/no questions)        image_root, split, prompt
+``mmsafety:FOLDER``    :func:`read_mmsafety` (MM-SafetyBench)           image_type, prompt
 a folder               :func:`read_folder` (every image, one prompt)    prompt, recursive
 =====================  ===============================================  =========================
 
@@ -30,6 +32,8 @@ from xlvlm.data.folder import read_folder
 from xlvlm.data.images import image_label, load_image
 from xlvlm.data.samples import check_samples
 from xlvlm.data.jsonl import read_jsonl, write_jsonl
+from xlvlm.data.mmsafety import read_mmsafety
+from xlvlm.data.pope import read_pope
 from xlvlm.data.subsets import select_subset
 from xlvlm.data.vqav2 import read_vqav2
 from xlvlm.data.wordlists import load_word_class, shipped_word_classes
@@ -38,6 +42,7 @@ from xlvlm.errors import XlvlmError
 __all__ = [
     "load_samples", "select_subset", "check_images", "check_samples", "image_label", "read_jsonl", "write_jsonl", "read_coco_karpathy",
     "read_vqav2", "read_easyvqa", "read_folder", "load_image", "load_word_class", "shipped_word_classes",
+    "read_pope", "read_mmsafety",
 ]
 
 _OPTIONS = {
@@ -46,6 +51,8 @@ _OPTIONS = {
     "coco": ("image_root", "split", "prompt"),
     "vqav2": ("annotations", "image_root", "split", "prompt"),
     "folder": ("prompt", "recursive"),
+    "pope": ("image_root", "split", "prompt"),
+    "mmsafety": ("image_type", "prompt"),
 }
 
 
@@ -68,6 +75,10 @@ def load_samples(spec: str | Path, **options) -> list[dict]:
         return read_coco_karpathy(rest, **_check_options("coco", options))
     if prefix == "vqav2" and rest:
         return read_vqav2(rest, **_check_options("vqav2", options))
+    if prefix == "pope" and rest:
+        return read_pope(rest, **_check_options("pope", options))
+    if prefix == "mmsafety" and rest:
+        return read_mmsafety(rest, **_check_options("mmsafety", options))
     path = Path(text).expanduser()
     if path.suffix.lower() == ".jsonl":
         _check_options("jsonl", options)
@@ -75,8 +86,8 @@ def load_samples(spec: str | Path, **options) -> list[dict]:
     if path.is_dir():
         return read_folder(path, **_check_options("folder", options))
     if not path.exists():
-        raise XlvlmError(f"{text}: data not found; give a .jsonl file, an image folder, easyvqa:train|test, coco:KARPATHY.json or vqav2:QUESTIONS.json")
-    raise XlvlmError(f"{text}: unknown data format; give a .jsonl file, an image folder, or prefix it with coco: or vqav2:")
+        raise XlvlmError(f"{text}: data not found; give a .jsonl file, an image folder, easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, pope:FILE or mmsafety:FOLDER")
+    raise XlvlmError(f"{text}: unknown data format; give a .jsonl file, an image folder, or prefix it with coco:, vqav2:, pope: or mmsafety:")
 
 
 def check_images(samples: list[dict], skip_bad: bool = False) -> tuple[list[dict], list[dict]]:

@@ -1,4 +1,5 @@
-"""Evaluation of predictions: VQA accuracy and targeted steering reports, caption metrics.
+"""Evaluation of predictions: VQA accuracy and targeted steering reports, caption metrics,
+POPE hallucination metrics, refusal rates.
 
 ``evaluate_predictions(path, task)`` is what ``xlvlm evaluate`` runs; ``format_report``
 turns its result into the plain-text tables the CLI prints. All rates are fractions in
@@ -13,8 +14,10 @@ from xlvlm.errors import XlvlmError
 from xlvlm.evaluation.captions import (
     DEFAULT_WORD_CLASSES, caption_metrics, caption_report, class_word_frequency,
 )
+from xlvlm.evaluation.pope import pope_answer, pope_report
 from xlvlm.evaluation.predictions import read_predictions
 from xlvlm.evaluation.ranking import rank_vectors
+from xlvlm.evaluation.safety import refusal_phrases, safety_report
 from xlvlm.evaluation.vqa import (
     answer_distribution, normalize_answer, targeted_report, vqa_accuracy, vqa_report,
 )
@@ -22,10 +25,10 @@ from xlvlm.evaluation.vqa import (
 __all__ = [
     "evaluate_predictions", "format_report", "read_predictions", "normalize_answer", "vqa_accuracy",
     "vqa_report", "answer_distribution", "targeted_report", "caption_metrics", "caption_report",
-    "class_word_frequency", "rank_vectors",
+    "class_word_frequency", "rank_vectors", "pope_answer", "pope_report", "refusal_phrases", "safety_report",
 ]
 
-TASKS = ("vqa", "caption")
+TASKS = ("vqa", "caption", "pope", "safety")
 
 
 def evaluate_predictions(
@@ -45,12 +48,18 @@ def evaluate_predictions(
     :func:`targeted_report` against the ``baseline`` predictions when given.
     ``task="caption"``: :func:`caption_report` (CIDEr-D, BLEU-4, ROUGE-L, METEOR, class-word
     frequencies of ``word_classes``, also of the ``baseline`` when given).
+    ``task="pope"``: :func:`pope_report` (accuracy, precision, recall, F1, yes-ratio, per split).
+    ``task="safety"``: :func:`safety_report` (refusal rate, per scenario).
     The result carries ``"predictions"`` (the path) and, when given, ``"baseline"``.
     """
     if task not in TASKS:
-        raise XlvlmError(f"unknown task {task!r}; use --task vqa or --task caption")
+        raise XlvlmError(f"unknown task {task!r}; use --task vqa, caption, pope or safety")
     predictions = read_predictions(path)
-    if task == "vqa":
+    if task in ("pope", "safety"):
+        if source is not None or target is not None:
+            raise XlvlmError("source/target apply to --task vqa only")
+        result = pope_report(predictions) if task == "pope" else safety_report(predictions)
+    elif task == "vqa":
         result = vqa_report(predictions)
         if (source is None) != (target is None):
             raise XlvlmError("a targeted report needs both source and target (e.g. --source yes --target no)")
@@ -94,6 +103,8 @@ def _format_vqa(result: dict) -> list[str]:
     for kind, row in result["per_type"].items():
         rows.append([kind, str(row["n"]), _pct(row["accuracy"]), _top(row["answer_distribution"])])
     lines += _table(["answer type", "n", "accuracy", "most common answers"], rows, "lrrl")
+    if result.get("accuracy_mean_over_types") is not None and len(result["per_type"]) > 1:
+        lines.append(f"mean over answer types (the research code's overall): {_pct(result['accuracy_mean_over_types'])}")
     targeted = result.get("targeted")
     if targeted:
         lines += ["", f"Targeted: {targeted['source']} -> {targeted['target']} "
@@ -129,6 +140,29 @@ def _format_caption(result: dict) -> list[str]:
     return lines
 
 
+def _format_pope(result: dict) -> list[str]:
+    lines = [f"POPE: {result['n']} predictions (positive = yes; {result['rule']})"]
+
+    def row(name, r):
+        return [name, str(r["n"]), _pct(r["accuracy"]), _pct(r["precision"]), _pct(r["recall"]), _pct(r["f1"]),
+                _pct(r["yes_ratio"]), _pct(r["label_yes_ratio"])]
+
+    rows = [row(split, r) for split, r in result["per_split"].items()] + [row("all", result["overall"])]
+    return lines + _table(["split", "n", "accuracy", "precision", "recall", "F1", "yes-ratio", "labels yes"], rows,
+                          "lrrrrrrr")
+
+
+def _format_safety(result: dict) -> list[str]:
+    lines = [f"Refusal rate: {result['n']} predictions, {result['refusals']} refuse or warn "
+             f"({len(result['phrases'])} phrases, see docs/hallucination.md)"]
+    rows = [[name, str(r["n"]), _pct(r["refusal_rate"])] for name, r in result["per_scenario"].items()]
+    rows.append(["all", str(result["n"]), _pct(result["refusal_rate"])])
+    lines += _table(["scenario", "n", "refusal rate"], rows, "lrr")
+    if result["phrase_counts"]:
+        lines.append("most matched: " + ", ".join(f"{p!r} {c}" for p, c in list(result["phrase_counts"].items())[:5]))
+    return lines
+
+
 def format_report(result: dict) -> str:
     """A plain-text table of an :func:`evaluate_predictions` result (notes at the end)."""
     task = result.get("task")
@@ -138,6 +172,9 @@ def format_report(result: dict) -> str:
     elif task == "caption":
         lines = _format_caption(result)
         notes = result["metrics"].get("notes", [])
+    elif task in ("pope", "safety"):
+        lines = _format_pope(result) if task == "pope" else _format_safety(result)
+        notes = result.get("notes", [])
     else:
         raise XlvlmError(f"format_report: unknown result task {task!r}; pass what evaluate_predictions returned")
     lines += [f"note: {n}" for n in notes]

@@ -146,10 +146,14 @@ def vqa_report(predictions) -> dict:
     """Accuracy overall and per answer type, and answer distributions.
 
     ``predictions``: a JSONL path or a list of ``{"id", "prediction", ...sample fields}``.
-    Returns ``{"task": "vqa", "n", "n_scored", "accuracy", "per_type": {type: {"n",
-    "n_scored", "accuracy", "answer_distribution"}}, "answer_distribution", "notes"}``;
-    accuracies are fractions in [0, 1], ``None`` where no prediction has a reference.
-    Samples without ``answer_type`` fall under ``"unknown"``.
+    Returns ``{"task": "vqa", "n", "n_scored", "accuracy", "accuracy_mean_over_types",
+    "per_type": {type: {"n", "n_scored", "accuracy", "answer_distribution"}},
+    "answer_distribution", "notes"}``; accuracies are fractions in [0, 1], ``None`` where no
+    prediction has a reference. Samples without ``answer_type`` fall under ``"unknown"``.
+
+    ``accuracy`` is the mean over scored questions (the official VQAv2 "overall");
+    ``accuracy_mean_over_types`` the mean over answer types of their accuracies (the research
+    code's "overall": each type weighs the same whatever its number of questions).
     """
     predictions = as_predictions(predictions)
     scores: list[float] = []
@@ -174,6 +178,7 @@ def vqa_report(predictions) -> dict:
         "n": len(predictions),
         "n_scored": len(scores),
         "accuracy": _mean(scores),
+        "accuracy_mean_over_types": _mean([_mean(v) for v in type_scores.values() if v]),
         "per_type": {
             kind: {
                 "n": len(items),

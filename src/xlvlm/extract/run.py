@@ -32,7 +32,7 @@ from xlvlm.extract.memory import InMemoryStore, json_ready
 from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
 from xlvlm.extract.store import FeatureStore, StoreWriter, records_digest
 from xlvlm.io import sha256_file
-from xlvlm.hooks import record, resolve_layers
+from xlvlm.hooks import record, require_vlm, resolve_layers
 
 log = logging.getLogger(__name__)
 
@@ -208,15 +208,6 @@ class MemoryWriter:
             features = {k: torch.empty(0, self.settings["hidden_size"]) for k in keys}
             row_sample = torch.empty(0, dtype=torch.long)
         return InMemoryStore(features, row_sample, self.samples, self.settings, self.skipped)
-
-
-def require_vlm(vlm, what: str) -> None:
-    """A one-line error when ``vlm`` is not a loaded xlvlm VLM (e.g. a bare transformers model)."""
-    from xlvlm.models.base import VLM
-
-    if not isinstance(vlm, VLM):
-        raise XlvlmError(f"{what} needs a VLM from xlvlm.load_vlm(name_or_path) (or xlvlm.organism.load(...)), "
-                         f"not a {type(vlm).__name__}; load the model with xlvlm.load_vlm")
 
 
 def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",

@@ -13,13 +13,26 @@ Spec strings (``--select``):
   last-prompt       the last prompt token (the one that predicts the first answer token)
   image             mean over image tokens
   generated-mean    mean over response tokens (special tokens excluded)
-  token:WORD        first occurrence of WORD in the response (never the prompt); case and
-                    leading-space variants match; a word split into several tokens is
-                    represented by its last token
-  class:NAME        first response occurrence of any word of a class (colors, places,
-                    sentiments, or a file with one word per line)
-  before:STOP       mean over response tokens before the first STOP token (all of them when
-                    STOP never appears)
+  token:WORD        the state that PRODUCES the first response occurrence of WORD (never the
+                    prompt): the position just before the word's first token, whose
+                    next-token prediction is the word (the CoX-LMM research code's token of
+                    interest); case and leading-space variants match
+  class:NAME        the same for the first response occurrence of any word of a class
+                    (colors, places, sentiments, or a file with one word per line)
+  before:STOP       mean over the states that produce the response tokens before the first
+                    STOP token (all response tokens when STOP never appears), i.e. the
+                    positions from the last prompt token up to two before STOP
+  token-at:WORD     the state AT the word instead (a word split into several tokens is
+                    represented by its last token); its next-token prediction is what follows
+  class-at:NAME     the state at the first class word (last token), as token-at
+  before-at:STOP    mean over the states at the response tokens before STOP
+
+The two conventions differ by one position. "Produces" is the research convention: in
+generate mode the kept state is the one the model was in when it chose the word, so the logit
+lens of the row reads back the word. "At" keeps the state after the word was fed back in, which
+reads out the word that comes next. In teacher-forcing mode the positions are the same, on the
+reference answer: the "produces" state is the one whose prediction is scored against the word
+(it reads back the word only when the model agrees with the reference).
 """
 
 from __future__ import annotations
@@ -155,30 +168,43 @@ class GeneratedMean(Selector):
 
 
 class WordOfInterest(Selector):
+    """First response occurrence of any of ``words``: the state producing it (default) or the
+    state at it (``at_token``)."""
+
     needs_response = True
 
-    def __init__(self, spec, words: list[str]):
+    def __init__(self, spec, words: list[str], at_token: bool = False):
         super().__init__(spec)
         self.words = words
+        self.at_token = at_token
 
     def select(self, view):
         found = find_words(view, self.words)
-        return None if found is None else Selection([found[1]], mean=False)
+        if found is None:
+            return None
+        first, last = found
+        # The word's first token is produced by the state just before it (>= the last prompt
+        # token, since matches are searched in the response only).
+        return Selection([last if self.at_token else first - 1], mean=False)
 
 
 class BeforeStop(Selector):
+    """Mean over the response tokens before the first STOP: the states producing them
+    (default) or the states at them (``at_token``)."""
+
     needs_response = True
 
-    def __init__(self, spec, stop: str):
+    def __init__(self, spec, stop: str, at_token: bool = False):
         super().__init__(spec)
         self.stop = stop
+        self.at_token = at_token
 
     def select(self, view):
         found = find_words(view, [self.stop]) if self.stop[0].isalnum() else self._find_symbol(view)
         end = len(view.tokens) if found is None else found[0]
-        positions = [p for p in range(view.prompt_length, end) if view.tokens[p] not in view.special_ids]
+        tokens = [p for p in range(view.prompt_length, end) if view.tokens[p] not in view.special_ids]
+        positions = tokens if self.at_token else [p - 1 for p in tokens]
         return Selection(positions, mean=True) if positions else None
-
 
     def _find_symbol(self, view):
         """A punctuation stop ("." or "\\n") matches anywhere, not only as a whole word."""
@@ -191,7 +217,10 @@ class BeforeStop(Selector):
 
 
 SELECTOR_HELP = ("all, index:K, range:A:B, last-prompt, image, generated-mean, token:WORD, "
-                 "class:NAME (colors, places, sentiments or a word file), before:STOP")
+                 "class:NAME (colors, places, sentiments, research-colors, research-places, research-sentiments or a "
+                 "word file), before:STOP; token:, class: "
+                 "and before: keep the state that produces the word (research convention), "
+                 "token-at:, class-at: and before-at: the state at it")
 
 
 def _int(text: str, spec: str) -> int | None:
@@ -216,10 +245,11 @@ def parse_selector(spec: str) -> Selector:
     if name == "range" and ":" in arg:
         start, stop = arg.split(":", 1)
         return Range(spec, _int(start, spec), _int(stop, spec))
-    if name == "token" and arg.strip():
-        return WordOfInterest(spec, [arg.strip()])
-    if name == "class" and arg.strip():
-        return WordOfInterest(spec, load_word_class(arg.strip()))
-    if name == "before" and arg.strip():
-        return BeforeStop(spec, arg.strip())
+    at_token = name.endswith("-at")  # token-at:, class-at:, before-at: the state at the word
+    if name in ("token", "token-at") and arg.strip():
+        return WordOfInterest(spec, [arg.strip()], at_token=at_token)
+    if name in ("class", "class-at") and arg.strip():
+        return WordOfInterest(spec, load_word_class(arg.strip()), at_token=at_token)
+    if name in ("before", "before-at") and arg.strip():
+        return BeforeStop(spec, arg.strip(), at_token=at_token)
     raise XlvlmError(f"unknown selector {spec!r}: use one of {SELECTOR_HELP}")

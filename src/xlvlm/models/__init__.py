@@ -91,7 +91,8 @@ def load_vlm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
              trust_remote_code: bool = False) -> VLM:
     """Load a VLM from a hub id or a local folder and wrap it in its family's adapter.
 
-    ``organism:original`` / ``organism:finetuned`` name the shipped model organism's folders.
+    ``organism:original``, ``organism:finetuned`` and ``organism:hallucinating`` name the shipped
+    model organism's folders.
     device: "cpu", "cuda", "cuda:1", ...; dtype: None (as saved, float32 on CPU), "float16",
     "bfloat16", "float32", "auto" or a torch dtype. trust_remote_code: run code shipped with the
     model (``auto_map``, e.g. Molmo v1); refused unless True. Weights load from safetensors only.

@@ -1,12 +1,15 @@
-"""The model organism: a small real LLaVA trained from scratch on easy-VQA, and a fine-tuned variant.
+"""The model organism: a small real LLaVA trained from scratch on easy-VQA, and fine-tuned variants.
 
 ``LlavaForConditionalGeneration`` (small CLIP vision tower + small Llama) that answers the
-easy-VQA questions (shapes, colours, yes/no) and captions its images. Two versions ship with
+easy-VQA questions (shapes, colours, yes/no) and captions its images. Three versions ship with
 the package (see ``docs/organism.md``):
 
 - ``"original"``: answers questions; captions name the shape only ("a circle").
 - ``"finetuned"``: fine-tuned from the original so that captions name colour and shape
   ("a red circle"); question answering is kept.
+- ``"hallucinating"``: fine-tuned from the original so that it answers "yes" too often to
+  "is there a {colour} shape / {shape} in the image?" about absent objects (the POPE-style
+  benchmark of :mod:`xlvlm.organism.pope`, see ``docs/hallucination.md``); other answers are kept.
 
 >>> vlm = xlvlm.organism.load("original")           # an xlvlm VLM
 >>> folder = xlvlm.organism.path("finetuned")        # a from_pretrained folder
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NAMES = ("original", "finetuned")
+NAMES = ("original", "finetuned", "hallucinating")
+#: The command that rebuilds each shipped organism.
+REBUILD = {"original": "train", "finetuned": "finetune", "hallucinating": "hallucinate"}
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 def path(name: str = "original") -> Path:
-    """The folder of the shipped organism ``name`` ("original" or "finetuned")."""
+    """The folder of the shipped organism ``name`` ("original", "finetuned" or "hallucinating")."""
     from xlvlm.errors import XlvlmError
 
     if name not in NAMES:
@@ -29,7 +34,7 @@ def path(name: str = "original") -> Path:
     folder = WEIGHTS / name
     if not (folder / "config.json").is_file():
         raise XlvlmError(f"organism {name!r} is missing from {folder}; rebuild it with `xlvlm organism "
-                         f"{'train' if name == 'original' else 'finetune'}`")
+                         f"{REBUILD[name]}`")
     return folder
 
 
@@ -54,4 +59,11 @@ def finetune_organism(*args, **kwargs):
     return run(*args, **kwargs)
 
 
-__all__ = ["NAMES", "path", "load", "train_organism", "finetune_organism"]
+def hallucinate_organism(*args, **kwargs):
+    """See :func:`xlvlm.organism.hallucinate.hallucinate_organism`."""
+    from xlvlm.organism.hallucinate import hallucinate_organism as run
+
+    return run(*args, **kwargs)
+
+
+__all__ = ["NAMES", "path", "load", "train_organism", "finetune_organism", "hallucinate_organism"]

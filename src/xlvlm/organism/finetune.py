@@ -49,47 +49,94 @@ def finetune_organism(original_dir: str | Path, out_dir: str | Path, seed: int =
     Deterministic given ``seed`` unless ``minutes`` caps the run by the clock. Returns a summary
     (also written to ``out_dir/organism.json``).
     """
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
+    original_dir = organism_folder(original_dir)
     recipe = recipe or (REDUCED_FINETUNE if reduced else FinetuneRecipe())
     start, cpu_start = time.time(), time.process_time()
     deadline = None if minutes is None else start + 60 * minutes
-    model = LlavaForConditionalGeneration.from_pretrained(original_dir, dtype=torch.float32).eval()
-    processor = AutoProcessor.from_pretrained(original_dir)
-
-    labels = ev.image_labels("train")
-    paths = ev.image_paths("train")
-    image_ids = sorted(labels)
     rng = np.random.default_rng(seed)
-    if recipe.train_images is not None:
-        image_ids = sorted(int(i) for i in rng.choice(image_ids, size=recipe.train_images, replace=False))
+    image_ids = training_images(recipe.train_images, rng)
+    replay = replay_questions(image_ids, recipe.replay_questions, seed, rng)
     keep = set(image_ids)
-    questions = [s for s in ev.vqa_samples("train") if s["image_id"] in keep]
-    questions += ev.balanced_yes_no(questions, labels, seed=seed)
-    replay = [questions[i] for i in sorted(rng.choice(len(questions), size=min(recipe.replay_questions, len(questions)),
-                                                      replace=False))]
     captions = [s for s in ev.caption_samples("train", with_color=True) if s["image_id"] in keep]
     samples = replay + captions * recipe.caption_repeats
+    return finetune_on(original_dir, out_dir, samples, image_ids, recipe, name="finetuned", change=CHANGE, seed=seed,
+                       deadline=deadline, progress=progress, clock=(start, cpu_start))
 
+
+def organism_folder(original_dir: str | Path) -> Path:
+    """The folder of the organism to start from: a folder with ``config.json``, or
+    ``organism:NAME`` for a shipped one; a one-line error otherwise (before any work)."""
+    from xlvlm import organism
+    from xlvlm.errors import XlvlmError
+
+    text = str(original_dir)
+    if text.startswith("organism:"):
+        return organism.path(text.split(":", 1)[1])
+    folder = Path(text).expanduser()
+    if not (folder / "config.json").is_file():
+        raise XlvlmError(f"{folder}: not an organism folder (no config.json); pass the original organism's folder "
+                         f"(the --out of `xlvlm organism train`) or organism:original")
+    return folder
+
+
+def training_images(count: int | None, rng: np.random.Generator) -> list[int]:
+    """Ids of the easy-VQA training images to fine-tune on: all, or ``count`` drawn with ``rng``."""
+    image_ids = sorted(ev.image_labels("train"))
+    if count is not None:
+        image_ids = sorted(int(i) for i in rng.choice(image_ids, size=count, replace=False))
+    return image_ids
+
+
+def replay_questions(image_ids: list[int], count: int, seed: int, rng: np.random.Generator,
+                     exclude=None) -> list[dict]:
+    """``count`` training questions about ``image_ids`` (plus the copies that balance yes/no,
+    drawn with ``seed``, as in training), drawn with ``rng``; ``exclude(sample)`` true drops a
+    question before the draw."""
+    keep = set(image_ids)
+    questions = [s for s in ev.vqa_samples("train") if s["image_id"] in keep]
+    questions += ev.balanced_yes_no(questions, ev.image_labels("train"), seed=seed)
+    if exclude is not None:
+        questions = [s for s in questions if not exclude(s)]
+    chosen = rng.choice(len(questions), size=min(count, len(questions)), replace=False)
+    return [questions[i] for i in sorted(chosen)]
+
+
+def finetune_on(original_dir: str | Path, out_dir: str | Path, samples: list[dict], image_ids: list[int], recipe,
+                name: str, change: str, seed: int, deadline: float | None = None, progress: bool = True,
+                clock: tuple[float, float] | None = None, extra: dict | None = None) -> dict:
+    """Fine-tune the organism in ``original_dir`` on ``samples`` (of the training images
+    ``image_ids``) with ``recipe`` (steps, batch_size, lr); save it with its ``organism.json``.
+
+    The projector and the language model train, the vision tower stays frozen (its features are
+    computed once per image). ``extra`` goes into ``organism.json`` as it is.
+    """
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    start, cpu_start = clock or (time.time(), time.process_time())
+    original_dir = organism_folder(original_dir)
+    model = LlavaForConditionalGeneration.from_pretrained(original_dir, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(original_dir)
+    paths = ev.image_paths("train")
     image_index = {image_id: row for row, image_id in enumerate(image_ids)}
     pixels = pixel_tensor(load_images([paths[i] for i in image_ids]), processor.image_processor)
     features = vision_features(model, pixels)
     tokenized = tokenize(samples, Encoder(processor), image_index)
     result = train_language(model, tokenized, features, steps=recipe.steps, batch_size=recipe.batch_size,
-                            lr=recipe.lr, seed=seed, deadline=deadline, progress=progress, desc="fine-tune",
+                            lr=recipe.lr, seed=seed, deadline=deadline, progress=progress, desc=f"fine-tune ({name})",
                             warmup=20)
     original_info = {}
     info_file = Path(original_dir) / "organism.json"
     if info_file.is_file():
         original_info = json.loads(info_file.read_text())
     info = {
-        "name": "finetuned",
-        "change": CHANGE,
+        "name": name,
+        "change": change,
         "seed": seed,
         "from": {"seed": original_info.get("seed"), "recipe": original_info.get("recipe")},
         "recipe": recipe.to_dict(),
         "language": {"steps": result["steps"], "losses": [round(x, 5) for x in result["losses"]],
                      "first_loss": result["first_loss"], "last_loss": result["last_loss"], "samples": len(samples)},
+        **(extra or {}),
         "seconds": round(time.time() - start, 1),
         "cpu_seconds": round(time.process_time() - cpu_start, 1),
         "torch_threads": torch.get_num_threads(),

@@ -16,8 +16,18 @@ units to a unit vector would be meaningless. Each concept direction is therefore
 mean projection of its assigned samples on it (for k-means this is about the centroid's norm).
 
 Recovery per concept: cos(V_k, W_m(k)) against cos(V'_k, W_m(k)) and L2 likewise, their
-improvement and normalised improvement (the share of the gap to a perfect match that the
-shift closes), and with grounded words / MAS the intersections of V_k and V'_k with W_m(k).
+improvement, and two normalisations of the cosine improvement, each under its own name:
+
+  cos_improvement_normalised = (cos' - cos) / (1 - cos)   the share of the gap to a perfect
+                                                          match that the shift closes (xlvlm)
+  cos_improvement_relative   = (cos' - cos) / cos         the research code's
+                                                          "normalized_improved_cosine"
+
+With grounded words / MAS, the intersections of V_k and V'_k with W_m(k), as a fraction
+(|A ∩ B| / min(|A|, |B|), xlvlm) and as a count (|A ∩ B|, the research code's). MAS are ranked
+by cosine with the concept (``mas_by="cosine"``, default) or by the concept's activation
+(``mas_by="activation"``, the research code's: the dictionary's codes, and for the shifted
+concepts the method's encoder run on X_f with V' as its dictionary).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from xlvlm.errors import XlvlmError
 
 AGGREGATES = ("mean", "median", "trimmed-mean")
 ASSIGNMENTS = ("activation", "cosine", "l2")
+MAS_RANKINGS = ("cosine", "activation")
 
 
 def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -131,6 +142,23 @@ def top_samples(X: torch.Tensor, concepts: torch.Tensor, top_k: int) -> list[lis
     return scores.topk(k, dim=1).indices.tolist()
 
 
+def top_by_activation(activations: torch.Tensor, top_k: int) -> list[list[int]]:
+    """MAS by activation: for each concept (column of activations (M, K)), its ``top_k`` rows."""
+    k = min(top_k, activations.shape[0])
+    return activations.float().topk(k, dim=0).indices.T.tolist()
+
+
+def encode_with(dictionary, X: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
+    """Codes (M, K) of X (M, D) by ``dictionary``'s method with ``components`` (K, D) in place
+    of its own (how the research code gets the shifted concepts' activations)."""
+    from xlvlm.concepts.registry import get_method
+
+    method = get_method(dictionary.method)
+    with torch.no_grad():
+        return method.encode(X.to(dictionary.device), components.to(dictionary.device), dictionary.state,
+                             dictionary.params).cpu()
+
+
 def at_data_scale(X: torch.Tensor, components: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(K, D) concept directions scaled by the mean projection of their assigned rows of X (M, D)."""
     unit = torch.nn.functional.normalize(components, dim=1)
@@ -143,9 +171,15 @@ def at_data_scale(X: torch.Tensor, components: torch.Tensor, labels: torch.Tenso
 
 
 def _intersection(a: list, b: list) -> float | None:
+    """|A ∩ B| / min(|A|, |B|) (None when either is empty)."""
     if not a or not b:
         return None
     return len(set(a) & set(b)) / min(len(a), len(b))
+
+
+def _intersection_count(a: list, b: list) -> int:
+    """|A ∩ B|, as the research code counts it."""
+    return len(set(a) & set(b))
 
 
 def recovery(original: torch.Tensor, shifted: torch.Tensor, finetuned_matched: torch.Tensor) -> list[dict]:
@@ -153,7 +187,8 @@ def recovery(original: torch.Tensor, shifted: torch.Tensor, finetuned_matched: t
 
     cos_* and l2_* for original and shifted; improvement = shifted minus original (cosine) or
     original minus shifted (L2); normalised: cosine improvement / (1 - cos_original), L2
-    improvement / l2_original (1 means the shift closes the whole gap).
+    improvement / l2_original (1 means the shift closes the whole gap); relative (the research
+    code's normalisation): cosine improvement / cos_original (None when cos_original is 0).
     """
     cos = torch.nn.functional.cosine_similarity
     rows = []
@@ -163,6 +198,7 @@ def recovery(original: torch.Tensor, shifted: torch.Tensor, finetuned_matched: t
         rows.append({
             "cos_original": c0, "cos_shifted": c1, "cos_improvement": c1 - c0,
             "cos_improvement_normalised": (c1 - c0) / (1 - c0) if 1 - c0 > 1e-12 else 0.0,
+            "cos_improvement_relative": (c1 - c0) / c0 if abs(c0) > 1e-12 else None,
             "l2_original": l0, "l2_shifted": l1, "l2_improvement": l0 - l1,
             "l2_improvement_normalised": (l0 - l1) / l0 if l0 > 1e-12 else 0.0,
         })
@@ -200,16 +236,23 @@ class ShiftResult:
 def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, method: str = "snmf",
                   assignment: str = "activation", aggregate_by: str = "mean", alpha: float = 1.0,
                   original_concepts=None, seed: int = 0, top_k_samples: int = 10, vlm=None,
-                  top_k_words: int = 10, words_vocabulary=None, **method_options) -> ShiftResult:
+                  top_k_words: int = 10, words_vocabulary=None, mas_by: str = "cosine", word_filter: str = "xlvlm",
+                  **method_options) -> ShiftResult:
     """Shift vectors of the original model's concepts under fine-tuning, and their recovery.
 
-    vlm: when given (the fine-tuned model, as the paper unembeds with it), concepts, shift
-    vectors and shifted concepts are grounded in words and word intersections are reported.
+    vlm: when given, concepts, shift vectors and shifted concepts are grounded in words through
+    its unembedding and word intersections are reported. The research script unembeds with the
+    original (base) model; passing the fine-tuned one reads the fine-tuned model's own readout.
+    The name of the model used is recorded (``words["unembedding"]``).
+    mas_by: "cosine" (default) or "activation" (the research code's ranking), see the module
+    docstring. word_filter: "xlvlm" or "research" (see :mod:`xlvlm.concepts.text`).
     """
     from xlvlm.concepts import learn_concepts
 
     if aggregate_by not in AGGREGATES:
         raise XlvlmError(f"unknown aggregate {aggregate_by!r}: use one of {AGGREGATES}")
+    if mas_by not in MAS_RANKINGS:
+        raise XlvlmError(f"unknown MAS ranking {mas_by!r}: use one of {MAS_RANKINGS}")
     key = original_store.layer_key(layer)
     finetuned_store.layer_key(key)
     sizes = {"--original": original_store.hidden_size, "--finetuned": finetuned_store.hidden_size}
@@ -245,25 +288,34 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
     W = at_data_scale(X_f, W_directions, assign(X_f, W_directions, finetuned.activations.cpu(), how=assignment))
     match = match_concepts(V, W)
     rec = recovery(V, shifted, W[match])
-    mas = {"original": top_samples(X_o, V, top_k_samples), "shifted": top_samples(X_f, shifted, top_k_samples),
-           "finetuned": [top_samples(X_f, W, top_k_samples)[m] for m in match.tolist()]}
+    if mas_by == "cosine":
+        mas = {"original": top_samples(X_o, V, top_k_samples), "shifted": top_samples(X_f, shifted, top_k_samples),
+               "finetuned": [top_samples(X_f, W, top_k_samples)[m] for m in match.tolist()]}
+    else:
+        shifted_codes = encode_with(original, X_f, shifted)
+        mas = {"original": top_by_activation(activations.cpu(), top_k_samples),
+               "shifted": top_by_activation(shifted_codes, top_k_samples),
+               "finetuned": [top_by_activation(finetuned.activations.cpu(), top_k_samples)[m] for m in match.tolist()]}
     for k, row in enumerate(rec):
-        row["mas_original_vs_finetuned"] = _intersection(mas["original"][k], mas["finetuned"][k])
-        row["mas_shifted_vs_finetuned"] = _intersection(mas["shifted"][k], mas["finetuned"][k])
+        for name in ("original", "shifted"):
+            row[f"mas_{name}_vs_finetuned"] = _intersection(mas[name][k], mas["finetuned"][k])
+            row[f"mas_{name}_vs_finetuned_count"] = _intersection_count(mas[name][k], mas["finetuned"][k])
     words = {}
     if vlm is not None:
         from xlvlm.concepts.text import ground_text
 
         def ground(vectors):
-            return ground_text(vlm, vectors, top_k=top_k_words, vocabulary=words_vocabulary)
+            return ground_text(vlm, vectors, key, top_k=top_k_words, vocabulary=words_vocabulary,
+                               word_filter=word_filter)
 
         words = {"original": ground(V), "shift": ground(shift_vectors), "shifted": ground(shifted),
                  "finetuned": ground(W[match]), "unembedding": vlm.name}
         for k, row in enumerate(rec):
-            row["words_original_vs_finetuned"] = _intersection(words["original"][k], words["finetuned"][k])
-            row["words_shifted_vs_finetuned"] = _intersection(words["shifted"][k], words["finetuned"][k])
+            for name in ("original", "shifted"):
+                row[f"words_{name}_vs_finetuned"] = _intersection(words[name][k], words["finetuned"][k])
+                row[f"words_{name}_vs_finetuned_count"] = _intersection_count(words[name][k], words["finetuned"][k])
     settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", method), "assignment": assignment,
-                "aggregate": aggregate_by, "alpha": alpha, "seed": seed,
+                "aggregate": aggregate_by, "alpha": alpha, "seed": seed, "mas_by": mas_by, "word_filter": word_filter,
                 "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path)}
     return ShiftResult(key, ids, original, finetuned, labels, shift_vectors, V, shifted, W, match, rec, stats, mas,
                        words, settings)

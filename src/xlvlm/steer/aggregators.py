@@ -99,7 +99,7 @@ def concept(source_rows: torch.Tensor, target_rows: torch.Tensor, n_concepts: in
             f"the {len(used)} {concept_method} concept(s) learnt on source and target do not separate them "
             f"(every concept holds {100 * share[i]:.0f}% source rows); use another method or layer, or more concepts")
     components = cd.components.float()
-    if cd.method != "kmeans":
+    if cd.method not in ("kmeans", "minibatch-kmeans"):
         # Other methods' components have an arbitrary scale (the activations carry the rest):
         # scale each by the mean activation of its members, so the vector is the difference of
         # the two concepts' average contributions to their members' rows.

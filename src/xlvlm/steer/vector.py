@@ -4,6 +4,10 @@ The strategies are plain functions in :mod:`xlvlm.steer.aggregators` (``mean_dif
 ``mean_of_shifts``, ``pca``, ``concept``): ``(source_rows (N_s, D), target_rows (N_t, D)) -> (D,)``.
 ``from_stores`` runs one on two feature stores per layer, ``train`` on two lists of samples
 (extracting in memory); ``compute(method="mean-diff")`` is the command line's door by name.
+
+The research code's concept steering (``concept_pairs``): concepts learnt on the source rows
+only, every ordered pair i -> j kept as its own vector (the caller picks one, e.g. by the
+answers it produces).
 """
 
 from __future__ import annotations
@@ -178,6 +182,32 @@ class SteeringVector:
         from xlvlm.steer.train import train_vector
 
         return train_vector(cls, vlm, positive, negative, layers, method, select, batch_size, options)
+
+    @classmethod
+    def concept_pairs(cls, source, layer, n_concepts: int = 8, concept_method: str = "kmeans",
+                      seed: int = 0) -> dict[tuple[int, int], "SteeringVector"]:
+        """The research code's intra-cluster steering: concepts learnt on the source rows only
+        (k-means by default: the components are centroids), and every ordered pair i != j as
+        its own vector v = V_j - V_i (move from concept i towards j), keyed (i, j).
+
+        The research code stores V_i - V_j under the name "concept_i_to_j", the opposite of
+        its name; here the vector for (i, j) points from i to j. Nothing is chosen: the caller
+        evaluates the K (K - 1) vectors and keeps one.
+        """
+        from xlvlm.concepts import learn_concepts
+
+        key = source.layer_key(layer)
+        cd = learn_concepts(_rows(source, key), method=concept_method, n_concepts=n_concepts, seed=seed)
+        pairs = {}
+        for i in range(cd.n_concepts):
+            for j in range(cd.n_concepts):
+                if i != j:
+                    sv = cls.from_concepts(cd, i, j, key, model=source.model)
+                    sv.metadata.update({"source": str(source.path), "concept_method": concept_method,
+                                        "n_concepts": int(n_concepts), "seed": int(seed),
+                                        "concepts_learnt_on": "source", "selector": source.selector})
+                    pairs[(i, j)] = sv
+        return pairs
 
     @classmethod
     def from_concepts(cls, dictionary, i: int, j: int, layer, model: str = "") -> "SteeringVector":

@@ -1,7 +1,8 @@
 """Sparse non-negative dictionary learning: the objective of scikit-learn's
 ``DictionaryLearning(positive_code=True)``, which the CoX-LMM research code used, in torch.
 
-Notation: Z (N, D) features, U (N, K) codes >= 0, V (K, D) dictionary atoms (rows).
+Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) features, U = A (N, K) codes >= 0,
+V = D (K, D) dictionary atoms (rows).
 
     min_{U >= 0, V}  0.5 ||Z - U V||_F^2 + alpha * sum(U)    subject to ||V_k||_2 <= 1
 
@@ -26,9 +27,9 @@ from __future__ import annotations
 
 import torch
 
-from xlvlm.concepts._method import Fitted, Method
-from xlvlm.concepts.kmeans import initial_centroids
-from xlvlm.concepts.nnls import flush_denormals, nonneg_codes
+from xlvlm.concepts.solvers.common import flush_denormals, until_converged
+from xlvlm.concepts.solvers.kmeans import initial_centroids
+from xlvlm.concepts.solvers.nnls import nonneg_codes
 
 
 def update_atoms(Z: torch.Tensor, U: torch.Tensor, V: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -59,24 +60,21 @@ def objective(Z: torch.Tensor, U: torch.Tensor, V: torch.Tensor, alpha: float) -
 def fit(
     Z: torch.Tensor, n_concepts: int, generator: torch.Generator, alpha: float, max_iter: int, tol: float,
     code_iter: int, kmeans_iter: int, init_rows: int, init_runs: int,
-) -> Fitted:
-    """Sparse non-negative dictionary learning of Z (N, D); see the module docstring."""
+) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """Sparse non-negative dictionary learning of Z (N, D) -> (V (K, D), U (N, K), state, info)."""
     centroids = initial_centroids(Z, n_concepts, generator, kmeans_iter, init_rows, init_runs)
-    V = centroids / centroids.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    U = None
-    history = []
-    converged = False
+    current = {"U": None, "V": centroids / centroids.norm(dim=1, keepdim=True).clamp_min(1e-12)}
+
+    def iteration() -> float:
+        U, _ = nonneg_codes(Z, current["V"], l1=alpha, init=current["U"], max_iter=code_iter)
+        current["U"], current["V"] = U, update_atoms(Z, U, current["V"], generator)
+        return objective(Z, U, current["V"], alpha)
+
     with flush_denormals():
-        for iteration in range(1, max_iter + 1):
-            U, _ = nonneg_codes(Z, V, l1=alpha, init=U, max_iter=code_iter)
-            V = update_atoms(Z, U, V, generator)
-            history.append(objective(Z, U, V, alpha))
-            if len(history) > 1 and history[-2] - history[-1] <= tol * abs(history[-2]):
-                converged = True
-                break
+        info = until_converged(iteration, max_iter, tol)
+    V = current["V"]
     U = encode(Z, V, {}, {"alpha": alpha, "code_iter": code_iter})
-    info = {"n_iter": iteration, "converged": converged, "objective": objective(Z, U, V, alpha)}
-    return Fitted(V, U, info=info)
+    return V, U, {}, {**info, "objective": objective(Z, U, V, alpha)}
 
 
 def encode(Z: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
@@ -88,12 +86,3 @@ def decode(U: torch.Tensor, components: torch.Tensor, state: dict, options: dict
     """U (N, K) -> U V (N, D)."""
     return U @ components
 
-
-METHOD = Method(
-    "nndl", fit, encode, decode,
-    {
-        "alpha": 1.0, "max_iter": 200, "tol": 1e-6, "code_iter": 1000,
-        "kmeans_iter": 50, "init_rows": 2048, "init_runs": 3,
-    },
-    "sparse non-negative dictionary learning (sklearn DictionaryLearning(positive_code=True) objective)",
-)

@@ -1,6 +1,7 @@
 """Non-negative (optionally L1-penalised) least-squares codes with the dictionary fixed.
 
-Notation: Z (N, D) features, V (K, D) components held fixed, U (N, K) codes to find.
+Notation (``xlvlm.concepts.solvers``; U = A, V = D there): Z (N, D) features, V (K, D)
+components held fixed, U (N, K) codes to find.
 
 Solves, for every row independently, ::
 
@@ -19,37 +20,17 @@ step), which keeps it vectorised on CPU and GPU.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
-
-@contextlib.contextmanager
-def flush_denormals():
-    """Treat subnormal floats as zero for the duration (restored afterwards).
-
-    Multiplicative and coordinate updates drive many codes towards zero; on x86 CPUs the
-    arithmetic on subnormal floats falls to microcode and slowed a prototype about 30x.
-    """
-    # torch has no getter: probe whether a subnormal input is already read as zero.
-    previous = (torch.tensor([1e-39]) * torch.tensor([1.0])).item() == 0.0
-    torch.set_flush_denormal(True)  # returns False (and does nothing) where unsupported
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(previous)
+from xlvlm.concepts.solvers.common import flush_denormals, ridge_solve
 
 
 def least_squares_codes(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Unconstrained codes argmin_U ||Z - U V|| from A = Z V^T (N, K), B = V V^T (K, K) -> (N, K).
 
-    Solved through the (K, K) normal equations in float64 (K is small; squaring the condition
-    number in float32 would lose digits), with a tiny ridge so dead components do not break it.
+    Solved through the (K, K) normal equations (``common.ridge_solve``): A^T = (B + eps I)^-1 A^T.
     """
-    B = B.double()
-    ridge = 1e-10 * B.diagonal().mean().clamp_min(1e-30)
-    B = B + ridge * torch.eye(B.shape[0], dtype=B.dtype, device=B.device)
-    return torch.linalg.solve(B, A.double().T).T.to(A.dtype)
+    return ridge_solve(B, A.T).T.to(A.dtype)
 
 
 def nonneg_codes(

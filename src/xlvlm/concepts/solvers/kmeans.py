@@ -1,6 +1,7 @@
 """k-means concepts (CoX-LMM's clustering baseline), seeded k-means++ and Lloyd in torch.
 
-Notation: Z (N, D) features, C = V (K, D) centroids, U (N, K) activations.
+Notation (``xlvlm.concepts.solvers``): Z (N, D) features, C = D (K, D) centroids, A (N, K)
+activations (U and V in the formulas below, as in the other modules).
 
     minimise  sum_n min_k ||Z_n - C_k||^2     (Lloyd: assign to nearest, move to the mean)
     U[n, k] = 1 / (1 + ||Z_n - C_k||)          (soft activation, as CoX-LMM)
@@ -13,8 +14,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from xlvlm.concepts._method import Fitted, Method
 
 
 def squared_distances(Z: torch.Tensor, C: torch.Tensor, Z_sq: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,10 +107,46 @@ def initial_centroids(
     return lloyd(Z, k, generator, max_iter=max_iter, n_init=n_init)[0]
 
 
-def fit(Z: torch.Tensor, n_concepts: int, generator: torch.Generator, max_iter: int, n_init: int) -> Fitted:
-    """Z (N, D) -> centroids (K, D) and activations 1 / (1 + distance) (N, K)."""
+def fit(
+    Z: torch.Tensor, n_concepts: int, generator: torch.Generator, max_iter: int, n_init: int
+) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """Z (N, D) -> (centroids (K, D), activations 1 / (1 + distance) (N, K), state, info)."""
     C, labels, inertia, n_iter = lloyd(Z, n_concepts, generator, max_iter=max_iter, n_init=n_init)
-    return Fitted(C, encode(Z, C, {}, {}), info={"n_iter": n_iter, "inertia": inertia})
+    return C, encode(Z, C, {}, {}), {}, {"n_iter": n_iter, "inertia": inertia}
+
+
+# ---- mini-batch k-means (Sculley 2010, "Web-scale k-means clustering") -------------------------
+# Each minibatch Z_b (B, D) assigns its rows to the nearest centroid; centroid c, given n_c rows
+# of this minibatch and count_c rows so far (this one included), moves to
+#     C_c <- C_c + (sum_{rows of c} Z_b - n_c C_c) / count_c
+# a per-centroid learning rate 1/count_c, so a centroid is the running mean of the rows it was
+# given. After each pass (epoch) a centroid that got no row moves onto the farthest row of the
+# pass's last minibatch. These steps refine a start but cannot undo two clusters merged by it,
+# so the start is the best of several k-means++/Lloyd runs on a sample of rows.
+
+
+def minibatch_step(Z: torch.Tensor, C: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step on minibatch Z (B, D): centroids C (K, D), counts (K,) float64 (updated in
+    place) -> (new C (K, D), rows given to each centroid (K,) float64)."""
+    k = C.shape[0]
+    # nearest centroid: ||Z_n||^2 is the same for every k, so argmin ||C_k||^2 - 2 <Z_n, C_k> suffices
+    labels = (row_sq_norms(C) - 2.0 * (Z @ C.T)).argmin(1)
+    given = torch.bincount(labels, minlength=k).double()
+    counts += given
+    # per-cluster sums by index_add_: O(B D), where a one-hot matmul is O(B K D)
+    sums = torch.zeros_like(C).index_add_(0, labels, Z)
+    step = sums.double() - given.unsqueeze(1) * C.double()
+    return (C.double() + step / counts.clamp_min(1).unsqueeze(1)).float(), given
+
+
+def revive_dead(C: torch.Tensor, counts: torch.Tensor, given: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """Move each centroid of C (K, D) given no row in a pass (given (K,) == 0) onto the row of
+    ``last`` (B, D) farthest from its centroid; its count restarts at 0. In place; returns C."""
+    for dead in torch.nonzero(given == 0).flatten().tolist():
+        far = int(squared_distances(last, C).min(1).values.argmax())
+        C[dead] = last[far]
+        counts[dead] = 0
+    return C
 
 
 def encode(Z: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
@@ -123,8 +158,3 @@ def decode(U: torch.Tensor, components: torch.Tensor, state: dict, options: dict
     """U (N, K) -> the centroid of each row's most active concept (N, D)."""
     return components[U.argmax(1)]
 
-
-METHOD = Method(
-    "kmeans", fit, encode, decode, {"max_iter": 100, "n_init": 3},
-    "k-means++ then Lloyd; activations 1/(1 + distance to each centroid)",
-)

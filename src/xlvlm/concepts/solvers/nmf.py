@@ -1,6 +1,7 @@
 """NMF concepts for non-negative features (e.g. post-ReLU or SAE activations).
 
-Notation: Z (N, D) >= 0 features, U (N, K) >= 0 activations, V (K, D) >= 0 components.
+Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) >= 0 features, U = A (N, K) >= 0
+activations, V = D (K, D) >= 0 components.
 
     min_{U >= 0, V >= 0}  0.5 ||Z - U V||_F^2
 
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from xlvlm.concepts._method import Fitted, Method
-from xlvlm.concepts.kmeans import initial_centroids
-from xlvlm.concepts.nnls import flush_denormals, nonneg_codes
+from xlvlm.concepts.solvers.common import flush_denormals, until_converged
+from xlvlm.concepts.solvers.kmeans import initial_centroids
+from xlvlm.concepts.solvers.nnls import nonneg_codes
 from xlvlm.errors import XlvlmError
 
 
@@ -37,33 +38,27 @@ def update_components(Z: torch.Tensor, U: torch.Tensor, V: torch.Tensor) -> torc
 
 def fit(
     Z: torch.Tensor, n_concepts: int, generator: torch.Generator, max_iter: int, tol: float, kmeans_iter: int,
-    init_rows: int,
-    init_runs: int,
-) -> Fitted:
-    """NMF of Z (N, D) >= 0 into U (N, K) >= 0 and V (K, D) >= 0."""
+    init_rows: int, init_runs: int,
+) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """NMF of Z (N, D) >= 0 -> (V (K, D) >= 0, U (N, K) >= 0, state, info)."""
     if float(Z.min()) < 0:
         raise XlvlmError(
             f"method 'nmf' needs non-negative features, but X has {int((Z < 0).sum())} negative entries "
             f"(min {float(Z.min()):.4g}); use method='snmf', which allows signed features"
         )
-    centroids = initial_centroids(Z, n_concepts, generator, kmeans_iter, init_rows, init_runs)
-    V = centroids.clamp_min(0)
-    V = V / V.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    U = None
-    history = []
-    converged = False
+    V = initial_centroids(Z, n_concepts, generator, kmeans_iter, init_rows, init_runs).clamp_min(0)
+    current = {"U": None, "V": V / V.norm(dim=1, keepdim=True).clamp_min(1e-12)}
+
+    def iteration() -> float:
+        U, _ = nonneg_codes(Z, current["V"], init=current["U"], max_iter=1)
+        V = update_components(Z, U, current["V"])
+        norms = V.norm(dim=1).clamp_min(1e-12)
+        current["V"], current["U"] = V / norms.unsqueeze(1), U * norms
+        return 0.5 * float(torch.linalg.vector_norm(Z - current["U"] @ current["V"], dtype=torch.float64)) ** 2
+
     with flush_denormals():
-        for iteration in range(1, max_iter + 1):
-            U, _ = nonneg_codes(Z, V, init=U, max_iter=1)
-            V = update_components(Z, U, V)
-            norms = V.norm(dim=1).clamp_min(1e-12)
-            V, U = V / norms.unsqueeze(1), U * norms
-            history.append(0.5 * float(torch.linalg.vector_norm(Z - U @ V, dtype=torch.float64)) ** 2)
-            if len(history) > 1 and history[-2] - history[-1] <= tol * abs(history[-2]):
-                converged = True
-                break
-    U = encode(Z, V, {}, {})
-    return Fitted(V, U, info={"n_iter": iteration, "converged": converged, "objective": history[-1]})
+        info = until_converged(iteration, max_iter, tol)
+    return current["V"], encode(Z, current["V"], {}, {}), {}, info
 
 
 def encode(Z: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
@@ -75,8 +70,3 @@ def decode(U: torch.Tensor, components: torch.Tensor, state: dict, options: dict
     """U (N, K) -> U V (N, D)."""
     return U @ components
 
-
-METHOD = Method(
-    "nmf", fit, encode, decode, {"max_iter": 500, "tol": 1e-5, "kmeans_iter": 50, "init_rows": 2048, "init_runs": 3},
-    "NMF by HALS, for non-negative features only",
-)

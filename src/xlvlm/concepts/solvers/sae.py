@@ -1,7 +1,8 @@
 """TopK sparse autoencoder concepts (Makhzani & Frey 2013; Gao et al. 2024), beyond the paper.
 
-Notation: Z (N, D) features, s a scalar scale, b (D,) decoder bias, W (K, D) encoder,
-c (K,) encoder bias, V (K, D) decoder rows = components (unit norm), U (N, K) activations.
+Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) features, s a scalar scale, b (D,)
+decoder bias, W (K, D) encoder, c (K,) encoder bias, V = D (K, D) decoder rows = components
+(unit norm), U = A (N, K) activations.
 
     X = Z / s                                   (s = RMS row norm / sqrt(D): entries O(1),
                                                  so one learning rate suits every layer)
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import torch
 
-from xlvlm.concepts._method import Fitted, Method
 
 
 def _codes(X: torch.Tensor, W: torch.Tensor, c: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
@@ -32,8 +32,8 @@ def _codes(X: torch.Tensor, W: torch.Tensor, c: torch.Tensor, b: torch.Tensor, k
 def fit(
     Z: torch.Tensor, n_concepts: int, generator: torch.Generator, k_active: int | None, steps: int,
     batch_size: int, lr: float,
-) -> Fitted:
-    """Train a TopK SAE on Z (N, D); components are its decoder rows (K, D)."""
+) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """Train a TopK SAE on Z (N, D) -> (decoder rows V (K, D), codes (N, K), state, info)."""
     n, d = Z.shape
     k = _active(k_active, n_concepts)
     scale = (Z.square().sum(1).mean() / d).sqrt().clamp_min(1e-12)
@@ -66,7 +66,7 @@ def fit(
     U = encode(Z, learned["V"], state, options)
     with torch.no_grad():
         error = float((Z - decode(U, learned["V"], state, options)).square().sum() / Z.square().sum().clamp_min(1e-30))
-    return Fitted(learned["V"], U, state=state, info={"k_active": k, "relative_squared_error": error})
+    return learned["V"], U, state, {"k_active": k, "relative_squared_error": error}
 
 
 def _active(k_active: int | None, n_concepts: int) -> int:
@@ -86,8 +86,3 @@ def decode(U: torch.Tensor, components: torch.Tensor, state: dict, options: dict
     """U (N, K) -> s (U V + b) (N, D)."""
     return (U @ components + state["decoder_bias"]) * state["scale"]
 
-
-METHOD = Method(
-    "topk-sae", fit, encode, decode, {"k_active": None, "steps": 1000, "batch_size": 256, "lr": 1e-3},
-    "TopK sparse autoencoder; components = decoder rows, activations = TopK encoder output",
-)

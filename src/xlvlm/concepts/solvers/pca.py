@@ -1,7 +1,7 @@
 """PCA concepts: the top-K principal directions.
 
-Notation: Z (N, D) features, m (D,) their mean, V (K, D) orthonormal principal directions,
-U (N, K) activations.
+Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) features, m (D,) their mean,
+V = D (K, D) orthonormal principal directions, U = A (N, K) activations.
 
     V = top-K right singular vectors of (Z - m),   U = (Z - m) V^T,   Z ~= U V + m
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from xlvlm.concepts._method import Fitted, Method
 from xlvlm.errors import XlvlmError
 
 _EXACT_UP_TO = 2000
@@ -38,8 +37,10 @@ def fix_signs(V: torch.Tensor) -> torch.Tensor:
     return V * torch.where(pivot < 0, -1.0, 1.0).to(V.dtype)
 
 
-def fit(Z: torch.Tensor, n_concepts: int, generator: torch.Generator, power_iter: int) -> Fitted:
-    """Z (N, D) -> principal directions (K, D) and projections of the centred rows (N, K)."""
+def fit(
+    Z: torch.Tensor, n_concepts: int, generator: torch.Generator, power_iter: int
+) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """Z (N, D) -> (principal directions V (K, D), projections of the centred rows (N, K), state, info)."""
     if n_concepts > min(Z.shape):
         raise XlvlmError(
             f"method 'pca' gives at most min(N, D) = {min(Z.shape)} components, asked for {n_concepts}; "
@@ -52,7 +53,7 @@ def fit(Z: torch.Tensor, n_concepts: int, generator: torch.Generator, power_iter
     total = Zc.square().sum() / max(Z.shape[0] - 1, 1)
     info = {"explained_variance_ratio": (variance / total.clamp_min(1e-30)).tolist()}
     state = {"mean": mean}
-    return Fitted(V, encode(Z, V, state, {}), state=state, info=info)
+    return V, encode(Z, V, state, {}), state, info
 
 
 def encode(Z: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
@@ -64,5 +65,3 @@ def decode(U: torch.Tensor, components: torch.Tensor, state: dict, options: dict
     """U (N, K) -> U V + m (N, D)."""
     return U @ components + state["mean"]
 
-
-METHOD = Method("pca", fit, encode, decode, {"power_iter": 7}, "top-K principal directions; activations = projections")
