@@ -51,6 +51,9 @@ def test_concept_aggregator_returns_the_vector_and_what_it_picked():
     vector, details = concept(s, t, n_concepts=2)
     torch.testing.assert_close(vector, t.mean(0) - s.mean(0), rtol=0, atol=1e-4)
     assert details["purity"] == [1.0, 1.0] and sorted(details["sizes"]) == [12, 15]
+    # mini-batch k-means components are centroids too: at the data's scale, not rescaled
+    minibatch, _ = concept(s, t, n_concepts=2, concept_method="minibatch-kmeans")
+    torch.testing.assert_close(minibatch, t.mean(0) - s.mean(0), rtol=0, atol=0.05)
 
 
 def test_from_stores_runs_any_function_and_keeps_the_front_doors(tmp_path):
