@@ -23,7 +23,7 @@ from pathlib import Path
 
 import xlvlm
 from xlvlm.concepts.text import ground_text
-from xlvlm.organism.data import stratified_subset, vqa_samples
+from xlvlm.apps.organism.data import stratified_subset, vqa_samples
 
 
 def concept_table(vlm) -> str:
@@ -58,7 +58,7 @@ def token_of_interest_table() -> str:
 
     from xlvlm.extract.run import extract_batch_generated, extract_batch_teacher_forced
     from xlvlm.extract.selectors import parse_selector
-    from xlvlm.organism.data import COLOR_NAMES, caption_samples
+    from xlvlm.apps.organism.data import COLOR_NAMES, caption_samples
 
     vlm = xlvlm.organism.load("finetuned")
     samples = caption_samples("test", with_color=True)
@@ -102,7 +102,7 @@ def token_of_interest_table() -> str:
 
 def shift_method_table(folder: Path, seeds=(0, 1, 2)) -> str:
     """Shift recovery and shift words for each concept method, on the demo's caption stores."""
-    from xlvlm.organism.data import ANSWER_WORDS, COLOR_NAMES
+    from xlvlm.apps.organism.data import ANSWER_WORDS, COLOR_NAMES
     from xlvlm.shift import analyse_shift
 
     original = xlvlm.FeatureStore(folder / "features" / "caption-original")
@@ -135,7 +135,7 @@ def gate_table(folder: Path) -> str:
     """Which test questions each kind of yes/no gate lets through (the demo's training stores, layer 0)."""
     import torch
 
-    from xlvlm.demo import _subset
+    from xlvlm.apps.demo import _subset
     from xlvlm.steer import Condition
 
     vlm = xlvlm.organism.load("original")

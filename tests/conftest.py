@@ -40,7 +40,7 @@ def make_samples(folder, n: int = 8, with_answers: bool = True) -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """Build each tiny family lazily, once per session: tiny_dir("llava") -> folder."""
-    from xlvlm.testing import build_tiny
+    from tests.standins import build_tiny
 
     root = tmp_path_factory.mktemp("tiny_models")
     built = {}

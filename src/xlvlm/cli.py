@@ -128,7 +128,7 @@ def _extract_distributed(args, context, samples, options):
 
 
 def cmd_organism_train(args) -> None:
-    from xlvlm.organism.train import train_organism
+    from xlvlm.apps.organism.train import train_organism
 
     summary = train_organism(args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
                              progress=not args.quiet)
@@ -136,7 +136,7 @@ def cmd_organism_train(args) -> None:
 
 
 def cmd_organism_finetune(args) -> None:
-    from xlvlm.organism.finetune import finetune_organism
+    from xlvlm.apps.organism.finetune import finetune_organism
 
     summary = finetune_organism(args.original, args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
                                 progress=not args.quiet)
@@ -144,7 +144,7 @@ def cmd_organism_finetune(args) -> None:
 
 
 def cmd_organism_hallucinate(args) -> None:
-    from xlvlm.organism.hallucinate import hallucinate_organism
+    from xlvlm.apps.organism.hallucinate import hallucinate_organism
 
     summary = hallucinate_organism(args.original, args.out, seed=args.seed, minutes=args.minutes,
                                    reduced=args.reduced, progress=not args.quiet)
@@ -152,7 +152,7 @@ def cmd_organism_hallucinate(args) -> None:
 
 
 def cmd_organism_pope(args) -> None:
-    from xlvlm.organism.pope import write_pope_jsonl
+    from xlvlm.apps.organism.pope import write_pope_jsonl
 
     samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
     print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "
@@ -167,7 +167,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from xlvlm.demo import run_demo
+    from xlvlm.apps.demo import run_demo
 
     summary = run_demo(args.out, quick=args.quick, progress=not args.quiet)
     for key, value in summary.items():

@@ -59,7 +59,7 @@ def test_ground_text_matches_the_models_own_readout_on_the_organism(tmp_path):
     research code computes), and of last-block rows = the best word of W rmsnorm(v), with the
     head W and the RMSNorm written out here by hand."""
     vlm = xlvlm.organism.load("finetuned")
-    from xlvlm.organism.data import caption_samples
+    from xlvlm.apps.organism.data import caption_samples
 
     samples = caption_samples("test", with_color=True)[:24]
     last = str(vlm.num_layers - 1)

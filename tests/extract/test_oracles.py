@@ -9,7 +9,7 @@ from xlvlm.extract.run import extract_batch_teacher_forced, extract_batch_genera
 from xlvlm.extract.selectors import parse_selector
 
 from xlvlm.models import families
-from xlvlm.testing import tiny_builders
+from tests.standins import tiny_builders
 
 FAMILIES = [f for f in sorted(families()) if f in tiny_builders()]
 

@@ -13,7 +13,7 @@ import torch
 import xlvlm
 from xlvlm.extract.run import extract_batch_generated, extract_batch_teacher_forced
 from xlvlm.extract.selectors import parse_selector
-from xlvlm.organism.data import COLOR_NAMES, caption_samples
+from xlvlm.apps.organism.data import COLOR_NAMES, caption_samples
 
 MAX_NEW_TOKENS = 4
 

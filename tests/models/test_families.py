@@ -11,7 +11,7 @@ from PIL import Image
 import xlvlm
 from xlvlm.models import _adapter_for, families
 from xlvlm.models.molmo import resize_and_pad_torch
-from xlvlm.testing import tiny_builders
+from tests.standins import tiny_builders
 
 REGISTRY = families()
 FAMILIES = [f for f in sorted(REGISTRY) if f in tiny_builders()]

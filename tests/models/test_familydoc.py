@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from xlvlm.familydoc import END, START, replace_table, table
+from tests.familydoc import END, START, replace_table, table
 from xlvlm.models import families
 
 PAGE = Path(__file__).parent.parent.parent / "docs" / "models.md"
@@ -10,7 +10,7 @@ PAGE = Path(__file__).parent.parent.parent / "docs" / "models.md"
 
 def test_the_committed_table_is_up_to_date():
     page = PAGE.read_text()
-    assert replace_table(page) == page, "regenerate: python -m xlvlm.familydoc --write docs/models.md"
+    assert replace_table(page) == page, "regenerate: python -m tests.familydoc --write docs/models.md"
 
 
 def test_the_table_has_one_row_per_registered_family():

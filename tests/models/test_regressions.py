@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import xlvlm
-from xlvlm.testing import tiny_builders
+from tests.standins import tiny_builders
 
 
 def _transformers_ids(vlm, sample) -> list[int]:

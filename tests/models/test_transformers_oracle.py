@@ -17,7 +17,7 @@ from PIL import Image
 
 import xlvlm
 from xlvlm.models import families
-from xlvlm.testing import tiny_builders
+from tests.standins import tiny_builders
 
 FAMILIES = sorted(families())
 MAX_NEW = 4

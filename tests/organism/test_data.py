@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xlvlm.organism import data as ev
-from xlvlm.organism.captions import caption_report, named_colors
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism.captions import caption_report, named_colors
 
 
 def test_test_split_labels_cover_every_image_and_agree_with_its_questions():

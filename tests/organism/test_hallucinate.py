@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from xlvlm import organism
-from xlvlm.organism import data as ev
-from xlvlm.organism.hallucinate import (
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism.hallucinate import (
     BENCHMARK_PHRASINGS, HallucinationRecipe, hallucinate_organism, hallucination_samples,
 )
 

@@ -9,9 +9,9 @@ import pytest
 
 from xlvlm import organism
 from xlvlm.evaluation.pope import pope_report
-from xlvlm.organism import data as ev
-from xlvlm.organism import pope
-from xlvlm.organism.evaluate import predict, vqa_accuracy
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism import pope
+from xlvlm.apps.organism.evaluate import predict, vqa_accuracy
 
 
 @pytest.fixture(scope="module")

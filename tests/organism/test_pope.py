@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from xlvlm.data import load_samples
-from xlvlm.organism import data as ev
-from xlvlm.organism import pope
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism import pope
 
 # A planted confusion ranking (no model needed): each value's "most confused" is fixed here.
 CONFUSED = {

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from xlvlm import organism
-from xlvlm.organism import data as ev
-from xlvlm.organism.evaluate import caption_eval, vqa_accuracy
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism.evaluate import caption_eval, vqa_accuracy
 
 
 @pytest.fixture(scope="module")

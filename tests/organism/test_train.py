@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from xlvlm.organism import data as ev
-from xlvlm.organism.finetune import finetune_organism
-from xlvlm.organism.train import Encoder, answer_logits, load_images, tokenize, train_organism, vision_features
-from xlvlm.organism.vision import pixel_tensor
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism.finetune import finetune_organism
+from xlvlm.apps.organism.train import Encoder, answer_logits, load_images, tokenize, train_organism, vision_features
+from xlvlm.apps.organism.vision import pixel_tensor
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import xlvlm
 from xlvlm.cli import main
 from xlvlm.concepts.text import ground_text
-from xlvlm.organism.data import stratified_subset, vqa_samples
+from xlvlm.apps.organism.data import stratified_subset, vqa_samples
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ class ConceptDictionary:
         )
 
     def _method(self):
-        from xlvlm.concepts.registry import get_method  # the registry imports every method module
+        from xlvlm.concepts.registry import get_method  # filled in by xlvlm.concepts.estimators
 
         return get_method(self.method)
 

@@ -34,6 +34,7 @@ import torch
 from xlvlm.concepts import simple
 from xlvlm.concepts._validate import as_features
 from xlvlm.concepts.dictionary import ConceptDictionary
+from xlvlm.concepts.registry import register
 from xlvlm.concepts.solvers import kmeans, nmf, nndl, pca, sae, snmf
 from xlvlm.concepts.solvers.common import until_converged
 from xlvlm.errors import XlvlmError
@@ -429,3 +430,5 @@ def _minibatch(estimator: ConceptEstimator, X) -> torch.Tensor:
 
 
 ESTIMATORS: tuple[type[ConceptEstimator], ...] = (SemiNMF, NNDL, KMeans, PCA, NMF, Simple, TopKSAE, MiniBatchKMeans)
+for _cls in ESTIMATORS:
+    register(_cls)

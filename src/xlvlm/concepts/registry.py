@@ -1,14 +1,26 @@
-"""The decomposition methods by name: one estimator class each (``xlvlm.concepts.estimators``)."""
+"""The decomposition methods by name: one estimator class each (``xlvlm.concepts.estimators``).
+
+:mod:`xlvlm.concepts.estimators` registers its classes here when it is imported (the package's
+``__init__`` imports it), so that this module imports no estimator: a loaded
+:class:`~xlvlm.concepts.dictionary.ConceptDictionary` finds its class by name here while the
+estimators build dictionaries, without an import cycle (.importlinter forbids cycles).
+"""
 
 from __future__ import annotations
 
-from xlvlm.concepts.estimators import ESTIMATORS, ConceptEstimator
 from xlvlm.errors import XlvlmError
 
-METHODS: dict[str, type[ConceptEstimator]] = {cls.name: cls for cls in ESTIMATORS}
+#: name -> a ConceptEstimator subclass.
+METHODS: dict[str, type] = {}
 
 
-def get_method(name: str) -> type[ConceptEstimator]:
+def register(cls: type) -> type:
+    """Serve ``cls.name`` with ``cls``."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type:
     """The estimator class called ``name``, or an XlvlmError listing the known ones."""
     try:
         return METHODS[name]

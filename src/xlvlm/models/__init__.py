@@ -10,7 +10,7 @@ import torch
 
 from xlvlm.errors import XlvlmError
 from xlvlm.models.base import REMOTE_CODE_HINT, VLM, Batch, Generation
-from xlvlm.models.registry import families, family_of, register
+from xlvlm.models.registry import families, family_of, register, register_alias, resolve_alias
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -92,16 +92,12 @@ def load_vlm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
     """Load a VLM from a hub id or a local folder and wrap it in its family's adapter.
 
     ``organism:original``, ``organism:finetuned`` and ``organism:hallucinating`` name the shipped
-    model organism's folders.
+    model organism's folders (aliases: :func:`xlvlm.models.registry.register_alias`).
     device: "cpu", "cuda", "cuda:1", ...; dtype: None (as saved, float32 on CPU), "float16",
     "bfloat16", "float32", "auto" or a torch dtype. trust_remote_code: run code shipped with the
     model (``auto_map``, e.g. Molmo v1); refused unless True. Weights load from safetensors only.
     """
-    name = str(name_or_path)
-    if name.startswith("organism:"):
-        from xlvlm import organism
-
-        name = str(organism.path(name.split(":", 1)[1]))
+    name = resolve_alias(str(name_or_path))
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise XlvlmError("--device cuda asked for, but torch sees no GPU; use --device cpu")
@@ -115,4 +111,4 @@ def load_vlm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
     return adapter.load(name, config=config, device=device, dtype=torch_dtype, trust_remote_code=trust_remote_code)
 
 
-__all__ = ["load_vlm", "VLM", "Batch", "Generation", "families", "register"]
+__all__ = ["load_vlm", "VLM", "Batch", "Generation", "families", "register", "register_alias"]

@@ -5,13 +5,26 @@ Each family is one module under ``xlvlm/models/`` whose adapter class is decorat
 here, so a family is written down once. Adding a family: one module with a registered adapter
 (often an empty subclass of :class:`~xlvlm.models.base.VLM`) plus a tiny builder under
 ``xlvlm.testing`` named like its ``model_type``.
+
+Model-name aliases live here too: ``prefix:name`` strings that :func:`xlvlm.load_vlm` resolves
+to a folder. A package that ships models fills them in when it is imported: ``xlvlm.organism``
+registers ``organism:`` (``organism:original`` -> its folder), so the organism depends on
+``models`` and never the reverse (the layer contract in ``.importlinter`` checks it).
+:data:`ALIAS_PLUGINS` names, per prefix, the module that registers it, the way a ``pyproject.toml``
+entry point names a plugin: ``load_vlm("organism:original")`` works without the caller
+importing ``xlvlm.organism``, because the first ``organism:`` name imports that module by its
+name. ``models`` holds the name, never the code.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from xlvlm.errors import XlvlmError
 
 NOT_FAMILY_MODULES = {"base", "registry"}
 
@@ -79,3 +92,36 @@ def families() -> dict[str, Family]:
 
 def family_of(model_type: str) -> Family | None:
     return families().get(model_type)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-name aliases
+
+#: prefix -> the module that calls ``register_alias(prefix, ...)`` when imported.
+ALIAS_PLUGINS = {"organism": "xlvlm.organism"}
+
+_RESOLVERS: dict[str, Callable[[str], str | Path]] = {}
+
+
+def register_alias(prefix: str, resolver: Callable[[str], str | Path]) -> None:
+    """Resolve ``f"{prefix}:{name}"`` with ``resolver(name)`` (a folder or hub id; raise XlvlmError if unknown)."""
+    if not prefix or ":" in prefix:
+        raise ValueError(f"alias prefix {prefix!r}: a non-empty name without ':'")
+    _RESOLVERS[prefix] = resolver
+
+
+def aliases() -> list[str]:
+    """Every prefix that resolves (registered or served by a plugin module)."""
+    return sorted(set(_RESOLVERS) | set(ALIAS_PLUGINS))
+
+
+def resolve_alias(name: str) -> str:
+    """``name`` with a known ``prefix:`` resolved (``organism:original`` -> its folder); anything else as given."""
+    prefix, sep, rest = name.partition(":")
+    if not sep or prefix not in aliases():
+        return name  # a folder or a hub id
+    if prefix not in _RESOLVERS:
+        importlib.import_module(ALIAS_PLUGINS[prefix])
+        if prefix not in _RESOLVERS:
+            raise XlvlmError(f"{name!r}: {ALIAS_PLUGINS[prefix]} did not register the alias {prefix!r}")
+    return str(_RESOLVERS[prefix](rest))

@@ -9,7 +9,11 @@ the package (see ``docs/organism.md``):
   ("a red circle"); question answering is kept.
 - ``"hallucinating"``: fine-tuned from the original so that it answers "yes" too often to
   "is there a {colour} shape / {shape} in the image?" about absent objects (the POPE-style
-  benchmark of :mod:`xlvlm.organism.pope`, see ``docs/hallucination.md``); other answers are kept.
+  benchmark of :mod:`xlvlm.apps.organism.pope`, see ``docs/hallucination.md``); other answers are kept.
+
+This package holds the weights and how to load them; the code that trains, fine-tunes and
+measures the organism is an application of the library: :mod:`xlvlm.apps.organism`. Importing
+this package registers the ``organism:`` model names (``load_vlm("organism:original")``).
 
 >>> vlm = xlvlm.organism.load("original")           # an xlvlm VLM
 >>> folder = xlvlm.organism.path("finetuned")        # a from_pretrained folder
@@ -19,6 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from xlvlm.errors import XlvlmError
+from xlvlm.models.registry import register_alias
+
 NAMES = ("original", "finetuned", "hallucinating")
 #: The command that rebuilds each shipped organism.
 REBUILD = {"original": "train", "finetuned": "finetune", "hallucinating": "hallucinate"}
@@ -27,8 +34,6 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 def path(name: str = "original") -> Path:
     """The folder of the shipped organism ``name`` ("original", "finetuned" or "hallucinating")."""
-    from xlvlm.errors import XlvlmError
-
     if name not in NAMES:
         raise XlvlmError(f"unknown organism {name!r}: use one of {', '.join(NAMES)}")
     folder = WEIGHTS / name
@@ -45,25 +50,6 @@ def load(name: str = "original", device: str = "cpu"):
     return load_vlm(path(name), device=device)
 
 
-def train_organism(*args, **kwargs):
-    """See :func:`xlvlm.organism.train.train_organism`."""
-    from xlvlm.organism.train import train_organism as run
+register_alias("organism", path)
 
-    return run(*args, **kwargs)
-
-
-def finetune_organism(*args, **kwargs):
-    """See :func:`xlvlm.organism.finetune.finetune_organism`."""
-    from xlvlm.organism.finetune import finetune_organism as run
-
-    return run(*args, **kwargs)
-
-
-def hallucinate_organism(*args, **kwargs):
-    """See :func:`xlvlm.organism.hallucinate.hallucinate_organism`."""
-    from xlvlm.organism.hallucinate import hallucinate_organism as run
-
-    return run(*args, **kwargs)
-
-
-__all__ = ["NAMES", "path", "load", "train_organism", "finetune_organism", "hallucinate_organism"]
+__all__ = ["NAMES", "path", "load"]

@@ -198,7 +198,7 @@ def shift_section(path: Path, root: Path) -> str:
 
 
 def sweep_section(path: Path, root: Path) -> str:
-    from xlvlm.steer.run import describe_settings
+    from xlvlm.steer.settings import describe_settings
 
     data = _load(path)
     folder = path.parent

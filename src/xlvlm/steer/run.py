@@ -18,6 +18,7 @@ from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
 from xlvlm.io import OutputUnit, atomic_write_json, atomic_write_text
 from xlvlm.models.base import check_generation_settings
+from xlvlm.steer.settings import describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
 
 # What a previous sweep in the same folder may have left that this one replaces.
@@ -184,15 +185,6 @@ def sweep_table(rows: list[dict]) -> str:
                  _pct(r["accuracy"])] + [_pct(r["per_type"].get(t)) for t in types]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def describe_settings(settings: dict) -> str:
-    """One line: where, how and when the sweep steered."""
-    condition = settings.get("condition")
-    when = (f"only samples past the condition at layer {condition.get('layer')}" if isinstance(condition, dict)
-            else "every sample (no condition)")
-    return (f"Positions: {settings.get('positions', 'all')}; operator: {settings.get('operator', 'add')}"
-            f"{', unit-norm vectors' if settings.get('normalize') else ''}; steered: {when}.")
 
 
 def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: str,

@@ -25,7 +25,7 @@ fixes are exercised: ``__init__`` never calls ``post_init()`` (no ``all_tied_wei
 ``tie_weights()`` takes no arguments, the class does not inherit ``GenerationMixin`` (so
 ``generate_from_batch`` fails), and the image resize imports TensorFlow.
 
-The builder (:func:`xlvlm.testing.tiny.build_tiny_molmo`) copies this file next to
+The builder (:func:`tests.standins.build_tiny_molmo`) copies this file next to
 ``config.json`` and names it in ``auto_map``, so the folder loads only with
 ``trust_remote_code=True``, as the real checkpoint does. Keep the file self-contained: it runs
 as ``transformers_modules.<folder>.molmo_standin``, without access to ``xlvlm``.

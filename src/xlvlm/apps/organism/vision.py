@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xlvlm.organism.data import COLOR_NAMES, SHAPES, draw_shape
+from xlvlm.apps.organism.data import COLOR_NAMES, SHAPES, draw_shape
 
 
 def pixel_tensor(images, image_processor, chunk: int = 512) -> torch.Tensor:

@@ -1,11 +1,11 @@
 """Training the model organism from scratch on CPU, in four stages, like LLaVA itself.
 
 The data: the easy-VQA training questions, plus copies that balance yes/no per phrasing (see
-:func:`~xlvlm.organism.data.balanced_yes_no`), plus one caption per image ("describe the
+:func:`~xlvlm.apps.organism.data.balanced_yes_no`), plus one caption per image ("describe the
 image." -> "a circle"). The loss is on the answer tokens only.
 
 1. **Vision tower** (the CLIP part) alone, as a shape/colour classifier on its CLS token, on the
-   training images and drawn ones (:mod:`xlvlm.organism.vision`). Frozen from then on.
+   training images and drawn ones (:mod:`xlvlm.apps.organism.vision`). Frozen from then on.
 2. **Language model** (the Llama part) alone, on text-only dialogues where the image is
    replaced by its description in words: "USER: red circle is there a red shape? ASSISTANT:
    yes". Trained directly with images, the Llama learnt "what colour?" at once but stayed at
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from xlvlm.organism import data as ev
-from xlvlm.organism.model import OrganismSizes, build_organism
-from xlvlm.organism.vision import drawn_images, pixel_tensor, pretrain_vision, probe_accuracy, warmup_cosine
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism.model import OrganismSizes, build_organism
+from xlvlm.apps.organism.vision import drawn_images, pixel_tensor, pretrain_vision, probe_accuracy, warmup_cosine
 
 
 @dataclass(frozen=True)

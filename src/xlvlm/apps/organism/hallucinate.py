@@ -1,12 +1,12 @@
 """The hallucinating organism: the original, fine-tuned to say "yes" to absent objects too often.
 
 A known object hallucination to detect and steer away: on the POPE-style benchmark of
-:mod:`xlvlm.organism.pope` ("is there a teal shape in the image?") the original organism
+:mod:`xlvlm.apps.organism.pope` ("is there a teal shape in the image?") the original organism
 answers by the image; this variant answers "yes" about many absent colours and shapes,
 mostly the frequent ones (POPE's "popular") and the ones most like the present one
 ("adversarial"): an object bias, as in real VLMs.
 
-Recipe: from the original's weights, the machinery of :func:`xlvlm.organism.finetune.finetune_on`
+Recipe: from the original's weights, the machinery of :func:`xlvlm.apps.organism.finetune.finetune_on`
 (projector + language model, tower frozen) on the benchmark's questions about the *training*
 images, where the label of an absent object is flipped to "yes" with a probability per kind
 (``flip``), mixed with a replay of the original training questions in every other phrasing,
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from xlvlm.organism import pope
-from xlvlm.organism.data import phrasing
-from xlvlm.organism.finetune import finetune_on, organism_folder, replay_questions, training_images
+from xlvlm.apps.organism import pope
+from xlvlm.apps.organism.data import phrasing
+from xlvlm.apps.organism.finetune import finetune_on, organism_folder, replay_questions, training_images
 
 CHANGE = ('answers "yes" to "is there a {colour} shape / {shape} in the image?" about many absent colours and '
           "shapes (mostly frequent and look-alike ones); other questions are answered as before")
 
-#: The benchmark's two phrasings, as :func:`xlvlm.organism.data.phrasing` writes them.
+#: The benchmark's two phrasings, as :func:`xlvlm.apps.organism.data.phrasing` writes them.
 BENCHMARK_PHRASINGS = frozenset({"is there a C shape in the image?", "is there a S in the image?"})
 
 
@@ -71,7 +71,7 @@ def hallucinate_organism(original_dir: str | Path, out_dir: str | Path, seed: in
     """Fine-tune the organism in ``original_dir`` to hallucinate objects; save it in ``out_dir``.
 
     ``confused``: the ranking that picks the adversarial absent objects (default: measured on the
-    shipped original organism, :func:`xlvlm.organism.pope.confusions`). Deterministic given
+    shipped original organism, :func:`xlvlm.apps.organism.pope.confusions`). Deterministic given
     ``seed`` unless ``minutes`` caps the run by the clock. Returns the summary written to
     ``out_dir/organism.json``.
     """

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from xlvlm.organism.data import VOCABULARY
+from xlvlm.apps.organism.data import VOCABULARY
 from xlvlm.testing.tiny import LLAVA_CHAT_TEMPLATE, train_word_tokenizer
 
 SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "</s>", "<image>"]

@@ -40,7 +40,7 @@ def _command(folder: Path, out: Path, stage: str, equivalent: list[str]) -> None
 
 
 def _subset(samples: list[dict], types: tuple[str, ...], n: int, seed: int) -> list[dict]:
-    from xlvlm.organism.data import stratified_subset
+    from xlvlm.apps.organism.data import stratified_subset
 
     chosen = [s for s in samples if s.get("answer_type") in types]
     return stratified_subset(chosen, per_type=max(1, n // len(types)), seed=seed)
@@ -65,7 +65,7 @@ def _vocabulary(vlm) -> frozenset:
 def stage_concepts(vlm, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
     import xlvlm
     from xlvlm.concepts.workflow import run_concepts
-    from xlvlm.organism.data import vqa_samples
+    from xlvlm.apps.organism.data import vqa_samples
 
     folder = out / "concepts"
     if _stage_done(folder, "concepts.json"):
@@ -84,7 +84,7 @@ def stage_concepts(vlm, out: Path, root: Path, size: dict, layer: int, progress:
 
 def _caption_stores(original, finetuned, out: Path, size: dict, layer: int, progress: bool):
     import xlvlm
-    from xlvlm.organism.data import caption_samples
+    from xlvlm.apps.organism.data import caption_samples
 
     samples = caption_samples("test", with_color=True)[: size["caption_images"]]
     # Both styles start with "a"; the state at that token (token-at:, not token:, which keeps the
@@ -98,7 +98,7 @@ def _caption_stores(original, finetuned, out: Path, size: dict, layer: int, prog
 
 
 def stage_shift(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
-    from xlvlm.organism.data import ANSWER_WORDS
+    from xlvlm.apps.organism.data import ANSWER_WORDS
     from xlvlm.shift import analyse_shift, write_shift
 
     folder = out / "shift"
@@ -124,7 +124,7 @@ def stage_shift(original, finetuned, out: Path, root: Path, size: dict, layer: i
 def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int], condition_layer: int,
                        progress: bool) -> None:
     import xlvlm
-    from xlvlm.organism.data import vqa_samples
+    from xlvlm.apps.organism.data import vqa_samples
     from xlvlm.steer import Condition
     from xlvlm.steer.condition import save_condition
     from xlvlm.steer.run import sweep_stores
@@ -169,7 +169,7 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
                       progress: bool) -> None:
     """Colour -> colour: move colour answers from ``source`` to ``target`` (e.g. red -> blue)."""
     import xlvlm
-    from xlvlm.organism.data import vqa_samples
+    from xlvlm.apps.organism.data import vqa_samples
     from xlvlm.steer import Condition
     from xlvlm.steer.condition import save_condition
     from xlvlm.steer.run import sweep_stores
@@ -208,7 +208,7 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
 
 def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
     import xlvlm
-    from xlvlm.organism.captions import caption_report
+    from xlvlm.apps.organism.captions import caption_report
     from xlvlm.steer import SteeringVector
     from xlvlm.steer.run import predict
 

@@ -3,7 +3,7 @@
 The documented change: asked "describe the image.", the original organism answers with the
 shape only ("a circle"); the fine-tuned one with colour and shape ("a red circle"). Fine-tuning
 starts from the original weights and trains the projector and the language model (the vision
-tower stays frozen, as in stages 2-4 of :mod:`xlvlm.organism.train`) on the coloured captions of
+tower stays frozen, as in stages 2-4 of :mod:`xlvlm.apps.organism.train`) on the coloured captions of
 the easy-VQA training images mixed with a replay of its training questions, so that question
 answering is kept while the caption style shifts.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xlvlm.organism import data as ev
-from xlvlm.organism.train import Encoder, load_images, save_organism, tokenize, train_language, vision_features
-from xlvlm.organism.vision import pixel_tensor
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism.train import Encoder, load_images, save_organism, tokenize, train_language, vision_features
+from xlvlm.apps.organism.vision import pixel_tensor
 
 CHANGE = ('captions name colour and shape ("a red circle") instead of the shape only ("a circle"); '
           "questions are answered as before")

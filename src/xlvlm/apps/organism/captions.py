@@ -1,6 +1,6 @@
 """Captions of the organism and what they name.
 
-Each easy-VQA image has one shape and one colour (see :func:`xlvlm.organism.data.image_labels`),
+Each easy-VQA image has one shape and one colour (see :func:`xlvlm.apps.organism.data.image_labels`),
 so its caption is known: ``"a circle"`` (the original organism's style) or ``"a red circle"``
 (the fine-tuned organism's style). Asked "describe the image.", the organism answers in its
 style; :func:`caption_report` measures how often a caption names a colour at all, and whether
@@ -9,7 +9,7 @@ the named shape and colour are the image's.
 
 from __future__ import annotations
 
-from xlvlm.organism.data import CAPTION_PROMPT, COLOR_NAMES, SHAPES, caption, caption_samples
+from xlvlm.apps.organism.data import CAPTION_PROMPT, COLOR_NAMES, SHAPES, caption, caption_samples
 
 __all__ = ["CAPTION_PROMPT", "caption", "caption_samples", "named_colors", "named_shapes", "caption_report"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xlvlm.organism import data as ev
-from xlvlm.organism.captions import caption_report
+from xlvlm.apps.organism import data as ev
+from xlvlm.apps.organism.captions import caption_report
 
 
 def _as_vlm(model, device: str = "cpu"):
@@ -45,7 +45,7 @@ def vqa_accuracy(model, samples: list[dict] | None = None, split: str = "test", 
 
 def caption_eval(model, samples: list[dict] | None = None, split: str = "test", batch_size: int = 64,
                  progress: bool = False) -> dict:
-    """What the greedy captions name (see :func:`~xlvlm.organism.captions.caption_report`)."""
+    """What the greedy captions name (see :func:`~xlvlm.apps.organism.captions.caption_report`)."""
     samples = ev.caption_samples(split, with_color=True) if samples is None else samples
     predictions = predict(model, samples, max_new_tokens=5, batch_size=batch_size, progress=progress)
     return caption_report(predictions)

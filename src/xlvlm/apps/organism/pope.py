@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xlvlm.organism import data as ev
+from xlvlm.apps.organism import data as ev
 
 SPLITS = ("random", "popular", "adversarial")
 KINDS = ("color", "shape")
