@@ -274,17 +274,17 @@ def cmd_steer_apply(args) -> None:
 
 def cmd_steer_sweep(args) -> None:
     import xlvlm
-    from xlvlm.steer.run import sweep, sweep_table
+    from xlvlm.steer.run import sweep_stores, sweep_table
 
     samples = load_data(args)
     vlm = xlvlm.load_vlm(args.model, device=args.device, dtype=args.dtype,
                          trust_remote_code=args.trust_remote_code)
-    rows = sweep(vlm, _store(args.source, args), _store(args.target, args), samples, layers=_layers(args.layers),
-                 alphas=args.alphas, methods=_layers(args.methods),
-                 source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
-                 operator=args.operator, condition=_condition(args), normalize=args.normalize,
-                 max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
-                 progress=not args.quiet, n_concepts=args.n_concepts, command=_command_text(args))
+    rows = sweep_stores(vlm, _store(args.source, args), _store(args.target, args), samples,
+                        layers=_layers(args.layers), alphas=args.alphas, methods=_layers(args.methods),
+                        source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
+                        operator=args.operator, condition=_condition(args), normalize=args.normalize,
+                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
+                        progress=not args.quiet, n_concepts=args.n_concepts, command=_command_text(args))
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png")
 

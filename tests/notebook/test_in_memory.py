@@ -87,11 +87,12 @@ def test_in_memory_stores_go_where_folder_stores_go(tmp_path):
 
 
 def test_sweep_takes_in_memory_stores(vlm_of, samples):
-    from xlvlm.steer.run import sweep
+    from xlvlm.steer.run import sweep_stores
 
     vlm = vlm_of("llava")
     source = xlvlm.extract(vlm, samples[:4], layers=[1], progress=False)
     target = xlvlm.extract(vlm, samples[4:], layers=[1], progress=False)
     questions = [dict(s, answer=a) for s, a in zip(samples[:3], ["yes", "no", "red"])]
-    rows = sweep(vlm, source, target, questions, layers=[1], alphas=[0.0, 1.0], max_new_tokens=2, progress=False)
+    rows = sweep_stores(vlm, source, target, questions, layers=[1], alphas=[0.0, 1.0], max_new_tokens=2,
+                        progress=False)
     assert [(r["layer"], r["alpha"]) for r in rows] == [("1", 0.0), ("1", 1.0)]
