@@ -79,11 +79,12 @@ def test_choices_are_the_registries_names():
     from xlvlm.concepts.simple import ACTIVATIONS
     from xlvlm.concepts.text import WORD_FILTERS
     from xlvlm.shift.analysis import MAS_RANKINGS
-    from xlvlm.steer.apply import OPERATORS, POSITION_RULES
+    from xlvlm.steer.apply import POSITION_RULES
+    from xlvlm.steer.operators import OPERATORS
 
     assert (ACTIVATIONS, WORD_FILTERS, MAS_RANKINGS) == (choices.SIMPLE_ACTIVATIONS, choices.WORD_FILTERS,
                                                          choices.SHIFT_MAS_RANKINGS)
-    assert (OPERATORS, POSITION_RULES) == (choices.OPERATORS, choices.POSITION_RULES)
+    assert (tuple(OPERATORS), POSITION_RULES) == (choices.OPERATORS, choices.POSITION_RULES)
 
 
 def test_unknown_choice_is_refused_by_the_parser(capsys):

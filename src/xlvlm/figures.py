@@ -43,7 +43,7 @@ def save_figure(fig, path, dpi: int = 110) -> Path:
     return path
 
 
-def _thumbnail(image_path: str, size: int) -> np.ndarray:
+def _thumbnail(image_path, size: int) -> np.ndarray:
     try:
         return np.asarray(load_image(image_path).resize((size, size)))
     except XlvlmError:
@@ -55,12 +55,15 @@ def concept_grid(panels: Sequence[Sequence[dict]], path, titles: Sequence[str] |
     """Draw concepts as rows; each row has one or more panels side by side.
 
     panels: for each row (concept), a list of panels ``{"label", "words": [...], "images":
-    [paths]}`` (e.g. original | shifted | fine-tuned). Each panel shows ``n_images``
-    thumbnails and its words underneath.
+    [paths or PIL images], "captions": [text per image] (optional)}`` (e.g. original | shifted
+    | fine-tuned). Each panel shows ``n_images`` thumbnails, each caption (a sample's question
+    and answer) under its thumbnail, and the words underneath.
     """
     n_rows = len(panels)
     n_panels = max(len(row) for row in panels) if panels else 1
-    fig, axes = new_figure(n_rows, n_panels, figsize=(2.6 * n_panels * n_images / 4, 1.45 * n_rows + 0.4),
+    captioned = any(panel.get("captions") for row in panels for panel in row)
+    row_height = 1.55 if captioned else 1.45
+    fig, axes = new_figure(n_rows, n_panels, figsize=(2.6 * n_panels * n_images / 4, row_height * n_rows + 0.4),
                            squeeze=False)
     for r, row in enumerate(panels):
         for p in range(n_panels):
@@ -73,14 +76,20 @@ def concept_grid(panels: Sequence[Sequence[dict]], path, titles: Sequence[str] |
             tiles += [np.full((thumb, thumb, 3), 255, dtype=np.uint8)] * (n_images - len(tiles))
             strip = np.concatenate([np.pad(t, ((0, 0), (0, 3), (0, 0)), constant_values=255) for t in tiles], axis=1)
             ax.imshow(strip)
+            captions = list(panel.get("captions", []))[:n_images]
+            for i, caption in enumerate(captions):  # question and answer under each thumbnail
+                text = "\n".join(textwrap.fill(line, width=16, max_lines=2, placeholder="…")
+                                  for line in str(caption).splitlines())
+                ax.text((i + 0.5) / n_images, -0.04, text, transform=ax.transAxes, fontsize=4, va="top",
+                        ha="center")
             # Wrapped here, not by matplotlib: its wrapping measures text as mathtext whenever it
             # holds two '$' (parse_math notwithstanding), and a model's words may.
             words = textwrap.fill(", ".join(map(str, panel.get("words", [])[:6])), width=max(20, 11 * n_images))
             ax.set_title(f"{panel.get('label', '')}", fontsize=7, loc="left")
-            ax.text(0, -0.08, words, transform=ax.transAxes, fontsize=7, va="top")
+            ax.text(0, -0.66 if captions else -0.08, words, transform=ax.transAxes, fontsize=7, va="top")
             if r == 0 and titles and p < len(titles):
                 ax.annotate(titles[p], (0.5, 1.35), xycoords="axes fraction", ha="center", fontsize=9, weight="bold")
-    fig.subplots_adjust(hspace=0.8)
+    fig.subplots_adjust(hspace=0.5 if captioned else 0.8)
     return save_figure(fig, path)
 
 

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from xlvlm.errors import XlvlmError
-from xlvlm.models.base import StopForward
+from xlvlm.layerkeys import find_layer, layer_key
+from xlvlm.models.base import VLM, StopForward
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,18 @@ class LayerRef:
     site: str = "output"
 
 
+def require_vlm(vlm, what: str = "this call") -> None:
+    """A one-line error when ``vlm`` is not a loaded xlvlm VLM (e.g. a bare transformers model,
+    whose layers, processor and template xlvlm would otherwise have to guess)."""
+    if not isinstance(vlm, VLM):
+        raise XlvlmError(f"{what} needs a VLM from xlvlm.load_vlm(name_or_path) (or xlvlm.organism.load(...)), "
+                         f"not a {type(vlm).__name__}; load the model with xlvlm.load_vlm")
+
+
 def resolve_layer(vlm, layer) -> LayerRef:
+    require_vlm(vlm, "a layer of the model (recording, steering)")
     n = vlm.num_layers
-    text = str(layer).strip()
+    text = layer_key(layer)
     if text == "final":
         return LayerRef("final", vlm.final_norm, n)
     try:
@@ -101,12 +111,19 @@ def attach(ref: LayerRef, edit: Callable[[torch.Tensor], torch.Tensor | None]):
 
 @dataclass
 class Recording:
-    """What ``record`` captured: for each layer key, one tensor per forward call (B, t, D)."""
+    """What ``record`` captured: for each layer key, one tensor per forward call (B, t, D).
+    ``num_layers`` lets a negative index find its block."""
 
     outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    num_layers: int | None = None
 
-    def stacked(self, key: str) -> torch.Tensor:
-        """All calls of a layer concatenated on the token axis: (B, sum t, D)."""
+    def stacked(self, layer) -> torch.Tensor:
+        """All calls of a layer (3, "3", -1, "final", as recorded) concatenated on the token
+        axis: (B, sum t, D)."""
+        key = find_layer(layer, self.outputs, self.num_layers)
+        if key is None:
+            raise XlvlmError(f"layer {layer_key(layer)!r} was not recorded (recorded: {', '.join(self.outputs)}); "
+                             f"add it to record(vlm, layers)")
         return torch.cat(self.outputs[key], dim=1)
 
 
@@ -121,7 +138,7 @@ def record(vlm, layers, stop_early: bool = False,
     Yields a :class:`Recording`.
     """
     refs = resolve_layers(vlm, layers)
-    recording = Recording({ref.key: [] for ref in refs})
+    recording = Recording({ref.key: [] for ref in refs}, vlm.num_layers)
     depths = [ref.depth for ref in refs]
     stop_key = None
     if stop_early and None not in depths:

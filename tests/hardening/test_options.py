@@ -77,14 +77,14 @@ def test_steer_compute_n_concepts_zero_never_reaches_kmeans(cli, tmp_path, sampl
 
 def test_library_refuses_empty_sweeps_and_bad_predict_settings(samples):
     from xlvlm.errors import XlvlmError
-    from xlvlm.steer.run import predict, sweep
+    from xlvlm.steer.run import predict, sweep_stores
 
     with pytest.raises(XlvlmError, match="no alphas"):
-        sweep(None, None, None, samples, layers=["1"], alphas=[])
+        sweep_stores(None, None, None, samples, layers=["1"], alphas=[])
     with pytest.raises(XlvlmError, match="no layers"):
-        sweep(None, None, None, samples, layers=[], alphas=[1])
+        sweep_stores(None, None, None, samples, layers=[], alphas=[1])
     with pytest.raises(XlvlmError, match="finite"):
-        sweep(None, None, None, samples, layers=["1"], alphas=[float("nan")])
+        sweep_stores(None, None, None, samples, layers=["1"], alphas=[float("nan")])
     with pytest.raises(XlvlmError, match="at least 1"):
         predict(None, samples, batch_size=-2)
     with pytest.raises(XlvlmError, match="finite"):

@@ -8,7 +8,7 @@ import torch
 import xlvlm
 from xlvlm.cli import main
 from xlvlm.errors import XlvlmError
-from xlvlm.steer.run import sweep
+from xlvlm.steer.run import sweep_stores
 
 METHODS = ["mean-diff", "mean-of-shifts", "pca", "concept"]
 
@@ -35,8 +35,8 @@ def _eval_samples(samples):
 def test_sweep_runs_every_method_including_concept(vlm_of, samples, tmp_path):
     vlm = vlm_of("llava")
     source, target = _planted_stores(tmp_path, vlm.hidden_size)
-    rows = sweep(vlm, source, target, _eval_samples(samples), layers=[1, 2], alphas=[0, 2], methods=METHODS,
-                 max_new_tokens=2, batch_size=8, out=tmp_path / "sw", progress=False, n_concepts=3)
+    rows = sweep_stores(vlm, source, target, _eval_samples(samples), layers=[1, 2], alphas=[0, 2], methods=METHODS,
+                        max_new_tokens=2, batch_size=8, out=tmp_path / "sw", progress=False, n_concepts=3)
     assert len(rows) == 4 * 2 * 2
     assert {(r["method"], r["layer"], r["alpha"]) for r in rows} == \
         {(m, layer, a) for m in METHODS for layer in ("1", "2") for a in (0.0, 2.0)}
@@ -47,11 +47,13 @@ def test_sweep_runs_every_method_including_concept(vlm_of, samples, tmp_path):
     assert len(written["rows"]) == 16
     assert (tmp_path / "sw" / "pred_concept_L2_a2.jsonl").is_file()
     with pytest.raises(XlvlmError, match="unknown steering method"):
-        sweep(vlm, source, target, _eval_samples(samples), layers=[1], alphas=[1], methods=["lda"], progress=False)
+        sweep_stores(vlm, source, target, _eval_samples(samples), layers=[1], alphas=[1], methods=["lda"],
+                     progress=False)
     # concepts that cannot separate (a store against itself) fail before any generation
     with pytest.raises(XlvlmError, match="do not separate"):
-        sweep(vlm, source, source, _eval_samples(samples), layers=[1], alphas=[1], methods=["mean-diff", "concept"],
-              out=tmp_path / "bad", progress=False, n_concepts=2)
+        sweep_stores(vlm, source, source, _eval_samples(samples), layers=[1], alphas=[1],
+                     methods=["mean-diff", "concept"],
+                     out=tmp_path / "bad", progress=False, n_concepts=2)
     assert not (tmp_path / "bad").exists()
 
 
@@ -80,3 +82,44 @@ def test_cli_concept_compute_and_sweep(tiny_dir, samples, tmp_path, capsys):
     rows = json.loads((tmp_path / "sw" / "result.json").read_text())["rows"]
     assert [(r["method"], r["alpha"]) for r in rows] == [("mean-diff", 0), ("mean-diff", 2), ("concept", 0),
                                                          ("concept", 2)]
+
+
+def test_sweep_takes_a_dict_of_vectors_and_a_scorer(vlm_of, samples, tmp_path):
+    from xlvlm.steer import SteeringVector
+    from xlvlm.steer.run import AnswerShift, sweep
+
+    vlm = vlm_of("llava")
+    source, target = _planted_stores(tmp_path, vlm.hidden_size)
+    vectors = {"md": SteeringVector.mean_difference(source, target, [1]),
+               "random": SteeringVector({"2": torch.randn(vlm.hidden_size, generator=torch.Generator().manual_seed(0))},
+                                         {"method": "random"})}
+    seen = []
+
+    def changed(predictions, baseline):
+        seen.append(len(predictions))
+        return {"changed": sum(p["prediction"] != b["prediction"] for p, b in zip(predictions, baseline))}
+
+    evaluation = _eval_samples(samples)
+    rows = sweep(vlm, vectors, evaluation, alphas=[0, 50], scorer=changed, max_new_tokens=2, out=tmp_path / "sw",
+                 progress=False)
+    assert [(r["method"], r["layer"], r["alpha"]) for r in rows] == \
+        [("mean-diff", "1", 0.0), ("mean-diff", "1", 50.0), ("random", "2", 0.0), ("random", "2", 50.0)]
+    assert seen == [len(evaluation)] * 4
+    assert rows[0]["changed"] == rows[2]["changed"] == 0  # alpha 0 is the baseline
+    written = json.loads((tmp_path / "sw" / "result.json").read_text())
+    assert written["stage"] == "sweep" and written["rows"] == rows and "source" not in written
+    # the report renders a sweep of the caller's scorer: its own fields, no "None" -> "None"
+    from xlvlm.report import build_report
+
+    page = build_report(tmp_path / "sw").read_text()
+    assert "caller" in page and ">changed<" in page and "None" not in page
+    assert (tmp_path / "sw" / "pred_random_L2_a50.jsonl").is_file()
+    # the command line's scorer, and its sweep from stores, give the same rows
+    stores = sweep(vlm, {"md": vectors["md"]}, evaluation, alphas=[2], scorer=AnswerShift("yes", "no"),
+                   max_new_tokens=2, progress=False)
+    from xlvlm.steer.run import sweep_stores
+
+    assert stores == sweep_stores(vlm, source, target, evaluation, layers=[1], alphas=[2], max_new_tokens=2,
+                                  progress=False)
+    with pytest.raises(XlvlmError, match="no vectors"):
+        sweep(vlm, {}, evaluation, alphas=[1])

@@ -133,7 +133,7 @@ def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int]
     from xlvlm.apps.organism.data import vqa_samples
     from xlvlm.steer import Condition
     from xlvlm.steer.condition import save_condition
-    from xlvlm.steer.run import sweep
+    from xlvlm.steer.run import sweep_stores
 
     folder = out / "steer-yes-no"
     if _stage_done(folder, "sweep"):
@@ -153,12 +153,13 @@ def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int]
     save_condition(condition, folder / "condition.safetensors")
     test = _subset(vqa_samples("test"), ("yes/no", "shape", "color"), size["steer_test"], seed=2)
     # The same vector without the gate first (written to ungated/): what the gate prevents.
-    sweep(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=["mean-diff"],
-          source_answer="yes", target_answer="no", max_new_tokens=3, batch_size=32, out=folder / "ungated",
-          progress=progress)
-    sweep(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=size["methods"],
-          source_answer="yes", target_answer="no", condition=condition, max_new_tokens=3, batch_size=32, out=folder,
-          progress=progress)
+    sweep_stores(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=["mean-diff"],
+                 source_answer="yes", target_answer="no", max_new_tokens=3, batch_size=32, out=folder / "ungated",
+                 progress=progress)
+    sweep_stores(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=size["methods"],
+                 source_answer="yes", target_answer="no", condition=condition, max_new_tokens=3, batch_size=32,
+                 out=folder,
+                 progress=progress)
     _command(folder, root, "steer yes -> no", [
         f"xlvlm extract --model {vlm.name} --data {{YES,NO,OTHER}}.jsonl --layers "
         f"{','.join(map(str, all_layers))} --select last-prompt --out {out / 'features'}/steer-{{yes-paired,no-paired,other}}",
@@ -177,7 +178,7 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
     from xlvlm.apps.organism.data import vqa_samples
     from xlvlm.steer import Condition
     from xlvlm.steer.condition import save_condition
-    from xlvlm.steer.run import sweep
+    from xlvlm.steer.run import sweep_stores
 
     folder = out / f"steer-{source}-{target}"
     if _stage_done(folder, "sweep"):
@@ -199,9 +200,11 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
     test = vqa_samples("test")
     chosen = [s for s in test if s.get("answer") == source][: size["steer_test"] // 3]
     chosen += _subset(test, ("shape", "yes/no"), 2 * (size["steer_test"] // 3), seed=3)
-    sweep(vlm, stores[source], stores[target], chosen, layers=layers, alphas=size["alphas"], methods=["mean-diff"],
-          source_answer=source, target_answer=target, condition=condition, max_new_tokens=3, batch_size=32, out=folder,
-          progress=progress)
+    sweep_stores(vlm, stores[source], stores[target], chosen, layers=layers, alphas=size["alphas"],
+                 methods=["mean-diff"],
+                 source_answer=source, target_answer=target, condition=condition, max_new_tokens=3, batch_size=32,
+                 out=folder,
+                 progress=progress)
     _command(folder, root, f"steer {source} -> {target}", [
         f"xlvlm extract --model {vlm.name} --data {source.upper()}_AND_{target.upper()}.jsonl --layers "
         f"{','.join(map(str, layers))} --select last-prompt --out {out / 'features'}/steer-{{{source},{target}}}",

@@ -44,8 +44,9 @@ def run(args) -> None:
                            vocabulary=options.load_words(args), word_filter=args.word_filter,
                            command=options.command_text(args),
                            **({"activation": args.simple_activation} if args.method == "simple" else {}))
-    for concept in summary["concepts"]:
-        print(f"concept {concept['concept']:>2}: {', '.join(concept['words'][:6]) or '(no model: no words)'}")
+    from xlvlm.concepts.readable import summary_lines
+
+    print("\n".join(summary_lines(summary["concepts"])))
     for name, value in summary["metrics"].items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
     print(f"wrote {args.out}/result.json, concept_grid.png, dictionary/")

@@ -200,15 +200,15 @@ def _register_sweep(steer) -> None:
 
 
 def run_sweep(args) -> None:
-    from xlvlm.steer.run import sweep, sweep_table
+    from xlvlm.steer.run import sweep_stores, sweep_table
 
     samples = options.load_data(args)
     vlm = options.load_model(args)
-    rows = sweep(vlm, options.open_store(args.source, args), options.open_store(args.target, args), samples,
-                 layers=options.names(args.layers), alphas=args.alphas, methods=options.names(args.methods),
-                 source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
-                 operator=args.operator, condition=_condition(args), normalize=args.normalize,
-                 max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
-                 progress=not args.quiet, n_concepts=args.n_concepts, command=options.command_text(args))
+    rows = sweep_stores(vlm, options.open_store(args.source, args), options.open_store(args.target, args), samples,
+                        layers=options.names(args.layers), alphas=args.alphas, methods=options.names(args.methods),
+                        source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
+                        operator=args.operator, condition=_condition(args), normalize=args.normalize,
+                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
+                        progress=not args.quiet, n_concepts=args.n_concepts, command=options.command_text(args))
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, result.json, sweep.png")

@@ -35,7 +35,7 @@ def fit_store(estimator, store, layer, batch_rows: int, present_only: bool, prog
     -> (activations (N, K) in store order, passes made over the store)."""
     from xlvlm.extract.store import FeatureStore
 
-    if not isinstance(store, FeatureStore):
+    if isinstance(store, (str, Path)):  # a folder; stores (also in-memory ones) are used as given
         store = FeatureStore(Path(store))
     stream = _Stream(store, store.layer_key(layer), batch_rows, present_only, estimator.device, progress)
     estimator._reset()

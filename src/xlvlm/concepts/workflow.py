@@ -3,9 +3,10 @@
 Output folder::
 
     dictionary/            the ConceptDictionary (safetensors + JSON)
-    result.json            {"stage": "concepts", ...}: per concept grounded words, MAS ids; settings;
-                           metrics
-    concept_grid.png       MAS thumbnails + words per concept
+    result.json            {"stage": "concepts", ...}: per concept grounded words (without the chat
+                           template's own words, see xlvlm.concepts.readable), MAS ids, and top
+                           samples (id, image, question, answer); settings; metrics
+    concept_grid.png       MAS thumbnails with question and answer under each, words per concept
     patch_heatmaps.png     where the first concepts fire in their top image (with a model)
     command.txt            the command that wrote them (when given)
 
@@ -15,15 +16,22 @@ every other file, and a run that stops early leaves the previous outputs as they
 
 from __future__ import annotations
 
-
 import torch
 
+from xlvlm.concepts.readable import readable_words, template_words, top_sample
 from xlvlm.errors import XlvlmError
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 
 # What a previous run may have left that this one replaces (with the result file of xlvlm before
 # result.json, so that a rerun leaves no stale result of the old format).
 OWNED = ["dictionary", "concept_grid.png", "patch_heatmaps.png", "command.txt", "concepts.json"]
+
+
+def _caption(sample: dict) -> str:
+    """Question and answer of a sample, for the text under its thumbnail."""
+    view = top_sample(sample)
+    answer = "" if view["answer"] is None else f"\nA: {view['answer']}"
+    return f"Q: {view['question'] or ''}{answer}"
 
 
 def _test_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,15 +79,21 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
                    "sparsity": float(sparsity(cd.activations)),
                    "dead_concepts": dead_concepts(cd.activations)}
         words, baseline_words = [[] for _ in range(cd.components.shape[0])], []
+        excluded: frozenset[str] = frozenset()
         if vlm is not None:
             from xlvlm.concepts.text import ground_text, random_word_baseline
 
-            words = ground_text(vlm, cd.components, key, top_k=top_k_words, vocabulary=vocabulary,
-                                word_filter=word_filter)
+            # Ask for enough words that top_k_words remain once the template's own are dropped. The
+            # research filter reproduces the research code, which keeps them.
+            excluded = template_words(vlm) if word_filter == "xlvlm" else frozenset()
+            wide = top_k_words + len(excluded)
+            words = [readable_words(w, excluded, top_k_words)
+                     for w in ground_text(vlm, cd.components, key, top_k=wide, vocabulary=vocabulary,
+                                          word_filter=word_filter)]
             scale = float(X.norm(dim=1).mean())
-            baseline_words = random_word_baseline(vlm, n=cd.components.shape[0], layer=key, top_k=top_k_words,
-                                                  seed=seed, scale=scale, vocabulary=vocabulary,
-                                                  word_filter=word_filter)
+            baseline_words = [readable_words(w, excluded, top_k_words) for w in random_word_baseline(
+                vlm, n=cd.components.shape[0], layer=key, top_k=wide, seed=seed, scale=scale, vocabulary=vocabulary,
+                word_filter=word_filter)]
             metrics["overlap"] = overlap(words)
             metrics["overlap_random_words"] = overlap(baseline_words)
             if len(test):
@@ -109,8 +123,10 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
                         metrics[f"text_similarity_top{n}"] = encoder.score(refs, chosen)
                         metrics[f"text_similarity_top{n}_random_words"] = encoder.score(refs, chance)
         concepts = [{"concept": k, "words": words[k], "mas": [train_samples[i]["id"] for i in mas[k]],
-                     "mas_answers": [train_samples[i].get("answer") for i in mas[k]]} for k in range(len(mas))]
-        rows = [[{"label": f"concept {k}", "words": words[k], "images": [train_samples[i]["image"] for i in mas[k]]}]
+                     "mas_answers": [train_samples[i].get("answer") for i in mas[k]],
+                     "top_samples": [top_sample(train_samples[i]) for i in mas[k]]} for k in range(len(mas))]
+        rows = [[{"label": f"concept {k}", "words": words[k], "images": [train_samples[i]["image"] for i in mas[k]],
+                  "captions": [_caption(train_samples[i]) for i in mas[k]]}]
                 for k in range(len(mas))]
         concept_grid(rows, out / "concept_grid.png")
         if vlm is not None and heatmaps:
@@ -126,7 +142,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
                 metrics["patch_heatmaps"] = f"skipped: {exc}"
         settings = {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts, "seed": seed,
                     "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
-                    "options": method_options, "word_filter": word_filter}
+                    "options": method_options, "word_filter": word_filter, "template_words_removed": sorted(excluded)}
         summary = stage_result("concepts", settings=settings, metrics=metrics, concepts=concepts,
                                random_words=baseline_words)
         atomic_write_json(out / RESULT_FILE, summary)

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
+
 from xlvlm.data.coco import read_coco_karpathy
 from xlvlm.data.easyvqa import read_easyvqa
 from xlvlm.data.folder import read_folder
-from xlvlm.data.images import load_image
+from xlvlm.data.images import image_label, load_image
+from xlvlm.data.samples import check_samples
 from xlvlm.data.jsonl import read_jsonl, write_jsonl
 from xlvlm.data.mmsafety import read_mmsafety
 from xlvlm.data.pope import read_pope
@@ -37,7 +40,7 @@ from xlvlm.data.wordlists import load_word_class, shipped_word_classes
 from xlvlm.errors import XlvlmError
 
 __all__ = [
-    "load_samples", "select_subset", "check_images", "read_jsonl", "write_jsonl", "read_coco_karpathy",
+    "load_samples", "select_subset", "check_images", "check_samples", "image_label", "read_jsonl", "write_jsonl", "read_coco_karpathy",
     "read_vqav2", "read_easyvqa", "read_folder", "load_image", "load_word_class", "shipped_word_classes",
     "read_pope", "read_mmsafety",
 ]
@@ -98,7 +101,13 @@ def check_images(samples: list[dict], skip_bad: bool = False) -> tuple[list[dict
     good, skipped = [], []
     for sample in samples:
         image = sample.get("image")
-        if not isinstance(image, str) or not image:
+        if isinstance(image, Image.Image):  # in memory: only its size can be wrong
+            try:
+                load_image(image)
+                reason = None
+            except XlvlmError as exc:
+                reason = str(exc)
+        elif not isinstance(image, str) or not image:
             reason = f"sample {sample.get('id')!r}: missing 'image' field; give each sample an image path"
         else:
             if image not in problems:
@@ -111,7 +120,7 @@ def check_images(samples: list[dict], skip_bad: bool = False) -> tuple[list[dict
         if reason is None:
             good.append(sample)
         elif skip_bad:
-            skipped.append({"id": sample.get("id"), "image": image, "reason": reason})
+            skipped.append({"id": sample.get("id"), "image": image_label(image), "reason": reason})
         else:
             raise XlvlmError(reason)
     return good, skipped

@@ -8,6 +8,7 @@ gigabytes to decode). Each is an :class:`XlvlmError` naming the file, which ``--
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -22,13 +23,36 @@ from xlvlm.errors import XlvlmError
 MAX_IMAGE_PIXELS = 89_478_485
 
 
-def _too_large(path: Path, width: int, height: int) -> XlvlmError:
+def _too_large(path, width: int, height: int) -> XlvlmError:
     return XlvlmError(f"{path}: image too large ({width} x {height} pixels, the limit is {MAX_IMAGE_PIXELS:,}); "
                       f"downscale it or pass --skip-bad")
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image as RGB, fully decoded (so a truncated file fails here, not later)."""
+def image_sha256(image: Image.Image) -> str:
+    """SHA-256 of an in-memory image's content: its mode, size and pixel bytes (two images
+    with the same pixels share it, whatever file they came from)."""
+    digest = hashlib.sha256(f"{image.mode} {image.width}x{image.height}\n".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def image_label(image) -> str:
+    """What a store's metadata records for a sample's image: a path as given, or for an
+    in-memory PIL image ``"<PIL.Image 64x48 RGB sha256:0123456789abcdef>"`` (size, mode and
+    the first 16 hex digits of :func:`image_sha256`)."""
+    if isinstance(image, Image.Image):
+        return f"<PIL.Image {image.width}x{image.height} {image.mode} sha256:{image_sha256(image)[:16]}>"
+    return str(image)
+
+
+def load_image(path: str | Path | Image.Image) -> Image.Image:
+    """Open an image as RGB, fully decoded (so a truncated file fails here, not later). A PIL
+    image (a notebook's in-memory sample) is size-checked and converted to an RGB copy."""
+    if isinstance(path, Image.Image):
+        width, height = path.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise _too_large(image_label(path), width, height)
+        return path.convert("RGB")
     path = Path(path)
     if not path.is_file():
         raise XlvlmError(f"{path}: image not found; check the 'image' field or the image root")

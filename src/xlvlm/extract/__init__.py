@@ -2,6 +2,6 @@
 
 from xlvlm.extract.run import extract
 from xlvlm.extract.selectors import parse_selector
-from xlvlm.extract.store import FeatureStore
+from xlvlm.extract.store import FeatureStore, InMemoryStore
 
-__all__ = ["extract", "parse_selector", "FeatureStore"]
+__all__ = ["extract", "InMemoryStore", "parse_selector", "FeatureStore"]

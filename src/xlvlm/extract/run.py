@@ -22,15 +22,17 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
-from xlvlm.data import check_images
+from xlvlm.data import check_images, check_samples
+from xlvlm.data.images import image_sha256
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import StoreSettings
+from xlvlm.extract.manifest import Manifest, StoreSettings
 from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
-from xlvlm.extract.store import FeatureStore, StoreWriter, records_digest
+from xlvlm.extract.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest
 from xlvlm.io import sha256_file
-from xlvlm.hooks import record, resolve_layers
+from xlvlm.hooks import record, require_vlm, resolve_layers
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,10 @@ def store_settings(vlm, keys: list[str], selector: Selector, generate: bool, max
 
 
 def _image_sha256(image) -> str | None:
-    """SHA-256 of an image file's bytes; None when it cannot be read (skipped with --skip-bad)."""
+    """SHA-256 of an image file's bytes (or of an in-memory PIL image's pixels); None when it
+    cannot be read (skipped with --skip-bad)."""
+    if isinstance(image, Image.Image):
+        return image_sha256(image)
     try:
         return sha256_file(image)
     except (OSError, TypeError, ValueError):
@@ -172,35 +177,66 @@ def input_digest(samples: Sequence[dict]) -> str:
     """The resume key of an extraction's input: every field of every sample (id, image path,
     prompt, answer, ...) and the SHA-256 of its image file, in order, JSON-encoded and
     length-prefixed (so no two different inputs share it). Reads every image once."""
-    return records_digest([sample, _image_sha256(sample.get("image"))] for sample in samples)
+    return records_digest([json_ready(sample), _image_sha256(sample.get("image"))] for sample in samples)
+
+
+class MemoryWriter:
+    """Collects shards in memory (``extract`` without ``out``), with StoreWriter's calls."""
+
+    def __init__(self, settings: StoreSettings):
+        self.settings = settings
+        self.parts: list[tuple[dict, torch.Tensor]] = []
+        self.samples: list[dict] = []
+        self.skipped: list[dict] = []
+        self.manifest = Manifest(settings)  # no shards: nothing stored before this run
+        self.n_done, self.done = 0, False
+
+    def write_shard(self, rows: dict, row_sample: torch.Tensor, samples: list[dict], skipped: list[dict]) -> None:
+        self.parts.append((rows, row_sample))
+        self.samples.extend(samples)
+        self.skipped.extend(json_ready(s) for s in skipped)
+
+    def finish(self) -> InMemoryStore:
+        keys = self.settings.layers
+        if self.parts:
+            features = {k: torch.cat([rows[k] for rows, _ in self.parts]) for k in keys}
+            row_sample = torch.cat([rs for _, rs in self.parts])
+        else:
+            features = {k: torch.empty(0, self.settings.hidden_size) for k in keys}
+            row_sample = torch.empty(0, dtype=torch.long)
+        return InMemoryStore(features, row_sample, self.samples, self.settings, self.skipped)
 
 
 def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",
             out: str | Path | None = None, generate: bool = False, max_new_tokens: int = 20,
             batch_size: int = 8, shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False,
-            progress: bool = True) -> FeatureStore:
-    """Record hidden states of ``samples`` at ``layers`` into a FeatureStore at ``out``.
+            progress: bool = True) -> FeatureStore | InMemoryStore:
+    """Record hidden states of ``samples`` at ``layers`` into a FeatureStore at ``out``, or,
+    without ``out``, into an :class:`InMemoryStore` (same reading interface; ``.save(folder)``).
 
-    samples: dicts with ``id``, ``image``, ``prompt`` (+ ``answer`` for teacher-forced response
-    selectors). layers: ints (negatives from the end), "final", or module names.
-    Rerunning with the same settings and samples (every field, and the image files' bytes)
-    resumes a partial store and returns a complete one as is; anything else is refused.
+    samples: dicts with ``id``, ``image`` (a path or a PIL image), ``prompt`` (+ ``answer`` for
+    teacher-forced response selectors). layers: ints (negatives from the end), "final", or
+    module names. With ``out``, rerunning with the same settings and samples (every field, and
+    the image files' bytes) resumes a partial store and returns a complete one as is; anything
+    else is refused.
     """
-    if out is None:
-        raise XlvlmError("extract needs an output folder (out=...)")
+    require_vlm(vlm, "xlvlm.extract")
     if batch_size < 1:
         raise XlvlmError(f"batch size must be >= 1, not {batch_size}")
     if shard_samples < 1:
         raise XlvlmError(f"samples per shard must be >= 1, not {shard_samples}")
     if generate and max_new_tokens < 1:
         raise XlvlmError(f"--max-new-tokens must be >= 1, not {max_new_tokens}")
-    samples = list(samples)
+    samples = check_samples(samples)
     if not samples:
         raise XlvlmError("no samples to extract")
     selector = parse_selector(select) if isinstance(select, str) else select
     keys = [ref.key for ref in resolve_layers(vlm, layers)]
     settings = store_settings(vlm, keys, selector, generate, max_new_tokens)
-    writer = StoreWriter(out, settings, [s["id"] for s in samples], input_digest(samples))
+    if out is None:
+        writer = MemoryWriter(settings)
+    else:
+        writer = StoreWriter(out, settings, [s["id"] for s in samples], input_digest(samples))
     if writer.done:
         log.info("store %s is complete; reusing it", out)
         return FeatureStore(out)
@@ -243,8 +279,8 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
                 pending_rows.append(result.row_sample + base)
                 counts = torch.bincount(result.row_sample, minlength=len(chunk)).tolist()
                 for b, sample in enumerate(chunk):
-                    pending_meta.append(_metadata(sample, result.texts[b], result.present[b],
-                                                  result.predictions[b], counts[b]))
+                    meta = _metadata(sample, result.texts[b], result.present[b], result.predictions[b], counts[b])
+                    pending_meta.append(meta if out is None else json_ready(meta))
             bar.update(len(chunk) + len(skipped))
             if len(pending_meta) + len(pending_skipped) >= shard_samples:
                 flush()
@@ -254,5 +290,7 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
         raise
     finally:
         bar.close()
+    if out is None:
+        return writer.finish()
     writer.finish()
     return FeatureStore(out)

@@ -16,6 +16,7 @@ the processor explicitly (some default to left) and read back from the attention
 
 from __future__ import annotations
 
+import inspect
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from xlvlm.data.images import load_image
+from xlvlm.data.samples import check_samples
 from xlvlm.errors import XlvlmError
 
 
@@ -70,13 +72,15 @@ class Generation:
     sequences: (B, T + N) prompt + generated ids, left padded as in the batch.
     new_tokens: per sample, the generated ids, cut at (and including) the first EOS.
     texts: decoded generated text (no special tokens, stripped).
+    step_logits: with ``keep_logits``, per sample a (len(new_tokens), V) float tensor: the
+        model's raw next-token logits at each generated step (before any logits processor).
     """
 
     batch: Batch
     sequences: torch.Tensor
     new_tokens: list[list[int]]
     texts: list[str]
-    scores: list | None = field(default=None, repr=False)
+    step_logits: list[torch.Tensor] | None = field(default=None, repr=False)
 
 
 class VLM:
@@ -259,6 +263,7 @@ class VLM:
         padding_side is asked of the processor; where each sample's tokens sit is read back
         from the attention mask, so a processor that pads otherwise is still read right.
         """
+        samples = check_samples(samples, ids=False)  # running a model needs no ids
         answers = list(answers) if answers is not None else [None] * len(samples)
         images = [load_image(s["image"]) for s in samples]
         inputs, texts, prompt_lengths = self._encode_inputs(samples, images, answers, padding_side)
@@ -337,17 +342,24 @@ class VLM:
             except StopForward:
                 pass
 
-    def _generate_ids(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
+    def _generate_ids(self, batch: Batch, max_new_tokens: int, step_logits: list | None = None) -> torch.Tensor:
+        """Greedy ids (B, T + N); appends each step's raw logits (B, V) to ``step_logits`` when given."""
         tokenizer = self.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_token_ids)
-        return self.model.generate(**batch.inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                   num_beams=1, pad_token_id=pad)
+        out = self.model.generate(**batch.inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                  pad_token_id=pad, return_dict_in_generate=True,
+                                  output_logits=step_logits is not None)
+        if step_logits is not None:
+            step_logits.extend(out.logits)
+        return out.sequences
 
-    def generate_batch(self, samples: Sequence[dict], max_new_tokens: int = 20) -> Generation:
+    def generate_batch(self, samples: Sequence[dict], max_new_tokens: int = 20,
+                       keep_logits: bool = False) -> Generation:
         """Greedy generation for one batch (left padded)."""
         batch = self.encode(samples, padding_side="left")
+        steps = [] if keep_logits else None
         with torch.inference_mode():
-            sequences = self._generate_ids(batch, max_new_tokens)
+            sequences = self._generate_ids(batch, max_new_tokens, steps)
         width = batch.input_ids.shape[1]
         eos = self.eos_token_ids
         new_tokens = []
@@ -355,22 +367,156 @@ class VLM:
             cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
             new_tokens.append(row[:cut])
         texts = [t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-        return Generation(batch, sequences, new_tokens, texts)
+        step_logits = None
+        if steps is not None:
+            stacked = torch.stack([step.float() for step in steps], dim=1)  # (B, N, V)
+            step_logits = [stacked[b, :len(tokens)].cpu() for b, tokens in enumerate(new_tokens)]
+        return Generation(batch, sequences, new_tokens, texts, step_logits)
 
-    def generate(self, samples: Sequence[dict], max_new_tokens: int = 20, batch_size: int = 8,
-                 progress: bool = False) -> list[str]:
-        """Greedy answers for samples, batched; returns the generated texts in input order."""
+    def predict(self, samples: Sequence[dict], max_new_tokens: int = 20, batch_size: int = 8,
+                progress: bool = False, top_k: int = 0, desc: str = "generate", on_batch=None) -> list[dict]:
+        """The generation loop: greedy predictions for ``samples``, batched, in input order.
+
+        Returns records ``{**sample, "prediction": text}`` (the lines ``xlvlm evaluate`` reads);
+        with ``top_k`` > 0 each also has ``"top_k"``: per generated step, the k most probable
+        next tokens ``{"token", "id", "prob"}`` (softmax of the raw logits), best first.
+        ``on_batch`` receives each batch's records as soon as they exist (e.g. to write them).
+        Steering is the caller's: generate inside ``sv.apply(vlm)``.
+        """
         from tqdm.auto import tqdm
 
-        out: list[str] = []
-        starts = range(0, len(samples), batch_size)
-        for start in tqdm(starts, desc="generate", disable=not progress, unit="batch"):
-            out.extend(self.generate_batch(samples[start:start + batch_size], max_new_tokens).texts)
+        samples = check_samples(samples, ids=False)  # a string or one dict: a one-line error saying what to pass
+        check_generation_settings(batch_size, max_new_tokens)
+        records: list[dict] = []
+        for start in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch", disable=not progress,
+                          leave=False):
+            chunk = samples[start:start + batch_size]
+            generation = self.generate_batch(chunk, max_new_tokens, keep_logits=top_k > 0)
+            batch = [dict(sample, prediction=text) for sample, text in zip(chunk, generation.texts)]
+            if top_k > 0:
+                for record, logits in zip(batch, generation.step_logits):
+                    record["top_k"] = self._top_tokens(logits, top_k)
+            if on_batch is not None:
+                on_batch(batch)
+            records.extend(batch)
+        return records
+
+    def _top_tokens(self, logits: torch.Tensor, k: int) -> list[list[dict]]:
+        """(N, V) logits -> per step the k most probable tokens ``{"token", "id", "prob"}``."""
+        probs, ids = logits.float().softmax(dim=-1).topk(min(k, logits.shape[-1]), dim=-1)
+        return [[{"token": self.tokenizer.decode([i]), "id": i, "prob": p} for i, p in zip(row_ids, row_probs)]
+                for row_ids, row_probs in zip(ids.tolist(), probs.tolist())]
+
+    def generate(self, samples: Sequence[dict], max_new_tokens: int = 20, batch_size: int = 8,
+                 progress: bool = False, return_scores: bool = False, top_k: int = 5) -> list:
+        """Greedy answers for samples, batched: the generated texts in input order.
+
+        With ``return_scores=True``, the records of :meth:`predict` instead, each with
+        ``"prediction"`` and ``"top_k"`` (per step, the ``top_k`` most probable next tokens).
+        """
+        if return_scores:
+            if top_k < 1:
+                raise XlvlmError(f"top_k must be at least 1 with return_scores=True, not {top_k}")
+            return self.predict(samples, max_new_tokens, batch_size, progress, top_k=top_k)
+        return [r["prediction"] for r in self.predict(samples, max_new_tokens, batch_size, progress)]
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def score(self, samples: Sequence[dict], candidates: Sequence[str] | Sequence[Sequence[str]],
+              batch_size: int = 8) -> torch.Tensor:
+        """log P(candidate | sample) for every sample and candidate answer: (N, C) float32.
+
+        Teacher forcing through the same encoding as ``encode(samples, answers=...)`` (the
+        template's assistant turn holds the candidate): the sum over the candidate's tokens of
+        the log-probability of each given the tokens before it. The template's closing tokens
+        (e.g. end of turn) are not counted. candidates: one list for all samples, or one list
+        per sample (the same length C for each). Works under steering (``sv.apply(vlm)``).
+        """
+        samples = check_samples(samples, ids=False)  # scoring, like generating, needs no ids
+        per_sample = _candidates_per_sample(candidates, len(samples))
+        if batch_size < 1:
+            raise XlvlmError(f"batch size must be at least 1, not {batch_size}")
+        closing = self._closing_tokens(samples[0])
+        # One row per (sample, candidate), each with its own id.
+        rows = [(dict(s, id=f"{n}/{c}"), answer) for n, (s, answers) in enumerate(zip(samples, per_sample))
+                for c, answer in enumerate(answers)]
+        scores = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            scores.extend(self._score_batch([s for s, _ in chunk], [a for _, a in chunk], closing))
+        return torch.tensor(scores, dtype=torch.float32).reshape(len(samples), -1)
+
+    def logit_difference(self, samples: Sequence[dict], first: str, second: str, batch_size: int = 8) -> torch.Tensor:
+        """log P(first) - log P(second) per sample: (N,). For single-token answers this is the
+        difference of the two tokens' logits (the softmax normaliser cancels)."""
+        scores = self.score(samples, [first, second], batch_size=batch_size)
+        return scores[:, 0] - scores[:, 1]
+
+    def _closing_tokens(self, sample: dict) -> list[int]:
+        """The ids the template puts after an answer (end of turn, ...): the common tail of the
+        sample encoded with two answers whose own tokens differ (a tokenizer may map two probes
+        to the same unknown token: then the next pair is tried)."""
+        for probes in (("0", "1"), ("yes", "no"), ("a", "b"), ("x", "y"), ("A", "B")):
+            a, b = (self.encode([sample], answers=[probe]) for probe in probes)
+            row_a, row_b = _real_rows(a.inputs)[0], _real_rows(b.inputs)[0]
+            limit = min(len(row_a) - a.prompt_lengths[0], len(row_b) - b.prompt_lengths[0])
+            n = 0
+            while n < limit and row_a[-1 - n] == row_b[-1 - n]:
+                n += 1
+            if n < limit:  # the answers' tokens differ before the common tail: it is the template's
+                return row_a[len(row_a) - n:]
+        raise XlvlmError(f"{self.family}: cannot tell where an answer ends in the template; score needs a template "
+                         f"that writes the answer as it is")
+
+    def _score_batch(self, samples: list[dict], answers: list[str], closing: list[int]) -> list[float]:
+        batch = self.encode(samples, answers=answers, padding_side="right")
+        rows = _real_rows(batch.inputs)
+        spans = []
+        for row, start, answer in zip(rows, batch.prompt_lengths, answers):
+            end = len(row) - len(closing)
+            if row[end:] != closing or end <= start:
+                raise XlvlmError(f"{self.family}: cannot locate the tokens of answer {answer!r} in the templated "
+                                 f"sequence (the template's closing tokens differ); score answers that the template "
+                                 f"writes as they are")
+            spans.append((start, end))
+        first = min(start for start, _ in spans) - 1  # the position that predicts the earliest answer token
+        width = batch.input_ids.shape[1]
+        kwargs = {"use_cache": False}
+        if "logits_to_keep" in inspect.signature(self.model.forward).parameters:
+            kwargs["logits_to_keep"] = width - first  # only the positions that predict answer tokens
+        with torch.inference_mode():
+            logits = self.model(**batch.inputs, **kwargs).logits
+        shift = width - logits.shape[1]  # logits[:, j] belongs to position j + shift
+        out = []
+        for b, ((start, end), row) in enumerate(zip(spans, rows)):
+            offset = batch.offsets[b]
+            positions = torch.arange(offset + start - 1, offset + end - 1, device=logits.device) - shift
+            log_probs = logits[b, positions].float().log_softmax(dim=-1)
+            targets = torch.tensor(row[start:end], device=logits.device)
+            out.append(float(log_probs.gather(1, targets[:, None]).sum()))
         return out
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, layers={self.num_layers}, "
                 f"hidden_size={self.hidden_size}, device={self.device}, dtype={self.dtype})")
+
+
+def check_generation_settings(batch_size: int, max_new_tokens: int) -> None:
+    if batch_size < 1 or max_new_tokens < 1:
+        raise XlvlmError(f"batch size and max new tokens must be at least 1, not {batch_size} and {max_new_tokens}")
+
+
+def _candidates_per_sample(candidates, n: int) -> list[list[str]]:
+    """One list of answers for every sample, or one per sample (the same count each)."""
+    if isinstance(candidates, str) or not isinstance(candidates, Sequence) or not candidates:
+        raise XlvlmError('candidates must be a non-empty list of answers (e.g. ["yes", "no"]), or one list per sample')
+    if all(isinstance(c, str) for c in candidates):
+        return [list(candidates)] * n
+    if len(candidates) != n or not all(isinstance(c, Sequence) and not isinstance(c, str) and c
+                                       and all(isinstance(a, str) for a in c) for c in candidates):
+        raise XlvlmError(f"candidates: give one list of answer strings, or one non-empty list per sample ({n})")
+    if len({len(c) for c in candidates}) != 1:
+        raise XlvlmError("candidates: every sample needs the same number of answers (the result is (N, C))")
+    return [list(c) for c in candidates]
 
 
 def grid_from_thw(batch: Batch, index: int, merge: int) -> tuple[int, int, int]:

@@ -247,8 +247,9 @@ class MolmoVLM(VLM):
         return inputs, offsets, lengths
 
     # ---- running ---------------------------------------------------------------------------
-    def _generate_ids(self, batch: Batch, max_new_tokens: int) -> torch.Tensor:
-        """Greedy decoding with Molmo's key/value cache: (B, T) prompt -> (B, T + N)."""
+    def _generate_ids(self, batch: Batch, max_new_tokens: int, step_logits: list | None = None) -> torch.Tensor:
+        """Greedy decoding with Molmo's key/value cache: (B, T) prompt -> (B, T + N); each step's
+        logits (B, V) appended to ``step_logits`` when given."""
         inputs = dict(batch.inputs)
         mask = inputs.pop("attention_mask")
         position_ids = (mask.cumsum(dim=-1) - 1).clamp(min=0)
@@ -257,6 +258,8 @@ class MolmoVLM(VLM):
         eos = torch.tensor(sorted(self.eos_token_ids), device=sequences.device)
         out = self.model(**inputs, attention_mask=mask, position_ids=position_ids, use_cache=True)
         for step in range(max_new_tokens):
+            if step_logits is not None:
+                step_logits.append(out.logits[:, -1])
             next_ids = out.logits[:, -1].argmax(dim=-1)
             next_ids = torch.where(finished, torch.full_like(next_ids, self._pad_token_id), next_ids)
             sequences = torch.cat([sequences, next_ids[:, None]], dim=1)

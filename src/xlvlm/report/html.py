@@ -223,12 +223,21 @@ def sweep_section(data: dict, path: Path, root: Path) -> str:
     folder = path.parent
     rows = _records(data, "rows", path)
     settings = _mapping(data, "settings", path)
-    parts = [f"<h2>Steering sweep: {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">Steering "{_esc(data.get("source"))}" → "{_esc(data.get("target"))}": for every method, '
-             f"layer and alpha, the share of source questions answered with the target (success) against what moved "
-             f"elsewhere (side effects on the other answer types, relative to the unsteered model). "
-             f"{_esc(describe_settings(settings)) if settings else ''}</p>",
-             _command(folder, root)]
+    how = _esc(describe_settings(settings)) if settings else ""
+    parts = [f"<h2>Steering sweep: {_esc(_relative(folder, root))}</h2>"]
+    if "source" not in data or "target" not in data:  # a sweep scored by the caller's own scorer
+        fields = list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in ("method", "layer", "alpha")
+                                    and (v is None or isinstance(v, (str, int, float)))))
+        parts += [f'<p class="what">Steering with every vector at every alpha, each run scored by the caller\'s '
+                  f"scorer (one row per vector and alpha). {how}</p>", _command(folder, root),
+                  _table(["method", "layer", "alpha"] + fields,
+                         [[r.get("method"), r.get("layer"), r.get("alpha")] + [r.get(f) for f in fields] for r in rows],
+                         left=2)]
+        return "\n".join(parts)
+    parts += [f'<p class="what">Steering "{_esc(data.get("source"))}" → "{_esc(data.get("target"))}": for every method, '
+              f"layer and alpha, the share of source questions answered with the target (success) against what moved "
+              f"elsewhere (side effects on the other answer types, relative to the unsteered model). {how}</p>",
+              _command(folder, root)]
     per_type = [r.get("per_type") if isinstance(r.get("per_type"), dict) else {} for r in rows]
     types = sorted({str(t) for p in per_type for t in p})
     table_rows = [[r.get("method"), r.get("layer"), r.get("alpha"), r.get("success"), r.get("side_accuracy_change"),

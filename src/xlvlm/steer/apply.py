@@ -12,32 +12,31 @@ prompt length. Layer hooks then edit only the positions the ``positions`` rule s
   int k            index >= k (k counts prompt tokens, image tokens included)
 
 and only the samples an optional :class:`~xlvlm.steer.condition.Condition` lets through.
-Hooks are removed in a ``finally``: leaving the context restores the model exactly.
+The handle (:class:`Steering`) removes exactly the hooks it added: on ``remove()``, at the end of
+a ``with`` block (even on error), or at once if registering one of them fails.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from xlvlm.choices import OPERATORS, POSITION_RULES
+from xlvlm.choices import POSITION_RULES
 from xlvlm.errors import XlvlmError
 from xlvlm.hooks import attach, resolve_layer
+from xlvlm.steer.operators import operator_named
 
 
 
 @dataclass
 class _CallState:
-    """What the model pre-hook learnt about the current call."""
+    """What the model pre-hook learnt about the current call (shared by the hooks of one handle)."""
 
     real_index: torch.Tensor | None = None       # (B, t) index of each position in its sample
     prompt_lengths: torch.Tensor | None = None   # (B,) set at prefill
     steer_samples: torch.Tensor | None = None    # (B,) bool, set by a condition at prefill
     condition_pending: bool = False
-    calls: int = 0
-    notes: dict = field(default_factory=dict)
 
 
 def _parse_positions(positions) -> str | int:
@@ -67,19 +66,51 @@ def _position_mask(state: _CallState, rule, t: int, batch: int, device) -> torch
     return None if mask is None else mask.to(device).unsqueeze(-1)
 
 
-@contextmanager
-def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, positions="all",
-             operator: str = "add", condition=None):
-    """Edit the residual stream at each layer key of ``vectors`` ((D,) each) while inside.
+class Steering:
+    """Hooks that steer ``vlm`` until :meth:`remove` (or the end of a ``with`` block).
 
-    operator "add": h + alpha * v. "project-out": h - alpha * (h . v_hat) v_hat (alpha = 1
-    removes the component along v entirely).
+    Made by :meth:`SteeringVector.apply`: ``handle = sv.apply(vlm, alpha=2)`` steers at once;
+    ``handle.remove()`` takes exactly its hooks off again (idempotent). As a context manager it
+    removes them on exit, even on error.
     """
-    if operator not in OPERATORS:
-        raise XlvlmError(f"unknown operator {operator!r}: use one of {OPERATORS}")
-    rule = _parse_positions(positions)
-    refs = [resolve_layer(vlm, key) for key in vectors]
-    for ref, vector in zip(refs, vectors.values()):
+
+    def __init__(self, vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, positions="all",
+                 operator="add", condition=None):
+        from xlvlm.extract.run import require_vlm
+
+        require_vlm(vlm, "steering (SteeringVector.apply)")
+        self._handles: list = []
+        hooks = _steering_hooks(vlm, vectors, alpha, positions, operator_named(operator), condition)
+        try:
+            for register in hooks:
+                self._handles.append(register())
+        except BaseException:
+            self.remove()
+            raise
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    def remove(self) -> None:
+        """Take off every hook this handle added (and nothing else)."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+    def __enter__(self) -> "Steering":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"Steering(active={self.active})"
+
+
+def _check_fits(vlm, refs, vectors: list[torch.Tensor], condition, rule) -> None:
+    """Vectors and condition of the model's hidden size; a condition read before what it gates."""
+    for ref, vector in zip(refs, vectors):
         if vector.shape[-1] != vlm.hidden_size:
             raise XlvlmError(f"steering vector for layer {ref.key} has size {vector.shape[-1]} but the model's "
                              f"hidden size is {vlm.hidden_size}; compute it from this model's features")
@@ -92,19 +123,27 @@ def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, position
         if deepest_first is not None and cond_depth is not None and cond_depth >= deepest_first:
             raise XlvlmError(f"condition layer {condition.layer} must come before the steered layers "
                              f"(or steer positions='generated') so the decision exists when prompt tokens are steered")
+
+
+def _steering_hooks(vlm, vectors: dict[str, torch.Tensor], alpha: float, positions, operator, condition) -> list:
+    """Check everything, then return the registrations (callables returning hook handles) in order.
+
+    The edit at each layer key of ``vectors`` ((D,) each) is ``h + operator(h, v, alpha)`` on the
+    positions the rule selects (see the module docstring).
+    """
+    rule = _parse_positions(positions)
+    refs = [resolve_layer(vlm, key) for key in vectors]
+    _check_fits(vlm, refs, list(vectors.values()), condition, rule)
     state = _CallState()
     device, dtype = vlm.device, vlm.dtype
-    prepared = {}
-    for ref, vector in zip(refs, vectors.values()):
-        v = vector.detach().to(device=device, dtype=torch.float32)
-        prepared[ref.key] = (v.to(dtype), (v / v.norm().clamp_min(1e-12)).to(dtype))
+    prepared = {ref.key: vector.detach().to(device=device, dtype=torch.float32).to(dtype)
+                for ref, vector in zip(refs, vectors.values())}
 
     def model_pre_hook(module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         t = (input_ids if input_ids is not None else embeds).shape[1]
         mask = kwargs.get("attention_mask")
-        state.calls += 1
         if mask is None or mask.dim() != 2:
             # HF drops the mask when nothing is padded (batch size 1): then the cache tells how
             # many positions came before this call.
@@ -121,20 +160,14 @@ def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, position
                 state.condition_pending = True
 
     def make_layer_hook(key: str):
-        vector, unit = prepared[key]
+        vector = prepared[key]
 
         def hook(hidden):
-            batch, t = hidden.shape[0], hidden.shape[1]
             if condition is not None and state.condition_pending:
                 return None  # the decision is taken at the condition layer of this prefill
-            mask = _position_mask(state, rule, t, batch, hidden.device)
-            if operator == "add":
-                delta = alpha * vector
-                delta = delta if mask is None else delta * mask.to(hidden.dtype)
-            else:
-                delta = -alpha * (hidden @ unit)[..., None] * unit
-                delta = delta if mask is None else delta * mask.to(hidden.dtype)
-            return hidden + delta
+            mask = _position_mask(state, rule, hidden.shape[1], hidden.shape[0], hidden.device)
+            delta = operator(hidden, vector, alpha)
+            return hidden + (delta if mask is None else delta * mask.to(hidden.dtype))
 
         return hook
 
@@ -147,14 +180,14 @@ def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, position
             state.condition_pending = False
         return None
 
-    handles = []
-    try:
-        handles.append(vlm.model.register_forward_pre_hook(model_pre_hook, with_kwargs=True))
-        if condition is not None:
-            handles.append(attach(resolve_layer(vlm, condition.layer), condition_hook))
-        for ref in refs:
-            handles.append(attach(ref, make_layer_hook(ref.key)))
-        yield state
-    finally:
-        for handle in handles:
-            handle.remove()
+    registrations = [lambda: vlm.model.register_forward_pre_hook(model_pre_hook, with_kwargs=True)]
+    if condition is not None:
+        registrations.append(lambda: attach(resolve_layer(vlm, condition.layer), condition_hook))
+    registrations += [lambda ref=ref: attach(ref, make_layer_hook(ref.key)) for ref in refs]
+    return registrations
+
+
+def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, positions="all", operator="add",
+             condition=None) -> Steering:
+    """Steer ``vlm`` with ``vectors`` ((D,) per layer key) now; returns the handle (see :class:`Steering`)."""
+    return Steering(vlm, vectors, alpha=alpha, positions=positions, operator=operator, condition=condition)

@@ -8,13 +8,18 @@ prefill each sample's last prompt state h is projected, and the sample is steere
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from xlvlm.choices import CONDITION_METHODS
 from xlvlm.errors import XlvlmError
+from xlvlm.io import atomic_save_tensors
+from xlvlm.layerkeys import layer_key
 
 
 @dataclass
@@ -23,6 +28,9 @@ class Condition:
     direction: torch.Tensor  # (D,) unit vector
     threshold: float
     above: bool = True
+
+    def __post_init__(self):
+        self.layer = layer_key(self.layer)  # one layer-key rule: 3 and "3" are the same layer
 
     def decide(self, states: torch.Tensor) -> torch.Tensor:
         """(B, D) states -> (B,) bool: which samples to steer."""
@@ -85,51 +93,58 @@ class Condition:
     def to_dict(self) -> dict:
         return {"layer": self.layer, "threshold": self.threshold, "above": self.above}
 
+    # ---- files -----------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write a safetensors file: the direction (D,), and layer, threshold and side as JSON in
+        the header. NaN or inf is refused (nothing is written)."""
+        path = Path(path)
+        if not (bool(torch.isfinite(self.direction).all()) and math.isfinite(self.threshold)):
+            raise XlvlmError(f"{path}: not written: the condition's direction or threshold is NaN or inf")
+        atomic_save_tensors(path, {"direction": self.direction.float()},
+                            metadata={"xlvlm_condition": json.dumps(self.to_dict())})
+        return path
 
-def save_condition(condition: Condition, path) -> None:
-    import json
+    @classmethod
+    def load(cls, path) -> "Condition":
+        """Read a file of :meth:`save`: a finite float direction (D,), and the layer, threshold and
+        side as JSON in the header. Anything else is a one-line XlvlmError."""
+        path = Path(path)
+        if not path.is_file():
+            raise XlvlmError(f"{path}: condition file not found; make one with `xlvlm steer condition`")
+        try:
+            with safe_open(path, framework="pt") as handle:
+                meta = json.loads((handle.metadata() or {})["xlvlm_condition"])
+                direction = handle.get_tensor("direction")
+        except Exception as exc:  # safetensors raises its own error types; json and a missing key their own
+            raise XlvlmError(f"{path}: not a readable condition file ({type(exc).__name__}); recompute it with "
+                             f"`xlvlm steer condition`")
 
-    from xlvlm.io import atomic_save_tensors
+        def bad(what: str):
+            raise XlvlmError(f"{path}: {what}; recompute it with `xlvlm steer condition`")
 
-    if not (bool(torch.isfinite(condition.direction).all()) and math.isfinite(condition.threshold)):
-        raise XlvlmError(f"{path}: not written: the condition's direction or threshold is NaN or inf")
-    atomic_save_tensors(path, {"direction": condition.direction.float()},
-                        metadata={"xlvlm_condition": json.dumps(condition.to_dict())})
+        if not isinstance(meta, dict):
+            bad("its 'xlvlm_condition' metadata is not a JSON object")
+        layer, threshold, above = meta.get("layer"), meta.get("threshold"), meta.get("above", True)
+        if not isinstance(layer, str) or not layer:
+            bad("field 'layer' is not a layer name")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            bad(f"field 'threshold' is {str(threshold)[:40]!r}, not a finite number")
+        if not isinstance(above, bool):
+            bad("field 'above' is not true or false")
+        if direction.dim() != 1 or not direction.is_floating_point() or direction.numel() == 0:
+            bad(f"'direction' has shape {tuple(direction.shape)} ({direction.dtype}), not a float vector (D,)")
+        if not bool(torch.isfinite(direction).all()):
+            bad("'direction' holds NaN or inf")
+        return cls(layer, direction, float(threshold), above)
+
+
+def save_condition(condition: Condition, path) -> Path:
+    """``condition.save(path)`` (kept for scripts written against it)."""
+    return condition.save(path)
 
 
 def load_condition(path) -> Condition:
-    """Read a file of :func:`save_condition`: a finite unit direction (D,), and the layer,
-    threshold and side as JSON in the header. Anything else is a one-line XlvlmError."""
-    import json
-    from pathlib import Path
+    """``Condition.load(path)`` (kept for scripts written against it)."""
+    return Condition.load(path)
 
-    from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise XlvlmError(f"{path}: condition file not found; make one with `xlvlm steer condition`")
-    try:
-        with safe_open(path, framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})["xlvlm_condition"])
-            direction = handle.get_tensor("direction")
-    except Exception as exc:  # safetensors raises its own error types; json and a missing key their own
-        raise XlvlmError(f"{path}: not a readable condition file ({type(exc).__name__}); recompute it with "
-                         f"`xlvlm steer condition`")
-
-    def bad(what: str):
-        raise XlvlmError(f"{path}: {what}; recompute it with `xlvlm steer condition`")
-
-    if not isinstance(meta, dict):
-        bad("its 'xlvlm_condition' metadata is not a JSON object")
-    layer, threshold, above = meta.get("layer"), meta.get("threshold"), meta.get("above", True)
-    if not isinstance(layer, str) or not layer:
-        bad("field 'layer' is not a layer name")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        bad(f"field 'threshold' is {str(threshold)[:40]!r}, not a finite number")
-    if not isinstance(above, bool):
-        bad("field 'above' is not true or false")
-    if direction.dim() != 1 or not direction.is_floating_point() or direction.numel() == 0:
-        bad(f"'direction' has shape {tuple(direction.shape)} ({direction.dtype}), not a float vector (D,)")
-    if not bool(torch.isfinite(direction).all()):
-        bad("'direction' holds NaN or inf")
-    return Condition(layer, direction, float(threshold), above)

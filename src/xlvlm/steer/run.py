@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
+from xlvlm.models.base import check_generation_settings
 from xlvlm.steer.settings import describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
 
@@ -26,80 +27,75 @@ OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt
 
 
 def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
-            positions="all", operator: str = "add", condition=None, max_new_tokens: int = 10,
+            positions="all", operator="add", condition=None, max_new_tokens: int = 10,
             batch_size: int = 8, progress: bool = True, desc: str = "generate", on_batch=None) -> list[dict]:
-    """Greedy predictions for ``samples``, steered by ``vector`` when given. ``on_batch``, when
-    given, receives each batch's records as soon as they exist (e.g. to write them as they come)."""
-    if batch_size < 1 or max_new_tokens < 1:
-        raise XlvlmError(f"batch size and max new tokens must be at least 1, not {batch_size} and {max_new_tokens}")
+    """Greedy prediction records for ``samples`` (:meth:`VLM.predict`), steered by ``vector``
+    when given. ``on_batch``, when given, receives each batch's records as soon as they exist."""
+    check_generation_settings(batch_size, max_new_tokens)  # before any hook is added
     if not math.isfinite(alpha):
         raise XlvlmError(f"alpha must be a finite number, not {alpha}")
     context = (vector.apply(vlm, alpha=alpha, positions=positions, operator=operator, condition=condition)
                if vector is not None else nullcontext())
-    records = []
     with context:
-        for start in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch", disable=not progress,
-                          leave=False):
-            chunk = samples[start:start + batch_size]
-            texts = vlm.generate_batch(chunk, max_new_tokens=max_new_tokens).texts
-            batch = [dict(sample, prediction=text) for sample, text in zip(chunk, texts)]
-            if on_batch is not None:
-                on_batch(batch)
-            records.extend(batch)
-    return records
+        return vlm.predict(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                           desc=desc, on_batch=on_batch)
 
 
-def _row(method: str, layer: str, alpha: float, report: dict, targeted: dict) -> dict:
-    overall = targeted.get("side_effects_overall") or {}
-    return {
-        "method": method, "layer": layer, "alpha": alpha,
-        "success": targeted.get("success"),
-        "baseline_success": targeted.get("baseline_success"),
-        "side_accuracy_change": overall.get("accuracy_change"),
-        "side_unchanged": overall.get("unchanged"),
-        "accuracy": report.get("accuracy"),
-        "per_type": {k: v.get("accuracy") for k, v in report.get("per_type", {}).items()},
-    }
+class AnswerShift:
+    """The sweep's scorer for "move ``source`` answers to ``target``": success against side effects.
 
-
-def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=("mean-diff",),
-          source_answer: str = "yes", target_answer: str = "no", positions="all", operator: str = "add",
-          condition=None, normalize: bool = False, max_new_tokens: int = 5, batch_size: int = 16,
-          out: str | Path | None = None, progress: bool = True, n_concepts: int = 8,
-          concept_method: str = "kmeans", seed: int = 0, command: str | None = None) -> list[dict]:
-    """Steer with every (method, layer, alpha) and score success against side effects.
-
-    source/target: feature stores (same selector) giving the vectors; samples: evaluation
-    questions with references; methods: any of ``xlvlm.steer.vector.METHODS``. For
-    ``concept``, n_concepts / concept_method / seed set the dictionary learnt per layer on the
-    two stores' rows (:meth:`SteeringVector.from_store_concepts`); its rows also record the
-    concepts picked and their purity. Returns one row per configuration (see ``_row``) and,
-    with ``out``, writes baseline and per-config predictions, ``result.json`` (stage "sweep"), ``sweep.md``,
-    ``sweep.png`` (and ``command.txt`` with ``command``) as one unit
-    (:class:`xlvlm.io.OutputUnit`): a sweep that stops early leaves the previous ones as they were.
+    ``scorer(predictions, baseline) -> row fields``: ``success`` / ``baseline_success`` (share of
+    source questions answered ``target``), ``side_accuracy_change`` / ``side_unchanged`` (the
+    other answer types), ``accuracy`` and ``per_type`` accuracy (see
+    :func:`xlvlm.evaluation.targeted_report`). Any function of the same shape works as a scorer.
     """
-    from xlvlm.evaluation import targeted_report, vqa_report
 
+    def __init__(self, source: str = "yes", target: str = "no"):
+        self.source, self.target = source, target
+
+    def __call__(self, predictions: list[dict], baseline: list[dict]) -> dict:
+        from xlvlm.evaluation import targeted_report, vqa_report
+
+        report = vqa_report(predictions)
+        targeted = targeted_report(predictions, self.source, self.target, baseline=baseline)
+        overall = targeted.get("side_effects_overall") or {}
+        return {
+            "success": targeted.get("success"),
+            "baseline_success": targeted.get("baseline_success"),
+            "side_accuracy_change": overall.get("accuracy_change"),
+            "side_unchanged": overall.get("unchanged"),
+            "accuracy": report.get("accuracy"),
+            "per_type": {k: v.get("accuracy") for k, v in report.get("per_type", {}).items()},
+        }
+
+
+def _label(vector: SteeringVector) -> tuple[str, str]:
+    """(method, layer) of a sweep row: what the vector was made with, and where it steers."""
+    return str(vector.metadata.get("method", "vector")), ",".join(vector.layers)
+
+
+def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, positions="all", operator="add",
+          condition=None, max_new_tokens: int = 5, batch_size: int = 16, out: str | Path | None = None,
+          progress: bool = True, command: str | None = None) -> list[dict]:
+    """Steer with every vector of ``vectors`` at every alpha, and score each run.
+
+    vectors: ``{name: SteeringVector}`` (a row's method and layer come from the vector's
+    metadata and layers); scorer: ``(predictions, baseline) -> dict`` of row fields (default
+    :class:`AnswerShift` "yes" -> "no"). Returns one row per (vector, alpha):
+    ``{"method", "layer", "alpha", **scorer fields}`` (+ ``concepts`` / ``purity`` for a concept
+    vector of one layer). With ``out``, writes baseline and per-config predictions and
+    ``result.json`` (stage "sweep"; and, for an :class:`AnswerShift`, ``sweep.md`` and ``sweep.png``; with
+    ``command``, ``command.txt``) as one unit (:class:`xlvlm.io.OutputUnit`): a sweep that stops
+    early leaves the previous ones as they were.
+    """
     samples = list(samples)
-    methods, layers, alphas = list(methods), list(layers), [float(a) for a in alphas]
-    empty = [name for name, values in (("methods", methods), ("layers", layers), ("alphas", alphas)) if not values]
+    scorer = AnswerShift() if scorer is None else scorer
+    alphas = [float(a) for a in alphas]
+    empty = [name for name, values in (("vectors", vectors), ("alphas", alphas)) if not values]
     if empty:
         raise XlvlmError(f"an empty sweep: no {empty[0]} given")
     if not all(math.isfinite(a) for a in alphas):
         raise XlvlmError(f"alphas must be finite numbers, not {alphas}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise XlvlmError(f"unknown steering method(s) {', '.join(map(repr, unknown))}: use any of {', '.join(METHODS)}")
-    out = Path(out) if out else None
-    # Every (method, layer) vector first, once (not once per alpha): a method that cannot be
-    # computed (e.g. concepts that do not separate the stores) fails before any generation.
-    vectors = {}
-    for method in methods:
-        options = ({"n_concepts": n_concepts, "concept_method": concept_method, "seed": seed}
-                   if method == "concept" else {})
-        for layer in layers:
-            vector = SteeringVector.compute(source, target, [layer], method=method, **options)
-            vectors[method, str(layer)] = vector.normalized() if normalize else vector
     sizes = {vector.layer_activations[key].shape[-1] for vector in vectors.values() for key in vector.layers}
     if sizes and sizes != {vlm.hidden_size}:  # before the baseline is generated, not after
         raise XlvlmError(f"the stores' vectors have size {sorted(sizes)[0]} but the model {vlm.name} has hidden size "
@@ -107,6 +103,7 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
     if condition is not None and condition.direction.shape[-1] != vlm.hidden_size:
         raise XlvlmError(f"the condition's direction has size {condition.direction.shape[-1]} but the model "
                          f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
+    out = Path(out) if out else None
     unit = OutputUnit(out, RESULT_FILE, OWNED) if out else nullcontext()
     with unit:
         work = unit.work if out else None  # until the commit, files go to the unit's work folder
@@ -115,31 +112,63 @@ def sweep(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=
         if work:
             write_jsonl(baseline, work / "baseline.jsonl")
         rows = []
-        configs = [(m, str(layer), float(a)) for m in methods for layer in layers for a in alphas]
-        for method, layer, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
-            vector = vectors[method, layer]
+        configs = [(vector, alpha) for vector in vectors.values() for alpha in alphas]
+        for vector, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
+            method, layer = _label(vector)
             preds = predict(vlm, samples, vector, alpha=alpha, positions=positions, operator=operator,
                             condition=condition, max_new_tokens=max_new_tokens, batch_size=batch_size,
                             progress=progress, desc=f"{method} L{layer} a={alpha:g}")
-            report = vqa_report(preds)
-            targeted = targeted_report(preds, source_answer, target_answer, baseline=baseline)
-            row = _row(method, vector.layers[0], alpha, report, targeted)
-            if method == "concept":
-                key = vector.layers[0]
-                row.update(concepts=vector.metadata["concepts"][key], purity=vector.metadata["purity"][key])
+            row = {"method": method, "layer": layer, "alpha": alpha, **scorer(preds, baseline)}
+            if isinstance(vector.metadata.get("concepts"), dict) and layer in vector.metadata["concepts"]:
+                row.update(concepts=vector.metadata["concepts"][layer], purity=vector.metadata["purity"][layer])
             rows.append(row)
             if work:
-                write_jsonl(preds, work / f"pred_{method}_L{vector.layers[0]}_a{alpha:g}.jsonl")
+                write_jsonl(preds, work / f"pred_{method}_L{layer}_a{alpha:g}.jsonl")
         if work:
-            settings = {"positions": positions, "operator": operator, "normalize": normalize,
+            settings = {"positions": positions,
+                        "operator": operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
+                        "normalize": all(v.metadata.get("normalized", False) for v in vectors.values()),
                         "condition": None if condition is None else {"layer": condition.layer,
                                                                       "threshold": condition.threshold},
                         "n_samples": len(samples), "max_new_tokens": max_new_tokens}
-            write_sweep(rows, work, source_answer, target_answer, settings)
+            if isinstance(scorer, AnswerShift):
+                write_sweep(rows, work, scorer.source, scorer.target, settings)
+            else:
+                atomic_write_json(work / RESULT_FILE, stage_result("sweep", settings=settings, rows=rows))
             if command is not None:
                 atomic_write_text(work / "command.txt", command)
             unit.commit()
     return rows
+
+
+def sweep_stores(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=("mean-diff",),
+                 source_answer: str = "yes", target_answer: str = "no", normalize: bool = False,
+                 n_concepts: int = 8, concept_method: str = "kmeans", seed: int = 0, **options) -> list[dict]:
+    """The command line's sweep: a vector per (method name, layer) from two stores, scored by
+    :class:`AnswerShift` (``source_answer`` -> ``target_answer``); ``options`` go to :func:`sweep`.
+
+    methods: names of ``xlvlm.steer.aggregators.AGGREGATORS``; for ``concept``, n_concepts /
+    concept_method / seed set the dictionary learnt per layer on the two stores' rows.
+    """
+    methods, layers = list(methods), list(layers)
+    empty = [name for name, values in (("methods", methods), ("layers", layers), ("alphas", list(alphas)))
+             if not values]
+    if empty:
+        raise XlvlmError(f"an empty sweep: no {empty[0]} given")
+    if not all(math.isfinite(float(a)) for a in alphas):
+        raise XlvlmError(f"alphas must be finite numbers, not {list(alphas)}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise XlvlmError(f"unknown steering method(s) {', '.join(map(repr, unknown))}: use any of {', '.join(METHODS)}")
+    # Every (method, layer) vector first, once (not once per alpha): a method that cannot be
+    # computed (e.g. concepts that do not separate the stores) fails before any generation.
+    vectors = {}
+    for method in methods:
+        opts = {"n_concepts": n_concepts, "concept_method": concept_method, "seed": seed} if method == "concept" else {}
+        for layer in layers:
+            vector = SteeringVector.compute(source, target, [layer], method=method, **opts)
+            vectors[method, str(layer)] = vector.normalized() if normalize else vector
+    return sweep(vlm, vectors, samples, alphas, AnswerShift(source_answer, target_answer), **options)
 
 
 def _pct(x) -> str:

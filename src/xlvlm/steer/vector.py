@@ -1,34 +1,30 @@
-"""SteeringVector: one vector per layer, the methods that compute it, and ``apply``.
+"""SteeringVector: one vector per layer, built by a strategy (an aggregator), and ``apply``.
 
-Notation: S (N_s, D) source representations, T (N_t, D) target representations at one layer;
-pairs (s_i, t_i) share a sample id.
+The strategies are plain functions in :mod:`xlvlm.steer.aggregators` (``mean_difference``,
+``mean_of_shifts``, ``pca``, ``concept``): ``(source_rows (N_s, D), target_rows (N_t, D)) -> (D,)``.
+``from_stores`` runs one on two feature stores per layer, ``train`` on two lists of samples
+(extracting in memory); ``compute(method="mean-diff")`` is the command line's door by name.
 
-  mean-diff       v = mean(T) - mean(S)                       (shift of means)
-  mean-of-shifts  v = mean_i (t_i - s_i) over paired ids
-  pca             u = first right singular vector of the (uncentred) paired differences (t_i - s_i),
-                  sign chosen so u . mean-diff > 0; v = (u . mean(t_i - s_i)) u
-  concept         v = V_j - V_i for concepts i -> j of a dictionary: either given (``from_concepts``),
-                  or learnt per layer on the union of S and T rows (``from_store_concepts``), with i the
-                  concept whose members are most often source rows and j the one most often target rows;
-                  or, as the research code does (``concept_pairs``), learnt on S only, every ordered
-                  pair i -> j kept (the caller picks one, e.g. by the answers it produces)
+The research code's concept steering (``concept_pairs``): concepts learnt on the source rows
+only, every ordered pair i -> j kept as its own vector (the caller picks one, e.g. by the
+answers it produces).
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
-from xlvlm.choices import STEER_METHODS
 from xlvlm.errors import XlvlmError
+from xlvlm.layerkeys import layer_key
 from xlvlm.io import atomic_save_tensors
+from xlvlm.steer import aggregators as agg
 
-METHODS = STEER_METHODS  # names in xlvlm.choices (light to import, the CLI reads them)
+METHODS = tuple(agg.AGGREGATORS)
 
 
 def check_finite(vectors: dict[str, torch.Tensor], where: str, what_to_do: str) -> None:
@@ -46,8 +42,8 @@ def _rows(store, layer) -> torch.Tensor:
     return features
 
 
-def _paired(source, target, layer) -> torch.Tensor:
-    """(P, D) differences t_i - s_i over sample ids present in both stores."""
+def _paired_rows(source, target, layer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, D) source and (P, D) target rows, aligned over sample ids present in both stores."""
     def by_id(store):
         present = store.present.tolist()
         rows = store.features(layer)
@@ -60,7 +56,38 @@ def _paired(source, target, layer) -> torch.Tensor:
     if not common:
         raise XlvlmError(f"stores {source.path} and {target.path} share no present sample id; "
                          f"paired methods need the same samples in both (use mean-diff otherwise)")
-    return torch.stack([t[sid].float() - s[sid].float() for sid in common])
+    return torch.stack([s[sid].float() for sid in common]), torch.stack([t[sid].float() for sid in common])
+
+
+def _layer_list(layers) -> list:
+    return [layers] if isinstance(layers, (int, str)) else list(layers)
+
+
+def _aggregate(aggregator, source_rows, target_rows, options) -> tuple[torch.Tensor, dict | None]:
+    result = aggregator(source_rows, target_rows, **options)
+    return result if isinstance(result, tuple) else (result, None)
+
+
+def _settings(aggregator, options: dict) -> dict:
+    """The aggregator's options as it ran (its defaults filled in), the plain values only."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(aggregator).parameters.values())[2:]
+    except (TypeError, ValueError):  # a callable without a readable signature
+        params = []
+    settings = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    settings.update(options)
+    return {k: v for k, v in settings.items() if isinstance(v, (int, float, str, bool))}
+
+
+def _with_details(meta: dict, details: dict) -> dict:
+    """Per-layer details of an aggregator in the metadata: {"concepts": {layer: [i, j]}, ...}."""
+    names = {"sizes": "concept_sizes"}  # the name the concept method's metadata has always used
+    for key, layer_details in details.items():
+        for name, value in layer_details.items():
+            meta.setdefault(names.get(name, name), {})[key] = value
+    return meta
 
 
 @dataclass
@@ -70,128 +97,91 @@ class SteeringVector:
     layer_activations: dict[str, torch.Tensor]
     metadata: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # One layer-key rule (xlvlm.layerkeys): {3: v} and {"3": v} are the same vector.
+        self.layer_activations = {layer_key(k): v for k, v in self.layer_activations.items()}
+
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def compute(cls, source, target, layers, method: str = "mean-diff", **options) -> "SteeringVector":
-        """The vector of ``method`` (one of METHODS) from two stores.
+    def from_stores(cls, source, target, layers, aggregator=agg.mean_difference, **options) -> "SteeringVector":
+        """The vector of ``aggregator`` at each layer, from two feature stores (same model).
 
-        options: only for ``concept``, passed to :meth:`from_store_concepts` (``n_concepts``,
-        ``concept_method``, ``seed``); the other methods take none.
+        aggregator: a function ``(source_rows (N_s, D), target_rows (N_t, D), **options) -> (D,)``
+        (see :mod:`xlvlm.steer.aggregators`); one marked ``needs_pairs`` gets the rows of the
+        sample ids present in both stores, aligned. options go to the aggregator.
         """
-        if method not in METHODS:
-            raise XlvlmError(f"unknown steering method {method!r}: use one of {', '.join(METHODS)}")
-        if method == "concept":
-            return cls.from_store_concepts(source, target, layers, **options)
-        if options:
-            raise XlvlmError(f"method {method!r} takes no options (got {', '.join(sorted(options))}); "
-                             f"only 'concept' does")
-        if method == "mean-diff":
-            return cls.mean_difference(source, target, layers)
-        if method == "mean-of-shifts":
-            return cls.mean_of_shifts(source, target, layers)
-        return cls.pca(source, target, layers)
-
-    @classmethod
-    def _build(cls, source, target, layers, method: str, fn) -> "SteeringVector":
-        layers = [layers] if isinstance(layers, (int, str)) else list(layers)
         if source.hidden_size != target.hidden_size:
             raise XlvlmError(f"hidden sizes differ: {source.path} has {source.hidden_size}, {target.path} has "
                              f"{target.hidden_size}; extract source and target with the same model")
-        keys = [source.layer_key(layer) for layer in layers]
+        keys = [source.layer_key(layer) for layer in _layer_list(layers)]
         for key in keys:
             target.layer_key(key)
-        vectors = {key: fn(key) for key in keys}
+        pairs = getattr(aggregator, "needs_pairs", False)
+        vectors, details = {}, {}
+        for key in keys:
+            s, t = _paired_rows(source, target, key) if pairs else (_rows(source, key), _rows(target, key))
+            try:
+                vectors[key], info = _aggregate(aggregator, s, t, options)
+            except XlvlmError as exc:
+                raise XlvlmError(f"layer {key}: {exc}") from None
+            if info:
+                details[key] = info
+        method = agg.name_of(aggregator)
         check_finite(vectors, f"{method} from {source.path} and {target.path}",
                      "the stores' values overflow float32; check them with FeatureStore.verify()")
         meta = {"method": method, "model": source.model, "target_model": target.model,
                 "source": str(source.path), "target": str(target.path), "layers": keys,
                 "selector": source.selector}
-        return cls(vectors, meta)
+        meta.update(_settings(aggregator, options))
+        return cls(vectors, _with_details(meta, details))
+
+    @classmethod
+    def compute(cls, source, target, layers, method: str = "mean-diff", **options) -> "SteeringVector":
+        """The vector of the strategy named ``method`` (one of METHODS) from two stores: the
+        command line's door. options: only for ``concept`` (``n_concepts``, ``concept_method``,
+        ``seed``); the other methods take none."""
+        aggregator = agg.aggregator_named(method)
+        if options and aggregator is not agg.concept:
+            raise XlvlmError(f"method {method!r} takes no options (got {', '.join(sorted(options))}); "
+                             f"only 'concept' does")
+        return cls.from_stores(source, target, layers, aggregator, **options)
 
     @classmethod
     def mean_difference(cls, source, target, layers) -> "SteeringVector":
-        return cls._build(source, target, layers, "mean-diff",
-                          lambda key: _rows(target, key).mean(0) - _rows(source, key).mean(0))
+        """mean(target rows) - mean(source rows) per layer (:func:`~xlvlm.steer.aggregators.mean_difference`)."""
+        return cls.from_stores(source, target, layers, agg.mean_difference)
 
     @classmethod
     def mean_of_shifts(cls, source, target, layers) -> "SteeringVector":
-        return cls._build(source, target, layers, "mean-of-shifts", lambda key: _paired(source, target, key).mean(0))
+        return cls.from_stores(source, target, layers, agg.mean_of_shifts)
 
     @classmethod
     def pca(cls, source, target, layers) -> "SteeringVector":
-        def first_direction(key):
-            diffs = _paired(source, target, key)
-            mean = diffs.mean(0)
-            # Uncentred on purpose: the direction that carries most of the shifts' energy. After
-            # centring, a shift shared by all pairs would vanish and only the noise would remain.
-            _, _, vh = torch.linalg.svd(diffs, full_matrices=False)
-            u = vh[0]
-            if u @ mean < 0:
-                u = -u
-            return (u @ mean) * u
-
-        return cls._build(source, target, layers, "pca", first_direction)
+        return cls.from_stores(source, target, layers, agg.pca)
 
     @classmethod
     def from_store_concepts(cls, source, target, layers, n_concepts: int = 8, concept_method: str = "kmeans",
                             seed: int = 0) -> "SteeringVector":
-        """v = V_j - V_i per layer, with the concepts learnt on the union of the two stores' rows.
+        """v = V_j - V_i per layer, the concepts learnt on the union of the two stores' rows
+        (:func:`~xlvlm.steer.aggregators.concept`); the metadata records per layer the pair
+        ``concepts`` [i, j], their ``purity`` and ``concept_sizes``."""
+        return cls.from_stores(source, target, layers, agg.concept, n_concepts=int(n_concepts),
+                               concept_method=concept_method, seed=int(seed))
 
-        At each layer a dictionary of ``n_concepts`` concepts (``xlvlm.concepts.learn_concepts``
-        with ``concept_method``) is learnt on the present source and target rows together; each
-        row belongs to its most active concept (for k-means: its cluster). i is the concept whose
-        members are the largest share of source rows, j the one whose members are the largest
-        share of target rows (ties: the larger concept, then the lower index). The metadata
-        records, per layer, the pair [i, j], their purity [share of source rows in i, share of
-        target rows in j] and their sizes. Raises XlvlmError when i == j: the concepts do not
-        separate source from target.
+    @classmethod
+    def train(cls, vlm, positive, negative=None, layers=("final",), method=agg.mean_difference,
+              select: str = "last-prompt", batch_size: int = 8, **options) -> "SteeringVector":
+        """One call from samples: extract in memory, then aggregate, towards ``positive``.
 
-        k-means (the default) gives centroids, at the data's scale; other methods' components are
-        rescaled (see below), which suits additive dictionaries (Z ~= U V: snmf, nndl, nmf,
-        topk-sae) and not ``simple``.
+        positive, negative: lists of samples (``{"id", "image", "prompt"}`` ...); or ``positive``
+        alone as a list of (negative_sample, positive_sample) pairs. The vector points from the
+        negative samples' states to the positive ones' (``from_stores(negative, positive)``).
+        method: an aggregator (:mod:`xlvlm.steer.aggregators`) or its command-line name. Paired
+        methods need pairs, or two lists of the same length (row i of each is a pair).
         """
-        from xlvlm.concepts import learn_concepts
+        from xlvlm.steer.train import train_vector
 
-        details = {}
-
-        def vector(key):
-            s, t = _rows(source, key), _rows(target, key)
-            if s.shape[1] != t.shape[1]:
-                raise XlvlmError(f"layer {key}: source rows have {s.shape[1]} features, target rows {t.shape[1]}")
-            cd = learn_concepts(torch.cat([s, t]), method=concept_method, n_concepts=n_concepts, seed=seed)
-            labels = cd.activations.argmax(1)
-            is_source = torch.cat([torch.ones(len(s), dtype=torch.bool), torch.zeros(len(t), dtype=torch.bool)])
-            sizes = torch.bincount(labels, minlength=cd.n_concepts)
-            n_source = torch.bincount(labels[is_source], minlength=cd.n_concepts)
-            used = [k for k in range(cd.n_concepts) if sizes[k] > 0]
-            share = {k: float(n_source[k]) / float(sizes[k]) for k in used}
-            i = max(used, key=lambda k: (share[k], int(sizes[k]), -k))
-            j = max(used, key=lambda k: (1.0 - share[k], int(sizes[k]), -k))
-            if i == j:
-                raise XlvlmError(
-                    f"layer {key}: the {len(used)} {concept_method} concept(s) learnt on source and target do not "
-                    f"separate them (every concept holds {100 * share[i]:.0f}% source rows); use another method "
-                    f"or layer, or more concepts")
-            components = cd.components.float()
-            if cd.method != "kmeans":
-                # k-means components are centroids, at the data's scale, so V_j - V_i is comparable to
-                # mean-diff. Other methods' components have an arbitrary scale (the activations carry
-                # the rest): scale each by the mean activation of its members, so the vector is the
-                # difference of the two concepts' average contributions to their members' rows.
-                for k in (i, j):
-                    components[k] = components[k] * cd.activations[labels == k, k].float().mean()
-            details[key] = {"concepts": [i, j], "purity": [share[i], 1.0 - share[j]],
-                            "sizes": [int(sizes[i]), int(sizes[j])]}
-            return cls.from_concepts(components, i, j, key).layer_activations[key]
-
-        sv = cls._build(source, target, layers, "concept", vector)
-        sv.metadata.update({
-            "concept_method": concept_method, "n_concepts": int(n_concepts), "seed": int(seed),
-            "concepts": {k: d["concepts"] for k, d in details.items()},
-            "purity": {k: d["purity"] for k, d in details.items()},
-            "concept_sizes": {k: d["sizes"] for k, d in details.items()},
-        })
-        return sv
+        return train_vector(cls, vlm, positive, negative, layers, method, select, batch_size, options)
 
     @classmethod
     def concept_pairs(cls, source, layer, n_concepts: int = 8, concept_method: str = "kmeans",
@@ -268,18 +258,21 @@ class SteeringVector:
         return {k: float(v.norm()) for k, v in self.layer_activations.items()}
 
     # ---- use -------------------------------------------------------------------------------
-    @contextmanager
-    def apply(self, vlm, alpha: float = 1.0, positions="all", operator: str = "add", condition=None):
-        """Steer ``vlm`` while inside the context; hooks are removed on exit, even on error.
+    def apply(self, vlm, alpha: float = 1.0, positions="all", operator="add", condition=None):
+        """Steer ``vlm`` now; returns a handle. ``with sv.apply(vlm, alpha=2): ...`` steers inside
+        the block; ``handle = sv.apply(vlm, alpha=2)`` until ``handle.remove()``. Either way the
+        hooks removed are exactly those added.
 
+        vlm: the VLM of ``xlvlm.load_vlm`` (a bare transformers model is refused).
         positions: "all", "generated", "from-last-prompt", or an int prompt index.
-        operator: "add" or "project-out". condition: a :class:`Condition` or None.
+        operator: a function ``(hidden, vector, alpha) -> delta`` (:mod:`xlvlm.steer.operators`:
+        ``add``, ``project_out``) or its name ("add", "project-out").
+        condition: a :class:`Condition` or None.
         """
         from xlvlm.steer.apply import steering
 
-        with steering(vlm, self.layer_activations, alpha=alpha, positions=positions, operator=operator,
-                      condition=condition) as state:
-            yield state
+        return steering(vlm, self.layer_activations, alpha=alpha, positions=positions, operator=operator,
+                        condition=condition)
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path) -> Path:

@@ -24,9 +24,7 @@ def _as_vlm(model, device: str = "cpu"):
 def predict(model, samples: list[dict], max_new_tokens: int = 4, batch_size: int = 64,
             progress: bool = False) -> list[dict]:
     """``samples`` with a ``prediction`` field: greedy answers of ``model`` (a VLM or a folder)."""
-    vlm = _as_vlm(model)
-    texts = vlm.generate(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-    return [{**s, "prediction": t} for s, t in zip(samples, texts)]
+    return _as_vlm(model).predict(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
 
 
 def vqa_accuracy(model, samples: list[dict] | None = None, split: str = "test", batch_size: int = 64,

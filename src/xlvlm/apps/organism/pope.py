@@ -81,7 +81,7 @@ def confusions(model: str = "original", per_class: int = 40) -> dict[str, dict[s
         for present in values:
             column = 1 if kind == "color" else 0  # labels are (shape, colour)
             ids = [i for i in sorted(labels) if labels[i][column] == present]
-            samples = [{"image": paths[i], "prompt": CONFUSION_PROMPTS[kind]} for i in ids[:per_class]]
+            samples = [{"id": str(i), "image": paths[i], "prompt": CONFUSION_PROMPTS[kind]} for i in ids[:per_class]]
             batch = vlm.encode(samples, padding_side="left")
             with torch.inference_mode():
                 logits = vlm.model(**batch.inputs).logits[:, -1].float()

@@ -1,0 +1,45 @@
+"""How a steering vector edits the residual stream: ``(hidden, vector, alpha) -> delta``.
+
+hidden (..., D) the states of the steered positions, vector (D,) in the same dtype and device;
+the result (..., D) is added to hidden (positions the rule leaves alone get no delta).
+
+  add          delta = alpha v
+  project_out  delta = -alpha (h . v_hat) v_hat   (alpha = 1 removes the component along v)
+
+Any function of the same shape works as ``operator=``; ``OPERATORS`` names the shipped ones for
+the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from xlvlm.errors import XlvlmError
+
+Operator = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def add(hidden: torch.Tensor, vector: torch.Tensor, alpha: float) -> torch.Tensor:
+    """alpha v, broadcast over hidden (..., D)."""
+    return (alpha * vector).expand_as(hidden)
+
+
+def project_out(hidden: torch.Tensor, vector: torch.Tensor, alpha: float) -> torch.Tensor:
+    """-alpha (h . v_hat) v_hat: (..., D) -> (..., D)."""
+    unit = vector / vector.float().norm().clamp_min(1e-12).to(vector.dtype)
+    return -alpha * (hidden @ unit)[..., None] * unit
+
+
+OPERATORS: dict[str, Operator] = {"add": add, "project-out": project_out}
+
+
+def operator_named(operator) -> Operator:
+    """A callable as is; a name through ``OPERATORS`` (the command line's choices)."""
+    if callable(operator):
+        return operator
+    try:
+        return OPERATORS[operator]
+    except (KeyError, TypeError):
+        raise XlvlmError(f"unknown operator {operator!r}: use one of {tuple(OPERATORS)} or a function") from None
