@@ -162,7 +162,7 @@ def gate_table(folder: Path) -> str:
 
 def demo_tables(folder: Path) -> str:
     parts = []
-    shift = json.loads((folder / "shift" / "shift.json").read_text())
+    shift = json.loads((folder / "shift" / "result.json").read_text())
     s = shift["summary"]
     parts += ["### Shift (caption prompt, original -> fine-tuned)", "",
               f"{s['n_samples']} images, {s['n_concepts']} concepts: shifted concepts closer (cosine) to their matched "
@@ -194,7 +194,7 @@ def demo_tables(folder: Path) -> str:
               "questions:", "", gate_table(folder)]
     parts += ["", "### Steering red -> blue (colour questions)", "",
               (folder / "steer-red-blue" / "sweep.md").read_text().split("\n", 2)[2]]
-    cap = json.loads((folder / "steer-caption" / "caption_steer.json").read_text())
+    cap = json.loads((folder / "steer-caption" / "result.json").read_text())["data"]  # the demo's "table" stage
     parts += ["### Caption steering with the shift vector", "",
               "| captions by | name a colour | right colour | right shape |", "|---|---|---|---|"]
     for r in cap["rows"]:

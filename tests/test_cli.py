@@ -31,7 +31,7 @@ def test_extract_config_file_and_generate(tiny_dir, samples, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     from xlvlm import FeatureStore
     store = FeatureStore(tmp_path / "s")
-    assert store.manifest["generation"]["max_new_tokens"] == 3 and "prediction" in store.samples[0]
+    assert store.settings.generation["max_new_tokens"] == 3 and "prediction" in store.samples[0]
 
 
 @pytest.mark.parametrize("case, needle", [

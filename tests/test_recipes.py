@@ -33,6 +33,6 @@ def test_recipe_is_a_valid_config(recipe, monkeypatch):
     parser = build_parser()
     argv = _command(recipe) + ["--config", str(recipe)]
     args = parser.parse_args(argv)
-    _apply_config(parser, args, argv)
+    _apply_config(args, argv)
     text = " ".join(str(v) for v in vars(args).values())
     assert "${" not in text

@@ -2,18 +2,63 @@
 
 Concepts (CoX-LMM), fine-tuning shift analysis and steering vectors for multimodal LLMs from
 Hugging Face transformers. See README.md and docs/.
+
+The public names below are imported on first use (PEP 562), so that ``import xlvlm.cli`` and
+``xlvlm --help`` do not pay for torch and transformers.
 """
 
-from xlvlm import organism
-from xlvlm.concepts import ConceptDictionary, ground_images, learn_concepts
-from xlvlm.concepts.text import ground_text
-from xlvlm.errors import XlvlmError
-from xlvlm.extract import FeatureStore, extract
-from xlvlm.models import load_vlm
-from xlvlm.shift import analyse_shift
-from xlvlm.steer import Condition, SteeringVector
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = ["XlvlmError", "FeatureStore", "extract", "load_vlm", "learn_concepts", "ConceptDictionary", "ground_text",
-           "ground_images", "analyse_shift", "SteeringVector", "Condition", "organism", "__version__"]
+# public name -> the module that defines it
+_EXPORTS = {
+    "XlvlmError": "xlvlm.errors",
+    "FeatureStore": "xlvlm.extract",
+    "extract": "xlvlm.extract",
+    "load_vlm": "xlvlm.models",
+    "learn_concepts": "xlvlm.concepts",
+    "ConceptDictionary": "xlvlm.concepts",
+    "ground_text": "xlvlm.concepts.text",
+    "ground_images": "xlvlm.concepts",
+    "analyse_shift": "xlvlm.shift",
+    "SteeringVector": "xlvlm.steer",
+    "Condition": "xlvlm.steer",
+}
+_SUBMODULES = ("organism",)
+
+__all__ = [*_EXPORTS, *_SUBMODULES, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"xlvlm.{name}")
+    else:
+        raise AttributeError(f"module 'xlvlm' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``xlvlm.extract`` is the function, though a submodule has the same name: importing the
+    submodule would otherwise set the package attribute to the module (as the import system
+    does for every submodule) and ``xlvlm.extract(...)`` would fail after any
+    ``from xlvlm.extract import ...``."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

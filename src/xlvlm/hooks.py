@@ -126,10 +126,6 @@ class Recording:
                              f"add it to record(vlm, layers)")
         return torch.cat(self.outputs[key], dim=1)
 
-    def clear(self) -> None:
-        for chunks in self.outputs.values():
-            chunks.clear()
-
 
 @contextmanager
 def record(vlm, layers, stop_early: bool = False,

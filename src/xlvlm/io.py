@@ -95,6 +95,18 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
 
 # ---- output units --------------------------------------------------------------------------------
 UNIT_PREFIX = ".xlvlm-unit-"
+# Every stage's result: ``{"stage": NAME, "version": RESULT_VERSION, ...}`` in RESULT_FILE, the
+# unit's last file; the report picks its renderer by ``stage``, never by a file's name.
+RESULT_FILE = "result.json"
+RESULT_VERSION = 1
+# The result files of xlvlm before RESULT_FILE (no stage, no version): the report names them
+# and asks for a rerun instead of guessing their stage from the name.
+LEGACY_RESULT_FILES = ("concepts.json", "shift.json", "sweep.json", "caption_steer.json")
+
+
+def stage_result(stage: str, **fields) -> dict:
+    """A stage's result object: its name and format version first, then its own fields."""
+    return {"stage": stage, "version": RESULT_VERSION, **fields}
 
 
 class OutputUnit:
@@ -111,7 +123,7 @@ class OutputUnit:
     tells a reader (the report) whether the files beside a result are the ones it lists.
     Files in ``folder`` that the stage does not own are left alone.
 
-    Use: ``with OutputUnit(out, "concepts.json", ["concept_grid.png", ...]) as unit:`` write
+    Use: ``with OutputUnit(out, RESULT_FILE, ["concept_grid.png", ...]) as unit:`` write
     into ``unit.work``, the result JSON last, then ``unit.commit()``.
     """
 
@@ -179,7 +191,7 @@ def _remove(path: Path) -> None:
 
 
 def check_outputs(result_path) -> bool:
-    """Whether a stage's result file (concepts.json, shift.json, sweep.json, ...) stands for a
+    """Whether a stage's result file (``result.json``) stands for a
     complete output unit of :class:`OutputUnit`. False for a file inside an unfinished unit's
     work folder (a reader skips it); True when every file its ``outputs`` lists is there with
     that SHA-256 (or it lists none: written by hand or by an older xlvlm). Otherwise a one-line

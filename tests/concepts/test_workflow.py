@@ -18,7 +18,7 @@ def test_concepts_workflow_on_a_tiny_model(tiny_dir, vlm_of, tmp_path, capsys):
                  "--model", str(tiny_dir("llava")), "--clip-model", str(clip), "--top-samples", "5",
                  "--out", str(tmp_path / "c"), "--quiet"])
     assert code == 0, capsys.readouterr().err
-    summary = json.loads((tmp_path / "c" / "concepts.json").read_text())
+    summary = json.loads((tmp_path / "c" / "result.json").read_text())
     metrics = summary["metrics"]
     for name in ("reconstruction_r2", "overlap", "overlap_random_words", "clipscore_top1", "clipscore_top3_random_words",
                  "clipscore_words_top1", "clipscore_words_top3_random_words",

@@ -77,7 +77,7 @@ def test_bad_images_error_or_are_skipped_and_recorded(vlm_of, samples, tmp_path)
         xlvlm.extract(vlm, bad, out=tmp_path / "a", progress=False)
     store = xlvlm.extract(vlm, bad, out=tmp_path / "b", skip_bad=True, progress=False)
     assert store.ids == [samples[0]["id"], samples[3]["id"]]
-    skipped = store.manifest["skipped"]
+    skipped = store.manifest.skipped
     assert [s["id"] for s in skipped] == ["bad1", "bad2"] and "missing.png" in skipped[1]["reason"]
 
 

@@ -30,7 +30,7 @@ def test_an_abbreviated_flag_wins_too(tmp_path):
     parser = build_parser()
     argv = ["concepts", "--config", str(config), "--n-conc", "7"]
     args = parser.parse_args(argv)
-    _apply_config(parser, args, argv)
+    _apply_config(args, argv)
     assert args.n_concepts == 7
 
 
@@ -92,7 +92,7 @@ def test_environment_is_expanded_only_in_path_options(tmp_path, monkeypatch):
     parser = build_parser()
     argv = ["extract", "--config", str(config)]
     args = parser.parse_args(argv)
-    _apply_config(parser, args, argv)
+    _apply_config(args, argv)
     assert args.data == "/data/x.jsonl"
     assert args.prompt == "say ${XLVLM_TEST_TOKEN}" and args.contains == "${XLVLM_TEST_TOKEN}"
     assert "hf_secret" not in " ".join(str(v) for v in vars(args).values())
@@ -112,5 +112,5 @@ def test_config_values_are_typed_like_the_command_line(tmp_path):
     parser = build_parser()
     argv = ["steer", "sweep", "--config", str(config)]
     args = parser.parse_args(argv)
-    _apply_config(parser, args, argv)
+    _apply_config(args, argv)
     assert args.alphas == [1.0, 2.5] and args.batch_size == 4 and args.normalize is True and args.layers == "3,5"

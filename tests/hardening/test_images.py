@@ -51,6 +51,6 @@ def test_extract_refuses_a_bomb_in_one_line_and_skips_every_bad_image_with_skip_
     assert code == 0, err
     store = xlvlm.FeatureStore(tmp_path / "lenient")
     assert len(store) == 2 and "4 skipped" in out
-    skipped = {s["id"]: s["reason"] for s in store.manifest["skipped"]}
+    skipped = {s["id"]: s["reason"] for s in store.manifest.skipped}
     assert sorted(skipped) == ["bad0", "bad1", "bad2", "bad3"]
     assert "too large" in skipped["bad0"] and "too large" in skipped["bad1"] and "corrupt" in skipped["bad2"]

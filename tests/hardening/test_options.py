@@ -42,7 +42,7 @@ def test_bad_number_or_list_is_one_line_naming_the_option(cli, argv, option):
 
 
 def test_alpha_at_the_bound_is_accepted_past_it_refused(cli, tmp_path):
-    from xlvlm.cli_validate import MAX_ALPHA, alpha
+    from xlvlm.cli.validate import MAX_ALPHA, alpha
 
     assert alpha(str(MAX_ALPHA)) == MAX_ALPHA and alpha("-2.5") == -2.5
     code, _, err = cli(["steer", "apply", "--alpha", str(2 * MAX_ALPHA)])
@@ -63,8 +63,8 @@ def test_shard_samples_rounded_to_whole_batches_says_so(cli, tiny_dir, samples, 
                         "--batch-size", "4", "--shard-samples", "3", "--quiet"])
     assert code == 0
     assert "--shard-samples 3 becomes 4" in err
-    shards = xlvlm.FeatureStore(tmp_path / "s").manifest["shards"]
-    assert [shard["n_samples"] for shard in shards] == [4]  # what the warning said
+    shards = xlvlm.FeatureStore(tmp_path / "s").manifest.shards
+    assert [shard.n_samples for shard in shards] == [4]  # what the warning said
 
 
 def test_steer_compute_n_concepts_zero_never_reaches_kmeans(cli, tmp_path, samples):

@@ -14,49 +14,55 @@ ONERROR = '<img src=x onerror="alert(2)">'
 SECRET = "root:x:0:0:SECRET-OUTSIDE-THE-RUN"
 
 
+def _result(stage, **fields):
+    return json.dumps({"stage": stage, "version": 1, **fields})
+
+
 def _crafted_run(tmp_path):
     """Every stage file with markup in every string field (and in numeric ones), links out, remote notes."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "passwd").write_text(SECRET + "\n")
     Image.new("RGB", (4, 4), "red").save(outside / "figure.png")
-    (outside / "shift.json").write_text(json.dumps({"settings": {"layer": SECRET}}))
+    (outside / "result.json").write_text(_result("shift", settings={"layer": SECRET}))
     run = tmp_path / "run"
     hostile = SCRIPT + ONERROR
     concepts = run / "concepts"
     concepts.mkdir(parents=True)
-    (concepts / "concepts.json").write_text(json.dumps({
-        "settings": {"method": hostile, "n_concepts": hostile, "layer": hostile, "model": hostile,
-                     "n_train": hostile, "n_test": hostile},
-        "metrics": {hostile: hostile},
-        "concepts": [{"concept": hostile, "words": [hostile], "mas_answers": [hostile]}]}))
+    (concepts / "result.json").write_text(_result(
+        "concepts", settings={"method": hostile, "n_concepts": hostile, "layer": hostile, "model": hostile,
+                              "n_train": hostile, "n_test": hostile},
+        metrics={hostile: hostile},
+        concepts=[{"concept": hostile, "words": [hostile], "mas_answers": [hostile]}]))
     (concepts / "concept_grid.png").symlink_to(outside / "passwd")  # a "figure" that is /etc/passwd
     (concepts / "patch_heatmaps.png").symlink_to(outside / "figure.png")  # a real PNG, but outside
     (concepts / "command.txt").symlink_to(outside / "passwd")
     shift = run / "shift"
     shift.mkdir()
-    (shift / "shift.json").write_text(json.dumps({
-        "settings": {"layer": hostile, "aggregate": hostile}, "unembedding": hostile,
-        "summary": {"n_samples": hostile, "share_closer_by_cosine": hostile, "mean_cos_original": hostile,
-                    "mean_cos_shifted": hostile},
-        "concepts": [{"concept": hostile, "matched_finetuned": hostile, "stats": {"n": hostile},
-                      "words_shift": [hostile]}]}))
+    (shift / "result.json").write_text(_result(
+        "shift", settings={"layer": hostile, "aggregate": hostile}, unembedding=hostile,
+        summary={"n_samples": hostile, "share_closer_by_cosine": hostile, "mean_cos_original": hostile,
+                 "mean_cos_shifted": hostile},
+        concepts=[{"concept": hostile, "matched_finetuned": hostile, "stats": {"n": hostile},
+                   "words_shift": [hostile]}]))
     (shift / "shift_grid.png").write_text(SECRET)  # not a PNG: never embedded as one
     sweep = run / "sweep"
     sweep.mkdir()
-    (sweep / "sweep.json").write_text(json.dumps({
-        "source": hostile, "target": hostile,
-        "settings": {"positions": hostile, "operator": hostile, "condition": {"layer": hostile}},
-        "rows": [{"method": hostile, "layer": hostile, "alpha": hostile, "per_type": {hostile: hostile}}]}))
+    (sweep / "result.json").write_text(_result(
+        "sweep", source=hostile, target=hostile,
+        settings={"positions": hostile, "operator": hostile, "condition": {"layer": hostile}},
+        rows=[{"method": hostile, "layer": hostile, "alpha": hostile, "per_type": {hostile: hostile}}]))
     caption = run / "caption"
     caption.mkdir()
-    (caption / "caption_steer.json").write_text(json.dumps({
-        "layer": hostile, "n": hostile, "rows": [{"alpha": hostile, "examples": [hostile]}],
-        "finetuned": {"names_color": hostile}}))
+    (caption / "result.json").write_text(_result(
+        "table", title=hostile, about=hostile, header=[hostile, hostile], rows=[[hostile, [hostile]], [1.5, None]]))
+    evaluation = run / "evaluation"
+    evaluation.mkdir()
+    (evaluation / "result.json").write_text(_result("evaluate", task=hostile, **{hostile: hostile}))
     (run / "linked").mkdir()
-    (run / "linked" / "shift.json").symlink_to(outside / "shift.json")
+    (run / "linked" / "result.json").symlink_to(outside / "result.json")
     (outside / "stage").mkdir()
-    (outside / "stage" / "shift.json").write_text(json.dumps({"settings": {"layer": SECRET}}))
+    (outside / "stage" / "result.json").write_text(_result("shift", settings={"layer": SECRET}))
     (run / "linked_folder").symlink_to(outside / "stage", target_is_directory=True)
     (run / "notes.html").write_text('<p>hi</p><img src="https://evil.example/track.png">')
     (run / "notes.txt").write_text("Notes with " + SCRIPT + "\n\nsecond paragraph")
@@ -81,22 +87,27 @@ def test_report_of_a_crafted_run_escapes_everything_and_embeds_nothing_from_outs
     assert 'Content-Security-Policy' in page
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", '{"concepts": "abc"}', '{"settings": [1]}', "\x89PNG\x00\xff",
-                                     '{"concepts": [1, 2]}'])
-def test_malformed_report_input_is_one_line(tmp_path, capsys, content):
+@pytest.mark.parametrize("stage, content", [
+    (None, "[1, 2]"), (None, "\x89PNG\x00\xff"), ("concepts", '{"concepts": "abc"}'),
+    ("concepts", '{"settings": [1]}'), ("concepts", '{"concepts": [1, 2]}'), ("table", '{"header": "x", "rows": []}'),
+    ("table", '{"rows": [1]}'), ("sweep", '{"rows": {"a": 1}}'), ("shift", '{"summary": 3}'),
+    ("nonsense", "{}"), ("concepts", '{"version": 99}'), ("concepts", '{"version": "1"}')])
+def test_malformed_report_input_is_one_line(tmp_path, capsys, stage, content):
     run = tmp_path / "run"
     (run / "c").mkdir(parents=True)
-    (run / "c" / "concepts.json").write_bytes(content.encode("latin-1"))
+    if stage:  # a result of the stage with a malformed field
+        content = json.dumps({"stage": stage, "version": 1, **json.loads(content)})
+    (run / "c" / "result.json").write_bytes(content.encode("latin-1"))
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "concepts.json" in err and len(err.splitlines()) == 1
+    assert "result.json" in err and "rerun" in err and len(err.splitlines()) == 1
 
 
 def test_report_formats_odd_numbers_without_a_traceback(tmp_path):
     run = tmp_path / "run"
     (run / "s").mkdir(parents=True)
-    (run / "s" / "shift.json").write_text(json.dumps({"summary": {"share_closer_by_cosine": "most",
-                                                                  "mean_cos_original": None}}))
+    (run / "s" / "result.json").write_text(_result("shift", summary={"share_closer_by_cosine": "most",
+                                                                       "mean_cos_original": None}))
     assert main(["report", str(run)]) == 0
     assert "<b>most%</b>" in (run / "report.html").read_text()
 
@@ -104,7 +115,7 @@ def test_report_formats_odd_numbers_without_a_traceback(tmp_path):
 def test_concepts_settings_links_and_html_notes_each_are_caught(tmp_path):
     """The three holes one by one, on a run that formats fine: unescaped settings, a linked figure, HTML notes."""
     run = _crafted_run(tmp_path)
-    for stage in ("shift", "sweep", "caption", "linked"):
+    for stage in ("shift", "sweep", "caption", "evaluation", "linked"):
         for file in (run / stage).iterdir():
             file.unlink()
         (run / stage).rmdir()

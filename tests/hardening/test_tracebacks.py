@@ -54,7 +54,7 @@ def test_sweep_with_mathtext_in_the_answers_finishes_and_keeps_everything(cli, t
                              "--source-answer", r"$\foo$", "--target-answer", "red", "--max-new-tokens", "2",
                              "--quiet", "--out", out])
     assert code == 0, err
-    assert json.loads((out / "sweep.json").read_text())["source"] == r"$\foo$"
+    assert json.loads((out / "result.json").read_text())["source"] == r"$\foo$"
     assert (out / "sweep.png").stat().st_size > 0 and (out / "command.txt").is_file()
 
 

@@ -44,7 +44,7 @@ def test_workflow_drops_template_words_and_shows_questions_and_answers(vlm_of, s
             source = next(s for s in samples if s["id"] == top["id"])
             assert top["question"] == source["prompt"] and top["answer"] == source["answer"]
             assert top["image"] == source["image"] or top["image"].startswith("<PIL.Image")
-    written = json.loads((tmp_path / "c" / "concepts.json").read_text())
+    written = json.loads((tmp_path / "c" / "result.json").read_text())
     assert written["concepts"][0]["top_samples"] == summary["concepts"][0]["top_samples"]
     assert (tmp_path / "c" / "concept_grid.png").stat().st_size > 1000
     lines = summary_lines(summary["concepts"], n_samples=2)
@@ -66,7 +66,7 @@ def test_cli_concepts_prints_top_samples(tiny_dir, vlm_of, samples, tmp_path, ca
                  "--out", str(tmp_path / "c"), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0
-    summary = json.loads((tmp_path / "c" / "concepts.json").read_text())
+    summary = json.loads((tmp_path / "c" / "result.json").read_text())
     top = summary["concepts"][0]["top_samples"][0]
     assert f"{top['id']}  Q: {top['question'][:20]}" in out and f"A: {top['answer']}" in out
     assert f"[{top['image'].rsplit('/', 1)[-1]}]" in out

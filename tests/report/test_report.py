@@ -1,3 +1,4 @@
+import json
 import re
 
 import pytest
@@ -34,3 +35,49 @@ def test_report_on_empty_folder_is_one_line(tmp_path):
     with pytest.raises(XlvlmError, match="no stage outputs"):
         from xlvlm.report import build_report
         build_report(tmp_path)
+
+
+def _result(folder, **fields):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps(fields))
+
+
+def test_report_picks_the_renderer_by_stage_not_by_file_name(tmp_path, monkeypatch):
+    from xlvlm.report import html
+
+    seen = []
+    monkeypatch.setitem(html.RENDERERS, "probe", lambda data, path, root: seen.append(path) or "<h2>probe</h2>")
+    _result(tmp_path / "sweep", stage="probe", version=1)  # the folder's name says nothing
+    _result(tmp_path / "a" / "b", stage="table", version=1, title="Caption steering", about="what", header=["h"],
+            rows=[["cell"]])
+    page = html.build_report(tmp_path).read_text()
+    assert seen == [tmp_path / "sweep" / "result.json"]
+    assert "<h2>probe</h2>" in page and "<h2>Caption steering: a/b</h2>" in page and "<td class=\"l\">cell</td>" in page
+
+
+def test_report_of_a_run_from_before_result_json_asks_for_a_rerun(tmp_path):
+    """Old results carry no stage: the report names the file and the rerun instead of guessing."""
+    from xlvlm.report import build_report
+
+    _result(tmp_path / "new", stage="table", version=1, header=["h"], rows=[])
+    (tmp_path / "c" / "dictionary").mkdir(parents=True)
+    (tmp_path / "c" / "dictionary" / "concepts.json").write_text(json.dumps({"format": 1}))  # a dictionary: fine
+    build_report(tmp_path)
+    (tmp_path / "c" / "concepts.json").write_text(json.dumps({"settings": {}, "concepts": []}))
+    with pytest.raises(XlvlmError, match=r"c/concepts.json: written by an older xlvlm \(no result.json\); rerun"):
+        build_report(tmp_path)
+    _result(tmp_path / "c", stage="concepts", version=1)  # rerun: the new result stands beside any leftover
+    assert "<h2>Concepts: c</h2>" in build_report(tmp_path).read_text()
+
+
+def test_evaluate_out_is_a_stage_result_the_report_shows(tmp_path, capsys):
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text("".join(json.dumps({"id": f"q{i}", "prediction": answer, "answer": "yes",
+                                               "answer_type": "yes/no"}) + "\n"
+                                   for i, answer in enumerate(["yes", "no", "yes", "yes"])))
+    assert main(["evaluate", "--predictions", str(predictions), "--out", str(tmp_path / "run" / "eval" / "result.json")]) == 0
+    result = json.loads((tmp_path / "run" / "eval" / "result.json").read_text())
+    assert (result["stage"], result["version"], result["accuracy"]) == ("evaluate", 1, 0.75)
+    assert main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "<h2>Evaluation: eval</h2>" in page and "0.750" in page

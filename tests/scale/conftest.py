@@ -6,6 +6,7 @@ import json
 
 import torch
 
+from xlvlm.extract.manifest import StoreSettings
 from xlvlm.extract.store import StoreWriter
 
 
@@ -22,9 +23,9 @@ def write_store(path, features: dict, shard_rows: int, present=None, ids=None, f
     n, d = first.shape
     ids = ids or [f"x{i}" for i in range(n)]
     present = [True] * n if present is None else list(present)
-    settings = {"model": "", "family": "", "num_layers": None, "hidden_size": d, "layers": list(features),
+    settings = StoreSettings(**{"model": "", "family": "", "num_layers": None, "hidden_size": d, "layers": list(features),
                 "selector": "custom", "rows_per_sample": 1, "teacher_forcing": False, "generation": None,
-                "dtype": str(first.dtype).replace("torch.", "")}
+                "dtype": str(first.dtype).replace("torch.", "")})
     writer = StoreWriter(path, settings, ids)
     for a in range(0, n, shard_rows):
         b = min(n, a + shard_rows)

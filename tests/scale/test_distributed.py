@@ -15,6 +15,7 @@ from xlvlm.data import read_jsonl
 from xlvlm.errors import XlvlmError
 from xlvlm.extract import run as run_module
 from xlvlm.extract.distributed import DistributedContext, extract_distributed, merge_ranks, rank_folder, rank_range
+from xlvlm.extract.manifest import StoreSettings
 from xlvlm.extract.store import StoreWriter
 from tests.scale.conftest import assert_same_store, write_jsonl, write_store
 
@@ -118,7 +119,7 @@ def test_ranks_merge_into_the_single_process_store_and_resume_per_rank(vlm_of, s
 
     merged = _run_ranks(fake_group, vlm, samples, tmp_path / "dist", 3, shard_samples=1)
     assert (part / "shard-00000.safetensors").stat().st_mtime_ns == kept  # resumed, not redone
-    assert merged.manifest["world_size"] == 3 and [r["n_input"] for r in merged.manifest["ranks"]] == [2, 2, 4]
+    assert merged.manifest.extra["world_size"] == 3 and [r["n_input"] for r in merged.manifest.extra["ranks"]] == [2, 2, 4]
     assert_same_store(merged, reference)
     merged.verify()
     assert_same_store(xlvlm.FeatureStore(tmp_path / "dist", verify_checksums=True), reference)
@@ -133,16 +134,15 @@ def test_more_ranks_than_batches(vlm_of, samples, tmp_path, fake_group):
     vlm = vlm_of("llava")
     reference = xlvlm.extract(vlm, samples[:3], out=tmp_path / "one", progress=False, **OPTIONS)
     merged = _run_ranks(fake_group, vlm, samples[:3], tmp_path / "dist", 4)
-    assert [r["n_input"] for r in merged.manifest["ranks"]] == [0, 2, 0, 1]
+    assert [r["n_input"] for r in merged.manifest.extra["ranks"]] == [0, 2, 0, 1]
     assert_same_store(merged, reference)
 
 
 def test_merge_refuses_unfinished_or_mismatched_ranks(tmp_path):
     ids = [f"x{i}" for i in range(4)]
     write_store(rank_folder(tmp_path, 0, 2), {"final": torch.zeros(2, 3)}, 1, ids=ids[:2])
-    settings = {"model": "", "family": "", "num_layers": None, "hidden_size": 3, "layers": ["final"],
-                "selector": "custom", "rows_per_sample": 1, "teacher_forcing": False, "generation": None,
-                "dtype": "float32"}
+    settings = StoreSettings(model="", family="", num_layers=None, hidden_size=3, layers=["final"], selector="custom",
+                             rows_per_sample=1, teacher_forcing=False, generation=None, dtype="float32")
     StoreWriter(rank_folder(tmp_path, 1, 2), settings, ids[2:])
     with pytest.raises(XlvlmError, match="rank 1 has not finished"):
         merge_ranks(tmp_path, 2, ids, batch_size=1)
@@ -176,7 +176,7 @@ def test_torchrun_two_cpu_processes_one_store(tiny_dir, samples, tmp_path, vlm_o
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote") == 1 and "8 samples" in result.stdout
     merged = xlvlm.FeatureStore(out)
-    assert [shard["file"].split("/")[0] for shard in merged.manifest["shards"]] == [
+    assert [shard.file.split("/")[0] for shard in merged.manifest.shards] == [
         "rank-00000-of-00002", "rank-00001-of-00002", "rank-00001-of-00002"]  # rank 1: kept shard + resumed one
     assert_same_store(merged, reference)
     merged.verify()

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 import xlvlm
 from xlvlm.cli import main
 from xlvlm.errors import XlvlmError
+from xlvlm.extract.manifest import StoreSettings
 from xlvlm.extract.store import StoreWriter
 from xlvlm.io import sha256_file
 from tests.scale.conftest import write_store
@@ -194,9 +195,9 @@ def test_streamed_reads_check_too(tmp_path):
 # ---- partial stores ---------------------------------------------------------------------------
 def _partial(path, features, done: int):
     """A store whose extraction stopped after ``done`` of N samples (as after a SIGKILL)."""
-    settings = {"model": "", "family": "", "num_layers": None, "hidden_size": D, "layers": ["final"],
+    settings = StoreSettings(**{"model": "", "family": "", "num_layers": None, "hidden_size": D, "layers": ["final"],
                 "selector": "custom", "rows_per_sample": 1, "teacher_forcing": False, "generation": None,
-                "dtype": "float32"}
+                "dtype": "float32"})
     writer = StoreWriter(path, settings, [f"x{i}" for i in range(N)])
     rows = [{**IMAGES[i], "id": f"x{i}", "present": True, "rows": 1} for i in range(done)]
     writer.write_shard({"final": features[:done]}, torch.arange(done), rows, [])

@@ -1,7 +1,7 @@
 """A stage's outputs are one unit: a rerun killed (SIGKILL) or failing at any point leaves the
 previous complete outputs, or nothing that looks complete, and the report checks which.
 
-Once, a `concepts` rerun killed mid-way left concepts.json saying 3 concepts beside a
+Once, a `concepts` rerun killed mid-way left its result file saying 3 concepts beside a
 dictionary of 6 and a redrawn grid, and `report` showed them together.
 """
 
@@ -93,13 +93,13 @@ def test_concepts_rerun_killed_keeps_the_old_unit(samples, tmp_path):
              and not any(part.startswith(UNIT_PREFIX) for part in p.relative_to(out).parts)}
     assert after == before  # the old unit, byte for byte
     assert ConceptDictionary.load(out / "dictionary").n_concepts == 3
-    _assert_complete(out / "concepts.json")
+    _assert_complete(out / "result.json")
     assert "dictionary of 3 concepts" in build_report(run).read_text()
     # The next run finishes, clears the killed run's work folder, and replaces the unit.
     assert main(_concepts(store, out, 6)) == 0
     assert ConceptDictionary.load(out / "dictionary").n_concepts == 6
     assert not list(out.glob(UNIT_PREFIX + "*"))
-    _assert_complete(out / "concepts.json")
+    _assert_complete(out / "result.json")
     assert "--n-concepts 6" in (out / "command.txt").read_text()
     assert "dictionary of 6 concepts" in build_report(run).read_text()
 
@@ -110,7 +110,7 @@ def test_concepts_killed_while_replacing_leaves_nothing_that_looks_complete(nth,
     out = run / "concepts"
     assert main(_concepts(store, out, 3)) == 0
     _killed_at(tmp_path, "xlvlm.io", "_remove", nth, _concepts(store, out, 6))
-    assert not (out / "concepts.json").exists()
+    assert not (out / "result.json").exists()
     with pytest.raises(XlvlmError, match="no stage outputs found"):
         build_report(run)
 
@@ -127,7 +127,7 @@ def test_shift_rerun_killed_keeps_the_old_unit(samples, tmp_path):
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     _killed_at(tmp_path, "xlvlm.shift.outputs", "bar_chart", 2, shift(3))
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    _assert_complete(out / "shift.json")
+    _assert_complete(out / "result.json")
     build_report(tmp_path / "run")
 
 
@@ -149,7 +149,7 @@ def test_sweep_rerun_killed_keeps_the_old_unit(tiny_dir, samples, tmp_path):
     _killed_at(tmp_path, "xlvlm.steer.run", "predict", 3, sweep("4,8"))  # baseline and alpha 4 done
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in out.glob("pred_*")) == ["pred_mean-diff_L1_a1.jsonl", "pred_mean-diff_L1_a2.jsonl"]
-    _assert_complete(out / "sweep.json")
+    _assert_complete(out / "result.json")
     build_report(tmp_path / "run")
 
 

@@ -33,7 +33,7 @@ def test_iter_rows_gives_back_the_layer(planted_store, batch_rows):
     pieces = list(store.iter_rows("final", batch_rows=batch_rows))
     assert all(p.shape[0] == batch_rows for p in pieces[:-1]) and 0 < pieces[-1].shape[0] <= batch_rows
     assert torch.equal(torch.cat(pieces), Z)
-    order = list(range(len(store.manifest["shards"])))[::-1]
+    order = list(range(len(store.manifest.shards)))[::-1]
     assert torch.equal(torch.cat(list(store.iter_rows("final", batch_rows, shard_order=order))),
                        torch.cat([Z[a:a + 97] for a in range(0, N, 97)][::-1]))
 

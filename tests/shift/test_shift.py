@@ -88,7 +88,7 @@ def test_shift_command_writes_results_and_figures(tmp_path, samples, capsys):
     code = main(["shift", "--original", str(tmp_path / "o"), "--finetuned", str(tmp_path / "f"), "--layer", "1",
                  "--n-concepts", "2", "--method", "kmeans", "--out", str(tmp_path / "out")])
     assert code == 0, capsys.readouterr().err
-    result = json.loads((tmp_path / "out" / "shift.json").read_text())
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert len(result["concepts"]) == 2 and "stats" in result["concepts"][0]
     for name in ("shift_grid.png", "shift_recovery.png", "shift_coherence.png", "shift.safetensors"):
         assert (tmp_path / "out" / name).stat().st_size > 500
@@ -108,7 +108,7 @@ def test_shift_command_grounds_words_in_the_given_word_list(tmp_path, tiny_dir, 
                  "--n-concepts", "2", "--method", "kmeans", "--model", str(tiny_dir("llava")),
                  "--words", str(tmp_path / "words.txt"), "--out", str(tmp_path / "out")])
     assert code == 0, capsys.readouterr().err
-    concepts = json.loads((tmp_path / "out" / "shift.json").read_text())["concepts"]
+    concepts = json.loads((tmp_path / "out" / "result.json").read_text())["concepts"]
     grounded = {w for c in concepts for key in ("words_shift", "words_original", "words_shifted") for w in c[key]}
     assert grounded and grounded <= set(allowed)
     code = main(["shift", "--original", str(tmp_path / "o"), "--finetuned", str(tmp_path / "f"), "--layer", "1",

@@ -43,7 +43,7 @@ def test_sweep_runs_every_method_including_concept(vlm_of, samples, tmp_path):
     concept = [r for r in rows if r["method"] == "concept"]
     assert all(r["purity"] == [1.0, 1.0] and len(r["concepts"]) == 2 for r in concept)
     assert all(r["side_unchanged"] == 1.0 for r in rows if r["alpha"] == 0)
-    written = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    written = json.loads((tmp_path / "sw" / "result.json").read_text())
     assert len(written["rows"]) == 16
     assert (tmp_path / "sw" / "pred_concept_L2_a2.jsonl").is_file()
     with pytest.raises(XlvlmError, match="unknown steering method"):
@@ -79,7 +79,7 @@ def test_cli_concept_compute_and_sweep(tiny_dir, samples, tmp_path, capsys):
     assert main(["steer", "sweep", "--model", str(tiny_dir("llava")), "--data", str(data), "--source", str(source.path),
                  "--target", str(target.path), "--layers", "1", "--alphas", "0,2", "--methods", "mean-diff,concept",
                  "--n-concepts", "2", "--max-new-tokens", "2", "--quiet", "--out", str(tmp_path / "sw")]) == 0
-    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"]
+    rows = json.loads((tmp_path / "sw" / "result.json").read_text())["rows"]
     assert [(r["method"], r["alpha"]) for r in rows] == [("mean-diff", 0), ("mean-diff", 2), ("concept", 0),
                                                          ("concept", 2)]
 
@@ -106,7 +106,13 @@ def test_sweep_takes_a_dict_of_vectors_and_a_scorer(vlm_of, samples, tmp_path):
         [("mean-diff", "1", 0.0), ("mean-diff", "1", 50.0), ("random", "2", 0.0), ("random", "2", 50.0)]
     assert seen == [len(evaluation)] * 4
     assert rows[0]["changed"] == rows[2]["changed"] == 0  # alpha 0 is the baseline
-    assert json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"] == rows
+    written = json.loads((tmp_path / "sw" / "result.json").read_text())
+    assert written["stage"] == "sweep" and written["rows"] == rows and "source" not in written
+    # the report renders a sweep of the caller's scorer: its own fields, no "None" -> "None"
+    from xlvlm.report import build_report
+
+    page = build_report(tmp_path / "sw").read_text()
+    assert "caller" in page and ">changed<" in page and "None" not in page
     assert (tmp_path / "sw" / "pred_random_L2_a50.jsonl").is_file()
     # the command line's scorer, and its sweep from stores, give the same rows
     stores = sweep(vlm, {"md": vectors["md"]}, evaluation, alphas=[2], scorer=AnswerShift("yes", "no"),

@@ -35,7 +35,7 @@ def test_steer_compute_apply_evaluate_sweep(tiny_dir, samples, tmp_path, capsys)
                  "--layer", "1", "--out", str(tmp_path / "c.safetensors")]) == 0
     assert main(["steer", "sweep", *common, "--source", str(tmp_path / "yes"), "--target", str(tmp_path / "no"),
                  "--layers", "1,2", "--alphas", "0,4", "--methods", "mean-diff", "--out", str(tmp_path / "sw")]) == 0
-    sweep = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    sweep = json.loads((tmp_path / "sw" / "result.json").read_text())
     assert len(sweep["rows"]) == 4 and (tmp_path / "sw" / "sweep.png").stat().st_size > 1000
     zero = [r for r in sweep["rows"] if r["alpha"] == 0]
     assert all(r["side_unchanged"] == 1.0 for r in zero)  # alpha 0 changes nothing
@@ -44,7 +44,7 @@ def test_steer_compute_apply_evaluate_sweep(tiny_dir, samples, tmp_path, capsys)
     assert main(["steer", "sweep", *common, "--source", str(tmp_path / "yes"), "--target", str(tmp_path / "no"),
                  "--layers", "2", "--alphas", "4", "--condition", str(tmp_path / "c.safetensors"),
                  "--out", str(tmp_path / "gated")]) == 0
-    gated = json.loads((tmp_path / "gated" / "sweep.json").read_text())
+    gated = json.loads((tmp_path / "gated" / "result.json").read_text())
     assert gated["settings"]["condition"]["layer"] == "1"
     assert "condition at layer 1" in (tmp_path / "gated" / "sweep.md").read_text()
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from xlvlm.io import atomic_write_json, atomic_write_text
+import json
+
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 
 QUICK = {"concept_questions": 120, "caption_images": 80, "steer_train": 60, "steer_test": 90,
          "alphas": [2.0], "methods": ["mean-diff"], "caption_alphas": [1.0], "text_similarity": False}
@@ -30,8 +32,12 @@ FULL = {"concept_questions": 480, "caption_images": 240, "steer_train": 150, "st
         "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True}
 
 
-def _stage_done(folder: Path, name: str) -> bool:
-    return (folder / name).is_file()
+def _stage_done(folder: Path, stage: str) -> bool:
+    """Whether ``folder`` holds a finished result of ``stage`` (a second demo run reuses it)."""
+    try:
+        return json.loads((folder / RESULT_FILE).read_text(encoding="utf-8")).get("stage") == stage
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _command(folder: Path, out: Path, stage: str, equivalent: list[str]) -> None:
@@ -68,7 +74,7 @@ def stage_concepts(vlm, out: Path, root: Path, size: dict, layer: int, progress:
     from xlvlm.apps.organism.data import vqa_samples
 
     folder = out / "concepts"
-    if _stage_done(folder, "concepts.json"):
+    if _stage_done(folder, "concepts"):
         return
     samples = _subset(vqa_samples("test"), ("shape", "color"), size["concept_questions"], seed=0)
     store = xlvlm.extract(vlm, samples, layers=[layer], select="last-prompt", out=out / "features" / "qa-original",
@@ -102,7 +108,7 @@ def stage_shift(original, finetuned, out: Path, root: Path, size: dict, layer: i
     from xlvlm.shift import analyse_shift, write_shift
 
     folder = out / "shift"
-    if _stage_done(folder, "shift.json"):
+    if _stage_done(folder, "shift"):
         return
     samples, (o, f) = _caption_stores(original, finetuned, out, size, layer, progress)
     # Words the organism was trained to say (its answers, also its captions' content words): the
@@ -130,7 +136,7 @@ def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int]
     from xlvlm.steer.run import sweep_stores
 
     folder = out / "steer-yes-no"
-    if _stage_done(folder, "sweep.json"):
+    if _stage_done(folder, "sweep"):
         return
     train = vqa_samples("train")
     n = size["steer_train"]
@@ -175,7 +181,7 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
     from xlvlm.steer.run import sweep_stores
 
     folder = out / f"steer-{source}-{target}"
-    if _stage_done(folder, "sweep.json"):
+    if _stage_done(folder, "sweep"):
         return
     everything = vqa_samples("train")
     train = [s for s in everything if s.get("answer_type") == "color"]
@@ -213,11 +219,10 @@ def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, 
     from xlvlm.steer.run import predict
 
     folder = out / "steer-caption"
-    if _stage_done(folder, "caption_steer.json"):
+    if _stage_done(folder, "table"):
         return
     samples, (o, f) = _caption_stores(original, finetuned, out, size, layer, progress)
     vector = SteeringVector.mean_difference(o, f, [layer])
-    vector.save(folder / "shift-vector.safetensors")
     rows = []
     for alpha in [0.0] + list(size["caption_alphas"]):
         preds = predict(original, samples, vector, alpha=alpha, max_new_tokens=5, batch_size=32, progress=progress,
@@ -226,12 +231,29 @@ def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, 
         rows.append({"alpha": alpha, **report, "examples": [p["prediction"] for p in preds[:4]]})
     reference = caption_report(predict(finetuned, samples, max_new_tokens=5, batch_size=32, progress=progress,
                                        desc="fine-tuned captions"))
-    atomic_write_json(folder / "caption_steer.json", {"layer": str(layer), "rows": rows, "finetuned": reference,
-                                                      "n": len(samples)})
+    with OutputUnit(folder, RESULT_FILE, ["shift-vector.safetensors", "caption_steer.json"]) as unit:
+        vector.save(unit.work / "shift-vector.safetensors")
+        atomic_write_json(unit.work / RESULT_FILE, _caption_table(rows, reference, layer, len(samples)))
+        unit.commit()
     _command(folder, root, "caption steering", [
         f"xlvlm steer compute --source {o.path} --target {f.path} --layer {layer} --out {folder / 'shift-vector.safetensors'}",
         f"xlvlm steer apply --model {original.name} --vector {folder / 'shift-vector.safetensors'} "
         f"--alpha 1 --data CAPTIONS.jsonl --out PRED.jsonl"])
+
+
+def _caption_table(rows: list[dict], reference: dict, layer: int, n: int) -> dict:
+    """The caption-steering result as a self-describing table (the report's "table" stage), with
+    the measurements themselves under ``data``."""
+    table = [[f"original, alpha {r['alpha']:g}", r.get("names_color"), r.get("color_correct"), r.get("shape_correct"),
+              r.get("examples", [])] for r in rows]
+    table.append(["fine-tuned model (reference)", reference.get("names_color"), reference.get("color_correct"),
+                  reference.get("shape_correct"), []])
+    about = (f'The mean shift of the state at the caption\'s first token "a" (original -> fine-tuned, layer {layer}) '
+             f"added to the original model while it captions {n} test images: how often its captions name a colour, "
+             f"and whether they name the right colour and shape.")
+    return stage_result("table", title="Caption steering", about=about,
+                        header=["captions by", "name a colour", "right colour", "right shape", "examples"],
+                        rows=table, data={"layer": str(layer), "rows": rows, "finetuned": reference, "n": n})
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool = True) -> dict:
@@ -259,5 +281,5 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
         "(see docs/organism.md)."))
     report = build_report(out, title="xlvlm demo on the model organism")
     summary = {"report": str(report)}
-    summary.update({p.parent.name: str(p) for p in sorted(out.glob("*/*.json")) if p.name != "command.txt"})
+    summary.update({p.parent.name: str(p) for p in sorted(out.glob(f"*/{RESULT_FILE}"))})
     return summary

@@ -24,9 +24,10 @@ import torch
 
 from xlvlm.concepts.solvers import kmeans
 from xlvlm.concepts._method import Fitted, Method
+from xlvlm.choices import SIMPLE_ACTIVATIONS
 from xlvlm.errors import XlvlmError
 
-ACTIVATIONS = ("projection", "distance")
+ACTIVATIONS = SIMPLE_ACTIVATIONS  # names in xlvlm.choices (light to import, the CLI reads them)
 
 
 def _check(activation: str) -> None:

@@ -40,7 +40,7 @@ def fit_store(estimator, store, layer, batch_rows: int, present_only: bool, prog
     stream = _Stream(store, store.layer_key(layer), batch_rows, present_only, estimator.device, progress)
     estimator._reset()
     generator = estimator._generator("cpu")  # sample keys and shard orders, on the CPU
-    n_shards = len(store.manifest["shards"])
+    n_shards = len(store.manifest.shards)
     with torch.no_grad():
         sample, n_rows = stream.sample(estimator.init_rows, estimator.n_concepts, generator)
         estimator.partial_fit(sample)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from xlvlm.choices import WORD_FILTERS  # the names, light to import: the CLI reads them
 from xlvlm.errors import XlvlmError
 
 STOPWORDS = frozenset("""
@@ -41,7 +42,6 @@ further s t d ll m o re ve y isn aren wasn weren don doesn didn hasn haven hadn 
 mightn couldn needn ain ma
 """.split())
 
-WORD_FILTERS = ("xlvlm", "research")
 _RESEARCH_STOPWORDS = Path(__file__).resolve().parents[1] / "data" / "stopwords" / "research.txt"
 
 

@@ -3,14 +3,14 @@
 Output folder::
 
     dictionary/            the ConceptDictionary (safetensors + JSON)
-    concepts.json          per concept: grounded words (without the chat template's own words,
-                           see xlvlm.concepts.readable), MAS ids, and top samples (id, image,
-                           question, answer); settings; metrics
+    result.json            {"stage": "concepts", ...}: per concept grounded words (without the chat
+                           template's own words, see xlvlm.concepts.readable), MAS ids, and top
+                           samples (id, image, question, answer); settings; metrics
     concept_grid.png       MAS thumbnails with question and answer under each, words per concept
     patch_heatmaps.png     where the first concepts fire in their top image (with a model)
     command.txt            the command that wrote them (when given)
 
-written as one unit (:class:`xlvlm.io.OutputUnit`): concepts.json, last, lists the SHA-256 of
+written as one unit (:class:`xlvlm.io.OutputUnit`): result.json, last, lists the SHA-256 of
 every other file, and a run that stops early leaves the previous outputs as they were.
 """
 
@@ -20,10 +20,11 @@ import torch
 
 from xlvlm.concepts.readable import readable_words, template_words, top_sample
 from xlvlm.errors import XlvlmError
-from xlvlm.io import OutputUnit, atomic_write_json, atomic_write_text
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 
-# What a previous run may have left that this one replaces.
-OWNED = ["dictionary", "concept_grid.png", "patch_heatmaps.png", "command.txt"]
+# What a previous run may have left that this one replaces (with the result file of xlvlm before
+# result.json, so that a rerun leaves no stale result of the old format).
+OWNED = ["dictionary", "concept_grid.png", "patch_heatmaps.png", "command.txt", "concepts.json"]
 
 
 def _caption(sample: dict) -> str:
@@ -49,7 +50,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
 
     The dictionary is learnt on a train split (1 - test_fraction of the present samples);
     CLIPScore and text similarity are measured on the held-out test samples. ``command``: the
-    text of ``command.txt``. Returns the summary written to ``concepts.json``.
+    text of ``command.txt``. Returns the summary written to ``result.json``.
     """
     from xlvlm.concepts import learn_concepts
     from xlvlm.concepts.images import ground_images
@@ -60,7 +61,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     if vlm is not None and vlm.hidden_size != store.hidden_size:
         raise XlvlmError(f"store {store.path} has hidden size {store.hidden_size} but the model {vlm.name} has "
                          f"{vlm.hidden_size}; give the --model the store was extracted with")
-    if store.manifest.get("rows_per_sample") != 1:
+    if store.settings.rows_per_sample != 1:
         raise XlvlmError(f"store {store.path} has several rows per sample; concepts need one row per sample")
     present = store.present
     samples = [s for s, ok in zip(store.samples, present.tolist()) if ok]
@@ -68,7 +69,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     if len(samples) < 2:
         raise XlvlmError(f"store {store.path} has {len(samples)} present samples; concepts need more")
     train, test = _test_split(len(samples), test_fraction, seed) if test_fraction > 0 else (torch.arange(len(samples)), torch.arange(0))
-    with OutputUnit(out, "concepts.json", OWNED) as unit:
+    with OutputUnit(out, RESULT_FILE, OWNED) as unit:
         out = unit.work  # everything goes into the unit's work folder until the commit
         cd = learn_concepts(X[train], method=method, n_concepts=n_concepts, seed=seed, **method_options)
         cd.save(out / "dictionary")
@@ -139,12 +140,12 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
                               out / "patch_heatmaps.png")
             except XlvlmError as exc:
                 metrics["patch_heatmaps"] = f"skipped: {exc}"
-        summary = {"settings": {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts,
-                                "seed": seed, "n_train": len(train), "n_test": len(test),
-                                "model": getattr(vlm, "name", None), "options": method_options,
-                                "word_filter": word_filter, "template_words_removed": sorted(excluded)},
-                   "metrics": metrics, "concepts": concepts, "random_words": baseline_words}
-        atomic_write_json(out / "concepts.json", summary)
+        settings = {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts, "seed": seed,
+                    "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
+                    "options": method_options, "word_filter": word_filter, "template_words_removed": sorted(excluded)}
+        summary = stage_result("concepts", settings=settings, metrics=metrics, concepts=concepts,
+                               random_words=baseline_words)
+        atomic_write_json(out / RESULT_FILE, summary)
         if command is not None:
             atomic_write_text(out / "command.txt", command)
         unit.commit()

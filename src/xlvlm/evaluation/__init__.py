@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from xlvlm.choices import EVALUATION_TASKS
 from xlvlm.errors import XlvlmError
 from xlvlm.evaluation.captions import (
     DEFAULT_WORD_CLASSES, caption_metrics, caption_report, class_word_frequency,
@@ -28,7 +29,7 @@ __all__ = [
     "class_word_frequency", "rank_vectors", "pope_answer", "pope_report", "refusal_phrases", "safety_report",
 ]
 
-TASKS = ("vqa", "caption", "pope", "safety")
+TASKS = EVALUATION_TASKS  # names in xlvlm.choices (light to import, the CLI reads them)
 
 
 def evaluate_predictions(

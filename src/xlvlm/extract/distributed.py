@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
@@ -37,17 +37,16 @@ from typing import Sequence
 import torch
 
 from xlvlm.errors import XlvlmError
+from xlvlm.extract.manifest import Manifest
 from xlvlm.extract.run import DEFAULT_SHARD_SAMPLES, extract, input_digest, store_settings
 from xlvlm.extract.selectors import parse_selector
-from xlvlm.extract.store import MANIFEST, FeatureStore, StoreWriter, ids_digest, read_manifest
+from xlvlm.extract.store import MANIFEST, FeatureStore, StoreWriter, ids_digest
 from xlvlm.hooks import resolve_layers
 from xlvlm.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = timedelta(hours=24)
-# Manifest fields that are one rank's bookkeeping, not the extraction's identity.
-_PER_RANK = {"n_samples", "ids_sha256", "input_sha256", "status", "created", "finished", "shards", "skipped", "n_skipped_in_shards"}
 
 
 @dataclass(frozen=True)
@@ -189,47 +188,46 @@ def merge_ranks(out: str | Path, world_size: int, sample_ids: list[str], batch_s
     parts = []
     for rank in range(world_size):
         folder = rank_folder(out, rank, world_size)
-        manifest = read_manifest(folder)
-        if manifest["status"] != "complete":
+        manifest = Manifest.read(folder)
+        if manifest.status != "complete":
             raise XlvlmError(f"{folder}: rank {rank} has not finished; rerun the same command to resume it")
         parts.append((folder, manifest))
-    identity = {k: v for k, v in parts[0][1].items() if k not in _PER_RANK}
+    settings = parts[0][1].settings
     for folder, manifest in parts[1:]:
-        other = {k: v for k, v in manifest.items() if k not in _PER_RANK}
-        if other != identity:
-            key = next(k for k in sorted(set(identity) | set(other)) if identity.get(k) != other.get(k))
-            raise XlvlmError(f"{folder}: made with {key}={other.get(key)!r}, rank 0 with {identity.get(key)!r}; "
-                             f"the ranks' stores do not belong together, re-extract into a new folder")
-    if sum(manifest["n_samples"] for _, manifest in parts) != len(sample_ids):
-        raise XlvlmError(f"{out}: the rank stores hold {sum(m['n_samples'] for _, m in parts)} input samples, not "
+        key = manifest.settings.difference(settings)
+        if key is not None:
+            raise XlvlmError(f"{folder}: made with {key}={getattr(manifest.settings, key)!r}, rank 0 with "
+                             f"{getattr(settings, key)!r}; the ranks' stores do not belong together, re-extract "
+                             f"into a new folder")
+    n_input = [manifest.n_samples or 0 for _, manifest in parts]
+    if sum(n_input) != len(sample_ids):
+        raise XlvlmError(f"{out}: the rank stores hold {sum(n_input)} input samples, not "
                          f"{len(sample_ids)}; re-extract into a new folder")
     shards, skipped, ranks = [], [], []
     stored = first_input = 0
-    for folder, manifest in parts:
+    for (folder, manifest), n in zip(parts, n_input):
         offset = stored
-        for shard in manifest["shards"]:
-            shards.append(dict(shard, file=f"{folder.name}/{shard['file']}",
-                               samples_file=f"{folder.name}/{shard['samples_file']}", first_sample=stored,
-                               sample_offset=offset + shard.get("sample_offset", 0)))
-            stored += shard["n_samples"]
-        skipped.extend(manifest.get("skipped", []))
-        ranks.append({"folder": folder.name, "first_input": first_input, "n_input": manifest["n_samples"]})
-        first_input += manifest["n_samples"]
-    merged = {
-        **identity, "n_samples": len(sample_ids), "ids_sha256": ids_digest(sample_ids),
-        "input_sha256": input_sha256, "status": "complete",
-        "created": min(str(m.get("created", "")) for _, m in parts),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "world_size": world_size, "batch_size": batch_size, "ranks": ranks, "shards": shards, "skipped": skipped,
-        "n_skipped_in_shards": sum(m.get("n_skipped_in_shards", 0) for _, m in parts),
-    }
+        for shard in manifest.shards:
+            shards.append(replace(shard, file=f"{folder.name}/{shard.file}",
+                                  samples_file=f"{folder.name}/{shard.samples_file}",
+                                  sample_offset=offset + shard.sample_offset))
+            stored += shard.n_samples
+        skipped.extend(manifest.skipped)
+        ranks.append({"folder": folder.name, "first_input": first_input, "n_input": n})
+        first_input += n
+    merged = Manifest(settings, status="complete", n_samples=len(sample_ids), ids_sha256=ids_digest(sample_ids),
+                      input_sha256=input_sha256, shards=shards, skipped=skipped,
+                      n_skipped_in_shards=sum(manifest.n_skipped_in_shards for _, manifest in parts),
+                      created=min(str(manifest.created or "") for _, manifest in parts),
+                      finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      extra={"world_size": world_size, "batch_size": batch_size, "ranks": ranks})
     stale = sorted(p.name for p in out.glob("rank-*-of-*") if p.is_dir() and p.name not in {r["folder"] for r in ranks})
     if stale:
         log.warning("%s: folders %s belong to a run with another number of processes; they are not part of the "
                     "store and can be deleted", out, ", ".join(stale))
     path = out / MANIFEST
     try:
-        atomic_write_json(path, merged)
+        atomic_write_json(path, merged.to_dict())
     except OSError as exc:
         raise XlvlmError(f"{path}: cannot write ({exc.strerror or exc}); the rank stores are intact, "
                          f"rerun the same command to merge them")

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from xlvlm.data import check_images, check_samples
 from xlvlm.data.images import image_sha256
 from xlvlm.errors import XlvlmError
+from xlvlm.extract.manifest import Manifest, StoreSettings
 from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
 from xlvlm.extract.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest
 from xlvlm.io import sha256_file
@@ -150,17 +151,15 @@ def _metadata(sample: dict, text: str, present: bool, prediction: str | None, n_
 _PROMPT_PROBE, _ANSWER_PROBE = "<xlvlm:prompt>", "<xlvlm:answer>"
 
 
-def store_settings(vlm, keys: list[str], selector: Selector, generate: bool, max_new_tokens: int) -> dict:
-    """The manifest fields that identify a store's extraction: a resume must match them all."""
+def store_settings(vlm, keys: list[str], selector: Selector, generate: bool, max_new_tokens: int) -> StoreSettings:
+    """What identifies a store's extraction: a resume must match it all."""
     teacher_forcing = (not generate) and selector.needs_response
-    return {
-        "model": vlm.name, "family": vlm.family, "num_layers": vlm.num_layers, "hidden_size": vlm.hidden_size,
-        "layers": keys, "selector": selector.spec, "rows_per_sample": selector.rows_per_sample,
-        "teacher_forcing": teacher_forcing,
-        "generation": {"max_new_tokens": max_new_tokens, "do_sample": False} if generate else None,
-        "dtype": str(vlm.dtype).replace("torch.", ""),
-        "prompt_format": vlm.format_prompt(_PROMPT_PROBE, _ANSWER_PROBE if teacher_forcing else None)[0],
-    }
+    return StoreSettings(
+        model=vlm.name, family=vlm.family, num_layers=vlm.num_layers, hidden_size=vlm.hidden_size, layers=keys,
+        selector=selector.spec, rows_per_sample=selector.rows_per_sample, teacher_forcing=teacher_forcing,
+        generation={"max_new_tokens": max_new_tokens, "do_sample": False} if generate else None,
+        dtype=str(vlm.dtype).replace("torch.", ""),
+        prompt_format=vlm.format_prompt(_PROMPT_PROBE, _ANSWER_PROBE if teacher_forcing else None)[0])
 
 
 def _image_sha256(image) -> str | None:
@@ -184,27 +183,26 @@ def input_digest(samples: Sequence[dict]) -> str:
 class MemoryWriter:
     """Collects shards in memory (``extract`` without ``out``), with StoreWriter's calls."""
 
-    def __init__(self, settings: dict):
+    def __init__(self, settings: StoreSettings):
         self.settings = settings
         self.parts: list[tuple[dict, torch.Tensor]] = []
         self.samples: list[dict] = []
         self.skipped: list[dict] = []
-        self.manifest = {"shards": []}
+        self.manifest = Manifest(settings)  # no shards: nothing stored before this run
         self.n_done, self.done = 0, False
 
     def write_shard(self, rows: dict, row_sample: torch.Tensor, samples: list[dict], skipped: list[dict]) -> None:
         self.parts.append((rows, row_sample))
         self.samples.extend(samples)
         self.skipped.extend(json_ready(s) for s in skipped)
-        self.manifest["shards"].append({"n_samples": len(samples)})
 
     def finish(self) -> InMemoryStore:
-        keys = self.settings["layers"]
+        keys = self.settings.layers
         if self.parts:
             features = {k: torch.cat([rows[k] for rows, _ in self.parts]) for k in keys}
             row_sample = torch.cat([rs for _, rs in self.parts])
         else:
-            features = {k: torch.empty(0, self.settings["hidden_size"]) for k in keys}
+            features = {k: torch.empty(0, self.settings.hidden_size) for k in keys}
             row_sample = torch.empty(0, dtype=torch.long)
         return InMemoryStore(features, row_sample, self.samples, self.settings, self.skipped)
 
@@ -250,7 +248,7 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
     pending_rows: list[torch.Tensor] = []
     pending_meta: list[dict] = []
     pending_skipped: list[dict] = []
-    written = sum(shard["n_samples"] for shard in writer.manifest["shards"])
+    written = writer.manifest.n_stored
 
     def flush():
         nonlocal written

@@ -3,6 +3,7 @@
 Layout of a store folder::
 
     manifest.json              settings, status, shard list (with sha256), skipped samples
+                               (read and written as xlvlm.extract.manifest.Manifest)
     shard-00000.safetensors    "layer/<key>" (R_s, D) for each layer, "row_sample" (R_s,) int64
     shard-00000.jsonl          metadata of the shard's samples, one JSON object per line
 
@@ -45,12 +46,9 @@ from safetensors import safe_open
 
 from xlvlm.data.images import image_label
 from xlvlm.errors import XlvlmError
+from xlvlm.extract.manifest import MANIFEST, Manifest, ShardEntry, StoreSettings, is_file
 from xlvlm.layerkeys import find_layer, layer_key
 from xlvlm.io import atomic_save_tensors, atomic_write_json, atomic_write_text, sha256_file
-
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-FORMAT = "xlvlm-feature-store"
 
 
 def ids_digest(sample_ids: list[str]) -> str:
@@ -72,95 +70,11 @@ def records_digest(records) -> str:
 
 # Leftovers of an interrupted atomic write (xlvlm.io writes ".NAME.XXXX.tmp" then renames).
 _LEFTOVER = re.compile(r"^\.(manifest\.json|shard-\d+\.(safetensors|jsonl))\..+\.tmp$")
-_SHARD_FIELDS = {"file": str, "samples_file": str, "n_samples": int, "n_rows": int, "bytes": int,
-                 "sha256": str, "samples_sha256": str}
 
 
-def _is_file(path: Path) -> bool:
-    """Path.is_file that says False, not raises, for names the OS refuses (too long, ...)."""
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _check_manifest(manifest: dict, path: Path) -> None:
-    """Types and ranges of every field a reader relies on; a one-line error on the first bad one."""
-    def bad(what: str):
-        raise XlvlmError(f"{path}: {what}; the store is damaged, re-extract it")
-
-    layers = manifest["layers"]
-    if not isinstance(layers, list) or not all(isinstance(k, str) and k for k in layers):
-        bad("field 'layers' is not a list of layer names")
-    if manifest["status"] not in ("partial", "complete"):
-        bad(f"field 'status' is {manifest['status']!r}, not 'partial' or 'complete'")
-    if not _is_count(manifest["hidden_size"]) or manifest["hidden_size"] == 0:
-        bad("field 'hidden_size' is not a positive integer")
-    num_layers = manifest.get("num_layers")
-    if num_layers is not None and (not _is_count(num_layers) or num_layers == 0):
-        bad("field 'num_layers' is not a positive integer")
-    for key in ("model", "selector", "family", "dtype"):
-        if manifest.get(key) is not None and not isinstance(manifest[key], str):
-            bad(f"field {key!r} is not a string")
-    if not isinstance(manifest.get("skipped", []), list):
-        bad("field 'skipped' is not a list")
-    if not _is_count(manifest.get("n_skipped_in_shards", 0)):
-        bad("field 'n_skipped_in_shards' is not a count")
-    shards = manifest["shards"]
-    if not isinstance(shards, list):
-        bad("field 'shards' is not a list")
-    for i, shard in enumerate(shards):
-        if not isinstance(shard, dict):
-            bad(f"shards[{i}] is not an object")
-        for key, kind in _SHARD_FIELDS.items():
-            value = shard.get(key)
-            if not (_is_count(value) if kind is int else isinstance(value, kind)):
-                bad(f"shards[{i}] field {key!r} is missing or not a {'count' if kind is int else 'string'}")
-        if not _is_count(shard.get("sample_offset", 0)):
-            bad(f"shards[{i}] field 'sample_offset' is not a count")
-        if not isinstance(shard.get("dtype", ""), str):
-            bad(f"shards[{i}] field 'dtype' is not a string")
-        if manifest.get("rows_per_sample") == 1 and shard["n_rows"] != shard["n_samples"]:
-            bad(f"shards[{i}] has {shard['n_rows']} rows for {shard['n_samples']} samples (one row per sample)")
-        for key in ("file", "samples_file"):
-            name = shard[key]
-            if not name or "\x00" in name or "\\" in name or Path(name).is_absolute() or ".." in Path(name).parts:
-                bad(f"shards[{i}] field {key!r} ({name[:80]!r}) is not a file name inside the store")
-
-
-def read_manifest(folder: Path) -> dict:
-    path = folder / MANIFEST
-    if not _is_file(path):
-        raise XlvlmError(f"{folder}: not a feature store (no {MANIFEST}); run `xlvlm extract --out {folder}` first")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long to convert
-        raise XlvlmError(f"{path}: corrupt manifest ({exc}); re-run the extraction into a new folder")
-    except RecursionError:
-        raise XlvlmError(f"{path}: corrupt manifest (nested too deeply); re-run the extraction into a new folder")
-    except OSError as exc:
-        raise XlvlmError(f"{path}: cannot read the manifest ({exc.strerror or exc})")
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise XlvlmError(f"{path}: not an xlvlm feature-store manifest (field 'format' != {FORMAT!r})")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise XlvlmError(f"{path}: schema_version {manifest.get('schema_version')} is not supported "
-                         f"(this xlvlm reads {SCHEMA_VERSION}); re-extract or upgrade xlvlm")
-    for key in ("layers", "shards", "status", "hidden_size"):
-        if key not in manifest:
-            raise XlvlmError(f"{path}: manifest lacks field {key!r}; the store is damaged, re-extract it")
-    _check_manifest(manifest, path)
-    return manifest
-
-
-def partial_message(path: Path, manifest: dict) -> str:
+def partial_message(path: Path, manifest: Manifest) -> str:
     """Why a partial store is refused: how far it got, and the two ways on."""
-    done = sum(shard["n_samples"] for shard in manifest["shards"]) + manifest.get("n_skipped_in_shards", 0)
-    total = manifest.get("n_samples")
-    total = total if _is_count(total) else "?"
+    done, total = manifest.n_done, "?" if manifest.n_samples is None else manifest.n_samples
     return (f"{path}: partial store ({done} of {total} samples extracted, an interrupted run); rerun the same "
             f"`xlvlm extract` command to finish it, or pass --allow-partial (Python: allow_partial=True) to use "
             f"the samples it holds")
@@ -182,8 +96,8 @@ class FeatureStore:
 
     def __init__(self, path, verify_checksums: bool = True, allow_partial: bool = False):
         self.path = Path(path)
-        self.manifest = read_manifest(self.path)
-        if self.manifest["status"] != "complete" and not allow_partial:
+        self.manifest = Manifest.read(self.path)
+        if self.manifest.status != "complete" and not allow_partial:
             raise XlvlmError(partial_message(self.path, self.manifest))
         self.verify_checksums = verify_checksums
         self._samples: list[dict] | None = None
@@ -193,30 +107,34 @@ class FeatureStore:
     # ---- metadata ------------------------------------------------------------------------------
     @property
     def layers(self) -> list[str]:
-        return list(self.manifest["layers"])
+        return list(self.manifest.settings.layers)
+
+    @property
+    def settings(self) -> StoreSettings:
+        return self.manifest.settings
 
     @property
     def model(self) -> str:
-        return self.manifest.get("model", "")
+        return self.manifest.settings.model
 
     @property
     def selector(self) -> str:
-        return self.manifest.get("selector", "")
+        return self.manifest.settings.selector
 
     @property
     def complete(self) -> bool:
-        return self.manifest["status"] == "complete"
+        return self.manifest.status == "complete"
 
     @property
     def hidden_size(self) -> int:
-        return int(self.manifest["hidden_size"])
+        return int(self.manifest.settings.hidden_size)
 
     @property
     def samples(self) -> list[dict]:
         if self._samples is None:
             samples, seen = [], {}
-            for shard in self.manifest["shards"]:
-                path = self.path / shard["samples_file"]
+            for shard in self.manifest.shards:
+                path = self.path / shard.samples_file
                 for line_no, sample in enumerate(self._shard_samples(shard), start=1):
                     if sample["id"] in seen:
                         raise XlvlmError(f"{path}:{line_no}: sample id {sample['id'][:80]!r} appears twice (first at "
@@ -226,18 +144,18 @@ class FeatureStore:
             self._samples = samples
         return self._samples
 
-    def _shard_samples(self, shard: dict) -> list[dict]:
+    def _shard_samples(self, shard: ShardEntry) -> list[dict]:
         """The metadata of one shard's samples, checked against the manifest."""
-        path = self.path / shard["samples_file"]
-        if not _is_file(path):
+        path = self.path / shard.samples_file
+        if not is_file(path):
             raise XlvlmError(f"{path}: shard metadata missing; the store is damaged, re-extract it")
-        self._check_checksum(path, shard["samples_sha256"])
+        self._check_checksum(path, shard.samples_sha256)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (UnicodeDecodeError, OSError) as exc:
             raise XlvlmError(f"{path}: unreadable shard metadata ({type(exc).__name__}); re-extract it")
-        if len(lines) != shard["n_samples"]:
-            raise XlvlmError(f"{path}: {len(lines)} samples where the manifest says {shard['n_samples']}; "
+        if len(lines) != shard.n_samples:
+            raise XlvlmError(f"{path}: {len(lines)} samples where the manifest says {shard.n_samples}; "
                              f"the shard is truncated, re-extract it")
         samples = []
         for line_no, line in enumerate(lines, start=1):
@@ -263,11 +181,11 @@ class FeatureStore:
         return torch.tensor([bool(s.get("present", True)) for s in self.samples], dtype=torch.bool)
 
     def __len__(self) -> int:
-        return sum(shard["n_samples"] for shard in self.manifest["shards"])
+        return sum(shard.n_samples for shard in self.manifest.shards)
 
     def layer_key(self, layer) -> str:
         """Map a layer as the user writes it (3, -1, "final", "3") to its stored key."""
-        key = find_layer(layer, self.layers, self.manifest.get("num_layers"))
+        key = find_layer(layer, self.layers, self.manifest.settings.num_layers)
         if key is None:
             raise XlvlmError(f"layer {layer_key(layer)!r} is not in store {self.path} (it holds layers "
                              f"{', '.join(self.layers)}); extract it with --layers {layer_key(layer)}")
@@ -280,35 +198,35 @@ class FeatureStore:
                 raise XlvlmError(f"{path}: checksum mismatch with the manifest; the shard is damaged, re-extract it")
             self._verified.add(str(path))
 
-    def _shard_file(self, shard: dict) -> Path:
+    def _shard_file(self, shard: ShardEntry) -> Path:
         """The shard's tensor file, checked to exist with the manifest's size (and checksum)."""
-        path = self.path / shard["file"]
-        if not _is_file(path):
+        path = self.path / shard.file
+        if not is_file(path):
             raise XlvlmError(f"{path}: shard missing; the store is damaged, re-extract it")
         size = path.stat().st_size
-        if size != shard["bytes"]:
-            raise XlvlmError(f"{path}: size {size} != {shard['bytes']} bytes in the manifest; "
+        if size != shard.bytes:
+            raise XlvlmError(f"{path}: size {size} != {shard.bytes} bytes in the manifest; "
                              f"the shard is truncated or altered, re-extract it")
-        self._check_checksum(path, shard["sha256"])
+        self._check_checksum(path, shard.sha256)
         return path
 
     def _first_samples(self) -> list[int]:
         """Index of each shard's first sample in the whole store."""
         firsts, total = [], 0
-        for shard in self.manifest["shards"]:
+        for shard in self.manifest.shards:
             firsts.append(total)
-            total += shard["n_samples"]
+            total += shard.n_samples
         return firsts
 
-    def _check_part(self, path: Path, name: str, part: torch.Tensor, shard: dict, first: int) -> torch.Tensor:
+    def _check_part(self, path: Path, name: str, part: torch.Tensor, shard: ShardEntry, first: int) -> torch.Tensor:
         """One shard's tensor checked against the manifest; row indices made store-global."""
-        n_rows = shard["n_rows"]
+        n_rows = shard.n_rows
         if name == "row_sample":
             if part.dim() != 1 or part.shape[0] != n_rows or part.dtype != torch.int64:
                 raise XlvlmError(f"{path}: row_sample has shape {tuple(part.shape)} ({part.dtype}), the manifest "
                                  f"says ({n_rows},) int64; the shard is damaged, re-extract it")
-            part = part + shard.get("sample_offset", 0)
-            if n_rows and (int(part.min()) < first or int(part.max()) >= first + shard["n_samples"]):
+            part = part + shard.sample_offset
+            if n_rows and (int(part.min()) < first or int(part.max()) >= first + shard.n_samples):
                 raise XlvlmError(f"{path}: row_sample points outside the shard's samples; the store is damaged, "
                                  f"re-extract it")
             return part
@@ -319,8 +237,8 @@ class FeatureStore:
         return part
 
     @staticmethod
-    def _check_dtype(path: Path, name: str, dtype: torch.dtype, shard: dict) -> None:
-        expected = shard.get("dtype")
+    def _check_dtype(path: Path, name: str, dtype: torch.dtype, shard: ShardEntry) -> None:
+        expected = shard.dtype
         if expected and str(dtype).replace("torch.", "") != expected:
             raise XlvlmError(f"{path}: {name} is {str(dtype).replace('torch.', '')}, the manifest says {expected}; "
                              f"the shard was rewritten, re-extract it")
@@ -347,7 +265,7 @@ class FeatureStore:
         parts = []
         present_rows = self.present[self.row_sample] if name != "row_sample" else None
         row = 0
-        for shard, first in zip(self.manifest["shards"], self._first_samples()):
+        for shard, first in zip(self.manifest.shards, self._first_samples()):
             path = self._shard_file(shard)
             try:
                 with safe_open(path, framework="pt") as handle:
@@ -356,8 +274,8 @@ class FeatureStore:
                 raise XlvlmError(f"{path}: unreadable shard ({type(exc).__name__}: {exc}); re-extract it")
             part = self._check_part(path, name, part, shard, first)
             if present_rows is not None:
-                self._check_finite(path, name, part, present_rows[row:row + shard["n_rows"]], 0)
-            row += shard["n_rows"]
+                self._check_finite(path, name, part, present_rows[row:row + shard.n_rows], 0)
+            row += shard.n_rows
             parts.append(part)
         if not parts:
             return torch.empty(0, self.hidden_size) if name != "row_sample" else torch.empty(0, dtype=torch.long)
@@ -369,7 +287,7 @@ class FeatureStore:
     @property
     def n_rows(self) -> int:
         """Rows per layer in the whole store (R)."""
-        return sum(shard["n_rows"] for shard in self.manifest["shards"])
+        return sum(shard.n_rows for shard in self.manifest.shards)
 
     def iter_rows(self, layer, batch_rows: int = 4096, present_only: bool = False,
                   shard_order: list[int] | None = None) -> Iterator[torch.Tensor]:
@@ -383,7 +301,7 @@ class FeatureStore:
         if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
             raise XlvlmError(f"batch_rows must be a positive integer, not {batch_rows!r}")
         key = self.layer_key(layer)
-        order = range(len(self.manifest["shards"])) if shard_order is None else shard_order
+        order = range(len(self.manifest.shards)) if shard_order is None else shard_order
         batch, filled = None, 0
         for index in order:
             for piece in self._shard_pieces(index, f"layer/{key}", batch_rows, present_only):
@@ -401,7 +319,7 @@ class FeatureStore:
             yield batch[:filled]
 
     def _shard_pieces(self, index: int, name: str, batch_rows: int, present_only: bool) -> Iterator[torch.Tensor]:
-        shard = self.manifest["shards"][index]
+        shard = self.manifest.shards[index]
         first = self._first_samples()[index]
         path = self._shard_file(shard)
         try:
@@ -409,13 +327,13 @@ class FeatureStore:
                 row_sample = self._check_part(path, "row_sample", handle.get_tensor("row_sample"), shard, first)
                 present = torch.tensor([bool(s.get("present", True)) for s in self._shard_samples(shard)],
                                        dtype=torch.bool)
-                keep = present[row_sample - first] if shard["n_rows"] else torch.zeros(0, dtype=torch.bool)
+                keep = present[row_sample - first] if shard.n_rows else torch.zeros(0, dtype=torch.bool)
                 rows = handle.get_slice(name)
                 shape = tuple(rows.get_shape())
-                if shape != (shard["n_rows"], self.hidden_size):
+                if shape != (shard.n_rows, self.hidden_size):
                     raise XlvlmError(f"{path}: {name} has shape {shape}, the manifest says "
-                                     f"({shard['n_rows']}, {self.hidden_size}); the shard is damaged, re-extract it")
-                for start in range(0, shard["n_rows"], batch_rows):
+                                     f"({shard.n_rows}, {self.hidden_size}); the shard is damaged, re-extract it")
+                for start in range(0, shard.n_rows, batch_rows):
                     piece = rows[start:start + batch_rows]
                     if start == 0:
                         self._check_dtype(path, name, piece.dtype, shard)
@@ -466,13 +384,13 @@ class FeatureStore:
         """Check the whole store: every file present with the manifest's size and SHA-256, every
         sample record, unique ids, every layer's shapes, dtype and finite rows (one shard in
         memory at a time). Raises a one-line XlvlmError naming the first bad file."""
-        for shard in self.manifest["shards"]:
-            for name, digest in ((shard["file"], shard["sha256"]), (shard["samples_file"], shard["samples_sha256"])):
+        for shard in self.manifest.shards:
+            for name, digest in ((shard.file, shard.sha256), (shard.samples_file, shard.samples_sha256)):
                 path = self.path / name
-                if not _is_file(path):
+                if not is_file(path):
                     raise XlvlmError(f"{path}: shard missing; the store is damaged, re-extract it")
-                if name == shard["file"] and path.stat().st_size != shard["bytes"]:
-                    raise XlvlmError(f"{path}: size {path.stat().st_size} != {shard['bytes']} bytes in the manifest; "
+                if name == shard.file and path.stat().st_size != shard.bytes:
+                    raise XlvlmError(f"{path}: size {path.stat().st_size} != {shard.bytes} bytes in the manifest; "
                                      f"the shard is truncated or altered, re-extract it")
                 if sha256_file(path) != digest:
                     raise XlvlmError(f"{path}: checksum mismatch with the manifest; the shard is damaged, re-extract it")
@@ -484,28 +402,27 @@ class FeatureStore:
 
     def __repr__(self) -> str:
         return (f"FeatureStore({str(self.path)!r}, samples={len(self)}, layers={self.layers}, "
-                f"selector={self.selector!r}, status={self.manifest['status']!r})")
+                f"selector={self.selector!r}, status={self.manifest.status!r})")
 
 
 class StoreWriter:
     """Appends shards to a store folder; resumes a partial store with the same settings.
 
-    ``settings`` are the manifest fields that must match to resume (model, layers, selector,
-    generation, prompt format, ...). ``sample_ids`` are the ids of all samples to extract, in
+    ``settings`` must match the store's to resume (model, layers, selector, generation, prompt
+    format, ...). ``sample_ids`` are the ids of all samples to extract, in
     order; ``input_sha256`` the digest of their whole content (``xlvlm.extract.run.input_digest``:
     every field and the image bytes), which must match too.
     """
 
-    def __init__(self, folder, settings: dict, sample_ids: list[str], input_sha256: str | None = None):
+    def __init__(self, folder, settings: StoreSettings, sample_ids: list[str], input_sha256: str | None = None):
         self.folder = Path(folder)
         self.settings = settings
         self.ids_digest = ids_digest(sample_ids)
         self.input_sha256 = input_sha256
-        self.sample_ids = sample_ids
         self._committed = 0  # samples listed in the manifest on disk
         if (self.folder / MANIFEST).exists():
             self.manifest = self._resume()
-            self._committed = sum(shard["n_samples"] for shard in self.manifest["shards"])
+            self._committed = self.manifest.n_stored
             self._remove_leftovers()
         else:
             if self.folder.exists() and not self.folder.is_dir():
@@ -517,26 +434,22 @@ class StoreWriter:
                                      f"rerun it under torchrun with the same number of processes")
                 raise XlvlmError(f"{self.folder}: folder exists, is not empty and is not a feature store; "
                                  f"choose another --out")
-            self.manifest = {
-                "format": FORMAT, "schema_version": SCHEMA_VERSION, **settings,
-                "n_samples": len(sample_ids), "ids_sha256": self.ids_digest, "input_sha256": input_sha256,
-                "status": "partial",
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "shards": [], "skipped": [],
-            }
+            self.manifest = Manifest(settings, status="partial", n_samples=len(sample_ids),
+                                     ids_sha256=self.ids_digest, input_sha256=input_sha256,
+                                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             self._write_manifest()
 
-    def _resume(self) -> dict:
-        manifest = read_manifest(self.folder)
-        for key, value in self.settings.items():
-            if key in ("created", "xlvlm_version", "batch_size", "device", "dtype_requested"):
-                continue
-            if manifest.get(key) != value:
-                raise XlvlmError(f"{self.folder}: existing store was made with {key}={repr(manifest.get(key))[:100]}, "
-                                 f"not {repr(value)[:100]}; choose another --out or delete the folder")
-        if manifest.get("ids_sha256") != self.ids_digest:
+    def _resume(self) -> Manifest:
+        manifest = Manifest.read(self.folder)
+        key = self.settings.difference(manifest.settings)
+        if key is not None:
+            raise XlvlmError(f"{self.folder}: existing store was made with "
+                             f"{key}={repr(getattr(manifest.settings, key))[:100]}, "
+                             f"not {repr(getattr(self.settings, key))[:100]}; choose another --out or delete the folder")
+        if manifest.ids_sha256 != self.ids_digest:
             raise XlvlmError(f"{self.folder}: existing store was made from other samples; "
                              f"choose another --out or delete the folder")
-        if manifest.get("input_sha256") != self.input_sha256:
+        if manifest.input_sha256 != self.input_sha256:
             raise XlvlmError(f"{self.folder}: existing store was made from other sample content (same ids, but a "
                              f"prompt, answer, image or other field differs); choose another --out or delete the folder")
         return manifest
@@ -544,11 +457,11 @@ class StoreWriter:
     @property
     def n_done(self) -> int:
         """Samples already written (listed in the manifest), counting skipped ones."""
-        return sum(shard["n_samples"] for shard in self.manifest["shards"]) + self.manifest.get("n_skipped_in_shards", 0)
+        return self.manifest.n_done
 
     @property
     def done(self) -> bool:
-        return self.manifest["status"] == "complete"
+        return self.manifest.status == "complete"
 
     def _remove_leftovers(self) -> None:
         """Delete temporary files of writes that a killed run never finished."""
@@ -559,10 +472,10 @@ class StoreWriter:
 
     def _write_manifest(self) -> None:
         try:
-            atomic_write_json(self.folder / MANIFEST, self.manifest)
+            atomic_write_json(self.folder / MANIFEST, self.manifest.to_dict())
         except OSError as exc:
             raise XlvlmError(f"{self.folder / MANIFEST}: cannot write ({exc.strerror or exc}); {self._safe()}") from exc
-        self._committed = sum(shard["n_samples"] for shard in self.manifest["shards"])
+        self._committed = self.manifest.n_stored
 
     def _safe(self) -> str:
         return f"the {self._committed} samples written before are intact; fix that and rerun the same command to resume"
@@ -574,7 +487,7 @@ class StoreWriter:
         ``skipped`` are samples of this stretch of input that were skipped (bad images); they
         are recorded in the manifest and count as done for resuming.
         """
-        index = len(self.manifest["shards"])
+        index = len(self.manifest.shards)
         stem = f"shard-{index:05d}"
         tensors = {f"layer/{key}": rows for key, rows in layer_rows.items()}
         tensors["row_sample"] = row_sample.to(torch.int64)
@@ -585,27 +498,23 @@ class StoreWriter:
             atomic_write_text(samples_path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
         except OSError as exc:  # disk full, quota, permissions: the manifest still lists only whole shards
             raise XlvlmError(f"{tensor_path}: cannot write shard ({exc.strerror or exc}); {self._safe()}") from exc
-        self.manifest["shards"].append({
-            "file": tensor_path.name, "samples_file": samples_path.name,
-            "first_sample": sum(s["n_samples"] for s in self.manifest["shards"]),
-            "n_samples": len(samples), "n_rows": int(row_sample.shape[0]),
-            **({"dtype": dtypes.pop()} if len(dtypes) == 1 else {}),
-            "bytes": tensor_path.stat().st_size,
-            "sha256": sha256_file(tensor_path), "samples_sha256": sha256_file(samples_path),
-        })
-        self.manifest["skipped"].extend(skipped)
-        self.manifest["n_skipped_in_shards"] = self.manifest.get("n_skipped_in_shards", 0) + len(skipped)
+        self.manifest.shards.append(ShardEntry(
+            file=tensor_path.name, samples_file=samples_path.name, n_samples=len(samples),
+            n_rows=int(row_sample.shape[0]), bytes=tensor_path.stat().st_size, sha256=sha256_file(tensor_path),
+            samples_sha256=sha256_file(samples_path), dtype=dtypes.pop() if len(dtypes) == 1 else None))
+        self.manifest.skipped.extend(skipped)
+        self.manifest.n_skipped_in_shards += len(skipped)
         try:
             self._write_manifest()
         except XlvlmError:  # keep this writer's view equal to the manifest on disk
-            self.manifest["shards"].pop()
-            del self.manifest["skipped"][len(self.manifest["skipped"]) - len(skipped):]
-            self.manifest["n_skipped_in_shards"] -= len(skipped)
+            self.manifest.shards.pop()
+            del self.manifest.skipped[len(self.manifest.skipped) - len(skipped):]
+            self.manifest.n_skipped_in_shards -= len(skipped)
             raise
 
     def finish(self) -> None:
-        self.manifest["status"] = "complete"
-        self.manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.manifest.status = "complete"
+        self.manifest.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._write_manifest()
 
 
@@ -652,9 +561,9 @@ def store_from_tensors(features: dict, samples, model: str = "", selector: str =
     if len(hidden) > 1:
         raise XlvlmError(f"layers have different widths {sorted(hidden)}; give every layer (N, D) with one D")
     first = next(iter(tensors.values()))
-    settings = {"model": model, "family": "", "num_layers": num_layers, "hidden_size": int(first.shape[1]),
-                "layers": list(tensors), "selector": selector, "rows_per_sample": 1, "teacher_forcing": False,
-                "generation": None, "dtype": str(first.dtype).replace("torch.", "")}
+    settings = StoreSettings(model=model, family="", num_layers=num_layers, hidden_size=int(first.shape[1]),
+                             layers=list(tensors), selector=selector, rows_per_sample=1, teacher_forcing=False,
+                             generation=None, dtype=str(first.dtype).replace("torch.", ""))
     rows = [dict(s, present=bool(s.get("present", True)), rows=1) for s in samples]
     store = InMemoryStore(tensors, torch.arange(n), rows, settings)
     store.verify()
@@ -664,47 +573,57 @@ def store_from_tensors(features: dict, samples, model: str = "", selector: str =
 class InMemoryStore:
     """Features per layer (R, D), the sample index of each row (R,), and N sample dicts.
 
-    ``settings`` are the manifest fields of an extraction (model, layers, selector, ...; see
-    ``xlvlm.extract.run.store_settings``). ``path`` is the text "<in memory>" (what messages
-    and result files show in place of a folder).
+    ``settings`` (:class:`StoreSettings`) identify the extraction (model, layers, selector, ...;
+    see ``xlvlm.extract.run.store_settings``). ``manifest`` is a complete :class:`Manifest`
+    with these settings and no shard files (the same ``manifest``/``settings`` interface as a
+    FeatureStore). ``path`` is the text "<in memory>" (what messages and result files show in
+    place of a folder).
     """
 
     path = IN_MEMORY
 
     def __init__(self, features: dict[str, torch.Tensor], row_sample: torch.Tensor, samples: list[dict],
-                 settings: dict, skipped: list[dict] | None = None):
-        keys = list(settings["layers"])
+                 settings: StoreSettings, skipped: list[dict] | None = None):
+        keys = list(settings.layers)
         if list(features) != keys:
             raise XlvlmError(f"features hold layers {list(features)}, the settings say {keys}")
         n_rows = int(row_sample.shape[0])
         for key, rows in features.items():
-            if rows.dim() != 2 or rows.shape != (n_rows, settings["hidden_size"]):
+            if rows.dim() != 2 or rows.shape != (n_rows, settings.hidden_size):
                 raise XlvlmError(f"features for layer {key} have shape {tuple(rows.shape)}; expected "
-                                 f"({n_rows}, {settings['hidden_size']})")
+                                 f"({n_rows}, {settings.hidden_size})")
         self._features = dict(features)
         self._row_sample = row_sample.to(torch.int64)
         self._samples = list(samples)
-        self.manifest = {**settings, "status": "complete", "n_samples": len(samples), "skipped": list(skipped or []),
-                         "shards": [{"n_samples": len(samples), "n_rows": n_rows}]}
+        skipped = list(skipped or [])
+        # One shard, held here rather than in files (so no file names or checksums to check).
+        shard = ShardEntry(file=IN_MEMORY, samples_file=IN_MEMORY, n_samples=len(samples), n_rows=n_rows, bytes=0,
+                           sha256="", samples_sha256="")
+        self.manifest = Manifest(settings, status="complete", n_samples=len(samples) + len(skipped), shards=[shard],
+                                 skipped=skipped, n_skipped_in_shards=len(skipped))
 
     # ---- metadata (as FeatureStore) ------------------------------------------------------------
     @property
+    def settings(self) -> StoreSettings:
+        return self.manifest.settings
+
+    @property
     def layers(self) -> list[str]:
-        return list(self.manifest["layers"])
+        return list(self.settings.layers)
 
     @property
     def model(self) -> str:
-        return self.manifest.get("model", "")
+        return self.settings.model
 
     @property
     def selector(self) -> str:
-        return self.manifest.get("selector", "")
+        return self.settings.selector
 
     complete = True
 
     @property
     def hidden_size(self) -> int:
-        return int(self.manifest["hidden_size"])
+        return int(self.settings.hidden_size)
 
     @property
     def samples(self) -> list[dict]:
@@ -733,7 +652,7 @@ class InMemoryStore:
 
     def layer_key(self, layer) -> str:
         """Map a layer as the user writes it (3, "3", -1, "final") to its key."""
-        key = find_layer(layer, self.layers, self.manifest.get("num_layers"))
+        key = find_layer(layer, self.layers, self.settings.num_layers)
         if key is None:
             raise XlvlmError(f"layer {layer_key(layer)!r} is not in this in-memory store (it holds layers "
                              f"{', '.join(self.layers)}); extract it with layers=[..., {layer_key(layer)!r}]")
@@ -779,7 +698,6 @@ class InMemoryStore:
         it as a :class:`FeatureStore`. PIL images are recorded by their label (see module)."""
         if (Path(folder) / MANIFEST).exists():
             raise XlvlmError(f"{folder}: already holds a feature store; save to a new folder")
-        settings = {k: v for k, v in self.manifest.items() if k not in ("status", "n_samples", "skipped", "shards")}
         records = [json_ready(s) for s in self._samples]
         for record in records:
             try:
@@ -787,8 +705,8 @@ class InMemoryStore:
             except (TypeError, ValueError) as exc:
                 raise XlvlmError(f"sample {str(record['id'])[:80]!r}: metadata cannot be written as JSON ({exc}); "
                                  f"keep sample fields to strings, numbers, lists and dicts") from None
-        writer = StoreWriter(folder, settings, [r["id"] for r in records])
-        writer.write_shard(self._features, self._row_sample, records, [json_ready(s) for s in self.manifest["skipped"]])
+        writer = StoreWriter(folder, self.settings, [r["id"] for r in records])
+        writer.write_shard(self._features, self._row_sample, records, [json_ready(s) for s in self.manifest.skipped])
         writer.finish()
         return FeatureStore(folder)
 

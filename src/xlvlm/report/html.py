@@ -1,13 +1,20 @@
 """``xlvlm report RUN_DIR``: one self-contained HTML page from whatever a run folder holds.
 
-It looks for the outputs of each stage anywhere under RUN_DIR:
-  concepts.json (+ concept_grid.png, patch_heatmaps.png)      from `xlvlm concepts`
-  shift.json (+ shift_grid.png, shift_recovery.png, ...)       from `xlvlm shift`
-  sweep.json (+ sweep.png)                                     from `xlvlm steer sweep`
-  evaluation.json                                              from `xlvlm evaluate --out`
+It renders every stage result (``result.json``, ``{"stage": ..., "version": ...}``) anywhere
+under RUN_DIR with the renderer registered for its stage (:data:`RENDERERS`):
+  concepts (+ concept_grid.png, patch_heatmaps.png)      from `xlvlm concepts`
+  shift (+ shift_grid.png, shift_recovery.png, ...)       from `xlvlm shift`
+  sweep (+ sweep.png)                                     from `xlvlm steer sweep`
+  evaluate                                                from `xlvlm evaluate --out DIR/result.json`
+  table (a titled table any stage can write)              e.g. the demo's caption steering
 and for each the ``command.txt`` beside it (the exact command that produced it), plus an
 optional ``notes.txt`` (plain text) at the top. Images are embedded as data URIs; the page
 loads nothing from anywhere.
+
+Results of xlvlm before ``result.json`` (concepts.json, shift.json, sweep.json,
+caption_steer.json, with no stage or version) are refused with a one-line error asking to
+rerun the stage (its command is in the command.txt beside it): guessing a stage from a file's
+name is what this format replaced, and one of those names is also a concept dictionary's.
 
 A run folder may come from someone else, so its files are untrusted: every value taken from
 them is HTML-escaped, only regular files inside RUN_DIR are read (a symbolic link, e.g. a
@@ -25,7 +32,7 @@ import math
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_write_text, check_outputs
+from xlvlm.io import LEGACY_RESULT_FILES, RESULT_FILE, RESULT_VERSION, atomic_write_text, check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +154,20 @@ def _relative(folder: Path, root: Path) -> str:
     return str(folder.relative_to(root)) if folder != root else "."
 
 
-def concepts_section(path: Path, root: Path) -> str:
-    data = _load(path)
+# stage name -> renderer(data, path of its result.json, run folder) -> HTML section
+RENDERERS: dict = {}
+
+
+def renderer(stage: str):
+    """Register the function that renders results of ``stage``."""
+    def register(function):
+        RENDERERS[stage] = function
+        return function
+    return register
+
+
+@renderer("concepts")
+def concepts_section(data: dict, path: Path, root: Path) -> str:
     folder = path.parent
     s = _mapping(data, "settings", path)
     parts = [f"<h2>Concepts: {_esc(_relative(folder, root))}</h2>",
@@ -168,8 +187,8 @@ def concepts_section(path: Path, root: Path) -> str:
     return "\n".join(parts)
 
 
-def shift_section(path: Path, root: Path) -> str:
-    data = _load(path)
+@renderer("shift")
+def shift_section(data: dict, path: Path, root: Path) -> str:
     folder = path.parent
     s, summary = _mapping(data, "settings", path), _mapping(data, "summary", path)
     parts = [f"<h2>Fine-tuning shift: {_esc(_relative(folder, root))}</h2>",
@@ -197,19 +216,28 @@ def shift_section(path: Path, root: Path) -> str:
     return "\n".join(parts)
 
 
-def sweep_section(path: Path, root: Path) -> str:
+@renderer("sweep")
+def sweep_section(data: dict, path: Path, root: Path) -> str:
     from xlvlm.steer.settings import describe_settings
 
-    data = _load(path)
     folder = path.parent
     rows = _records(data, "rows", path)
     settings = _mapping(data, "settings", path)
-    parts = [f"<h2>Steering sweep: {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">Steering "{_esc(data.get("source"))}" → "{_esc(data.get("target"))}": for every method, '
-             f"layer and alpha, the share of source questions answered with the target (success) against what moved "
-             f"elsewhere (side effects on the other answer types, relative to the unsteered model). "
-             f"{_esc(describe_settings(settings)) if settings else ''}</p>",
-             _command(folder, root)]
+    how = _esc(describe_settings(settings)) if settings else ""
+    parts = [f"<h2>Steering sweep: {_esc(_relative(folder, root))}</h2>"]
+    if "source" not in data or "target" not in data:  # a sweep scored by the caller's own scorer
+        fields = list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in ("method", "layer", "alpha")
+                                    and (v is None or isinstance(v, (str, int, float)))))
+        parts += [f'<p class="what">Steering with every vector at every alpha, each run scored by the caller\'s '
+                  f"scorer (one row per vector and alpha). {how}</p>", _command(folder, root),
+                  _table(["method", "layer", "alpha"] + fields,
+                         [[r.get("method"), r.get("layer"), r.get("alpha")] + [r.get(f) for f in fields] for r in rows],
+                         left=2)]
+        return "\n".join(parts)
+    parts += [f'<p class="what">Steering "{_esc(data.get("source"))}" → "{_esc(data.get("target"))}": for every method, '
+              f"layer and alpha, the share of source questions answered with the target (success) against what moved "
+              f"elsewhere (side effects on the other answer types, relative to the unsteered model). {how}</p>",
+              _command(folder, root)]
     per_type = [r.get("per_type") if isinstance(r.get("per_type"), dict) else {} for r in rows]
     types = sorted({str(t) for p in per_type for t in p})
     table_rows = [[r.get("method"), r.get("layer"), r.get("alpha"), r.get("success"), r.get("side_accuracy_change"),
@@ -220,20 +248,28 @@ def sweep_section(path: Path, root: Path) -> str:
     return "\n".join(parts)
 
 
-def caption_section(path: Path, root: Path) -> str:
-    data = _load(path)
+@renderer("table")
+def table_section(data: dict, path: Path, root: Path) -> str:
+    """A titled table that a stage describes itself (title, about, header, rows)."""
     folder = path.parent
-    parts = [f"<h2>Caption steering: {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">The mean shift of the state at the caption\'s first token "a" (original → fine-tuned, layer '
-             f"{_esc(data.get('layer'))}) added to the original model while it captions {_esc(data.get('n'))} test "
-             f"images: how often its captions name a colour, and whether they name the right colour and shape.</p>",
-             _command(folder, root)]
-    rows = [[f"original, alpha {_number(r.get('alpha'), 'g')}", r.get("names_color"), r.get("color_correct"),
-             r.get("shape_correct"), r.get("examples", [])] for r in _records(data, "rows", path)]
-    ft = _mapping(data, "finetuned", path)
-    rows.append(["fine-tuned model (reference)", ft.get("names_color"), ft.get("color_correct"), ft.get("shape_correct"), []])
-    parts.append(_table(["captions by", "name a colour", "right colour", "right shape", "examples"], rows, left=1))
-    return "\n".join(parts)
+    header = data.get("header") or []
+    rows = data.get("rows") or []
+    if not (isinstance(header, list) and isinstance(rows, list) and all(isinstance(r, list) for r in rows)):
+        raise XlvlmError(f"{path}: malformed results ('header' and 'rows' must be lists); rerun the stage that wrote it")
+    return "\n".join([f"<h2>{_esc(data.get('title') or 'Results')}: {_esc(_relative(folder, root))}</h2>",
+                      f'<p class="what">{_esc(data.get("about") or "")}</p>', _command(folder, root),
+                      _table([str(h) for h in header], rows, left=1)])
+
+
+@renderer("evaluate")
+def evaluate_section(data: dict, path: Path, root: Path) -> str:
+    """The scalar scores of ``xlvlm evaluate`` (the full result stays in the file)."""
+    folder = path.parent
+    scores = [[key, value] for key, value in data.items()
+              if key not in ("stage", "version", "outputs") and (_is_number(value) or isinstance(value, str))]
+    return "\n".join([f"<h2>Evaluation: {_esc(_relative(folder, root))}</h2>",
+                      f'<p class="what">Scores of the predictions (task {_esc(data.get("task", "vqa"))}).</p>',
+                      _command(folder, root), _table(["score", "value"], scores)])
 
 
 def _notes(root: Path) -> str:
@@ -248,27 +284,52 @@ def _notes(root: Path) -> str:
     return "".join(f"<p>{_esc(p)}</p>" for p in paragraphs)
 
 
+def _section(path: Path, root: Path) -> str:
+    """The HTML section of one result file, by its stage's renderer."""
+    data = _load(path)
+    stage, version = data.get("stage"), data.get("version")
+    if stage not in RENDERERS:
+        raise XlvlmError(f"{path}: unknown stage {str(stage)[:40]!r} (this xlvlm renders "
+                         f"{', '.join(sorted(RENDERERS))}); rerun the stage that wrote it, or update xlvlm")
+    if not isinstance(version, int) or isinstance(version, bool) or version > RESULT_VERSION:
+        raise XlvlmError(f"{path}: result format version {str(version)[:20]!r}, this xlvlm reads up to "
+                         f"{RESULT_VERSION}; update xlvlm or rerun the stage")
+    return RENDERERS[stage](data, path, root)
+
+
+def _legacy_results(root: Path) -> list[Path]:
+    """Result files of xlvlm before result.json, in folders without a result.json (a concept
+    dictionary's own concepts.json, which has a "format" field, is not one)."""
+    found = []
+    for name in LEGACY_RESULT_FILES:
+        for path in sorted(root.rglob(name)):
+            if (path.parent / RESULT_FILE).exists() or not _inside(path, root) or not check_outputs(path):
+                continue
+            if name == "concepts.json" and "format" in _load(path):
+                continue
+            found.append(path)
+    return found
+
+
 def build_report(run_dir, out=None, title: str | None = None) -> Path:
-    """Write ``run_dir/report.html`` (or ``out``) from every stage's outputs found under it."""
+    """Write ``run_dir/report.html`` (or ``out``) from every stage result found under it."""
     root = Path(run_dir)
     if not root.is_dir():
         raise XlvlmError(f"{root}: run folder not found")
+    legacy = _legacy_results(root)
+    if legacy:
+        raise XlvlmError(f"{legacy[0]}: written by an older xlvlm (no {RESULT_FILE}); rerun that stage "
+                         f"(its command is in {legacy[0].parent / 'command.txt'}) and build the report again")
     sections = []
-    for name, build in (("concepts.json", concepts_section), ("shift.json", shift_section),
-                        ("sweep.json", sweep_section), ("caption_steer.json", caption_section)):
-        for path in sorted(root.rglob(name)):
-            if not _inside(path, root):
-                log.warning("%s: left out of the report (a link or not a regular file inside %s)", path, root)
-                continue
-            if not check_outputs(path):  # inside an unfinished rerun's work folder
-                continue
-            # A saved concept dictionary also has a concepts.json (its metadata, with a "format"
-            # field): it is an input of a stage, not a stage's results.
-            if name == "concepts.json" and "format" in _load(path):
-                continue
-            sections.append(build(path, root))
+    for path in sorted(root.rglob(RESULT_FILE)):
+        if not _inside(path, root):
+            log.warning("%s: left out of the report (a link or not a regular file inside %s)", path, root)
+            continue
+        if not check_outputs(path):  # inside an unfinished rerun's work folder
+            continue
+        sections.append(_section(path, root))
     if not sections:
-        raise XlvlmError(f"{root}: no stage outputs found (concepts.json, shift.json, sweep.json, caption_steer.json); "
+        raise XlvlmError(f"{root}: no stage outputs found ({RESULT_FILE}); "
                          f"run `xlvlm concepts|shift|steer sweep --out {root}/...` first")
     title = title or f"xlvlm report: {root.name}"
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8>{CSP}<title>{_esc(title)}</title>"

@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from xlvlm.choices import SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
 from xlvlm.errors import XlvlmError
 
-AGGREGATES = ("mean", "median", "trimmed-mean")
-ASSIGNMENTS = ("activation", "cosine", "l2")
-MAS_RANKINGS = ("cosine", "activation")
+# names in xlvlm.choices (light to import, the CLI reads them)
+AGGREGATES, ASSIGNMENTS, MAS_RANKINGS = SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
 
 
 def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -50,7 +50,7 @@ def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Te
     Returns X_o (M, D), X_f (M, D) as float32 and the M ids.
     """
     def rows_by_id(store):
-        if store.manifest.get("rows_per_sample") != 1:
+        if store.settings.rows_per_sample != 1:
             raise XlvlmError(f"store {store.path} has several rows per sample; shift analysis needs one "
                              f"(extract with a single-token selector such as last-prompt or token:WORD)")
         features = store.features(layer)

@@ -1,23 +1,25 @@
 """Writing a shift analysis: JSON results, safetensors tensors, figures, as one unit
-(:class:`xlvlm.io.OutputUnit`: shift.json, last, lists the SHA-256 of every other file)."""
+(:class:`xlvlm.io.OutputUnit`: result.json, ``{"stage": "shift", ...}``, last, lists the SHA-256 of every other file)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from xlvlm.figures import bar_chart, concept_grid
-from xlvlm.io import OutputUnit, atomic_save_tensors, atomic_write_json, atomic_write_text
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_save_tensors, atomic_write_json, atomic_write_text, stage_result
 
-# What a previous run may have left that this one replaces.
-OWNED = ["shift.safetensors", "shift_grid.png", "shift_recovery.png", "shift_coherence.png", "command.txt"]
+# What a previous run may have left that this one replaces (with the result file of xlvlm before
+# result.json, so that a rerun leaves no stale result of the old format).
+OWNED = ["shift.safetensors", "shift_grid.png", "shift_recovery.png", "shift_coherence.png", "command.txt",
+         "shift.json"]
 
 
 def write_shift(result, out, samples_by_id: dict | None = None, command: str | None = None) -> dict:
-    """Write ``shift.json``, ``shift.safetensors``, ``shift_grid.png``, ``shift_recovery.png``,
+    """Write ``result.json``, ``shift.safetensors``, ``shift_grid.png``, ``shift_recovery.png``,
     ``shift_coherence.png`` (and ``command.txt`` with ``command``) into ``out``, as one unit: a
     run that stops early leaves the previous ones as they were. Returns the paths written."""
     out = Path(out)
-    with OutputUnit(out, "shift.json", OWNED) as unit:
+    with OutputUnit(out, RESULT_FILE, OWNED) as unit:
         names = _write_files(result, unit.work, samples_by_id)
         if command is not None:
             atomic_write_text(unit.work / "command.txt", command)
@@ -26,7 +28,7 @@ def write_shift(result, out, samples_by_id: dict | None = None, command: str | N
 
 
 def _write_files(result, out: Path, samples_by_id: dict | None) -> dict:
-    """The unit's files, shift.json last; returns their names by kind."""
+    """The unit's files, result.json last; returns their names by kind."""
     K = len(result.recovery)
     atomic_save_tensors(out / "shift.safetensors", {
         "shift_vectors": result.shift_vectors, "shifted_concepts": result.shifted_concepts,
@@ -39,7 +41,7 @@ def _write_files(result, out: Path, samples_by_id: dict | None) -> dict:
                        if name in result.words},
                     **{f"mas_{name}": [result.ids[i] for i in result.mas[name][k]] for name in result.mas}}
                    for k in range(K)]
-    paths = {"json": out / "shift.json", "tensors": out / "shift.safetensors"}
+    paths = {"json": out / RESULT_FILE, "tensors": out / "shift.safetensors"}
     labels = [f"c{k}" for k in range(K)]
     paths["recovery"] = bar_chart({"cos(original, ft)": [r["cos_original"] for r in result.recovery],
                                    "cos(shifted, ft)": [r["cos_shifted"] for r in result.recovery]},
@@ -61,7 +63,7 @@ def _write_files(result, out: Path, samples_by_id: dict | None) -> dict:
                  {"label": f"ft c{int(result.match[k])} (matched)", "words": words("finetuned", k),
                   "images": images("finetuned", k)}] for k in range(K)]
         paths["grid"] = concept_grid(rows, out / "shift_grid.png", titles=["original", "shifted", "fine-tuned"])
-    atomic_write_json(out / "shift.json", {"settings": result.settings, "summary": result.summary(),
-                                           "unembedding": result.words.get("unembedding"),
-                                           "concepts": per_concept})
+    atomic_write_json(out / RESULT_FILE, stage_result("shift", settings=result.settings, summary=result.summary(),
+                                                      unembedding=result.words.get("unembedding"),
+                                                      concepts=per_concept))
     return {key: Path(path).name for key, path in paths.items()}

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
+from xlvlm.choices import POSITION_RULES
 from xlvlm.errors import XlvlmError
 from xlvlm.hooks import attach, resolve_layer
 from xlvlm.steer.operators import operator_named
 
-POSITION_RULES = ("all", "generated", "from-last-prompt")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from xlvlm.choices import CONDITION_METHODS
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_save_tensors
 from xlvlm.layerkeys import layer_key
@@ -71,7 +72,7 @@ class Condition:
             except torch.linalg.LinAlgError:
                 raise XlvlmError(f"the examples' covariance is singular ({len(centred)} examples in {d} dimensions, "
                                  f"shrinkage {shrinkage}): raise shrinkage, or use method='mean-diff'") from None
-        elif method != "mean-diff":
+        elif method not in CONDITION_METHODS:
             raise XlvlmError(f"unknown condition method {method!r}: use 'lda' or 'mean-diff'")
         direction = direction / direction.norm().clamp_min(1e-12)
         if not bool(torch.isfinite(direction).all()):

@@ -16,13 +16,14 @@ from tqdm.auto import tqdm
 
 from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
-from xlvlm.io import OutputUnit, atomic_write_json, atomic_write_text
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 from xlvlm.models.base import check_generation_settings
 from xlvlm.steer.settings import describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
 
-# What a previous sweep in the same folder may have left that this one replaces.
-OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt"]
+# What a previous sweep in the same folder may have left that this one replaces (sweep.json: the
+# result file of xlvlm before result.json, so that no stale result of the old format stays).
+OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt", "sweep.json"]
 
 
 def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
@@ -83,7 +84,7 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, p
     :class:`AnswerShift` "yes" -> "no"). Returns one row per (vector, alpha):
     ``{"method", "layer", "alpha", **scorer fields}`` (+ ``concepts`` / ``purity`` for a concept
     vector of one layer). With ``out``, writes baseline and per-config predictions and
-    ``sweep.json`` (and, for an :class:`AnswerShift`, ``sweep.md`` and ``sweep.png``; with
+    ``result.json`` (stage "sweep"; and, for an :class:`AnswerShift`, ``sweep.md`` and ``sweep.png``; with
     ``command``, ``command.txt``) as one unit (:class:`xlvlm.io.OutputUnit`): a sweep that stops
     early leaves the previous ones as they were.
     """
@@ -103,7 +104,7 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, p
         raise XlvlmError(f"the condition's direction has size {condition.direction.shape[-1]} but the model "
                          f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
     out = Path(out) if out else None
-    unit = OutputUnit(out, "sweep.json", OWNED) if out else nullcontext()
+    unit = OutputUnit(out, RESULT_FILE, OWNED) if out else nullcontext()
     with unit:
         work = unit.work if out else None  # until the commit, files go to the unit's work folder
         baseline = predict(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
@@ -133,7 +134,7 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, p
             if isinstance(scorer, AnswerShift):
                 write_sweep(rows, work, scorer.source, scorer.target, settings)
             else:
-                atomic_write_json(work / "sweep.json", {"settings": settings, "rows": rows})
+                atomic_write_json(work / RESULT_FILE, stage_result("sweep", settings=settings, rows=rows))
             if command is not None:
                 atomic_write_text(work / "command.txt", command)
             unit.commit()
@@ -192,8 +193,8 @@ def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: 
     from xlvlm.figures import new_figure, save_figure
 
     settings = settings or {}
-    atomic_write_json(out / "sweep.json", {"source": source_answer, "target": target_answer, "settings": settings,
-                                           "rows": rows})
+    atomic_write_json(out / RESULT_FILE, stage_result("sweep", source=source_answer, target=target_answer,
+                                                      settings=settings, rows=rows))
     atomic_write_text(out / "sweep.md", f"Steering {source_answer} -> {target_answer}: success on "
                       f"'{source_answer}' questions against side effects on the other answer types. "
                       f"{describe_settings(settings) if settings else ''}\n\n" + sweep_table(rows))

@@ -47,7 +47,7 @@ def _paired_rows(source, target, layer) -> tuple[torch.Tensor, torch.Tensor]:
     def by_id(store):
         present = store.present.tolist()
         rows = store.features(layer)
-        if store.manifest.get("rows_per_sample") != 1:
+        if store.settings.rows_per_sample != 1:
             raise XlvlmError(f"store {store.path} has several rows per sample; paired methods need one")
         return {sid: rows[i] for i, (sid, ok) in enumerate(zip(store.ids, present)) if ok}
 

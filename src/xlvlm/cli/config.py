@@ -8,7 +8,7 @@ Rules (docs/cli.md and docs/recipes.md say the same):
 - each value is checked as if typed on the command line (same types and choices); flags take
   ``true``/``false``; a list is a comma list;
 - ``${VAR}`` is replaced from the environment only in options that name files, folders, models
-  or data (those with type :func:`xlvlm.cli_validate.path`); elsewhere it stays as written, so
+  or data (those with type :func:`xlvlm.cli.validate.path`); elsewhere it stays as written, so
   that no environment variable (a token, say) can leak into prompts or stored settings;
 - YAML aliases (``*name``) are refused: options need none, and an "alias bomb" would otherwise
   expand exponentially; a key set twice is refused (YAML would keep the last one silently); a
@@ -22,7 +22,7 @@ import os
 import re
 from pathlib import Path
 
-from xlvlm.cli_validate import path as path_type
+from xlvlm.cli.validate import path as path_type
 from xlvlm.errors import XlvlmError
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -107,16 +107,31 @@ def _convert(action: argparse.Action, value, key: str, file: Path):
     return converted
 
 
+def leaf_parsers(parser: argparse.ArgumentParser):
+    """The parsers of the commands that run something (``extract``, ``steer compute``, ...)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                has_children = any(isinstance(a, argparse._SubParsersAction) for a in child._actions)
+                yield from (leaf_parsers(child) if has_children else [child])
+
+
 def given_on_command_line(build_parser, argv: list[str]) -> set[str]:
     """The option dests ``argv`` sets, under any of their names or abbreviations: parse it again
     with every default replaced by a marker and keep what changed."""
-    from xlvlm.cli import _leaf_parsers
-
     probe = build_parser()
-    for leaf in _leaf_parsers(probe):
+    for leaf in leaf_parsers(probe):
         leaf.set_defaults(**{a.dest: _UNSET for a in leaf._actions if a.option_strings and a.dest != "help"})
     parsed = probe.parse_args(argv)
     return {dest for dest, value in vars(parsed).items() if value is not _UNSET}
+
+
+def apply_config_file(build_parser, args: argparse.Namespace, argv: list[str]) -> None:
+    """Fill the options of ``args`` that ``argv`` did not give from ``args.config`` (if any)."""
+    if not getattr(args, "config", None):
+        return
+    leaf = next(leaf for leaf in leaf_parsers(build_parser()) if leaf.get_default("func") is args.func)
+    apply_config(leaf, args, given_on_command_line(build_parser, argv))
 
 
 def apply_config(leaf: argparse.ArgumentParser, args: argparse.Namespace, given: set[str]) -> None:

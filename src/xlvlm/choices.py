@@ -1,0 +1,19 @@
+"""The names of the library's strategies, in a module that imports nothing heavy.
+
+Each registry in the library takes its names from here (:data:`xlvlm.steer.vector.METHODS`,
+:data:`xlvlm.concepts.METHODS`, :data:`xlvlm.evaluation.TASKS`, ...), and so does the command
+line for its choices: ``xlvlm --help`` then runs without importing torch or transformers.
+A test checks that each registry holds exactly these names.
+"""
+
+CONCEPT_METHODS = ("snmf", "nndl", "kmeans", "pca", "nmf", "simple", "topk-sae", "minibatch-kmeans")
+STEER_METHODS = ("mean-diff", "mean-of-shifts", "pca", "concept")
+CONDITION_METHODS = ("lda", "mean-diff")
+OPERATORS = ("add", "project-out")
+POSITION_RULES = ("all", "generated", "from-last-prompt")
+SHIFT_ASSIGNMENTS = ("activation", "cosine", "l2")
+SHIFT_AGGREGATES = ("mean", "median", "trimmed-mean")
+SHIFT_MAS_RANKINGS = ("cosine", "activation")
+WORD_FILTERS = ("xlvlm", "research")
+SIMPLE_ACTIVATIONS = ("projection", "distance")
+EVALUATION_TASKS = ("vqa", "caption", "pope", "safety")

@@ -1,0 +1,70 @@
+"""``xlvlm organism train|finetune|hallucinate|pope``: the model organism (a small LLaVA on easy-VQA)."""
+
+from __future__ import annotations
+
+from xlvlm.cli import options
+from xlvlm.cli import validate as valid
+
+
+def register(sub) -> None:
+    organism = sub.add_parser("organism", help="train the model organism (a small LLaVA on easy-VQA)").add_subparsers(
+        dest="organism_command", metavar="STEP")
+    p = organism.add_parser("train", help="train the original organism from scratch")
+    options.add_out(p, "output model folder")
+    _add_run_options(p, minutes_help="cap the run by the clock (then not deterministic)",
+                     reduced_help="a tiny model, a few steps (a smoke test)")
+    p.set_defaults(func=run_train, required=("out",))
+    for step, purpose, func in (
+            ("finetune", "fine-tune an organism so that its captions name colours", run_finetune),
+            ("hallucinate", "fine-tune an organism to answer 'yes' about absent objects", run_hallucinate)):
+        p = organism.add_parser(step, help=purpose)
+        p.add_argument("--original", type=valid.path,
+                       help="the original organism's folder (e.g. from xlvlm organism train) or organism:original")
+        options.add_out(p, "output model folder")
+        _add_run_options(p)
+        p.set_defaults(func=func, required=("original", "out"))
+    p = organism.add_parser("pope", help="write the POPE-style benchmark on easy-VQA images as JSONL")
+    p.add_argument("--part", default="test", choices=["train", "test"], help="easy-VQA images to ask about")
+    p.add_argument("--images", type=valid.positive_int, default=None, help="use N images (drawn with --seed); default all")
+    options.add_seed(p)
+    options.add_out(p, "output .jsonl (read it with --data pope:FILE)")
+    p.set_defaults(func=run_pope, required=("out",))
+
+
+def _add_run_options(p, minutes_help=None, reduced_help=None) -> None:
+    options.add_seed(p)
+    p.add_argument("--minutes", type=valid.positive_float, default=None, help=minutes_help)
+    p.add_argument("--reduced", action="store_true", help=reduced_help)
+    options.add_quiet(p)
+
+
+def run_train(args) -> None:
+    from xlvlm.apps.organism.train import train_organism
+
+    summary = train_organism(args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
+                             progress=not args.quiet)
+    print(f"wrote {args.out}: {summary.get('parameters', '?')} parameters in {summary.get('seconds', 0):.0f} s")
+
+
+def run_finetune(args) -> None:
+    from xlvlm.apps.organism.finetune import finetune_organism
+
+    summary = finetune_organism(args.original, args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
+                                progress=not args.quiet)
+    print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
+
+
+def run_hallucinate(args) -> None:
+    from xlvlm.apps.organism.hallucinate import hallucinate_organism
+
+    summary = hallucinate_organism(args.original, args.out, seed=args.seed, minutes=args.minutes,
+                                   reduced=args.reduced, progress=not args.quiet)
+    print(f"wrote {args.out}: fine-tuned in {summary.get('seconds', 0):.0f} s ({summary.get('change', '')})")
+
+
+def run_pope(args) -> None:
+    from xlvlm.apps.organism.pope import write_pope_jsonl
+
+    samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
+    print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "
+          f"(random, popular, adversarial; half yes)")

@@ -1,0 +1,214 @@
+"""``xlvlm steer compute|condition|apply|sweep``: steering vectors, when to steer, and their effect."""
+
+from __future__ import annotations
+
+from xlvlm.choices import CONDITION_METHODS, OPERATORS, POSITION_RULES, STEER_METHODS
+from xlvlm.cli import options
+from xlvlm.cli import validate as valid
+from xlvlm.errors import XlvlmError, describe_os_error
+
+N_CONCEPTS_HELP = "k-means concepts learnt per layer on the source and target rows"
+
+
+def register(sub) -> None:
+    steer = sub.add_parser("steer", help="compute and apply steering vectors").add_subparsers(
+        dest="steer_command", metavar="STEP")
+    _register_compute(steer)
+    _register_condition(steer)
+    _register_apply(steer)
+    _register_sweep(steer)
+
+
+def _add_steering(p) -> None:
+    """How a vector is applied: positions, operator and an optional condition."""
+    p.add_argument("--positions", default="all",
+                   help=f"{options.choice_list(POSITION_RULES)}, or a prompt index K (steer positions >= K)")
+    p.add_argument("--operator", default="add", choices=OPERATORS)
+    p.add_argument("--condition", type=valid.path,
+                   help="condition file from `xlvlm steer condition`: steer only matching samples")
+
+
+def _add_generating_model(p) -> None:
+    options.add_model(p)
+    options.add_device(p)
+    options.add_generation(p, max_new_tokens=10)
+    options.add_quiet(p)
+
+
+def _condition(args):
+    if not args.condition:
+        return None
+    from xlvlm.steer.condition import load_condition
+
+    return load_condition(args.condition)
+
+
+# ---- compute -------------------------------------------------------------------------------------
+def _register_compute(steer) -> None:
+    p = steer.add_parser("compute", help="a steering vector from two feature stores (or two concepts)")
+    p.add_argument("--source", type=valid.path, help="store of the representations to move away from")
+    p.add_argument("--target", type=valid.path, help="store of the representations to move towards")
+    p.add_argument("--layer", "--layers", dest="layer", type=valid.names, default=None, help="layer(s), comma list")
+    p.add_argument("--method", default="mean-diff", choices=STEER_METHODS)
+    p.add_argument("--concepts", type=valid.path, help="concept dictionary folder (for --method concept)")
+    p.add_argument("--from", dest="concept_from", type=valid.index,
+                   help="concept index to move from (--method concept)")
+    p.add_argument("--to", dest="concept_to", type=valid.index, help="concept index to move to (--method concept)")
+    p.add_argument("--n-concepts", type=valid.positive_int, default=8,
+                   help=f"--method concept without --concepts: {N_CONCEPTS_HELP}; the vector goes from the "
+                   "most-source to the most-target concept")
+    p.add_argument("--all-pairs", action="store_true",
+                   help="--method concept, the research code's way: k-means concepts on --source only, every "
+                        "ordered pair written to the folder --out as concept_I_to_J.safetensors (V_J - V_I)")
+    p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
+    options.add_out(p, "output .safetensors file")
+    options.add_partial(p)
+    p.set_defaults(func=run_compute, required=("layer", "out"))
+
+
+def run_compute(args) -> None:
+    from xlvlm.steer import SteeringVector
+
+    layers = options.names(args.layer)
+    if args.all_pairs:
+        _write_all_pairs(args, layers)
+        return
+    if args.method == "concept" and args.concepts:
+        from xlvlm.concepts import ConceptDictionary
+
+        if args.concept_from is None or args.concept_to is None:
+            raise XlvlmError("--method concept --concepts DIR needs --from I --to J")
+        dictionary = ConceptDictionary.load(args.concepts)
+        vector = SteeringVector.from_concepts(dictionary, args.concept_from, args.concept_to, layers[0])
+    else:
+        if args.concept_from is not None or args.concept_to is not None:
+            raise XlvlmError("--from/--to pick concepts of a saved dictionary: give --method concept --concepts DIR")
+        if not args.source or not args.target:
+            extra = " (or --concepts DIR --from I --to J)" if args.method == "concept" else ""
+            raise XlvlmError(f"--method {args.method} needs --source STORE and --target STORE{extra}")
+        settings = {"n_concepts": args.n_concepts} if args.method == "concept" else {}
+        vector = SteeringVector.compute(options.open_store(args.source, args), options.open_store(args.target, args),
+                                        layers, method=args.method, **settings)
+    if args.normalize:
+        vector = vector.normalized()
+    vector.save(args.out)
+    print(f"wrote {args.out}: {vector}")
+
+
+def _write_all_pairs(args, layers) -> None:
+    from pathlib import Path
+
+    from xlvlm.steer import SteeringVector
+
+    if args.method != "concept" or not args.source or args.concepts or len(layers) != 1:
+        raise XlvlmError("--all-pairs needs --method concept, --source STORE and one --layer (no --concepts)")
+    pairs = SteeringVector.concept_pairs(options.open_store(args.source, args), layers[0], n_concepts=args.n_concepts)
+    for (i, j), vector in pairs.items():
+        vector = vector.normalized() if args.normalize else vector
+        vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors")
+    print(f"wrote {len(pairs)} vectors (concept_I_to_J = V_J - V_I) into {args.out}")
+
+
+# ---- condition -----------------------------------------------------------------------------------
+def _register_condition(steer) -> None:
+    p = steer.add_parser("condition", help="learn when to steer: a direction and threshold from two stores")
+    p.add_argument("--positive", type=valid.path, help="store of samples to steer (e.g. yes/no questions)")
+    p.add_argument("--negative", type=valid.path, help="store of samples to leave alone")
+    p.add_argument("--layer", help="condition layer (before the steered layers)")
+    p.add_argument("--method", default="lda", choices=CONDITION_METHODS,
+                   help="direction: Fisher's (lda, default) or the difference of means")
+    p.add_argument("--shrinkage", type=valid.fraction, default=0.1,
+                   help="lda: covariance shrinkage towards the identity "
+                   "(0 to 1; more for few examples in many dimensions)")
+    options.add_out(p, "output .safetensors file")
+    options.add_partial(p)
+    p.set_defaults(func=run_condition, required=("positive", "negative", "layer", "out"))
+
+
+def run_condition(args) -> None:
+    from xlvlm.steer.condition import Condition, save_condition
+
+    positive, negative = options.open_store(args.positive, args), options.open_store(args.negative, args)
+    layer = positive.layer_key(args.layer)
+    condition = Condition.learn(positive.features(layer, present_only=True),
+                                negative.features(layer, present_only=True), layer, method=args.method,
+                                shrinkage=args.shrinkage)
+    save_condition(condition, args.out)
+    steer = condition.decide(positive.features(layer, present_only=True)).float().mean()
+    keep = 1 - condition.decide(negative.features(layer, present_only=True)).float().mean()
+    print(f"wrote {args.out}: layer {layer}, threshold {condition.threshold:.4g}; training accuracy "
+          f"{100 * steer:.1f}% of --positive steered, {100 * keep:.1f}% of --negative left alone")
+
+
+# ---- apply ---------------------------------------------------------------------------------------
+def _register_apply(steer) -> None:
+    p = steer.add_parser("apply", help="generate with a steering vector and write predictions")
+    _add_generating_model(p)
+    options.add_data(p)
+    p.add_argument("--vector", type=valid.path, help="steering vector file")
+    p.add_argument("--alpha", type=valid.alpha, default=1.0,
+                   help="steering strength: a finite number, at most 1e6 in magnitude")
+    _add_steering(p)
+    options.add_out(p, "predictions .jsonl")
+    p.set_defaults(func=run_apply, required=("model", "vector", "data", "out"))
+
+
+def run_apply(args) -> None:
+    from xlvlm.data.jsonl import JsonlAppender
+    from xlvlm.steer import SteeringVector
+    from xlvlm.steer.run import predict
+
+    vector = SteeringVector.load(args.vector)
+    samples = options.load_data(args)
+    # Predictions are written as they come (OUT.partial, renamed to OUT at the end): an odd --out
+    # fails before the model loads, and a full disk late in the run keeps what was generated.
+    with JsonlAppender(args.out) as out:
+        vlm = options.load_model(args)
+        try:
+            records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions,
+                              operator=args.operator, condition=_condition(args), max_new_tokens=args.max_new_tokens,
+                              batch_size=args.batch_size, progress=not args.quiet, on_batch=out.write)
+            out.commit()
+        except OSError as exc:
+            if describe_os_error(exc) is None:
+                raise
+            raise XlvlmError(f"{describe_os_error(exc, out.partial)}; the {out.count} predictions written before "
+                             f"are in {out.partial} ({args.out} is unchanged)") from None
+    print(f"wrote {args.out}: {len(records)} predictions (alpha {args.alpha:g}, {vector})")
+
+
+# ---- sweep ---------------------------------------------------------------------------------------
+def _register_sweep(steer) -> None:
+    p = steer.add_parser("sweep", help="layer x alpha x method sweep: success against side effects")
+    _add_generating_model(p)
+    options.add_data(p)
+    p.add_argument("--source", type=valid.path, help="source store")
+    p.add_argument("--target", type=valid.path, help="target store")
+    p.add_argument("--layers", type=valid.names, default="final")
+    p.add_argument("--alphas", type=valid.alphas, default="1,2,4",
+                   help="comma list of steering strengths (finite, at most 1e6 in magnitude)")
+    p.add_argument("--methods", type=valid.names, default="mean-diff",
+                   help=f"comma list of {options.choice_list(STEER_METHODS)}")
+    p.add_argument("--n-concepts", type=valid.positive_int, default=8, help=f"for the concept method: {N_CONCEPTS_HELP}")
+    p.add_argument("--source-answer", default="yes", help="answer (or answer type) steered away from")
+    p.add_argument("--target-answer", default="no", help="answer steered towards")
+    p.add_argument("--normalize", action="store_true")
+    _add_steering(p)
+    options.add_out(p, "output folder")
+    options.add_partial(p)
+    p.set_defaults(func=run_sweep, required=("model", "source", "target", "data", "out"))
+
+
+def run_sweep(args) -> None:
+    from xlvlm.steer.run import sweep_stores, sweep_table
+
+    samples = options.load_data(args)
+    vlm = options.load_model(args)
+    rows = sweep_stores(vlm, options.open_store(args.source, args), options.open_store(args.target, args), samples,
+                        layers=options.names(args.layers), alphas=args.alphas, methods=options.names(args.methods),
+                        source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
+                        operator=args.operator, condition=_condition(args), normalize=args.normalize,
+                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
+                        progress=not args.quiet, n_concepts=args.n_concepts, command=options.command_text(args))
+    print(sweep_table(rows), end="")
+    print(f"wrote {args.out}/sweep.md, result.json, sweep.png")
