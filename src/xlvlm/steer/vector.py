@@ -44,6 +44,13 @@ def _rows(store, layer) -> torch.Tensor:
 
 def _paired_rows(source, target, layer) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, D) source and (P, D) target rows, aligned over sample ids present in both stores."""
+    _, source_rows, target_rows = paired_rows(source, target, layer)
+    return source_rows, target_rows
+
+
+def paired_rows(source, target, layer) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The P sample ids present in both stores (in the source's order), and their (P, D) source
+    and (P, D) target rows at ``layer``, aligned (float32)."""
     def by_id(store):
         present = store.present.tolist()
         rows = store.features(layer)
@@ -56,7 +63,7 @@ def _paired_rows(source, target, layer) -> tuple[torch.Tensor, torch.Tensor]:
     if not common:
         raise XlvlmError(f"stores {source.path} and {target.path} share no present sample id; "
                          f"paired methods need the same samples in both (use mean-diff otherwise)")
-    return torch.stack([s[sid].float() for sid in common]), torch.stack([t[sid].float() for sid in common])
+    return common, torch.stack([s[sid].float() for sid in common]), torch.stack([t[sid].float() for sid in common])
 
 
 def _layer_list(layers) -> list:
