@@ -5,6 +5,7 @@ under RUN_DIR with the renderer registered for its stage (:data:`RENDERERS`):
   concepts (+ concept_grid.png, patch_heatmaps.png)      from `xlvlm concepts`
   shift (+ shift_grid.png, shift_recovery.png, ...)       from `xlvlm shift`
   sweep (+ sweep.png)                                     from `xlvlm steer sweep`
+  learned-steering (+ learning_curve.png)                 from `xlvlm steer learn`
   evaluate                                                from `xlvlm evaluate --out DIR/result.json`
   table (a titled table any stage can write)              e.g. the demo's caption steering
 and for each the ``command.txt`` beside it (the exact command that produced it), plus an
@@ -245,6 +246,35 @@ def sweep_section(data: dict, path: Path, root: Path) -> str:
     parts.append(_table(["method", "layer", "alpha", "success", "side acc. change", "side unchanged"]
                         + [f"acc {t}" for t in types], table_rows, left=2))
     parts += _figures(folder, root, (("sweep.png", "Success against side effects; labels are alphas."),))
+    return "\n".join(parts)
+
+
+@renderer("learned-steering")
+def learned_steering_section(data: dict, path: Path, root: Path) -> str:
+    """``xlvlm steer learn``: what g maps, and how well it predicts held-out vectors against the
+    fixed mean vector."""
+    folder = path.parent
+    s, t = _mapping(data, "settings", path), _mapping(data, "training", path)
+    parts = [f"<h2>Learned steering (L2S): {_esc(_relative(folder, root))}</h2>",
+             f'<p class="what">A network g (linear, tanh, linear; hidden width {_esc(s.get("hidden"))}) learnt to '
+             f"predict each sample's own steering vector at layer {_esc(s.get('steer_layer'))} from its state at "
+             f"layer {_esc(s.get('context_layer'))} (the last prompt token), on {_esc(t.get('n_train'))} samples of "
+             f"{_esc(s.get('model') or 'the model')}; {_esc(t.get('n_val'))} held out. The fixed mean vector of the "
+             f"training samples is the baseline: what input dependence adds over one vector for all. Epoch kept: "
+             f"{_esc(t.get('best_epoch'))} (lowest held-out loss); training took {_num(t.get('seconds'), '.1f')} s.</p>",
+             _command(folder, root)]
+    rows = []
+    for part, label in (("train", "train"), ("val", "held out")):
+        if f"{part}_cosine" in t:
+            rows.append([label, t.get(f"{part}_cosine"), t.get(f"mean_vector_{part}_cosine"),
+                         t.get(f"{part}_relative_error"), t.get(f"mean_vector_{part}_relative_error"),
+                         t.get(f"{part}_loss")])
+    parts.append(_table(["samples", "cosine: g", "cosine: mean vector", "relative error: g",
+                         "relative error: mean vector", "loss: g"], rows))
+    shown = ("context", "shifts", "epochs", "lr", "batch_size", "val_fraction", "cosine_weight", "seed")
+    parts.append(_table(["setting", "value"], [[k, s.get(k)] for k in shown if k in s]))
+    parts += _figures(folder, root, (("learning_curve.png", "Loss per epoch (train, held out) and the held-out "
+                                                            "cosine between predicted and true vectors."),))
     return "\n".join(parts)
 
 

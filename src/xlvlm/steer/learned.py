@@ -159,10 +159,14 @@ class LearnedSteering:
 
     @classmethod
     def load(cls, path) -> "LearnedSteering":
-        """Read a file of :meth:`save`, checked: its header (layers, sizes), exactly the four weights
+        """Read a file of :meth:`save` (or the folder of ``xlvlm steer learn`` holding one), checked: its header (layers, sizes), exactly the four weights
         with the shapes the header states, float and finite. Anything else is a one-line XlvlmError."""
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir():  # a folder of `xlvlm steer learn`: its model file, if it is the one its result lists
+            from xlvlm.io import RESULT_FILE, check_outputs
+
+            if (path / RESULT_FILE).is_file():
+                check_outputs(path / RESULT_FILE)
             path = path / LEARNED_FILE
         raw, tensors = read_tensors(path, "learned steering file", REMEDY)
         try:
