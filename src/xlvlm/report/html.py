@@ -6,6 +6,7 @@ under RUN_DIR with the renderer registered for its stage (:data:`RENDERERS`):
   shift (+ shift_grid.png, shift_recovery.png, ...)       from `xlvlm shift`
   sweep (+ sweep.png)                                     from `xlvlm steer sweep`
   learned-steering (+ learning_curve.png)                 from `xlvlm steer learn`
+  hallucination-steering (+ hallucination_steering.png)   from `xlvlm organism steer-hallucination`
   evaluate                                                from `xlvlm evaluate --out DIR/result.json`
   table (a titled table any stage can write)              e.g. the demo's caption steering
 and for each the ``command.txt`` beside it (the exact command that produced it), plus an
@@ -289,6 +290,60 @@ def table_section(data: dict, path: Path, root: Path) -> str:
     return "\n".join([f"<h2>{_esc(data.get('title') or 'Results')}: {_esc(_relative(folder, root))}</h2>",
                       f'<p class="what">{_esc(data.get("about") or "")}</p>', _command(folder, root),
                       _table([str(h) for h in header], rows, left=1)])
+
+
+@renderer("hallucination-steering")
+def hallucination_steering_section(data: dict, path: Path, root: Path) -> str:
+    """The organism's hallucination-steering comparison: method x split POPE metrics, the side
+    effects on shape/colour questions, issue 17's goals, and the plot."""
+    _check_hallucination_steering(data, path)
+    folder = path.parent
+    s = _mapping(data, "settings", path)
+    parts = [f"<h2>Hallucination steering: {_esc(_relative(folder, root))}</h2>",
+             f'<p class="what">{_esc(data.get("model"))} organism on {_esc(data.get("n_test"))} held-out POPE-style '
+             f"questions; every method learnt on {_esc(data.get('n_train'))} questions about training images. "
+             f"Steering layer {_esc(s.get('steer_layer'))}, context layer {_esc(s.get('context_layer'))}, positions "
+             f"{_esc(s.get('positions'))}. P2S (oracle) uses each test input's own contrast (two prompt framings); "
+             f"L2S predicts it from the input's state.</p>", _command(folder, root)]
+    rows = data.get("rows", []) + data.get("reference", [])
+    parts.append(_table(["method", "split"] + [m.replace("_", "-") for m in POPE_METRICS],
+                        [[r.get("method"), r.get("split")] + [r.get(m) for m in POPE_METRICS] for r in rows], left=2))
+    side = data.get("side_effects", [])
+    parts.append(_table(["method", "shape accuracy", "shape change", "colour accuracy", "colour change"],
+                        [[r.get("method"), r.get("shape"), r.get("shape_change"), r.get("color"),
+                          r.get("color_change")] for r in side]))
+    goals = _mapping(data, "goals", path)
+    if goals:
+        parts.append(_table(["goal (L2S)", "measured", "bar", "holds"],
+                            [[name, g.get("value"), g.get("bar"), g.get("holds")] for name, g in goals.items()
+                             if isinstance(g, dict)]))
+    parts += _figures(folder, root, (("hallucination_steering.png", "F1 and yes-ratio over all splits, per method."),))
+    return "\n".join(parts)
+
+
+POPE_METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+
+
+def _check_hallucination_steering(data: dict, path: Path) -> None:
+    """Refuse a hallucination-steering result of another shape (a one-line error naming the field)."""
+    def bad(what: str):
+        raise XlvlmError(f"{path}: malformed results ({what}); rerun the stage that wrote it")
+
+    for key in ("rows", "side_effects", "reference"):
+        _records(data, key, path)
+    for row in data.get("rows", []) + data.get("reference", []):
+        if not isinstance(row.get("method"), str) or not isinstance(row.get("split"), str):
+            bad("a row without a method or split name")
+        for metric in POPE_METRICS:
+            value = row.get(metric)
+            if value is not None and not _is_number(value):
+                bad(f"{metric!r} of {str(row.get('method'))[:40]!r} is not a number")
+    for row in data.get("side_effects", []):
+        for metric in ("shape", "color", "shape_change", "color_change"):
+            if row.get(metric) is not None and not _is_number(row.get(metric)):
+                bad(f"{metric!r} of {str(row.get('method'))[:40]!r} is not a number")
+    for key in ("settings", "goals", "timing", "training"):
+        _mapping(data, key, path)
 
 
 @renderer("evaluate")

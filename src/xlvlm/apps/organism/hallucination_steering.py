@@ -131,8 +131,12 @@ def _side_accuracy(predictions: list[dict]) -> dict:
     return {kind: per_type[kind]["accuracy"] for kind in SIDE_TYPES if kind in per_type}
 
 
-def compare_steering(settings: ComparisonSettings | None = None, progress: bool = False) -> dict:
-    """Fit every method on the train part, score it on the test part: the stage's result dict."""
+def compare_steering(settings: ComparisonSettings | None = None, progress: bool = False,
+                     confused: dict | None = None) -> dict:
+    """Fit every method on the train part, score it on the test part: the stage's result dict.
+
+    confused: the adversarial split's confusion ranking (default: measured on the original
+    organism, :func:`~xlvlm.apps.organism.pope.confusions`)."""
     import xlvlm
     from xlvlm import organism
     from xlvlm.apps.organism.pope import pope_benchmark
@@ -145,8 +149,8 @@ def compare_steering(settings: ComparisonSettings | None = None, progress: bool 
     vlm = organism.load(s.model)
     steer, ctx = str(s.steer_layer), str(s.context_layer)
     layers = sorted({s.context_layer, s.steer_layer})
-    train = pope_benchmark("train", seed=s.seed, images=s.train_images)
-    test = pope_benchmark("test", seed=s.seed, images=s.test_images)
+    train = pope_benchmark("train", seed=s.seed, images=s.train_images, confused=confused)
+    test = pope_benchmark("test", seed=s.seed, images=s.test_images, confused=confused)
     side = _side_samples(s.side_questions, s.seed)
     timing = {}
 
@@ -257,27 +261,6 @@ def goals(rows: list[dict], side_rows: list[dict], reference: list[dict] | None)
     return out
 
 
-def check_result(data: dict, where: str) -> None:
-    """Refuse a result that is not this stage's shape (a one-line error naming the field)."""
-    def bad(what: str):
-        raise XlvlmError(f"{where}: malformed results ({what}); rerun the stage that wrote it")
-
-    for key in ("rows", "side_effects", "reference"):
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-            bad(f"{key!r} is not a list of objects")
-    for row in data.get("rows", []) + data.get("reference", []):
-        if not isinstance(row.get("method"), str) or row.get("split") not in SPLITS:
-            bad("a row without a method name or with an unknown split")
-        for metric in METRICS:
-            value = row.get(metric)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                bad(f"{metric!r} of {str(row.get('method'))[:40]!r} is not a number")
-    for key in ("settings", "goals", "timing", "training"):
-        if not isinstance(data.get(key, {}), dict):
-            bad(f"{key!r} is not an object")
-
-
 def plot_comparison(result: dict, path) -> Path:
     """F1 and yes-ratio of every method over all splits (bars), with the reference organism's F1
     and the labels' yes share as lines."""
@@ -345,4 +328,4 @@ def table_lines(result: dict) -> list[str]:
 
 
 __all__ = ["ComparisonSettings", "METHODS", "STAGE", "compare_steering", "write_comparison", "table_lines",
-           "plot_comparison", "check_result", "goals", "reframe"]
+           "plot_comparison", "goals", "reframe"]
