@@ -29,11 +29,11 @@ from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_te
 
 QUICK = {"concept_questions": 120, "caption_images": 80, "steer_train": 60, "steer_test": 90,
          "alphas": [2.0], "methods": ["mean-diff"], "caption_alphas": [1.0], "text_similarity": False,
-         "hallucination": {"train_images": 30, "test_images": 20, "side_questions": 40, "epochs": 30}}
+         "hallucination": {"train_images": 12, "test_images": 8, "side_questions": 20, "epochs": 20}}
 FULL = {"concept_questions": 480, "caption_images": 240, "steer_train": 150, "steer_test": 300,
         "alphas": [1.0, 2.0, 4.0], "methods": ["mean-diff", "mean-of-shifts", "pca", "concept"],
         "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True,
-        "hallucination": {"train_images": 60, "test_images": 40, "side_questions": 80, "epochs": 50}}
+        "hallucination": {"train_images": 24, "test_images": 16, "side_questions": 40, "epochs": 30}}
 
 
 def _stage_done(folder: Path, stage: str) -> bool:
