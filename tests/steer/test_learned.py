@@ -323,3 +323,18 @@ def test_learned_save_load_round_trip_and_hostile_files(tmp_path):
         assert str(bad) in str(info.value) and "\n" not in str(info.value), name
     with pytest.raises(XlvlmError, match="learned steering file not found"):
         LearnedSteering.load(tmp_path / "nothing.safetensors")
+
+
+def test_project_out_removes_each_samples_own_component(vlm_of, samples):
+    vlm = vlm_of("llava")
+    g = torch.Generator().manual_seed(3)
+    ids = [s["id"] for s in samples[:3]]
+    p2s = PerSampleSteering({"1": torch.randn(3, vlm.hidden_size, generator=g)}, ids)
+    units = p2s.vectors["1"] / p2s.vectors["1"].norm(dim=1, keepdim=True)
+    with p2s.apply(vlm, operator="project-out"), record(vlm, ["1"]) as rec:
+        generation = vlm.generate_batch(samples[:3], max_new_tokens=3)
+    steered = rec.stacked("1")  # prefill and decode steps
+    for i in range(3):
+        assert (steered[i, generation.batch.offsets[i]:] @ units[i]).abs().max() < 1e-4
+    # another sample's direction is not removed
+    assert (steered[0, generation.batch.offsets[0]:] @ units[1]).abs().max() > 1e-2
