@@ -26,6 +26,17 @@ def _hooks(model):
             for kind, hooks in (("f", m._forward_hooks), ("p", m._forward_pre_hooks)) for key in hooks}
 
 
+def _each_refused_in_one_line(load, cases: dict, tmp_path) -> None:
+    """cases: {name: (tensors, header metadata, message)}: each file written, and refused by ``load``
+    with one line naming it."""
+    for name, (tensors, meta, message) in cases.items():
+        bad = tmp_path / f"{name}.safetensors"
+        save_file(tensors, bad, metadata=meta)
+        with pytest.raises(XlvlmError, match=message) as info:
+            load(bad)
+        assert str(bad) in str(info.value) and "\n" not in str(info.value), name
+
+
 # ---- P2S ----------------------------------------------------------------------------------------
 def test_per_sample_vectors_equal_a_slow_per_id_reference(tmp_path):
     g = torch.Generator().manual_seed(0)
@@ -76,12 +87,7 @@ def test_per_sample_save_load_round_trip_and_hostile_files(tmp_path):
         "other tensor": ({"layer/2": torch.randn(3, 4), "pickle": torch.randn(1)}, header, "only tensors named"),
         "sizes": ({"layer/2": torch.randn(3, 4), "layer/3": torch.randn(3, 5)}, header, "different sizes"),
     }
-    for name, (tensors, meta, message) in cases.items():
-        bad = tmp_path / f"{name}.safetensors"
-        save_file(tensors, bad, metadata=meta)
-        with pytest.raises(XlvlmError, match=message) as info:
-            PerSampleSteering.load(bad)
-        assert str(bad) in str(info.value) and "\n" not in str(info.value), name
+    _each_refused_in_one_line(PerSampleSteering.load, cases, tmp_path)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x80\x04not safetensors")
     with pytest.raises(XlvlmError, match="not a readable per-sample steering file"):
@@ -316,12 +322,7 @@ def test_learned_save_load_round_trip_and_hostile_files(tmp_path):
         "order": (weights, header(context_layer="final"), "context layer final comes after the steering layer 1"),
         "ints": (dict(weights, **{"encoder.bias": torch.ones(4, dtype=torch.int32)}), header(), "not a float tensor"),
     }
-    for name, (tensors, meta, message) in cases.items():
-        bad = tmp_path / f"{name}.safetensors"
-        save_file(tensors, bad, metadata=meta)
-        with pytest.raises(XlvlmError, match=message) as info:
-            LearnedSteering.load(bad)
-        assert str(bad) in str(info.value) and "\n" not in str(info.value), name
+    _each_refused_in_one_line(LearnedSteering.load, cases, tmp_path)
     with pytest.raises(XlvlmError, match="learned steering file not found"):
         LearnedSteering.load(tmp_path / "nothing.safetensors")
 
