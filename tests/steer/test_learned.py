@@ -340,3 +340,50 @@ def test_project_out_removes_each_samples_own_component(vlm_of, samples):
         assert (steered[i, generation.batch.offsets[i]:] @ units[i]).abs().max() < 1e-4
     # another sample's direction is not removed
     assert (steered[0, generation.batch.offsets[0]:] @ units[1]).abs().max() > 1e-2
+
+
+def test_sweep_takes_per_sample_and_learned_steering(vlm_of, samples):
+    from xlvlm.steer.run import sweep
+
+    vlm = vlm_of("llava")
+    ids = [s["id"] for s in samples[:4]]
+    p2s = PerSampleSteering({"1": 3 * torch.randn(4, vlm.hidden_size, generator=torch.Generator().manual_seed(0))},
+                            ids, {"method": "per-sample"})
+    learned = _random_learned(vlm, 1, 2)
+    learned.metadata["method"] = "learned"
+
+    def changed(predictions, baseline):
+        return {"changed": sum(p["prediction"] != b["prediction"] for p, b in zip(predictions, baseline))}
+
+    rows = sweep(vlm, {"p2s": p2s, "l2s": learned}, samples[:4], alphas=[0, 2], scorer=changed, max_new_tokens=3,
+                 batch_size=2, progress=False)
+    assert [(r["method"], r["layer"], r["alpha"]) for r in rows] == [
+        ("per-sample", "1", 0.0), ("per-sample", "1", 2.0), ("learned", "2", 0.0), ("learned", "2", 2.0)]
+    assert rows[0]["changed"] == 0 and rows[2]["changed"] == 0 and rows[1]["changed"] + rows[3]["changed"] > 0
+    small = LearnedSteering("0", "1", torch.randn(3, 4), torch.randn(3), torch.randn(4, 3), torch.randn(4))
+    with pytest.raises(XlvlmError, match="have size 4 but the model"):
+        sweep(vlm, {"small": small}, samples[:2], alphas=[1], scorer=changed, progress=False)
+
+
+def test_learned_steering_behind_a_condition_steers_exactly_the_samples_it_lets_through(vlm_of, samples):
+    from xlvlm.steer import Condition
+
+    vlm = vlm_of("llava")
+    model = _random_learned(vlm, 1, 2)
+    direction = torch.randn(vlm.hidden_size, generator=torch.Generator().manual_seed(5))
+    direction = direction / direction.norm()
+    with record(vlm, ["0"]) as rec:
+        plain = vlm.generate_batch(samples, max_new_tokens=3)
+    last = torch.stack([rec.outputs["0"][0][i, -1] for i in range(len(samples))])  # left padded: last is real
+    projections = last @ direction
+    gate = Condition("0", direction, float(projections.median()))
+    chosen = gate.decide(last)
+    assert 0 < int(chosen.sum()) < len(samples)
+    with model.apply(vlm, alpha=1.5):
+        steered = vlm.generate_batch(samples, max_new_tokens=3).texts
+    with model.apply(vlm, alpha=1.5, condition=gate):
+        gated = vlm.generate_batch(samples, max_new_tokens=3).texts
+        alone = [vlm.generate_batch([s], max_new_tokens=3).texts[0] for s in samples]
+    assert gated == alone
+    assert gated == [s if ok else p for s, p, ok in zip(steered, plain.texts, chosen.tolist())]
+    assert any(s != p for s, p, ok in zip(steered, plain.texts, chosen.tolist()) if ok)  # the gate passes a real edit

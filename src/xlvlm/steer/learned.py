@@ -81,6 +81,11 @@ class LearnedSteering:
         """D, the model's hidden size (of both the context state and the vector)."""
         return int(self.decoder_weight.shape[0])
 
+    @property
+    def layers(self) -> list[str]:
+        """The steered layer, as a list (as a SteeringVector's)."""
+        return [self.steer_layer]
+
     def weights(self) -> dict[str, torch.Tensor]:
         return dict(zip(TENSORS, (self.encoder_weight, self.encoder_bias, self.decoder_weight, self.decoder_bias)))
 

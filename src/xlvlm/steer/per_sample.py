@@ -76,6 +76,11 @@ class PerSampleSteering:
     def layers(self) -> list[str]:
         return list(self.vectors)
 
+    @property
+    def hidden_size(self) -> int:
+        """D, the size of every vector."""
+        return int(next(iter(self.vectors.values())).shape[1])
+
     def __len__(self) -> int:
         return len(self.ids)
 
