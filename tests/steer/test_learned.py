@@ -153,6 +153,8 @@ def test_learned_steering_refuses_bad_settings_in_one_line():
     for kwargs, message in cases:
         with pytest.raises(XlvlmError, match=message):
             LearnedSteering.fit(context, shifts, **kwargs)
+    with pytest.raises(XlvlmError, match="diverged at epoch [0-9]+ .* use a lower lr than 1e\\+30"):
+        LearnedSteering.fit(context, shifts, context_layer=0, lr=1e30, epochs=3)
     with pytest.raises(XlvlmError, match="share 0 present sample id"):
         LearnedSteering.fit(_store({"0": x}, [f"other{i}" for i in range(20)]), shifts, context_layer=0)
     with pytest.raises(XlvlmError, match="have size 8 but the vectors 3"):
@@ -323,6 +325,10 @@ def test_learned_save_load_round_trip_and_hostile_files(tmp_path):
         "ints": (dict(weights, **{"encoder.bias": torch.ones(4, dtype=torch.int32)}), header(), "not a float tensor"),
     }
     _each_refused_in_one_line(LearnedSteering.load, cases, tmp_path)
+    model.decoder_bias[0] = float("nan")  # changed after it was made: never written
+    with pytest.raises(XlvlmError, match="not written: decoder.bias holds NaN or inf"):
+        model.save(tmp_path / "mutated.safetensors")
+    assert not (tmp_path / "mutated.safetensors").exists()
     with pytest.raises(XlvlmError, match="learned steering file not found"):
         LearnedSteering.load(tmp_path / "nothing.safetensors")
 

@@ -30,7 +30,8 @@ def predict(vlm, samples: Sequence[dict], vector=None, alpha: float = 1.0,
             positions="all", operator="add", condition=None, max_new_tokens: int = 10,
             batch_size: int = 8, progress: bool = True, desc: str = "generate", on_batch=None) -> list[dict]:
     """Greedy prediction records for ``samples`` (:meth:`VLM.predict`), steered by ``vector`` when
-    given (a SteeringVector, PerSampleSteering or LearnedSteering: anything with ``apply``). ``on_batch``, when given, receives each batch's records as soon as they exist."""
+    given (a SteeringVector, PerSampleSteering or LearnedSteering: anything with ``apply``).
+    ``on_batch``, when given, receives each batch's records as soon as they exist."""
     check_generation_settings(batch_size, max_new_tokens)  # before any hook is added
     if not math.isfinite(alpha):
         raise XlvlmError(f"alpha must be a finite number, not {alpha}")
