@@ -393,3 +393,20 @@ def test_learned_steering_behind_a_condition_steers_exactly_the_samples_it_lets_
     assert gated == alone
     assert gated == [s if ok else p for s, p, ok in zip(steered, plain.texts, chosen.tolist())]
     assert any(s != p for s, p, ok in zip(steered, plain.texts, chosen.tolist()) if ok)  # the gate passes a real edit
+
+
+def test_per_sample_train_extracts_both_lists_and_pairs_them_by_id(vlm_of, samples):
+    vlm = vlm_of("llava")
+    framed = {"no": [dict(s, prompt=s["prompt"] + " no") for s in samples[:4]],
+              "yes": [dict(s, prompt=s["prompt"] + " yes") for s in samples[:4]]}
+    p2s = PerSampleSteering.train(vlm, framed["yes"][::-1], framed["no"], layers=[1, 2])  # by id, not by order
+    stores = [xlvlm.extract(vlm, framed[k], layers=[1, 2], progress=False) for k in ("no", "yes")]
+    assert p2s.ids == [s["id"] for s in samples[:4]] and p2s.layers == ["1", "2"]
+    torch.testing.assert_close(p2s.vectors["1"], PerSampleSteering.from_stores(*stores, [1]).vectors["1"])
+    for i in range(4):  # the reference: the last prompt token's state, by hand at batch 1
+        with record(vlm, ["2"]) as rec:
+            for k in ("no", "yes"):
+                vlm.forward(vlm.encode([framed[k][i]]))
+        no, yes = rec.outputs["2"]
+        torch.testing.assert_close(p2s.vectors["2"][i], yes[0, -1] - no[0, -1], rtol=1e-4, atol=1e-4)
+    assert "source" not in p2s.metadata
