@@ -36,6 +36,17 @@ SHAPES = {
 }
 
 
+def add_generation_options(parser, shapes: list[str], default_shape: str) -> None:
+    """The options every generation benchmark takes: shape, device, batch, tokens, repeats, threads, --write."""
+    parser.add_argument("--shape", default=default_shape, choices=shapes)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--new-tokens", type=int, default=25)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--write", action="store_true")
+
+
 def build_vlm(shape: str, device: str, dtype: torch.dtype, seed: int = 0):
     """A LLaVA of the given shape with random weights, built directly on ``device``."""
     from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (append_results, build_vlm, git_revision, hook_shares, overhead_table,  # noqa: E402
+from common import (add_generation_options, append_results, build_vlm, git_revision, hook_shares, overhead_table,  # noqa: E402
                     samples, time_rotating)
 
 from xlvlm.steer import LearnedSteering, PerSampleSteering, SteeringVector  # noqa: E402
@@ -57,16 +57,10 @@ def training_time(d: int, n: int, seed: int = 0) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", default="organism", choices=["organism", "tiny", "small", "llava-7b"],
-                        help="the hallucinating organism, or a random-weight LLaVA of bench/common.py's shapes")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--new-tokens", type=int, default=25)
-    parser.add_argument("--repeats", type=int, default=5)
+    # --shape organism: the hallucinating organism; the others: random-weight LLaVAs of bench/common.py
+    add_generation_options(parser, ["organism", "tiny", "small", "llava-7b"], "organism")
     parser.add_argument("--train-samples", type=int, default=1200,
                         help="pairs for the training time (the research code's POPE training set: 1,200)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
     if args.threads:

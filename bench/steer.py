@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (append_results, build_vlm, git_revision, hook_shares, overhead_table,  # noqa: E402
+from common import (add_generation_options, append_results, build_vlm, git_revision, hook_shares, overhead_table,  # noqa: E402
                     samples, time_rotating)
 
 from xlvlm.steer import SteeringVector  # noqa: E402
@@ -22,13 +22,7 @@ from xlvlm.steer import SteeringVector  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", default="small", choices=["tiny", "small", "llava-7b"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--new-tokens", type=int, default=25)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--write", action="store_true")
+    add_generation_options(parser, ["tiny", "small", "llava-7b"], "small")
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
     if args.threads:

@@ -26,6 +26,17 @@ def _hooks(model):
             for kind, hooks in (("f", m._forward_hooks), ("p", m._forward_pre_hooks)) for key in hooks}
 
 
+def _each_refused_in_one_line(load, cases: dict, tmp_path) -> None:
+    """cases: {name: (tensors, header metadata, message)}: each file written, and refused by ``load``
+    with one line naming it."""
+    for name, (tensors, meta, message) in cases.items():
+        bad = tmp_path / f"{name}.safetensors"
+        save_file(tensors, bad, metadata=meta)
+        with pytest.raises(XlvlmError, match=message) as info:
+            load(bad)
+        assert str(bad) in str(info.value) and "\n" not in str(info.value), name
+
+
 # ---- P2S ----------------------------------------------------------------------------------------
 def test_per_sample_vectors_equal_a_slow_per_id_reference(tmp_path):
     g = torch.Generator().manual_seed(0)
@@ -76,12 +87,7 @@ def test_per_sample_save_load_round_trip_and_hostile_files(tmp_path):
         "other tensor": ({"layer/2": torch.randn(3, 4), "pickle": torch.randn(1)}, header, "only tensors named"),
         "sizes": ({"layer/2": torch.randn(3, 4), "layer/3": torch.randn(3, 5)}, header, "different sizes"),
     }
-    for name, (tensors, meta, message) in cases.items():
-        bad = tmp_path / f"{name}.safetensors"
-        save_file(tensors, bad, metadata=meta)
-        with pytest.raises(XlvlmError, match=message) as info:
-            PerSampleSteering.load(bad)
-        assert str(bad) in str(info.value) and "\n" not in str(info.value), name
+    _each_refused_in_one_line(PerSampleSteering.load, cases, tmp_path)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x80\x04not safetensors")
     with pytest.raises(XlvlmError, match="not a readable per-sample steering file"):
@@ -105,18 +111,19 @@ def test_learned_steering_learns_a_planted_map():
     ids, x, v = _planted()
     context = _store({"0": x}, ids)
     shifts = PerSampleSteering({"1": v}, ids)
-    model = LearnedSteering.fit(context, shifts, context_layer=0, hidden=16, epochs=80, lr=1e-2, seed=0)
+    settings = dict(context_layer=0, hidden=16, epochs=100, lr=3e-2, batch_size=256)  # full batches: fast
+    model = LearnedSteering.fit(context, shifts, seed=0, **settings)
     report = model.metadata["training"]
     assert (report["n_train"], report["n_val"]) == (216, 24)
     # the held-out vectors are predicted far better than by the fixed mean vector
     assert report["val_cosine"] > 0.97 and report["mean_vector_val_cosine"] < 0.8, report
     assert report["val_relative_error"] < 0.5 * report["mean_vector_val_relative_error"], report
-    assert len(model.history) == 80 and 1 <= report["best_epoch"] <= 80
+    assert len(model.history) == 100 and 1 <= report["best_epoch"] <= 100
     # predict reads raw states (the standardisation is folded into the encoder)
     pred = model.predict(x)
     assert float(torch.nn.functional.cosine_similarity(pred, v, dim=1).mean()) > 0.97
     # deterministic given the seed; another seed splits and starts otherwise
-    again = LearnedSteering.fit(context, shifts, context_layer=0, hidden=16, epochs=80, lr=1e-2, seed=0)
+    again = LearnedSteering.fit(context, shifts, seed=0, **settings)
     assert all(torch.equal(a, b) for a, b in zip(model.weights().values(), again.weights().values()))
     other = LearnedSteering.fit(context, shifts, context_layer=0, hidden=16, epochs=2, seed=1)
     assert not torch.equal(other.encoder_weight, model.encoder_weight)
@@ -146,6 +153,8 @@ def test_learned_steering_refuses_bad_settings_in_one_line():
     for kwargs, message in cases:
         with pytest.raises(XlvlmError, match=message):
             LearnedSteering.fit(context, shifts, **kwargs)
+    with pytest.raises(XlvlmError, match="diverged at epoch [0-9]+ .* use a lower lr than 1e\\+30"):
+        LearnedSteering.fit(context, shifts, context_layer=0, lr=1e30, epochs=3)
     with pytest.raises(XlvlmError, match="share 0 present sample id"):
         LearnedSteering.fit(_store({"0": x}, [f"other{i}" for i in range(20)]), shifts, context_layer=0)
     with pytest.raises(XlvlmError, match="have size 8 but the vectors 3"):
@@ -315,11 +324,89 @@ def test_learned_save_load_round_trip_and_hostile_files(tmp_path):
         "order": (weights, header(context_layer="final"), "context layer final comes after the steering layer 1"),
         "ints": (dict(weights, **{"encoder.bias": torch.ones(4, dtype=torch.int32)}), header(), "not a float tensor"),
     }
-    for name, (tensors, meta, message) in cases.items():
-        bad = tmp_path / f"{name}.safetensors"
-        save_file(tensors, bad, metadata=meta)
-        with pytest.raises(XlvlmError, match=message) as info:
-            LearnedSteering.load(bad)
-        assert str(bad) in str(info.value) and "\n" not in str(info.value), name
+    _each_refused_in_one_line(LearnedSteering.load, cases, tmp_path)
+    model.decoder_bias[0] = float("nan")  # changed after it was made: never written
+    with pytest.raises(XlvlmError, match="not written: decoder.bias holds NaN or inf"):
+        model.save(tmp_path / "mutated.safetensors")
+    assert not (tmp_path / "mutated.safetensors").exists()
     with pytest.raises(XlvlmError, match="learned steering file not found"):
         LearnedSteering.load(tmp_path / "nothing.safetensors")
+
+
+def test_project_out_removes_each_samples_own_component(vlm_of, samples):
+    vlm = vlm_of("llava")
+    g = torch.Generator().manual_seed(3)
+    ids = [s["id"] for s in samples[:3]]
+    p2s = PerSampleSteering({"1": torch.randn(3, vlm.hidden_size, generator=g)}, ids)
+    units = p2s.vectors["1"] / p2s.vectors["1"].norm(dim=1, keepdim=True)
+    with p2s.apply(vlm, operator="project-out"), record(vlm, ["1"]) as rec:
+        generation = vlm.generate_batch(samples[:3], max_new_tokens=3)
+    steered = rec.stacked("1")  # prefill and decode steps
+    for i in range(3):
+        assert (steered[i, generation.batch.offsets[i]:] @ units[i]).abs().max() < 1e-4
+    # another sample's direction is not removed
+    assert (steered[0, generation.batch.offsets[0]:] @ units[1]).abs().max() > 1e-2
+
+
+def test_sweep_takes_per_sample_and_learned_steering(vlm_of, samples):
+    from xlvlm.steer.run import sweep
+
+    vlm = vlm_of("llava")
+    ids = [s["id"] for s in samples[:4]]
+    p2s = PerSampleSteering({"1": 3 * torch.randn(4, vlm.hidden_size, generator=torch.Generator().manual_seed(0))},
+                            ids, {"method": "per-sample"})
+    learned = _random_learned(vlm, 1, 2)
+    learned.metadata["method"] = "learned"
+
+    def changed(predictions, baseline):
+        return {"changed": sum(p["prediction"] != b["prediction"] for p, b in zip(predictions, baseline))}
+
+    rows = sweep(vlm, {"p2s": p2s, "l2s": learned}, samples[:4], alphas=[0, 2], scorer=changed, max_new_tokens=3,
+                 batch_size=2, progress=False)
+    assert [(r["method"], r["layer"], r["alpha"]) for r in rows] == [
+        ("per-sample", "1", 0.0), ("per-sample", "1", 2.0), ("learned", "2", 0.0), ("learned", "2", 2.0)]
+    assert rows[0]["changed"] == 0 and rows[2]["changed"] == 0 and rows[1]["changed"] + rows[3]["changed"] > 0
+    small = LearnedSteering("0", "1", torch.randn(3, 4), torch.randn(3), torch.randn(4, 3), torch.randn(4))
+    with pytest.raises(XlvlmError, match="have size 4 but the model"):
+        sweep(vlm, {"small": small}, samples[:2], alphas=[1], scorer=changed, progress=False)
+
+
+def test_learned_steering_behind_a_condition_steers_exactly_the_samples_it_lets_through(vlm_of, samples):
+    from xlvlm.steer import Condition
+
+    vlm = vlm_of("llava")
+    model = _random_learned(vlm, 1, 2)
+    direction = torch.randn(vlm.hidden_size, generator=torch.Generator().manual_seed(5))
+    direction = direction / direction.norm()
+    with record(vlm, ["0"]) as rec:
+        plain = vlm.generate_batch(samples, max_new_tokens=3)
+    last = torch.stack([rec.outputs["0"][0][i, -1] for i in range(len(samples))])  # left padded: last is real
+    projections = last @ direction
+    gate = Condition("0", direction, float(projections.median()))
+    chosen = gate.decide(last)
+    assert 0 < int(chosen.sum()) < len(samples)
+    with model.apply(vlm, alpha=1.5):
+        steered = vlm.generate_batch(samples, max_new_tokens=3).texts
+    with model.apply(vlm, alpha=1.5, condition=gate):
+        gated = vlm.generate_batch(samples, max_new_tokens=3).texts
+        alone = [vlm.generate_batch([s], max_new_tokens=3).texts[0] for s in samples]
+    assert gated == alone
+    assert gated == [s if ok else p for s, p, ok in zip(steered, plain.texts, chosen.tolist())]
+    assert any(s != p for s, p, ok in zip(steered, plain.texts, chosen.tolist()) if ok)  # the gate passes a real edit
+
+
+def test_per_sample_train_extracts_both_lists_and_pairs_them_by_id(vlm_of, samples):
+    vlm = vlm_of("llava")
+    framed = {"no": [dict(s, prompt=s["prompt"] + " no") for s in samples[:4]],
+              "yes": [dict(s, prompt=s["prompt"] + " yes") for s in samples[:4]]}
+    p2s = PerSampleSteering.train(vlm, framed["yes"][::-1], framed["no"], layers=[1, 2])  # by id, not by order
+    stores = [xlvlm.extract(vlm, framed[k], layers=[1, 2], progress=False) for k in ("no", "yes")]
+    assert p2s.ids == [s["id"] for s in samples[:4]] and p2s.layers == ["1", "2"]
+    torch.testing.assert_close(p2s.vectors["1"], PerSampleSteering.from_stores(*stores, [1]).vectors["1"])
+    for i in range(4):  # the reference: the last prompt token's state, by hand at batch 1
+        with record(vlm, ["2"]) as rec:
+            for k in ("no", "yes"):
+                vlm.forward(vlm.encode([framed[k][i]]))
+        no, yes = rec.outputs["2"]
+        torch.testing.assert_close(p2s.vectors["2"][i], yes[0, -1] - no[0, -1], rtol=1e-4, atol=1e-4)
+    assert "source" not in p2s.metadata

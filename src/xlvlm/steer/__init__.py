@@ -15,4 +15,5 @@ from xlvlm.steer.learned import LearnedSteering
 from xlvlm.steer.per_sample import PerSampleSteering
 from xlvlm.steer.vector import METHODS, SteeringVector
 
-__all__ = ["SteeringVector", "PerSampleSteering", "LearnedSteering", "Condition", "Steering", "METHODS", "aggregators", "operators"]
+__all__ = ["SteeringVector", "PerSampleSteering", "LearnedSteering", "Condition", "Steering", "METHODS",
+           "aggregators", "operators"]

@@ -81,6 +81,11 @@ class LearnedSteering:
         """D, the model's hidden size (of both the context state and the vector)."""
         return int(self.decoder_weight.shape[0])
 
+    @property
+    def layers(self) -> list[str]:
+        """The steered layer, as a list (as a SteeringVector's)."""
+        return [self.steer_layer]
+
     def weights(self) -> dict[str, torch.Tensor]:
         return dict(zip(TENSORS, (self.encoder_weight, self.encoder_bias, self.decoder_weight, self.decoder_bias)))
 
@@ -150,6 +155,7 @@ class LearnedSteering:
         """Write a safetensors file: the four weights, and layers, sizes, settings, training report
         and history as JSON in the header."""
         path = Path(path)
+        _check_weights(self.weights(), f"{path}: not written")
         header = {"format": FORMAT, "context_layer": self.context_layer, "steer_layer": self.steer_layer,
                   "hidden": self.hidden, "hidden_size": self.hidden_size, "metadata": self.metadata,
                   "history": self.history}
@@ -159,8 +165,9 @@ class LearnedSteering:
 
     @classmethod
     def load(cls, path) -> "LearnedSteering":
-        """Read a file of :meth:`save` (or the folder of ``xlvlm steer learn`` holding one), checked: its header (layers, sizes), exactly the four weights
-        with the shapes the header states, float and finite. Anything else is a one-line XlvlmError."""
+        """Read a file of :meth:`save` (or the folder of ``xlvlm steer learn`` holding one), checked:
+        its header (layers, sizes), exactly the four weights with the shapes the header states, float
+        and finite. Anything else is a one-line XlvlmError."""
         path = Path(path)
         if path.is_dir():  # a folder of `xlvlm steer learn`: its model file, if it is the one its result lists
             from xlvlm.io import RESULT_FILE, check_outputs
@@ -268,8 +275,8 @@ def _settings(hidden, epochs, lr, batch_size, val_fraction, cosine_weight, seed)
                                    ("cosine_weight", cosine_weight, 0.0, math.inf)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or not low <= value <= high or (name == "lr" and value == 0):
-            raise XlvlmError(f"{name} must be a finite number in [{low:g}, {high:g}]{' above 0' if name == 'lr' else ''}, "
-                             f"not {value!r}")
+            above = " above 0" if name == "lr" else ""
+            raise XlvlmError(f"{name} must be a finite number in [{low:g}, {high:g}]{above}, not {value!r}")
         settings[name] = float(value)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise XlvlmError(f"seed must be an integer, not {seed!r}")
@@ -284,7 +291,8 @@ def _pairs(context, context_key: str, shifts, steer_layer):
 
     if isinstance(shifts, PerSampleSteering):
         if steer_layer is None and len(shifts.layers) != 1:
-            raise XlvlmError(f"the per-sample vectors have layers {', '.join(shifts.layers)}: pick one with steer_layer")
+            raise XlvlmError(f"the per-sample vectors have layers {', '.join(shifts.layers)}: pick one with "
+                             f"steer_layer")
         steer_key = layer_key(shifts.layers[0] if steer_layer is None else steer_layer)
         if steer_key not in shifts.vectors:
             raise XlvlmError(f"the per-sample vectors have no layer {steer_key} (they have {', '.join(shifts.layers)})")
@@ -377,6 +385,9 @@ def _train(x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, val: torch.Ten
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             loss = _per_sample_loss(_forward(params, standard[rows]), y[rows], ramp).mean()
+            if not bool(torch.isfinite(loss)):
+                raise XlvlmError(f"learned steering diverged at epoch {epoch} (the loss is NaN or inf); use a lower "
+                                 f"lr than {settings['lr']:g}")
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -71,10 +71,35 @@ class PerSampleSteering:
                 "selector": source.selector, "n_samples": len(ids)}
         return cls(vectors, ids, meta)
 
+    @classmethod
+    def train(cls, vlm, positive, negative, layers=("final",), select: str = "last-prompt",
+              batch_size: int = 8) -> "PerSampleSteering":
+        """One call from samples: extract both lists in memory (``xlvlm.extract(..., out=None)``),
+        then ``from_stores(negative, positive)``: each sample's vector points from its negative
+        version to its positive one, paired by ``id`` (give both versions of a sample the same id,
+        e.g. the question with the wrong and with the right answer for a selector that reads the
+        answer)."""
+        from xlvlm.data.samples import check_samples
+        from xlvlm.extract.run import extract, require_vlm
+
+        require_vlm(vlm, "PerSampleSteering.train")
+        positive, negative = check_samples(positive, where="positive"), check_samples(negative, where="negative")
+        stores = [extract(vlm, samples, layers=layers, select=select, batch_size=batch_size, progress=False)
+                  for samples in (negative, positive)]
+        vectors = cls.from_stores(*stores, layers=stores[0].layers)
+        for key in ("source", "target", "target_model"):  # "<in memory>" says nothing
+            vectors.metadata.pop(key, None)
+        return vectors
+
     # ---- reading ---------------------------------------------------------------------------
     @property
     def layers(self) -> list[str]:
         return list(self.vectors)
+
+    @property
+    def hidden_size(self) -> int:
+        """D, the size of every vector."""
+        return int(next(iter(self.vectors.values())).shape[1])
 
     def __len__(self) -> int:
         return len(self.ids)
