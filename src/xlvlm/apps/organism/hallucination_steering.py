@@ -33,6 +33,7 @@ steering (P2S has no contrast for them: "-").
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,18 +101,11 @@ def _answers(predictions: list[dict]) -> list[str]:
     return [pope_answer(p["prediction"]) for p in predictions]
 
 
-def _side_samples(n: int, seed: int) -> list[dict]:
+def _shape_colour_questions(part: str, n: int, seed: int) -> list[dict]:
+    """``n`` easy-VQA questions of ``part`` about the shape or the colour, half each (seeded)."""
     from xlvlm.apps.organism.data import stratified_subset, vqa_samples
 
-    chosen = [s for s in vqa_samples("test") if s.get("answer_type") in SIDE_TYPES]
-    return stratified_subset(chosen, per_type=max(1, n // len(SIDE_TYPES)), seed=seed)
-
-
-def _gate_side_samples(n: int, seed: int) -> list[dict]:
-    """Shape/colour questions about *training* images: what the condition learns to leave alone."""
-    from xlvlm.apps.organism.data import stratified_subset, vqa_samples
-
-    chosen = [s for s in vqa_samples("train") if s.get("answer_type") in SIDE_TYPES]
+    chosen = [s for s in vqa_samples(part) if s.get("answer_type") in SIDE_TYPES]
     return stratified_subset(chosen, per_type=max(1, n // len(SIDE_TYPES)), seed=seed)
 
 
@@ -131,96 +125,122 @@ def _side_accuracy(predictions: list[dict]) -> dict:
     return {kind: per_type[kind]["accuracy"] for kind in SIDE_TYPES if kind in per_type}
 
 
+class _Runs:
+    """The organism under comparison: extraction and greedy answers with the settings' layers,
+    batch and positions; ``timing`` collects how long each step took."""
+
+    def __init__(self, settings: ComparisonSettings, progress: bool):
+        from xlvlm import organism
+
+        self.settings, self.progress, self.timing = settings, progress, {}
+        self.vlm = organism.load(settings.model)
+        self.layers = sorted({settings.context_layer, settings.steer_layer})
+
+    def extract(self, samples: list[dict]):
+        import xlvlm
+
+        return xlvlm.extract(self.vlm, samples, layers=self.layers, select="last-prompt",
+                             batch_size=self.settings.batch_size, progress=self.progress)
+
+    def predict(self, samples: list[dict], steering=None, alpha: float = 1.0, condition=None,
+                desc: str = "generate") -> list[dict]:
+        s, started = self.settings, time.perf_counter()
+        context = (nullcontext() if steering is None else
+                   steering.apply(self.vlm, alpha=alpha, positions=s.positions, condition=condition))
+        with context:
+            out = self.vlm.predict(samples, max_new_tokens=2, batch_size=s.batch_size, progress=self.progress,
+                                   desc=desc)
+        self.timing[f"generate_seconds/{desc}"] = time.perf_counter() - started
+        return out
+
+
+def _learn(runs: _Runs, train: list[dict]) -> dict:
+    """Every learnt method from the train part: ``{method: (steering, condition)}`` (no P2S: it
+    is made from the test inputs themselves)."""
+    import torch
+
+    from xlvlm.steer import Condition, LearnedSteering, PerSampleSteering, SteeringVector
+
+    s = runs.settings
+    steer, ctx = str(s.steer_layer), str(s.context_layer)
+    started = time.perf_counter()
+    plain, reframed = runs.extract(train), runs.extract([reframe(x) for x in train])
+    runs.timing["extract_train_seconds"] = time.perf_counter() - started
+    absent = [x["label"] == "no" for x in train]
+    said = _answers(runs.predict(train, desc="train answers"))
+    vector = SteeringVector.from_stores(_subset_store(plain, steer, [a and y == "yes" for a, y in zip(absent, said)]),
+                                        _subset_store(plain, steer, [a and y == "no" for a, y in zip(absent, said)]),
+                                        [steer])
+    # The gate's "leave alone" side: questions about present objects, and shape/colour questions
+    # about training images.
+    gate_no = plain.features(ctx)[[i for i, a in enumerate(absent) if a]]
+    gate_other = [plain.features(ctx)[[i for i, a in enumerate(absent) if not a]]]
+    if s.side_questions:
+        gate_other.append(runs.extract(_shape_colour_questions("train", s.side_questions, s.seed)).features(ctx))
+    condition = Condition.learn(gate_no, torch.cat(gate_other), s.context_layer)
+    started = time.perf_counter()
+    learned = LearnedSteering.fit(plain, PerSampleSteering.from_stores(plain, reframed, [steer]), s.context_layer,
+                                  s.steer_layer, epochs=s.epochs, seed=s.seed)
+    runs.timing["l2s_fit_seconds"] = time.perf_counter() - started
+    return {"none": (None, None), "mean-diff": (vector, None), "mean-diff + condition": (vector, condition),
+            "L2S": (learned, None)}
+
+
+def _oracle(runs: _Runs, test: list[dict]):
+    """P2S: each test input's own vector, from its second (reframed) forward pass."""
+    from xlvlm.steer import PerSampleSteering
+
+    started = time.perf_counter()
+    oracle = PerSampleSteering.from_stores(runs.extract(test), runs.extract([reframe(x) for x in test]),
+                                           [str(runs.settings.steer_layer)])
+    runs.timing["p2s_test_extract_seconds"] = time.perf_counter() - started
+    return oracle
+
+
+def _score(runs: _Runs, methods: dict, test: list[dict], side: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(POPE rows per method and split, side-effect rows per method) on the test part."""
+    rows, side_rows, baseline = [], [], None
+    for method in METHODS:
+        steering, gate = methods[method]
+        alpha = runs.settings.alphas.get(method, 1.0) if steering is not None else 0.0
+        rows += _pope_rows(method, runs.predict(test, steering, alpha, gate, desc=method))
+        if method == "P2S (oracle)" or not side:  # no contrast exists for a shape/colour question
+            side_rows.append({"method": method, **{k: None for k in SIDE_TYPES}})
+            continue
+        accuracy = _side_accuracy(runs.predict(side, steering, alpha, gate, desc=f"{method} side"))
+        baseline = accuracy if baseline is None else baseline
+        side_rows.append({"method": method, **accuracy, **{f"{k}_change": accuracy[k] - baseline[k] for k in accuracy}})
+    return rows, side_rows
+
+
 def compare_steering(settings: ComparisonSettings | None = None, progress: bool = False,
                      confused: dict | None = None) -> dict:
     """Fit every method on the train part, score it on the test part: the stage's result dict.
 
     confused: the adversarial split's confusion ranking (default: measured on the original
     organism, :func:`~xlvlm.apps.organism.pope.confusions`)."""
-    import xlvlm
-    from xlvlm import organism
     from xlvlm.apps.organism.pope import pope_benchmark
-    from xlvlm.steer import Condition, LearnedSteering, PerSampleSteering, SteeringVector
 
     s = settings or ComparisonSettings()
     if s.context_layer > s.steer_layer:
         raise XlvlmError(f"context layer {s.context_layer} comes after the steering layer {s.steer_layer}; "
                          f"L2S and the condition read the context before it is steered")
-    vlm = organism.load(s.model)
-    steer, ctx = str(s.steer_layer), str(s.context_layer)
-    layers = sorted({s.context_layer, s.steer_layer})
+    runs = _Runs(s, progress)
     train = pope_benchmark("train", seed=s.seed, images=s.train_images, confused=confused)
     test = pope_benchmark("test", seed=s.seed, images=s.test_images, confused=confused)
-    side = _side_samples(s.side_questions, s.seed)
-    timing = {}
-
-    def extract(samples):
-        return xlvlm.extract(vlm, samples, layers=layers, select="last-prompt", batch_size=s.batch_size,
-                             progress=progress)
-
-    def predict(samples, steering=None, alpha=1.0, condition=None, desc="generate"):
-        started = time.perf_counter()
-        if steering is None:
-            out = vlm.predict(samples, max_new_tokens=2, batch_size=s.batch_size, progress=progress, desc=desc)
-        else:
-            with steering.apply(vlm, alpha=alpha, positions=s.positions, condition=condition):
-                out = vlm.predict(samples, max_new_tokens=2, batch_size=s.batch_size, progress=progress, desc=desc)
-        return out, time.perf_counter() - started
-
-    # ---- learning, on the train part only ------------------------------------------------------
-    started = time.perf_counter()
-    plain = extract(train)
-    reframed = extract([reframe(x) for x in train])
-    timing["extract_train_seconds"] = time.perf_counter() - started
-    own, _ = predict(train, desc="train answers")
-    absent = [x["label"] == "no" for x in train]
-    said = _answers(own)
-    vector = SteeringVector.from_stores(_subset_store(plain, steer, [a and y == "yes" for a, y in zip(absent, said)]),
-                                        _subset_store(plain, steer, [a and y == "no" for a, y in zip(absent, said)]),
-                                        [steer])
-    # The gate's "leave alone" side: questions about present objects, and shape/colour questions
-    # about training images.
-    others = extract(_gate_side_samples(s.side_questions, s.seed)) if s.side_questions else None
-    gate_no = plain.features(ctx)[[i for i, a in enumerate(absent) if a]]
-    gate_other = plain.features(ctx)[[i for i, a in enumerate(absent) if not a]]
-    if others is not None:
-        gate_other = gate_other.new_tensor(gate_other.tolist() + others.features(ctx).tolist())
-    condition = Condition.learn(gate_no, gate_other, s.context_layer)
-    train_shifts = PerSampleSteering.from_stores(plain, reframed, [steer])
-    started = time.perf_counter()
-    learned = LearnedSteering.fit(plain, train_shifts, s.context_layer, s.steer_layer, epochs=s.epochs, seed=s.seed)
-    timing["l2s_fit_seconds"] = time.perf_counter() - started
-
-    # ---- the oracle's own pass over every test input -------------------------------------------
-    started = time.perf_counter()
-    oracle = PerSampleSteering.from_stores(extract(test), extract([reframe(x) for x in test]), [steer])
-    timing["p2s_test_extract_seconds"] = time.perf_counter() - started
-
-    # ---- scoring, on the test part ---------------------------------------------------------------
-    runs = {"none": (None, None), "mean-diff": (vector, None), "mean-diff + condition": (vector, condition),
-            "P2S (oracle)": (oracle, None), "L2S": (learned, None)}
-    rows, side_rows = [], []
-    baseline_side = None
-    for method, (steering, gate) in runs.items():
-        alpha = s.alphas.get(method, 1.0) if steering is not None else 0.0
-        predictions, seconds = predict(test, steering, alpha, gate, desc=method)
-        timing[f"generate_seconds/{method}"] = seconds
-        rows += _pope_rows(method, predictions)
-        if method == "P2S (oracle)" or not side:
-            side_rows.append({"method": method, **{k: None for k in SIDE_TYPES}})
-            continue
-        accuracy = _side_accuracy(predict(side, steering, alpha, gate, desc=f"{method} side")[0])
-        baseline_side = accuracy if baseline_side is None else baseline_side
-        side_rows.append({"method": method, **accuracy,
-                          **{f"{k}_change": accuracy[k] - baseline_side[k] for k in accuracy}})
-    reference = None
-    if s.reference:
-        reference = _pope_rows(f"{s.reference} organism", predict_with(s.reference, test, s.batch_size, progress))
+    side = _shape_colour_questions("test", s.side_questions, s.seed) if s.side_questions else []
+    methods = _learn(runs, train)
+    methods["P2S (oracle)"] = (_oracle(runs, test), None)
+    rows, side_rows = _score(runs, methods, test, side)
+    reference = (_pope_rows(f"{s.reference} organism", predict_with(s.reference, test, s.batch_size, progress))
+                 if s.reference else [])
+    vector, condition = methods["mean-diff + condition"]
     return stage_result(
-        STAGE, model=s.model, settings=_plain_settings(s), n_train=len(train), n_test=len(test),
-        n_side=len(side), rows=rows, side_effects=side_rows, reference=reference or [],
-        training=learned.metadata.get("training", {}), condition=condition.to_dict(),
-        vector_norm=vector.norms()[steer], timing=timing, goals=goals(rows, side_rows, reference))
+        STAGE, model=s.model, settings=asdict(s), n_train=len(train), n_test=len(test),
+        n_side=len(side), rows=rows, side_effects=side_rows, reference=reference,
+        training=methods["L2S"][0].metadata.get("training", {}), condition=condition.to_dict(),
+        vector_norm=vector.norms()[str(s.steer_layer)], timing=runs.timing,
+        goals=goals(rows, side_rows, reference))
 
 
 def predict_with(model: str, samples: list[dict], batch_size: int, progress: bool) -> list[dict]:
@@ -228,10 +248,6 @@ def predict_with(model: str, samples: list[dict], batch_size: int, progress: boo
 
     return organism.load(model).predict(samples, max_new_tokens=2, batch_size=batch_size, progress=progress,
                                         desc=model)
-
-
-def _plain_settings(s: ComparisonSettings) -> dict:
-    return {k: v for k, v in asdict(s).items()}
 
 
 def _row(rows: list[dict], method: str, split: str = "all") -> dict | None:
@@ -246,7 +262,7 @@ def goals(rows: list[dict], side_rows: list[dict], reference: list[dict] | None)
     if l2s is None:
         return {}
     out = {"yes_ratio_gap": {"value": abs(l2s["yes_ratio"] - 0.5), "bar": 0.05}}
-    ref = _row(reference or [], (reference or [{}])[0].get("method", "")) if reference else None
+    ref = _row(reference, reference[0]["method"]) if reference else None
     if ref is not None:
         out["f1_gap_to_reference"] = {"value": ref["f1"] - l2s["f1"], "bar": 0.03}
     side = next((r for r in side_rows if r["method"] == "L2S"), {})
