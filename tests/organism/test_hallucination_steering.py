@@ -89,3 +89,13 @@ def test_reframe_refuses_other_phrasings():
         "does the image contain a red shape?"
     with pytest.raises(XlvlmError, match="not in the benchmark's phrasing"):
         hs.reframe({"id": "a", "prompt": "what color is the shape?"})
+
+
+def test_cli_refuses_a_context_layer_after_the_steering_layer(tmp_path, capsys):
+    from xlvlm.cli import main
+
+    out = tmp_path / "run"
+    assert main(["organism", "steer-hallucination", "--steer-layer", "1", "--context-layer", "2",
+                 "--out", str(out), "--quiet"]) == 2
+    assert "context layer 2 comes after the steering layer 1" in capsys.readouterr().err
+    assert not (out / RESULT_FILE).exists()
