@@ -193,39 +193,42 @@ def _steering_hooks(vlm, vectors, alpha: float, positions, operator, condition) 
     layer is ``h + operator(h, v, alpha)`` on the positions the rule selects (see the module
     docstring), v the layer's fixed vector or the sample's own row.
     """
-    rule = _parse_positions(positions)
-    per_sample = vectors if isinstance(vectors, RowVectors) else None
-    keys = per_sample.layers if per_sample else list(vectors)
-    refs = [resolve_layer(vlm, key) for key in keys]
-    _check_fits(vlm, refs, [] if per_sample else list(vectors.values()), condition, rule)
-    context = per_sample.context_layer if per_sample else None
-    if context is not None:
-        _check_context(vlm, refs, context)
-    state = _CallState()
-    device, dtype = vlm.device, vlm.dtype
-    prepared = {} if per_sample else {
-        ref.key: vector.detach().to(device=device, dtype=torch.float32).to(dtype)
-        for ref, vector in zip(refs, vectors.values())}
+    return _Hooks(vlm, vectors, alpha, _parse_positions(positions), operator, condition).registrations()
 
-    def set_rows(states, batch: int) -> None:
-        samples = None
-        if per_sample.needs_samples:
-            samples, state.batch_samples = state.batch_samples, None  # one batch's samples serve one prefill
-            if samples is None or len(samples) != batch:
-                raise XlvlmError(f"{per_sample.what} needs the samples of each batch: generate with "
-                                 f"vlm.predict / vlm.generate / vlm.generate_batch under it")
-        rows = per_sample.rows(states, samples)
-        checked = {}
-        for key in per_sample.layers:
-            row = rows[key]
-            if row.shape != (batch, vlm.hidden_size):
-                raise XlvlmError(f"{per_sample.what} gave vectors of shape {tuple(row.shape)} for layer {key}; "
-                                 f"expected ({batch}, {vlm.hidden_size}) for this batch and model")
-            checked[key] = row.detach().to(device=device, dtype=dtype)[:, None, :]
-        state.row_vectors = checked
-        state.rows_pending = False
 
-    def model_pre_hook(module, args, kwargs):
+class _Hooks:
+    """The hooks of one steering handle and the state of the current call they share."""
+
+    def __init__(self, vlm, vectors, alpha: float, rule, operator, condition):
+        self.vlm, self.alpha, self.rule, self.operator, self.condition = vlm, alpha, rule, operator, condition
+        self.per_sample = vectors if isinstance(vectors, RowVectors) else None
+        keys = self.per_sample.layers if self.per_sample else list(vectors)
+        self.refs = [resolve_layer(vlm, key) for key in keys]
+        _check_fits(vlm, self.refs, [] if self.per_sample else list(vectors.values()), condition, rule)
+        self.context = self.per_sample.context_layer if self.per_sample else None
+        if self.context is not None:
+            _check_context(vlm, self.refs, self.context)
+        self.state = _CallState()
+        self.fixed = {} if self.per_sample else {
+            ref.key: vector.detach().to(device=vlm.device, dtype=torch.float32).to(vlm.dtype)
+            for ref, vector in zip(self.refs, vectors.values())}
+
+    def registrations(self) -> list:
+        vlm = self.vlm
+        registrations = [lambda: vlm.model.register_forward_pre_hook(self.model_pre_hook, with_kwargs=True)]
+        if self.per_sample is not None and self.per_sample.needs_samples:
+            registrations.append(lambda: _Listening(vlm, self.listener))
+        if self.condition is not None:
+            registrations.append(lambda: attach(resolve_layer(vlm, self.condition.layer), self.condition_hook))
+        if self.context is not None:
+            # Before the layer hooks: at the same layer, the state is read before it is steered.
+            registrations.append(lambda: attach(resolve_layer(vlm, self.context), self.context_hook))
+        registrations += [lambda ref=ref: attach(ref, self.layer_hook(ref.key)) for ref in self.refs]
+        return registrations
+
+    # ---- every call of the model -------------------------------------------------------------
+    def model_pre_hook(self, module, args, kwargs):
+        state = self.state
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         t = (input_ids if input_ids is not None else embeds).shape[1]
@@ -236,64 +239,79 @@ def _steering_hooks(vlm, vectors, alpha: float, positions, operator, condition) 
             cache = kwargs.get("past_key_values", kwargs.get("cache"))
             past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
             batch = (input_ids if input_ids is not None else embeds).shape[0]
-            mask = torch.ones(batch, past + t, dtype=torch.long, device=device)
-        index = (mask.long().cumsum(dim=1) - 1)[:, -t:]
-        state.real_index = index
+            mask = torch.ones(batch, past + t, dtype=torch.long, device=self.vlm.device)
+        state.real_index = (mask.long().cumsum(dim=1) - 1)[:, -t:]
         if t == mask.shape[1]:  # a new sequence: prefill or a plain forward
-            state.prompt_lengths = mask.long().sum(dim=1)
-            if condition is not None:
-                state.steer_samples = None
-                state.condition_pending = True
-            if per_sample is not None:
-                if per_sample.needs_samples and input_ids is not None and state.batch_samples is not None \
-                        and tuple(input_ids.shape) != state.batch_shape:
-                    state.batch_samples = None  # not the batch that was announced: refused in set_rows
-                state.row_vectors = None
-                state.rows_pending = True
-                if context is None:
-                    set_rows(None, mask.shape[0])
+            self._start_sequence(mask, input_ids)
 
-    def make_layer_hook(key: str):
-        fixed = prepared.get(key)
+    def _start_sequence(self, mask: torch.Tensor, input_ids) -> None:
+        """At prefill: prompt lengths; a pending condition decision; per-sample rows to decide."""
+        state = self.state
+        state.prompt_lengths = mask.long().sum(dim=1)
+        if self.condition is not None:
+            state.steer_samples = None
+            state.condition_pending = True
+        if self.per_sample is not None:
+            if self.per_sample.needs_samples and input_ids is not None and state.batch_samples is not None \
+                    and tuple(input_ids.shape) != state.batch_shape:
+                state.batch_samples = None  # not the batch that was announced: refused in set_rows
+            state.row_vectors = None
+            state.rows_pending = True
+            if self.context is None:
+                self.set_rows(None, mask.shape[0])
+
+    def set_rows(self, states, batch: int) -> None:
+        """Decide the per-sample rows of this call: {key: (B, 1, D)} in the model's dtype."""
+        state, per_sample, hidden_size = self.state, self.per_sample, self.vlm.hidden_size
+        samples = None
+        if per_sample.needs_samples:
+            samples, state.batch_samples = state.batch_samples, None  # one batch's samples serve one prefill
+            if samples is None or len(samples) != batch:
+                raise XlvlmError(f"{per_sample.what} needs the samples of each batch: generate with "
+                                 f"vlm.predict / vlm.generate / vlm.generate_batch under it")
+        rows = per_sample.rows(states, samples)
+        checked = {}
+        for key in per_sample.layers:
+            row = rows[key]
+            if row.shape != (batch, hidden_size):
+                raise XlvlmError(f"{per_sample.what} gave vectors of shape {tuple(row.shape)} for layer {key}; "
+                                 f"expected ({batch}, {hidden_size}) for this batch and model")
+            checked[key] = row.detach().to(device=self.vlm.device, dtype=self.vlm.dtype)[:, None, :]
+        state.row_vectors = checked
+        state.rows_pending = False
+
+    # ---- layers ----------------------------------------------------------------------------
+    def layer_hook(self, key: str):
+        state, fixed = self.state, self.fixed.get(key)
 
         def hook(hidden):
-            if condition is not None and state.condition_pending:
+            if self.condition is not None and state.condition_pending:
                 return None  # the decision is taken at the condition layer of this prefill
-            if per_sample is not None and state.rows_pending:
-                raise XlvlmError(f"{per_sample.what}: layer {key} ran before the context layer {context}; "
-                                 f"use a context layer at or before the steered layer")
-            vector = fixed if per_sample is None else state.row_vectors[key]
-            mask = _position_mask(state, rule, hidden.shape[1], hidden.shape[0], hidden.device)
-            delta = operator(hidden, vector, alpha)
+            if self.per_sample is not None and state.rows_pending:
+                raise XlvlmError(f"{self.per_sample.what}: layer {key} ran before the context layer "
+                                 f"{self.context}; use a context layer at or before the steered layer")
+            vector = fixed if self.per_sample is None else state.row_vectors[key]
+            mask = _position_mask(state, self.rule, hidden.shape[1], hidden.shape[0], hidden.device)
+            delta = self.operator(hidden, vector, self.alpha)
             return hidden + (delta if mask is None else delta * mask.to(hidden.dtype))
 
         return hook
 
-    def condition_hook(hidden):
-        if state.condition_pending:
-            state.steer_samples = condition.decide(_last_real_states(state, hidden)).to(hidden.device)
-            state.condition_pending = False
+    def condition_hook(self, hidden):
+        if self.state.condition_pending:
+            self.state.steer_samples = self.condition.decide(_last_real_states(self.state, hidden)).to(hidden.device)
+            self.state.condition_pending = False
         return None
 
-    def context_hook(hidden):
-        if state.rows_pending:
-            set_rows(_last_real_states(state, hidden), hidden.shape[0])
+    def context_hook(self, hidden):
+        if self.state.rows_pending:
+            self.set_rows(_last_real_states(self.state, hidden), hidden.shape[0])
         return None
 
-    def listener(samples, batch) -> None:
-        state.batch_samples = list(samples)
-        state.batch_shape = tuple(batch.input_ids.shape)
-
-    registrations = [lambda: vlm.model.register_forward_pre_hook(model_pre_hook, with_kwargs=True)]
-    if per_sample is not None and per_sample.needs_samples:
-        registrations.append(lambda: _Listening(vlm, listener))
-    if condition is not None:
-        registrations.append(lambda: attach(resolve_layer(vlm, condition.layer), condition_hook))
-    if context is not None:
-        # Before the layer hooks: at the same layer, the state is read before it is steered.
-        registrations.append(lambda: attach(resolve_layer(vlm, context), context_hook))
-    registrations += [lambda ref=ref: attach(ref, make_layer_hook(ref.key)) for ref in refs]
-    return registrations
+    def listener(self, samples, batch) -> None:
+        """Told by ``VLM.generate_batch`` which samples the next prefill holds."""
+        self.state.batch_samples = list(samples)
+        self.state.batch_shape = tuple(batch.input_ids.shape)
 
 
 def steering(vlm, vectors: "dict[str, torch.Tensor] | RowVectors", alpha: float = 1.0, positions="all",
