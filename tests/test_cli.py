@@ -90,3 +90,28 @@ def test_prompt_option_sets_the_prompt_of_reader_data_and_is_refused_for_jsonl(t
     assert main(["extract", "--model", str(tiny_dir("llava")), "--data", str(data), "--prompt", "x",
                  "--out", str(tmp_path / "t"), "--quiet"]) == 2
     assert "'prompt' does not apply to jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, says", [
+    (["extract"], "rerun the same command to resume"),
+    (["steer", "apply"], "its output was not completed; rerun the command to start it again"),
+])
+def test_ctrl_c_promises_resume_only_where_the_command_resumes(monkeypatch, capsys, command, says):
+    import argparse
+
+    from xlvlm import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    real = argparse.ArgumentParser.parse_args
+
+    def parse(self, argv=None, namespace=None):
+        args = real(self, argv, namespace)
+        args.func, args.required = interrupted, ()
+        return args
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse)
+    assert cli.main(command) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == f"xlvlm: interrupted; {says}"
