@@ -213,7 +213,6 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
 
 
 def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
-    import xlvlm
     from xlvlm.apps.organism.captions import caption_report
     from xlvlm.steer import SteeringVector
     from xlvlm.steer.run import predict
