@@ -60,6 +60,23 @@ def test_bad_input_exits_2_with_one_line(case, needle, tiny_dir, samples, tmp_pa
     assert needle in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("bad", ["missing", "corrupt"])
+def test_a_bad_image_fails_before_the_model_loads_and_before_any_file(bad, samples, tmp_path, capsys):
+    """The CLI checks images with the library's one check (xlvlm.data.check_images): a corrupt
+    file fails there too, not after the model load (the model here does not exist: reaching
+    the load would say "cannot load model"), and no store folder is started."""
+    image = tmp_path / "bad.png"
+    if bad == "corrupt":
+        image.write_bytes(b"not a png")
+    data = _jsonl(tmp_path / "d.jsonl", [samples[0], dict(samples[1], image=str(image))])
+    code = main(["extract", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path / "s"),
+                 "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert ("image not found" if bad == "missing" else "corrupt or unreadable image") in err and "bad.png" in err
+    assert not (tmp_path / "s").exists()
+
+
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "xlvlm.cli", "extract", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--select" in result.stdout

@@ -189,7 +189,7 @@ def merge_ranks(out: str | Path, world_size: int, sample_ids: list[str], batch_s
     for rank in range(world_size):
         folder = rank_folder(out, rank, world_size)
         manifest = Manifest.read(folder)
-        if manifest.status != "complete":
+        if not manifest.complete:
             raise XlvlmError(f"{folder}: rank {rank} has not finished; rerun the same command to resume it")
         parts.append((folder, manifest))
     settings = parts[0][1].settings

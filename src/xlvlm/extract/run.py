@@ -37,7 +37,6 @@ from xlvlm.hooks import record, require_vlm, resolve_layers
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SAMPLES = 512
-STORED_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
 
 
 @dataclass

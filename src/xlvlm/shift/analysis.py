@@ -49,22 +49,9 @@ def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Te
 
     Returns X_o (M, D), X_f (M, D) as float32 and the M ids.
     """
-    def rows_by_id(store):
-        if store.settings.rows_per_sample != 1:
-            raise XlvlmError(f"store {store.path} has several rows per sample; shift analysis needs one "
-                             f"(extract with a single-token selector such as last-prompt or token:WORD)")
-        features = store.features(layer)
-        return {sid: features[i] for i, (sid, ok) in enumerate(zip(store.ids, store.present.tolist())) if ok}
+    from xlvlm.extract.pairing import paired_rows
 
-    o, f = rows_by_id(original), rows_by_id(finetuned)
-    ids = [sid for sid in o if sid in f]
-    if not ids:
-        raise XlvlmError(f"stores {original.path} and {finetuned.path} share no sample present in both; "
-                         f"extract both models on the same samples")
-    if o[ids[0]].shape != f[ids[0]].shape:
-        raise XlvlmError(f"hidden sizes differ: {original.path} has {o[ids[0]].shape[0]}, {finetuned.path} has "
-                         f"{f[ids[0]].shape[0]}; shift analysis compares a model with its own fine-tuned version")
-    return torch.stack([o[i] for i in ids]).float(), torch.stack([f[i] for i in ids]).float(), ids
+    return paired_rows(original, finetuned, layer, "shift analysis")
 
 
 def _cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,6 @@ per line, the input of ``xlvlm evaluate``.
 
 from __future__ import annotations
 
-import json
 import math
 from contextlib import nullcontext
 from pathlib import Path
@@ -225,11 +224,3 @@ def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     save_figure(fig, out / "sweep.png", dpi=120)
-
-
-def load_sweep(path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise XlvlmError(f"{path}: unreadable sweep results ({exc})")
