@@ -268,7 +268,9 @@ def _shift_vectors(shifts: torch.Tensor, labels: torch.Tensor, V: torch.Tensor,
 def _most_activating(mas_by: str, top_k: int, X_o, X_f, V, shifted, W, match, original, activations,
                      finetuned) -> dict:
     """Top samples of each original, shifted and (matched) fine-tuned concept, ranked by cosine
-    or by activation (see the module docstring)."""
+    or by activation (see the module docstring). ``X_o``, ``X_f``: (M, D); ``V``, ``shifted``,
+    ``W``: (K, D) at the data's scale; ``match``: (K,); ``original``/``finetuned``: the two
+    dictionaries, ``activations``: (M, K) of ``original`` on ``X_o``."""
     if mas_by == "cosine":
         return {"original": top_samples(X_o, V, top_k), "shifted": top_samples(X_f, shifted, top_k),
                 "finetuned": [top_samples(X_f, W, top_k)[m] for m in match.tolist()]}
