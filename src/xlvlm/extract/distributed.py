@@ -157,7 +157,7 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
                               max_new_tokens)
     if (out / MANIFEST).exists():
         writer = StoreWriter(out, settings, ids, digest)  # refuses other settings or samples
-        if not writer.done:
+        if not writer.manifest.complete:
             raise XlvlmError(f"{out}: holds a partial single-process store; resume it without torchrun "
                              f"or choose another --out")
         _barrier(device)
@@ -169,7 +169,7 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
         extract(vlm, samples[start:stop], out=folder, progress=progress, **options)
     else:  # more processes than batches: an empty, complete store keeps the merge uniform
         writer = StoreWriter(folder, settings, [], input_digest([]))
-        if not writer.done:
+        if not writer.manifest.complete:
             writer.finish()
     _barrier(device)
     if context.rank == 0:

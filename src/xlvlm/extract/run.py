@@ -188,7 +188,6 @@ class MemoryWriter:
         self.samples: list[dict] = []
         self.skipped: list[dict] = []
         self.manifest = Manifest(settings)  # no shards: nothing stored before this run
-        self.n_done, self.done = 0, False
 
     def write_shard(self, rows: dict, row_sample: torch.Tensor, samples: list[dict], skipped: list[dict]) -> None:
         self.parts.append((rows, row_sample))
@@ -280,10 +279,10 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
         writer = MemoryWriter(settings)
     else:
         writer = StoreWriter(out, settings, [s["id"] for s in samples], input_digest(samples))
-    if writer.done:
+    if writer.manifest.complete:
         log.info("store %s is complete; reusing it", out)
         return FeatureStore(out)
-    start = writer.n_done
+    start = writer.manifest.n_done  # samples stored or skipped before: where a resume continues
     if start:
         log.info("resuming %s after %d of %d samples", out, start, len(samples))
     bar = tqdm(total=len(samples), initial=start, desc="extract", unit="sample", disable=not progress)

@@ -470,15 +470,6 @@ class StoreWriter:
                              f"prompt, answer, image or other field differs); choose another --out or delete the folder")
         return manifest
 
-    @property
-    def n_done(self) -> int:
-        """Samples already written (listed in the manifest), counting skipped ones."""
-        return self.manifest.n_done
-
-    @property
-    def done(self) -> bool:
-        return self.manifest.complete
-
     def _remove_leftovers(self) -> None:
         """Delete temporary files of writes that a killed run never finished."""
         if self.folder.is_dir():
