@@ -155,9 +155,11 @@ def test_learned_steering_refuses_bad_settings_in_one_line():
             LearnedSteering.fit(context, shifts, **kwargs)
     with pytest.raises(XlvlmError, match="diverged at epoch [0-9]+ .* use a lower lr than 1e\\+30"):
         LearnedSteering.fit(context, shifts, context_layer=0, lr=1e30, epochs=3)
-    with pytest.raises(XlvlmError, match="share 0 present sample id"):
+    with pytest.raises(XlvlmError, match="share no sample present in both; learned steering needs the same"):
         LearnedSteering.fit(_store({"0": x}, [f"other{i}" for i in range(20)]), shifts, context_layer=0)
-    with pytest.raises(XlvlmError, match="have size 8 but the vectors 3"):
+    with pytest.raises(XlvlmError, match="share one sample; learned steering needs at least 2"):
+        LearnedSteering.fit(_store({"0": x[:1]}, ids[:1]), shifts, context_layer=0)
+    with pytest.raises(XlvlmError, match="hidden sizes differ: .* has 3, .* has 8"):
         LearnedSteering.fit(context, PerSampleSteering({"1": v[:, :3]}, ids), context_layer=0)
 
 

@@ -22,10 +22,13 @@ from xlvlm.errors import XlvlmError
 # so nothing real comes near it.
 MAX_IMAGE_PIXELS = 89_478_485
 
+# Library calls and most commands have no skip option: the advice names the one that does.
+_SKIP_HINT = "or leave the sample out (xlvlm extract --skip-bad skips such samples)"
+
 
 def _too_large(path, width: int, height: int) -> XlvlmError:
     return XlvlmError(f"{path}: image too large ({width} x {height} pixels, the limit is {MAX_IMAGE_PIXELS:,}); "
-                      f"downscale it or pass --skip-bad")
+                      f"downscale it {_SKIP_HINT}")
 
 
 def image_sha256(image: Image.Image) -> str:
@@ -68,6 +71,6 @@ def load_image(path: str | Path | Image.Image) -> Image.Image:
                 return image.convert("RGB")
     except Image.DecompressionBombError:  # Pillow refuses to open past twice its own limit
         raise XlvlmError(f"{path}: image too large (more than twice the limit of {MAX_IMAGE_PIXELS:,} pixels); "
-                         f"downscale it or pass --skip-bad") from None
+                         f"downscale it {_SKIP_HINT}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise XlvlmError(f"{path}: corrupt or unreadable image ({exc}); replace it or pass --skip-bad") from None
+        raise XlvlmError(f"{path}: corrupt or unreadable image ({exc}); replace it {_SKIP_HINT}") from None

@@ -106,9 +106,6 @@ class LearnedSteering:
         settings = _settings(hidden, epochs, lr, batch_size, val_fraction, cosine_weight, seed)
         context_key = context.layer_key(context_layer)
         ids, x, y, steer_key, shifts_source = _pairs(context, context_key, shifts, steer_layer)
-        if x.shape[1] != y.shape[1]:
-            raise XlvlmError(f"context states have size {x.shape[1]} but the vectors {y.shape[1]}; use stores of "
-                             f"the same model")
         _check_order(context_key, steer_key, "learned steering")
         started = time.perf_counter()
         train, val = _split(len(ids), val_fraction, seed)
@@ -287,43 +284,28 @@ def _settings(hidden, epochs, lr, batch_size, val_fraction, cosine_weight, seed)
 def _pairs(context, context_key: str, shifts, steer_layer):
     """(ids, x (P, D), y (P, D), steer key, where the vectors came from) over the sample ids present in
     both, in the shifts' order."""
+    from xlvlm.extract.pairing import paired_rows
     from xlvlm.steer.per_sample import PerSampleSteering
 
-    if isinstance(shifts, PerSampleSteering):
-        if steer_layer is None and len(shifts.layers) != 1:
-            raise XlvlmError(f"the per-sample vectors have layers {', '.join(shifts.layers)}: pick one with "
-                             f"steer_layer")
-        steer_key = layer_key(shifts.layers[0] if steer_layer is None else steer_layer)
+    per_sample = isinstance(shifts, PerSampleSteering)
+    what = "the per-sample vectors" if per_sample else f"store {shifts.path}"
+    if steer_layer is None and len(shifts.layers) != 1:
+        raise XlvlmError(f"{what} hold layers {', '.join(shifts.layers)}: pick one with steer_layer")
+    steer_key = layer_key(shifts.layers[0] if steer_layer is None else steer_layer)
+    if per_sample:
         if steer_key not in shifts.vectors:
             raise XlvlmError(f"the per-sample vectors have no layer {steer_key} (they have {', '.join(shifts.layers)})")
-        shift_rows = dict(zip(shifts.ids, shifts.vectors[steer_key].float()))
         source = shifts.metadata.get("source") and f"{shifts.metadata.get('source')} -> {shifts.metadata.get('target')}"
-        source = source or "per-sample vectors"
+        source, shifts = source or "per-sample vectors", shifts.to_store()
     else:
-        if steer_layer is None and len(shifts.layers) != 1:
-            raise XlvlmError(f"store {shifts.path} holds layers {', '.join(shifts.layers)}: pick one with steer_layer")
-        steer_key = shifts.layer_key(shifts.layers[0] if steer_layer is None else steer_layer)
-        shift_rows = _rows_by_id(shifts, steer_key)
-        source = str(shifts.path)
-    context_rows = _rows_by_id(context, context_key)
-    ids = [sid for sid in shift_rows if sid in context_rows]
+        steer_key, source = shifts.layer_key(steer_key), str(shifts.path)
+    y, x, ids = paired_rows(shifts, context, steer_key, "learned steering", second_layer=context_key)
     if len(ids) < 2:
-        raise XlvlmError(f"store {context.path} and the per-sample vectors share {len(ids)} present sample id(s); "
-                         f"learned steering needs at least 2 (the same samples in both)")
-    x = torch.stack([context_rows[sid].float() for sid in ids])
-    y = torch.stack([shift_rows[sid] for sid in ids])
+        raise XlvlmError(f"store {context.path} and {what} share one sample; learned steering needs at least 2")
     for name, rows in (("context states", x), ("vectors", y)):
         if not bool(torch.isfinite(rows).all()):
             raise XlvlmError(f"the {name} hold NaN or inf; check the stores with FeatureStore.verify()")
     return ids, x, y, steer_key, source
-
-
-def _rows_by_id(store, key: str) -> dict:
-    if store.settings.rows_per_sample != 1:
-        raise XlvlmError(f"store {store.path} has several rows per sample; learned steering needs one per sample "
-                         f"(e.g. --select last-prompt)")
-    rows = store.features(key)
-    return {sid: rows[i] for i, (sid, ok) in enumerate(zip(store.ids, store.present.tolist())) if ok}
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,7 +51,8 @@ class PerSampleSteering:
         source, target: stores of the same model with one row per sample (FeatureStore or in
         memory), e.g. the states of the negative and of the positive forced answer.
         """
-        from xlvlm.steer.vector import _layer_list, check_finite, paired_rows
+        from xlvlm.extract.pairing import paired_rows
+        from xlvlm.steer.vector import _layer_list, check_finite
 
         if source.hidden_size != target.hidden_size:
             raise XlvlmError(f"hidden sizes differ: {source.path} has {source.hidden_size}, {target.path} has "
@@ -60,7 +61,7 @@ class PerSampleSteering:
         for layer in _layer_list(layers):
             key = source.layer_key(layer)
             target.layer_key(key)
-            layer_ids, s, t = paired_rows(source, target, key)
+            s, t, layer_ids = paired_rows(source, target, key, "per-sample steering")
             if ids is not None and layer_ids != ids:  # cannot happen with one row per sample; kept honest
                 raise XlvlmError(f"layer {key}: the stores pair other samples than at the first layer")
             ids, vectors[key] = layer_ids, t - s
