@@ -36,6 +36,17 @@ SHAPES = {
 }
 
 
+def add_generation_options(parser, shapes: list[str], default_shape: str) -> None:
+    """The options every generation benchmark takes: shape, device, batch, tokens, repeats, threads, --write."""
+    parser.add_argument("--shape", default=default_shape, choices=shapes)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--new-tokens", type=int, default=25)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--write", action="store_true")
+
+
 def build_vlm(shape: str, device: str, dtype: torch.dtype, seed: int = 0):
     """A LLaVA of the given shape with random weights, built directly on ``device``."""
     from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
@@ -129,3 +140,72 @@ def git_revision() -> str:
                               cwd=Path(__file__).parent).stdout.strip() or "?"
     except OSError:
         return "?"
+
+
+def time_rotating(run, configs: dict, repeats: int, device: str) -> tuple[dict, dict]:
+    """Wall and process-CPU seconds of ``run(config)`` for every config, ``repeats`` times each,
+    after one warm-up each; the order rotates every round so that no configuration always runs
+    first (or last). Returns ({name: [seconds]}, {name: [cpu seconds]})."""
+    for config in configs.values():
+        run(config)  # warm-up
+    times = {name: [] for name in configs}
+    cpu_times = {name: [] for name in configs}
+    names = list(configs)
+    for repeat in range(repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            with Timer(device) as t:
+                run(configs[name])
+            times[name].append(t.seconds)
+            cpu_times[name].append(t.cpu_seconds)
+    return times, cpu_times
+
+
+def overhead_table(times: dict, cpu_times: dict, baseline: str, label: str, with_cpu: bool) -> list[str]:
+    """Markdown rows: median seconds, overhead of the medians and of the fastest runs against
+    ``baseline``, spread = (slowest - fastest) / median; with ``with_cpu``, the overhead of the
+    median process CPU time too."""
+    import statistics
+
+    lines = [f"| {label} | median seconds per batch | overhead (medians) | overhead (fastest) | spread |"
+             + (" overhead (CPU time) |" if with_cpu else ""), "|---|---|---|---|---|" + ("---|" if with_cpu else "")]
+    base, fastest = statistics.median(times[baseline]), min(times[baseline])
+    cpu_base = statistics.median(cpu_times[baseline])
+    for name in times:
+        median = statistics.median(times[name])
+        spread = (max(times[name]) - min(times[name])) / median
+        line = (f"| {name} | {median:.3f} | {100 * (median / base - 1):+.1f}% | "
+                f"{100 * (min(times[name]) / fastest - 1):+.1f}% | {100 * spread:.1f}% |")
+        if with_cpu:
+            line += f" {100 * (statistics.median(cpu_times[name]) / cpu_base - 1):+.1f}% |"
+        lines.append(line)
+    return lines
+
+
+# The functions of xlvlm.steer.apply that run as hooks (or listeners) on every call of the model.
+HOOK_FUNCTIONS = ("hook", "model_pre_hook", "condition_hook", "context_hook", "listener")
+
+
+def hook_shares(run, configs: dict) -> dict[str, float]:
+    """Share of a steered call spent inside xlvlm.steer.apply's hooks, per config (None: skipped).
+
+    An accounting of the hooks' own work (what they call included: for learned steering, the
+    network), independent of how noisy the wall clock is: the rest of the call is the model's,
+    which steering does not change.
+    """
+    import cProfile
+    import pstats
+
+    shares = {}
+    for name, config in configs.items():
+        if config is None:
+            continue
+        profile = cProfile.Profile()
+        profile.enable()
+        run(config)
+        profile.disable()
+        stats = pstats.Stats(profile).stats  # {(file, line, function): (cc, nc, tottime, cumtime, callers)}
+        total = sum(entry[2] for entry in stats.values())
+        hooks = sum(entry[3] for (file, _, function), entry in stats.items()
+                    if file.endswith("steer/apply.py") and function in HOOK_FUNCTIONS)
+        shares[name] = hooks / total
+    return shares

@@ -203,6 +203,14 @@ def demo_tables(folder: Path) -> str:
     ft = cap["finetuned"]
     parts.append(f"| fine-tuned (reference) | {100 * ft['names_color']:.0f}% | {100 * ft['color_correct']:.0f}% | "
                  f"{100 * ft['shape_correct']:.0f}% |")
+    from xlvlm.apps.organism.hallucination_steering import table_lines
+
+    hallucination = json.loads((folder / "steer-hallucination" / "result.json").read_text())
+    parts += ["", "### Hallucination steering (the demo's slice)", "",
+              f"The hallucinating organism on {hallucination['n_test']} held-out POPE-style questions, every method "
+              f"learnt from {hallucination['n_train']} training questions; F1 / yes-ratio in %. A slice this small "
+              "separates little: the full comparison is in [hallucination](hallucination.md#steering-the-hallucination-"
+              "away-fixed-gated-per-sample-p2s-learned-l2s).", "", "```", *table_lines(hallucination), "```"]
     return "\n".join(parts)
 
 

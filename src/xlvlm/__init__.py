@@ -28,6 +28,8 @@ _EXPORTS = {
     "analyse_shift": "xlvlm.shift",
     "SteeringVector": "xlvlm.steer",
     "Condition": "xlvlm.steer",
+    "PerSampleSteering": "xlvlm.steer",
+    "LearnedSteering": "xlvlm.steer",
 }
 _SUBMODULES = ("organism",)
 

@@ -221,3 +221,23 @@ def check_outputs(result_path) -> bool:
             raise XlvlmError(f"{file}: not the file {path.name} was written with (an interrupted or concurrent "
                              f"rerun, or an edit); {redo}")
     return True
+
+
+def read_tensors(path: str | Path, what: str, remedy: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The header metadata and every tensor of a safetensors file (never a pickle).
+
+    what: what the file should be ("learned steering file"); remedy: what to do about a bad one.
+    A missing or unreadable file is a one-line XlvlmError naming it; the caller checks the rest.
+    """
+    from safetensors import safe_open
+
+    from xlvlm.errors import XlvlmError
+
+    path = Path(path)
+    if not path.is_file():
+        raise XlvlmError(f"{path}: {what} not found; {remedy}")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return dict(handle.metadata() or {}), {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise XlvlmError(f"{path}: not a readable {what} ({type(exc).__name__}); {remedy}") from None

@@ -52,6 +52,14 @@ def _crafted_run(tmp_path):
         "sweep", source=hostile, target=hostile,
         settings={"positions": hostile, "operator": hostile, "condition": {"layer": hostile}},
         rows=[{"method": hostile, "layer": hostile, "alpha": hostile, "per_type": {hostile: hostile}}]))
+    learned = run / "learned"
+    learned.mkdir()
+    (learned / "result.json").write_text(_result(
+        "learned-steering", settings={k: hostile for k in ("hidden", "steer_layer", "context_layer", "model", "context",
+                                                          "shifts", "epochs", "lr", "seed")},
+        training={k: hostile for k in ("n_train", "n_val", "best_epoch", "seconds", "train_cosine", "val_cosine",
+                                       "mean_vector_val_cosine", "val_relative_error", "val_loss")}, history=[hostile]))
+    (learned / "learning_curve.png").symlink_to(outside / "figure.png")
     caption = run / "caption"
     caption.mkdir()
     (caption / "result.json").write_text(_result(
@@ -91,7 +99,8 @@ def test_report_of_a_crafted_run_escapes_everything_and_embeds_nothing_from_outs
     (None, "[1, 2]"), (None, "\x89PNG\x00\xff"), ("concepts", '{"concepts": "abc"}'),
     ("concepts", '{"settings": [1]}'), ("concepts", '{"concepts": [1, 2]}'), ("table", '{"header": "x", "rows": []}'),
     ("table", '{"rows": [1]}'), ("sweep", '{"rows": {"a": 1}}'), ("shift", '{"summary": 3}'),
-    ("nonsense", "{}"), ("concepts", '{"version": 99}'), ("concepts", '{"version": "1"}')])
+    ("nonsense", "{}"), ("concepts", '{"version": 99}'), ("concepts", '{"version": "1"}'),
+    ("learned-steering", '{"settings": [1]}'), ("learned-steering", '{"training": "abc"}')])
 def test_malformed_report_input_is_one_line(tmp_path, capsys, stage, content):
     run = tmp_path / "run"
     (run / "c").mkdir(parents=True)
@@ -115,7 +124,7 @@ def test_report_formats_odd_numbers_without_a_traceback(tmp_path):
 def test_concepts_settings_links_and_html_notes_each_are_caught(tmp_path):
     """The three holes one by one, on a run that formats fine: unescaped settings, a linked figure, HTML notes."""
     run = _crafted_run(tmp_path)
-    for stage in ("shift", "sweep", "caption", "evaluation", "linked"):
+    for stage in ("shift", "sweep", "learned", "caption", "evaluation", "linked"):
         for file in (run / stage).iterdir():
             file.unlink()
         (run / stage).rmdir()

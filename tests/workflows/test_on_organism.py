@@ -46,8 +46,10 @@ def test_reduced_demo_runs_and_a_second_run_reuses_it(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
     report = (out / "report.html").read_text()
-    for section in ("Concepts", "Fine-tuning shift", "Steering sweep", "Caption steering"):
+    for section in ("Concepts", "Fine-tuning shift", "Steering sweep", "Caption steering", "Hallucination steering"):
         assert section in report
+    printed = capsys.readouterr().out
+    assert all(method in printed for method in ("mean-diff + condition", "P2S (oracle)", "L2S"))  # the table
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # nothing recomputed

@@ -13,6 +13,8 @@ second run reuses them; feature stores are reused by ``extract`` itself):
   steer-red-blue/ a red -> blue vector on colour questions, side effects on the other types
   steer-caption/  the mean shift (original -> fine-tuned) at that "a" as a steering
                   vector for the original organism: do its captions start naming colours?
+  steer-hallucination/ the hallucinating organism's "yes" bias on POPE-style questions: no
+                  steering, mean-diff, gated mean-diff, P2S (oracle) and L2S, on a bounded slice
   report.html     all of it in one page
 """
 
@@ -26,10 +28,12 @@ import json
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 
 QUICK = {"concept_questions": 120, "caption_images": 80, "steer_train": 60, "steer_test": 90,
-         "alphas": [2.0], "methods": ["mean-diff"], "caption_alphas": [1.0], "text_similarity": False}
+         "alphas": [2.0], "methods": ["mean-diff"], "caption_alphas": [1.0], "text_similarity": False,
+         "hallucination": {"train_images": 12, "test_images": 8, "side_questions": 20, "epochs": 20}}
 FULL = {"concept_questions": 480, "caption_images": 240, "steer_train": 150, "steer_test": 300,
         "alphas": [1.0, 2.0, 4.0], "methods": ["mean-diff", "mean-of-shifts", "pca", "concept"],
-        "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True}
+        "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True,
+        "hallucination": {"train_images": 24, "test_images": 16, "side_questions": 40, "epochs": 30}}
 
 
 def _stage_done(folder: Path, stage: str) -> bool:
@@ -240,6 +244,22 @@ def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, 
         f"--alpha 1 --data CAPTIONS.jsonl --out PRED.jsonl"])
 
 
+def stage_steer_hallucination(out: Path, root: Path, size: dict, progress: bool) -> list[str]:
+    """The hallucination-steering comparison on a bounded slice; returns its table's lines."""
+    from xlvlm.apps.organism.hallucination_steering import (ComparisonSettings, compare_steering, table_lines,
+                                                            write_comparison)
+
+    folder = out / "steer-hallucination"
+    if not _stage_done(folder, "hallucination-steering"):
+        h = size["hallucination"]
+        result = compare_steering(ComparisonSettings(**h), progress=progress)
+        write_comparison(result, folder, command=(
+            f"xlvlm demo --out {shlex.quote(str(root))}    # stage: hallucination steering\n# the same with the CLI:\n"
+            f"xlvlm organism steer-hallucination --train-images {h['train_images']} --test-images "
+            f"{h['test_images']} --side-questions {h['side_questions']} --epochs {h['epochs']} --out {folder}"))
+    return table_lines(json.loads((folder / RESULT_FILE).read_text(encoding="utf-8")))
+
+
 def _caption_table(rows: list[dict], reference: dict, layer: int, n: int) -> dict:
     """The caption-steering result as a self-describing table (the report's "table" stage), with
     the measurements themselves under ``data``."""
@@ -273,6 +293,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     stage_steer_color(original, out, out, size, layers=[middle] if quick else list(range(1, n)), source="red",
                       target="blue", progress=progress)
     stage_steer_caption(original, finetuned, out, out, size, n - 1, progress)
+    hallucination = stage_steer_hallucination(out, out, size, progress)
     atomic_write_text(out / "notes.txt", (
         "Everything below ran on the model organism: a small real LLaVA "
         f"({sum(p.numel() for p in original.model.parameters()) / 1e6:.1f}M parameters, {n} decoder layers) trained "
@@ -281,4 +302,5 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     report = build_report(out, title="xlvlm demo on the model organism")
     summary = {"report": str(report)}
     summary.update({p.parent.name: str(p) for p in sorted(out.glob(f"*/{RESULT_FILE}"))})
+    summary["hallucination steering (F1 / yes-ratio, %)"] = "\n" + "\n".join(hallucination)
     return summary

@@ -29,6 +29,22 @@ def register(sub) -> None:
     options.add_seed(p)
     options.add_out(p, "output .jsonl (read it with --data pope:FILE)")
     p.set_defaults(func=run_pope, required=("out",))
+    p = organism.add_parser("steer-hallucination", help="compare no steering, mean-diff, gated mean-diff, P2S and "
+                                                        "L2S on the hallucinating organism's benchmark")
+    p.add_argument("--train-images", type=valid.positive_int, default=300,
+                   help="easy-VQA training images whose questions every method learns from")
+    p.add_argument("--test-images", type=valid.positive_int, default=None,
+                   help="held-out test images to score on (drawn with --seed); default all 1,000")
+    p.add_argument("--side-questions", type=valid.positive_int, default=300,
+                   help="shape/colour test questions for the side effects")
+    p.add_argument("--steer-layer", type=int, default=3, help="the decoder layer steered")
+    p.add_argument("--context-layer", type=int, default=0,
+                   help="the layer whose last prompt state L2S and the condition read")
+    p.add_argument("--epochs", type=valid.positive_int, default=100, help="L2S training epochs")
+    options.add_seed(p)
+    options.add_out(p, "output folder (result.json, hallucination_steering.png)")
+    options.add_quiet(p)
+    p.set_defaults(func=run_steer_hallucination, required=("out",))
 
 
 def _add_run_options(p, minutes_help=None, reduced_help=None) -> None:
@@ -68,3 +84,19 @@ def run_pope(args) -> None:
     samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
     print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "
           f"(random, popular, adversarial; half yes)")
+
+
+def run_steer_hallucination(args) -> None:
+    import shlex
+    import sys
+
+    from xlvlm.apps.organism.hallucination_steering import (ComparisonSettings, compare_steering, table_lines,
+                                                            write_comparison)
+
+    settings = ComparisonSettings(train_images=args.train_images, test_images=args.test_images,
+                                  side_questions=args.side_questions, steer_layer=args.steer_layer,
+                                  context_layer=args.context_layer, epochs=args.epochs, seed=args.seed)
+    result = compare_steering(settings, progress=not args.quiet)
+    path = write_comparison(result, args.out, command="xlvlm " + shlex.join(sys.argv[1:]))
+    print("\n".join(table_lines(result)))
+    print(f"wrote {path}")

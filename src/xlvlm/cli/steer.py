@@ -1,4 +1,5 @@
-"""``xlvlm steer compute|condition|apply|sweep``: steering vectors, when to steer, and their effect."""
+"""``xlvlm steer compute|condition|learn|apply|sweep``: steering vectors, when to steer, learned
+steering, and their effect."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def register(sub) -> None:
         dest="steer_command", metavar="STEP")
     _register_compute(steer)
     _register_condition(steer)
+    _register_learn(steer)
     _register_apply(steer)
     _register_sweep(steer)
 
@@ -61,6 +63,9 @@ def _register_compute(steer) -> None:
                    help="--method concept, the research code's way: k-means concepts on --source only, every "
                         "ordered pair written to the folder --out as concept_I_to_J.safetensors (V_J - V_I)")
     p.add_argument("--normalize", action="store_true", help="unit norm per layer (alpha sets the norm)")
+    p.add_argument("--per-sample", action="store_true",
+                   help="P2S: one vector per sample, target_i - source_i for every sample id in both stores "
+                        "(for `steer learn --per-sample` and the oracle `steer apply --per-sample`)")
     options.add_out(p, "output .safetensors file")
     options.add_partial(p)
     p.set_defaults(func=run_compute, required=("layer", "out"))
@@ -70,6 +75,9 @@ def run_compute(args) -> None:
     from xlvlm.steer import SteeringVector
 
     layers = options.names(args.layer)
+    if args.per_sample:
+        _write_per_sample(args, layers)
+        return
     if args.all_pairs:
         _write_all_pairs(args, layers)
         return
@@ -109,6 +117,21 @@ def _write_all_pairs(args, layers) -> None:
     print(f"wrote {len(pairs)} vectors (concept_I_to_J = V_J - V_I) into {args.out}")
 
 
+def _write_per_sample(args, layers) -> None:
+    from xlvlm.steer import PerSampleSteering
+
+    if args.method != "mean-diff" or args.all_pairs or args.normalize or args.concepts \
+            or args.concept_from is not None or args.concept_to is not None:
+        raise XlvlmError("--per-sample takes --source, --target, --layer and --out only (no --method, --all-pairs, "
+                         "--normalize or concepts)")
+    if not args.source or not args.target:
+        raise XlvlmError("--per-sample needs --source STORE and --target STORE (the same samples in both)")
+    vectors = PerSampleSteering.from_stores(options.open_store(args.source, args),
+                                            options.open_store(args.target, args), layers)
+    vectors.save(args.out)
+    print(f"wrote {args.out}: {vectors}")
+
+
 # ---- condition -----------------------------------------------------------------------------------
 def _register_condition(steer) -> None:
     p = steer.add_parser("condition", help="learn when to steer: a direction and threshold from two stores")
@@ -140,25 +163,95 @@ def run_condition(args) -> None:
           f"{100 * steer:.1f}% of --positive steered, {100 * keep:.1f}% of --negative left alone")
 
 
+# ---- learn ---------------------------------------------------------------------------------------
+def _register_learn(steer) -> None:
+    p = steer.add_parser("learn", help="L2S: learn to predict each sample's steering vector from its own state")
+    p.add_argument("--context", type=valid.path,
+                   help="store of the context states (one row per sample, e.g. --select last-prompt of the question)")
+    p.add_argument("--source", type=valid.path, help="store of the representations to move away from (paired by id)")
+    p.add_argument("--target", type=valid.path, help="store of the representations to move towards (paired by id)")
+    p.add_argument("--per-sample", type=valid.path,
+                   help="per-sample vectors of `steer compute --per-sample` (instead of --source/--target)")
+    p.add_argument("--layer", help="steering layer: where the vectors are read and added")
+    p.add_argument("--context-layer", help="layer of the context state (default: --layer); at or before --layer")
+    p.add_argument("--hidden", type=valid.positive_int, default=100, help="width of the network's hidden layer")
+    p.add_argument("--epochs", type=valid.positive_int, default=100)
+    p.add_argument("--lr", type=valid.positive_float, default=1e-3, help="Adam learning rate (peak)")
+    p.add_argument("--batch-size", type=valid.positive_int, default=64, help="training minibatch size")
+    p.add_argument("--val-fraction", type=valid.fraction, default=0.1,
+                   help="share of the samples held out (chosen by --seed); the best held-out epoch is kept")
+    p.add_argument("--cosine-weight", type=valid.fraction, default=0.1,
+                   help="weight of the cosine term in the loss (MSE + L1 - w cos)")
+    options.add_seed(p)
+    options.add_out(p, "output folder (learned.safetensors, result.json, learning_curve.png)")
+    options.add_partial(p)
+    p.set_defaults(func=run_learn, required=("context", "layer", "out"))
+
+
+def run_learn(args) -> None:
+    from xlvlm.steer import LearnedSteering, PerSampleSteering
+    from xlvlm.steer.learn_outputs import write_learned
+
+    if bool(args.per_sample) == bool(args.source or args.target):
+        raise XlvlmError("give the per-sample vectors as --source STORE --target STORE, or as --per-sample FILE "
+                         "(one of the two)")
+    if not args.per_sample and not (args.source and args.target):
+        raise XlvlmError("--source and --target go together (the same samples in both stores)")
+    context = options.open_store(args.context, args)
+    if args.per_sample:
+        shifts = PerSampleSteering.load(args.per_sample)
+        layer = args.layer
+    else:
+        source, target = options.open_store(args.source, args), options.open_store(args.target, args)
+        layer = source.layer_key(args.layer)
+        shifts = PerSampleSteering.from_stores(source, target, [layer])
+    model = LearnedSteering.fit(context, shifts, context_layer=args.context_layer or args.layer, steer_layer=layer,
+                                hidden=args.hidden, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                                val_fraction=args.val_fraction, cosine_weight=args.cosine_weight, seed=args.seed)
+    write_learned(model, args.out, command=options.command_text(args))
+    report = model.metadata["training"]
+    held_out = (f"held-out cosine {report['val_cosine']:.3f} (the fixed mean vector: "
+                f"{report['mean_vector_val_cosine']:.3f}) on {report['n_val']} samples"
+                if report.get("n_val") else "no held-out samples")
+    print(f"wrote {args.out}: context layer {model.context_layer} -> steering layer {model.steer_layer}, trained on "
+          f"{report['n_train']} samples in {report['seconds']:.1f} s; {held_out}")
+
+
 # ---- apply ---------------------------------------------------------------------------------------
 def _register_apply(steer) -> None:
     p = steer.add_parser("apply", help="generate with a steering vector and write predictions")
     _add_generating_model(p)
     options.add_data(p)
     p.add_argument("--vector", type=valid.path, help="steering vector file")
+    p.add_argument("--learned", type=valid.path,
+                   help="learned steering (L2S): a folder of `steer learn` or its .safetensors (instead of --vector)")
+    p.add_argument("--per-sample", type=valid.path,
+                   help="per-sample vectors of `steer compute --per-sample` (P2S oracle: each sample steered with "
+                        "its own vector, found by id; instead of --vector)")
     p.add_argument("--alpha", type=valid.alpha, default=1.0,
                    help="steering strength: a finite number, at most 1e6 in magnitude")
     _add_steering(p)
     options.add_out(p, "predictions .jsonl")
-    p.set_defaults(func=run_apply, required=("model", "vector", "data", "out"))
+    p.set_defaults(func=run_apply, required=("model", "data", "out"))
+
+
+def _steering_to_apply(args):
+    """The one of --vector, --learned, --per-sample given, loaded and checked."""
+    given = [name for name in ("vector", "learned", "per_sample") if getattr(args, name)]
+    if len(given) != 1:
+        raise XlvlmError("give one of --vector FILE, --learned DIR and --per-sample FILE"
+                         + (f" (got {', '.join('--' + g.replace('_', '-') for g in given)})" if given else ""))
+    from xlvlm.steer import LearnedSteering, PerSampleSteering, SteeringVector
+
+    loader = {"vector": SteeringVector, "learned": LearnedSteering, "per_sample": PerSampleSteering}[given[0]]
+    return loader.load(getattr(args, given[0]))
 
 
 def run_apply(args) -> None:
     from xlvlm.data.jsonl import JsonlAppender
-    from xlvlm.steer import SteeringVector
     from xlvlm.steer.run import predict
 
-    vector = SteeringVector.load(args.vector)
+    vector = _steering_to_apply(args)
     samples = options.load_data(args)
     # Predictions are written as they come (OUT.partial, renamed to OUT at the end): an odd --out
     # fails before the model loads, and a full disk late in the run keeps what was generated.

@@ -17,14 +17,18 @@ def _present_rows(store, layer, user: str) -> dict[str, torch.Tensor]:
     return {sid: features[i] for i, (sid, ok) in enumerate(zip(store.ids, store.present.tolist())) if ok}
 
 
-def paired_rows(first, second, layer, user: str, otherwise: str = "") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def paired_rows(first, second, layer, user: str, otherwise: str = "",
+                second_layer=None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """The ``layer`` rows of the samples present in both stores, paired by id, in ``first``'s order.
 
     ``first``, ``second``: stores with one row per sample. Returns (M, D) and (M, D) float32 and
     the M ids. ``user`` names what needs the pairs in the one-line errors ("shift analysis");
     ``otherwise`` ends the error for stores without a common sample (what else to do).
+    ``second_layer``: read ``second`` at another layer (learned steering pairs a sample's context
+    state with its vector at the steered layer).
     """
-    a, b = _present_rows(first, layer, user), _present_rows(second, layer, user)
+    a = _present_rows(first, layer, user)
+    b = _present_rows(second, layer if second_layer is None else second_layer, user)
     ids = [sid for sid in a if sid in b]
     if not ids:
         raise XlvlmError(f"stores {first.path} and {second.path} share no sample present in both; {user} needs "

@@ -136,6 +136,15 @@ class VLM:
         return self.decoder_layers[index], "output"
 
     @property
+    def batch_listeners(self) -> list:
+        """Callables ``(samples, batch)`` that :meth:`generate_batch` tells each batch's samples
+        before generating it: steering that depends on the sample itself (the P2S oracle) adds one
+        and removes it with its hooks."""
+        if "_batch_listeners" not in self.__dict__:
+            self._batch_listeners = []
+        return self._batch_listeners
+
+    @property
     def num_layers(self) -> int:
         return len(self.decoder_layers)
 
@@ -357,6 +366,8 @@ class VLM:
                        keep_logits: bool = False) -> Generation:
         """Greedy generation for one batch (left padded)."""
         batch = self.encode(samples, padding_side="left")
+        for listener in list(self.batch_listeners):
+            listener(list(samples), batch)
         steps = [] if keep_logits else None
         with torch.inference_mode():
             sequences = self._generate_ids(batch, max_new_tokens, steps)

@@ -5,6 +5,8 @@ under RUN_DIR with the renderer registered for its stage (:data:`RENDERERS`):
   concepts (+ concept_grid.png, patch_heatmaps.png)      from `xlvlm concepts`
   shift (+ shift_grid.png, shift_recovery.png, ...)       from `xlvlm shift`
   sweep (+ sweep.png)                                     from `xlvlm steer sweep`
+  learned-steering (+ learning_curve.png)                 from `xlvlm steer learn`
+  hallucination-steering (+ hallucination_steering.png)   from `xlvlm organism steer-hallucination`
   evaluate                                                from `xlvlm evaluate --out DIR/result.json`
   table (a titled table any stage can write)              e.g. the demo's caption steering
 and for each the ``command.txt`` beside it (the exact command that produced it), plus an
@@ -248,6 +250,35 @@ def sweep_section(data: dict, path: Path, root: Path) -> str:
     return "\n".join(parts)
 
 
+@renderer("learned-steering")
+def learned_steering_section(data: dict, path: Path, root: Path) -> str:
+    """``xlvlm steer learn``: what g maps, and how well it predicts held-out vectors against the
+    fixed mean vector."""
+    folder = path.parent
+    s, t = _mapping(data, "settings", path), _mapping(data, "training", path)
+    parts = [f"<h2>Learned steering (L2S): {_esc(_relative(folder, root))}</h2>",
+             f'<p class="what">A network g (linear, tanh, linear; hidden width {_esc(s.get("hidden"))}) learnt to '
+             f"predict each sample's own steering vector at layer {_esc(s.get('steer_layer'))} from its state at "
+             f"layer {_esc(s.get('context_layer'))} (the last prompt token), on {_esc(t.get('n_train'))} samples of "
+             f"{_esc(s.get('model') or 'the model')}; {_esc(t.get('n_val'))} held out. The fixed mean vector of the "
+             f"training samples is the baseline: what input dependence adds over one vector for all. Epoch kept: "
+             f"{_esc(t.get('best_epoch'))} (lowest held-out loss); training took {_num(t.get('seconds'), '.1f')} s.</p>",
+             _command(folder, root)]
+    rows = []
+    for part, label in (("train", "train"), ("val", "held out")):
+        if f"{part}_cosine" in t:
+            rows.append([label, t.get(f"{part}_cosine"), t.get(f"mean_vector_{part}_cosine"),
+                         t.get(f"{part}_relative_error"), t.get(f"mean_vector_{part}_relative_error"),
+                         t.get(f"{part}_loss")])
+    parts.append(_table(["samples", "cosine: g", "cosine: mean vector", "relative error: g",
+                         "relative error: mean vector", "loss: g"], rows))
+    shown = ("context", "shifts", "epochs", "lr", "batch_size", "val_fraction", "cosine_weight", "seed")
+    parts.append(_table(["setting", "value"], [[k, s.get(k)] for k in shown if k in s]))
+    parts += _figures(folder, root, (("learning_curve.png", "Loss per epoch (train, held out) and the held-out "
+                                                            "cosine between predicted and true vectors."),))
+    return "\n".join(parts)
+
+
 @renderer("table")
 def table_section(data: dict, path: Path, root: Path) -> str:
     """A titled table that a stage describes itself (title, about, header, rows)."""
@@ -259,6 +290,60 @@ def table_section(data: dict, path: Path, root: Path) -> str:
     return "\n".join([f"<h2>{_esc(data.get('title') or 'Results')}: {_esc(_relative(folder, root))}</h2>",
                       f'<p class="what">{_esc(data.get("about") or "")}</p>', _command(folder, root),
                       _table([str(h) for h in header], rows, left=1)])
+
+
+@renderer("hallucination-steering")
+def hallucination_steering_section(data: dict, path: Path, root: Path) -> str:
+    """The organism's hallucination-steering comparison: method x split POPE metrics, the side
+    effects on shape/colour questions, issue 17's goals, and the plot."""
+    _check_hallucination_steering(data, path)
+    folder = path.parent
+    s = _mapping(data, "settings", path)
+    parts = [f"<h2>Hallucination steering: {_esc(_relative(folder, root))}</h2>",
+             f'<p class="what">{_esc(data.get("model"))} organism on {_esc(data.get("n_test"))} held-out POPE-style '
+             f"questions; every method learnt on {_esc(data.get('n_train'))} questions about training images. "
+             f"Steering layer {_esc(s.get('steer_layer'))}, context layer {_esc(s.get('context_layer'))}, positions "
+             f"{_esc(s.get('positions'))}. P2S (oracle) uses each test input's own contrast (two prompt framings); "
+             f"L2S predicts it from the input's state.</p>", _command(folder, root)]
+    rows = data.get("rows", []) + data.get("reference", [])
+    parts.append(_table(["method", "split"] + [m.replace("_", "-") for m in POPE_METRICS],
+                        [[r.get("method"), r.get("split")] + [r.get(m) for m in POPE_METRICS] for r in rows], left=2))
+    side = data.get("side_effects", [])
+    parts.append(_table(["method", "shape accuracy", "shape change", "colour accuracy", "colour change"],
+                        [[r.get("method"), r.get("shape"), r.get("shape_change"), r.get("color"),
+                          r.get("color_change")] for r in side]))
+    goals = _mapping(data, "goals", path)
+    if goals:
+        parts.append(_table(["goal (L2S)", "measured", "bar", "holds"],
+                            [[name, g.get("value"), g.get("bar"), g.get("holds")] for name, g in goals.items()
+                             if isinstance(g, dict)]))
+    parts += _figures(folder, root, (("hallucination_steering.png", "F1 and yes-ratio over all splits, per method."),))
+    return "\n".join(parts)
+
+
+POPE_METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+
+
+def _check_hallucination_steering(data: dict, path: Path) -> None:
+    """Refuse a hallucination-steering result of another shape (a one-line error naming the field)."""
+    def bad(what: str):
+        raise XlvlmError(f"{path}: malformed results ({what}); rerun the stage that wrote it")
+
+    for key in ("rows", "side_effects", "reference"):
+        _records(data, key, path)
+    for row in data.get("rows", []) + data.get("reference", []):
+        if not isinstance(row.get("method"), str) or not isinstance(row.get("split"), str):
+            bad("a row without a method or split name")
+        for metric in POPE_METRICS:
+            value = row.get(metric)
+            if value is not None and not _is_number(value):
+                bad(f"{metric!r} of {str(row.get('method'))[:40]!r} is not a number")
+    for row in data.get("side_effects", []):
+        for metric in ("shape", "color", "shape_change", "color_change"):
+            if row.get(metric) is not None and not _is_number(row.get(metric)):
+                bad(f"{metric!r} of {str(row.get('method'))[:40]!r} is not a number")
+    for key in ("settings", "goals", "timing", "training"):
+        _mapping(data, key, path)
 
 
 @renderer("evaluate")

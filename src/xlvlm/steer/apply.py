@@ -12,6 +12,15 @@ prompt length. Layer hooks then edit only the positions the ``positions`` rule s
   int k            index >= k (k counts prompt tokens, image tokens included)
 
 and only the samples an optional :class:`~xlvlm.steer.condition.Condition` lets through.
+
+The vector added at a layer is either fixed, (D,) for every sample (a ``SteeringVector``), or
+decided per sample at each prefill (:class:`RowVectors`, (B, D) for the B samples of the call,
+kept for the decode steps that follow): from each sample's own state at a context layer (L2S,
+:class:`~xlvlm.steer.learned.LearnedSteering`) or from the samples themselves (the P2S oracle,
+:class:`~xlvlm.steer.per_sample.PerSampleSteering`, told the batch's samples by
+``VLM.generate_batch``). A condition and a context layer both read the state of each sample's
+last real token at prefill: in generation, its last prompt token.
+
 The handle (:class:`Steering`) removes exactly the hooks it added: on ``remove()``, at the end of
 a ``with`` block (even on error), or at once if registering one of them fails.
 """
@@ -19,6 +28,7 @@ a ``with`` block (even on error), or at once if registering one of them fails.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
@@ -27,6 +37,24 @@ from xlvlm.errors import XlvlmError
 from xlvlm.hooks import attach, resolve_layer
 from xlvlm.steer.operators import operator_named
 
+
+@dataclass
+class RowVectors:
+    """Steering vectors decided per sample at each prefill (one implementation of steering for
+    fixed and per-sample vectors: :func:`steering` takes either).
+
+    layers: the steered layer keys. rows: ``(states, samples) -> {key: (B, D)}`` for the B
+    samples of the call, where ``states`` (B, D) are their states at ``context_layer`` (at each
+    sample's last real token) or None without a context layer, and ``samples`` the batch's
+    sample dicts when ``needs_samples`` (else None). The result is added through the operator
+    as a fixed vector would be, row b to sample b.
+    """
+
+    layers: list[str]
+    rows: Callable[[torch.Tensor | None, Sequence[dict] | None], dict[str, torch.Tensor]]
+    context_layer: str | None = None
+    needs_samples: bool = False
+    what: str = "per-sample steering"
 
 
 @dataclass
@@ -37,6 +65,10 @@ class _CallState:
     prompt_lengths: torch.Tensor | None = None   # (B,) set at prefill
     steer_samples: torch.Tensor | None = None    # (B,) bool, set by a condition at prefill
     condition_pending: bool = False
+    row_vectors: dict | None = None              # {key: (B, 1, D)}, set at prefill for RowVectors
+    rows_pending: bool = False
+    batch_samples: list | None = None            # the samples VLM.generate_batch announced, and
+    batch_shape: tuple | None = None             # the shape of their input ids
 
 
 def _parse_positions(positions) -> str | int:
@@ -66,15 +98,21 @@ def _position_mask(state: _CallState, rule, t: int, batch: int, device) -> torch
     return None if mask is None else mask.to(device).unsqueeze(-1)
 
 
+def _last_real_states(state: _CallState, hidden: torch.Tensor) -> torch.Tensor:
+    """(B, t, D) -> (B, D): each sample's state at its last real token of this call."""
+    last = state.real_index.argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
+
+
 class Steering:
     """Hooks that steer ``vlm`` until :meth:`remove` (or the end of a ``with`` block).
 
-    Made by :meth:`SteeringVector.apply`: ``handle = sv.apply(vlm, alpha=2)`` steers at once;
-    ``handle.remove()`` takes exactly its hooks off again (idempotent). As a context manager it
-    removes them on exit, even on error.
+    Made by :meth:`SteeringVector.apply` (and the ``apply`` of per-sample and learned steering):
+    ``handle = sv.apply(vlm, alpha=2)`` steers at once; ``handle.remove()`` takes exactly its
+    hooks off again (idempotent). As a context manager it removes them on exit, even on error.
     """
 
-    def __init__(self, vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, positions="all",
+    def __init__(self, vlm, vectors: "dict[str, torch.Tensor] | RowVectors", alpha: float = 1.0, positions="all",
                  operator="add", condition=None):
         from xlvlm.extract.run import require_vlm
 
@@ -108,6 +146,19 @@ class Steering:
         return f"Steering(active={self.active})"
 
 
+class _Listening:
+    """A batch listener on the VLM (``vlm.batch_listeners``), removable like a hook handle."""
+
+    def __init__(self, vlm, listener):
+        self.listeners = vlm.batch_listeners
+        self.listener = listener
+        self.listeners.append(listener)
+
+    def remove(self) -> None:
+        if self.listener in self.listeners:
+            self.listeners.remove(self.listener)
+
+
 def _check_fits(vlm, refs, vectors: list[torch.Tensor], condition, rule) -> None:
     """Vectors and condition of the model's hidden size; a condition read before what it gates."""
     for ref, vector in zip(refs, vectors):
@@ -125,21 +176,59 @@ def _check_fits(vlm, refs, vectors: list[torch.Tensor], condition, rule) -> None
                              f"(or steer positions='generated') so the decision exists when prompt tokens are steered")
 
 
-def _steering_hooks(vlm, vectors: dict[str, torch.Tensor], alpha: float, positions, operator, condition) -> list:
+def _check_context(vlm, refs, context_layer: str) -> None:
+    """A context layer read at or before every steered layer: its state exists when they are steered
+    (at the same layer, the state is read before the layer's own edit)."""
+    depth = resolve_layer(vlm, context_layer).depth
+    first = min((r.depth for r in refs if r.depth is not None), default=None)
+    if depth is not None and first is not None and depth > first:
+        raise XlvlmError(f"context layer {context_layer} comes after the steered layer {first}; learn the steering "
+                         f"with a context layer at or before the layer it steers")
+
+
+def _steering_hooks(vlm, vectors, alpha: float, positions, operator, condition) -> list:
     """Check everything, then return the registrations (callables returning hook handles) in order.
 
-    The edit at each layer key of ``vectors`` ((D,) each) is ``h + operator(h, v, alpha)`` on the
-    positions the rule selects (see the module docstring).
+    vectors: {layer key: (D,)} fixed vectors, or :class:`RowVectors`. The edit at each steered
+    layer is ``h + operator(h, v, alpha)`` on the positions the rule selects (see the module
+    docstring), v the layer's fixed vector or the sample's own row.
     """
-    rule = _parse_positions(positions)
-    refs = [resolve_layer(vlm, key) for key in vectors]
-    _check_fits(vlm, refs, list(vectors.values()), condition, rule)
-    state = _CallState()
-    device, dtype = vlm.device, vlm.dtype
-    prepared = {ref.key: vector.detach().to(device=device, dtype=torch.float32).to(dtype)
-                for ref, vector in zip(refs, vectors.values())}
+    return _Hooks(vlm, vectors, alpha, _parse_positions(positions), operator, condition).registrations()
 
-    def model_pre_hook(module, args, kwargs):
+
+class _Hooks:
+    """The hooks of one steering handle and the state of the current call they share."""
+
+    def __init__(self, vlm, vectors, alpha: float, rule, operator, condition):
+        self.vlm, self.alpha, self.rule, self.operator, self.condition = vlm, alpha, rule, operator, condition
+        self.per_sample = vectors if isinstance(vectors, RowVectors) else None
+        keys = self.per_sample.layers if self.per_sample else list(vectors)
+        self.refs = [resolve_layer(vlm, key) for key in keys]
+        _check_fits(vlm, self.refs, [] if self.per_sample else list(vectors.values()), condition, rule)
+        self.context = self.per_sample.context_layer if self.per_sample else None
+        if self.context is not None:
+            _check_context(vlm, self.refs, self.context)
+        self.state = _CallState()
+        self.fixed = {} if self.per_sample else {
+            ref.key: vector.detach().to(device=vlm.device, dtype=torch.float32).to(vlm.dtype)
+            for ref, vector in zip(self.refs, vectors.values())}
+
+    def registrations(self) -> list:
+        vlm = self.vlm
+        registrations = [lambda: vlm.model.register_forward_pre_hook(self.model_pre_hook, with_kwargs=True)]
+        if self.per_sample is not None and self.per_sample.needs_samples:
+            registrations.append(lambda: _Listening(vlm, self.listener))
+        if self.condition is not None:
+            registrations.append(lambda: attach(resolve_layer(vlm, self.condition.layer), self.condition_hook))
+        if self.context is not None:
+            # Before the layer hooks: at the same layer, the state is read before it is steered.
+            registrations.append(lambda: attach(resolve_layer(vlm, self.context), self.context_hook))
+        registrations += [lambda ref=ref: attach(ref, self.layer_hook(ref.key)) for ref in self.refs]
+        return registrations
+
+    # ---- every call of the model -------------------------------------------------------------
+    def model_pre_hook(self, module, args, kwargs):
+        state = self.state
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         t = (input_ids if input_ids is not None else embeds).shape[1]
@@ -150,44 +239,83 @@ def _steering_hooks(vlm, vectors: dict[str, torch.Tensor], alpha: float, positio
             cache = kwargs.get("past_key_values", kwargs.get("cache"))
             past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
             batch = (input_ids if input_ids is not None else embeds).shape[0]
-            mask = torch.ones(batch, past + t, dtype=torch.long, device=device)
-        index = (mask.long().cumsum(dim=1) - 1)[:, -t:]
-        state.real_index = index
+            mask = torch.ones(batch, past + t, dtype=torch.long, device=self.vlm.device)
+        state.real_index = (mask.long().cumsum(dim=1) - 1)[:, -t:]
         if t == mask.shape[1]:  # a new sequence: prefill or a plain forward
-            state.prompt_lengths = mask.long().sum(dim=1)
-            if condition is not None:
-                state.steer_samples = None
-                state.condition_pending = True
+            self._start_sequence(mask, input_ids)
 
-    def make_layer_hook(key: str):
-        vector = prepared[key]
+    def _start_sequence(self, mask: torch.Tensor, input_ids) -> None:
+        """At prefill: prompt lengths; a pending condition decision; per-sample rows to decide."""
+        state = self.state
+        state.prompt_lengths = mask.long().sum(dim=1)
+        if self.condition is not None:
+            state.steer_samples = None
+            state.condition_pending = True
+        if self.per_sample is not None:
+            if self.per_sample.needs_samples and input_ids is not None and state.batch_samples is not None \
+                    and tuple(input_ids.shape) != state.batch_shape:
+                state.batch_samples = None  # not the batch that was announced: refused in set_rows
+            state.row_vectors = None
+            state.rows_pending = True
+            if self.context is None:
+                self.set_rows(None, mask.shape[0])
+
+    def set_rows(self, states, batch: int) -> None:
+        """Decide the per-sample rows of this call: {key: (B, 1, D)} in the model's dtype."""
+        state, per_sample, hidden_size = self.state, self.per_sample, self.vlm.hidden_size
+        samples = None
+        if per_sample.needs_samples:
+            samples, state.batch_samples = state.batch_samples, None  # one batch's samples serve one prefill
+            if samples is None or len(samples) != batch:
+                raise XlvlmError(f"{per_sample.what} needs the samples of each batch: generate with "
+                                 f"vlm.predict / vlm.generate / vlm.generate_batch under it")
+        rows = per_sample.rows(states, samples)
+        checked = {}
+        for key in per_sample.layers:
+            row = rows[key]
+            if row.shape != (batch, hidden_size):
+                raise XlvlmError(f"{per_sample.what} gave vectors of shape {tuple(row.shape)} for layer {key}; "
+                                 f"expected ({batch}, {hidden_size}) for this batch and model")
+            checked[key] = row.detach().to(device=self.vlm.device, dtype=self.vlm.dtype)[:, None, :]
+        state.row_vectors = checked
+        state.rows_pending = False
+
+    # ---- layers ----------------------------------------------------------------------------
+    def layer_hook(self, key: str):
+        state, fixed = self.state, self.fixed.get(key)
 
         def hook(hidden):
-            if condition is not None and state.condition_pending:
+            if self.condition is not None and state.condition_pending:
                 return None  # the decision is taken at the condition layer of this prefill
-            mask = _position_mask(state, rule, hidden.shape[1], hidden.shape[0], hidden.device)
-            delta = operator(hidden, vector, alpha)
+            if self.per_sample is not None and state.rows_pending:
+                raise XlvlmError(f"{self.per_sample.what}: layer {key} ran before the context layer "
+                                 f"{self.context}; use a context layer at or before the steered layer")
+            vector = fixed if self.per_sample is None else state.row_vectors[key]
+            mask = _position_mask(state, self.rule, hidden.shape[1], hidden.shape[0], hidden.device)
+            delta = self.operator(hidden, vector, self.alpha)
             return hidden + (delta if mask is None else delta * mask.to(hidden.dtype))
 
         return hook
 
-    def condition_hook(hidden):
-        if state.condition_pending:
-            index = state.real_index
-            last = index.argmax(dim=1)  # the last real token of each sample in this call
-            states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
-            state.steer_samples = condition.decide(states).to(hidden.device)
-            state.condition_pending = False
+    def condition_hook(self, hidden):
+        if self.state.condition_pending:
+            self.state.steer_samples = self.condition.decide(_last_real_states(self.state, hidden)).to(hidden.device)
+            self.state.condition_pending = False
         return None
 
-    registrations = [lambda: vlm.model.register_forward_pre_hook(model_pre_hook, with_kwargs=True)]
-    if condition is not None:
-        registrations.append(lambda: attach(resolve_layer(vlm, condition.layer), condition_hook))
-    registrations += [lambda ref=ref: attach(ref, make_layer_hook(ref.key)) for ref in refs]
-    return registrations
+    def context_hook(self, hidden):
+        if self.state.rows_pending:
+            self.set_rows(_last_real_states(self.state, hidden), hidden.shape[0])
+        return None
+
+    def listener(self, samples, batch) -> None:
+        """Told by ``VLM.generate_batch`` which samples the next prefill holds."""
+        self.state.batch_samples = list(samples)
+        self.state.batch_shape = tuple(batch.input_ids.shape)
 
 
-def steering(vlm, vectors: dict[str, torch.Tensor], alpha: float = 1.0, positions="all", operator="add",
-             condition=None) -> Steering:
-    """Steer ``vlm`` with ``vectors`` ((D,) per layer key) now; returns the handle (see :class:`Steering`)."""
+def steering(vlm, vectors: "dict[str, torch.Tensor] | RowVectors", alpha: float = 1.0, positions="all",
+             operator="add", condition=None) -> Steering:
+    """Steer ``vlm`` with ``vectors`` ((D,) per layer key, or :class:`RowVectors`) now; returns the
+    handle (see :class:`Steering`)."""
     return Steering(vlm, vectors, alpha=alpha, positions=positions, operator=operator, condition=condition)

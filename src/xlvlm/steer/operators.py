@@ -1,7 +1,8 @@
 """How a steering vector edits the residual stream: ``(hidden, vector, alpha) -> delta``.
 
-hidden (..., D) the states of the steered positions, vector (D,) in the same dtype and device;
-the result (..., D) is added to hidden (positions the rule leaves alone get no delta).
+hidden (B, t, D) the states of the steered positions, vector (D,) in the same dtype and device,
+or (B, 1, D) for per-sample vectors (row b for sample b); the result (B, t, D) is added to
+hidden (positions the rule leaves alone get no delta).
 
   add          delta = alpha v
   project_out  delta = -alpha (h . v_hat) v_hat   (alpha = 1 removes the component along v)
@@ -27,9 +28,9 @@ def add(hidden: torch.Tensor, vector: torch.Tensor, alpha: float) -> torch.Tenso
 
 
 def project_out(hidden: torch.Tensor, vector: torch.Tensor, alpha: float) -> torch.Tensor:
-    """-alpha (h . v_hat) v_hat: (..., D) -> (..., D)."""
-    unit = vector / vector.float().norm().clamp_min(1e-12).to(vector.dtype)
-    return -alpha * (hidden @ unit)[..., None] * unit
+    """-alpha (h . v_hat) v_hat: (..., D) -> (..., D); v_hat normalised per vector (per row)."""
+    unit = vector / vector.float().norm(dim=-1, keepdim=True).clamp_min(1e-12).to(vector.dtype)
+    return -alpha * (hidden * unit).sum(dim=-1, keepdim=True) * unit
 
 
 OPERATORS: dict[str, Operator] = {"add": add, "project-out": project_out}

@@ -25,11 +25,12 @@ from xlvlm.steer.vector import METHODS, SteeringVector
 OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt", "sweep.json"]
 
 
-def predict(vlm, samples: Sequence[dict], vector: SteeringVector | None = None, alpha: float = 1.0,
+def predict(vlm, samples: Sequence[dict], vector=None, alpha: float = 1.0,
             positions="all", operator="add", condition=None, max_new_tokens: int = 10,
             batch_size: int = 8, progress: bool = True, desc: str = "generate", on_batch=None) -> list[dict]:
-    """Greedy prediction records for ``samples`` (:meth:`VLM.predict`), steered by ``vector``
-    when given. ``on_batch``, when given, receives each batch's records as soon as they exist."""
+    """Greedy prediction records for ``samples`` (:meth:`VLM.predict`), steered by ``vector`` when
+    given (a SteeringVector, PerSampleSteering or LearnedSteering: anything with ``apply``).
+    ``on_batch``, when given, receives each batch's records as soon as they exist."""
     check_generation_settings(batch_size, max_new_tokens)  # before any hook is added
     if not math.isfinite(alpha):
         raise XlvlmError(f"alpha must be a finite number, not {alpha}")
@@ -68,7 +69,15 @@ class AnswerShift:
         }
 
 
-def _label(vector: SteeringVector) -> tuple[str, str]:
+def _hidden_sizes(vector) -> set[int]:
+    """The sizes of the vectors a steering adds: a SteeringVector's per layer, a
+    PerSampleSteering's or LearnedSteering's ``hidden_size``."""
+    if isinstance(vector, SteeringVector):
+        return {vector.layer_activations[key].shape[-1] for key in vector.layers}
+    return {vector.hidden_size}
+
+
+def _label(vector) -> tuple[str, str]:
     """(method, layer) of a sweep row: what the vector was made with, and where it steers."""
     return str(vector.metadata.get("method", "vector")), ",".join(vector.layers)
 
@@ -80,7 +89,7 @@ def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
         raise XlvlmError(f"an empty sweep: no {empty[0]} given")
     if not all(math.isfinite(a) for a in alphas):
         raise XlvlmError(f"alphas must be finite numbers, not {alphas}")
-    sizes = {vector.layer_activations[key].shape[-1] for vector in vectors.values() for key in vector.layers}
+    sizes = set().union(*(_hidden_sizes(vector) for vector in vectors.values()))
     if sizes and sizes != {vlm.hidden_size}:  # before the baseline is generated, not after
         raise XlvlmError(f"the stores' vectors have size {sorted(sizes)[0]} but the model {vlm.name} has hidden size "
                          f"{vlm.hidden_size}; give the --model the stores were extracted with")
@@ -89,7 +98,7 @@ def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
                          f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
 
 
-def _sweep_row(vector: SteeringVector, alpha: float, scores: dict) -> dict:
+def _sweep_row(vector, alpha: float, scores: dict) -> dict:
     """``{"method", "layer", "alpha", **scores}``, + ``concepts`` / ``purity`` for a concept vector."""
     method, layer = _label(vector)
     row = {"method": method, "layer": layer, "alpha": alpha, **scores}
@@ -112,8 +121,8 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, p
           progress: bool = True, command: str | None = None) -> list[dict]:
     """Steer with every vector of ``vectors`` at every alpha, and score each run.
 
-    vectors: ``{name: SteeringVector}`` (a row's method and layer come from the vector's
-    metadata and layers); scorer: ``(predictions, baseline) -> dict`` of row fields (default
+    vectors: ``{name: steering}``, each a SteeringVector, PerSampleSteering or LearnedSteering (a
+    row's method and layer come from its metadata and layers); scorer: ``(predictions, baseline) -> dict`` of row fields (default
     :class:`AnswerShift` "yes" -> "no"). Returns one row per (vector, alpha):
     ``{"method", "layer", "alpha", **scorer fields}`` (+ ``concepts`` / ``purity`` for a concept
     vector of one layer). With ``out``, writes baseline and per-config predictions and
