@@ -1,0 +1,44 @@
+"""``xlvlm serve``: browse a run folder and play with the model in a local web page."""
+
+from __future__ import annotations
+
+import argparse
+
+from xlvlm.cli import options
+from xlvlm.cli import validate as valid
+
+
+def port(text) -> int:
+    value = valid.index(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port between 1 and 65535, not {value}")
+    return value
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="browse a run folder (concepts, shift, sweeps, predictions) and answer and "
+                                     "steer with the model in a local web page")
+    p.add_argument("run_dir", help="run folder (e.g. the --out of `xlvlm demo`)")
+    options.add_model(p, help=options.MODEL_HELP + "; without it the page only browses")
+    options.add_device(p)
+    p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; anything else lets other "
+                        "machines read the run folder and use the model)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> None:
+    from xlvlm.serve.app import serve
+    from xlvlm.serve.runfolder import RunFolder
+
+    RunFolder(args.run_dir)  # a missing folder is refused before the (slow) model load
+    playground = None
+    if args.model:
+        from xlvlm.serve.glue import open_playground
+
+        playground = open_playground(args.run_dir, options.load_model(args))
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        options.warn(f"listening on {args.host}: other machines can reach this server")
+    print(f"xlvlm serve: http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
+    serve(args.run_dir, playground, host=args.host, port=args.port)
