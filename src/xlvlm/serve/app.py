@@ -22,11 +22,15 @@ thread pool, off the event loop: the page stays responsive and shows a busy stat
 playground (which serialises model calls) works.
 """
 
-from __future__ import annotations
-
 import html
+import io
 import logging
 from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from xlvlm.errors import XlvlmError
 from xlvlm.serve.runfolder import SERVED_TYPES, RefusedPath, RunFolder, thumbnail_png
@@ -56,10 +60,6 @@ def error_page(status: int, message: str) -> str:
 def create_app(run_dir, playground=None, host: str = "127.0.0.1", port: int | None = None):
     """The FastAPI application for ``run_dir``; ``playground`` (or None: browse only) answers
     the /api/play routes."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
-
     run = RunFolder(run_dir)
     uploads = Uploads()
     app = FastAPI(title="xlvlm serve", docs_url=None, redoc_url=None, openapi_url=None)
@@ -105,8 +105,6 @@ def create_app(run_dir, playground=None, host: str = "127.0.0.1", port: int | No
     @app.exception_handler(405)
     async def not_allowed(request: Request, exc):
         return _error(request, 405, f"{request.method} is not allowed on {request.url.path[:200]}")
-
-    from fastapi.exceptions import RequestValidationError
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -181,8 +179,6 @@ def create_app(run_dir, playground=None, host: str = "127.0.0.1", port: int | No
 
     @app.get("/api/upload/{token}.png")
     def uploaded(token: str):
-        import io
-
         buffer = io.BytesIO()
         image = uploads.get(token).copy()
         image.thumbnail((320, 320))

@@ -7,9 +7,11 @@ functions, so FastAPI runs them on its thread pool and the event loop keeps serv
 503 with what to do.
 """
 
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from xlvlm.cli.validate import MAX_ALPHA
+from xlvlm.choices import MAX_ALPHA
 from xlvlm.errors import XlvlmError
 
 MAX_PROMPT_CHARS = 500
@@ -41,9 +43,7 @@ class NoPlayground(XlvlmError):
 
 
 def add_play_routes(app, playground, run, uploads, thumbnail_png) -> None:
-    from fastapi import Request
-    from fastapi.responses import JSONResponse, Response
-
+    """Add the /api/play routes to ``app``."""
     @app.exception_handler(NoPlayground)
     async def no_playground(request: Request, exc: NoPlayground):
         return JSONResponse({"error": str(exc)}, status_code=503)

@@ -22,6 +22,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from xlvlm.errors import XlvlmError
+from xlvlm.report.html import PNG_SIGNATURE
 from xlvlm.report.html import _inside as inside_run
 from xlvlm.report.html import _load as load_result
 from xlvlm.report.html import stage_results
@@ -62,6 +63,11 @@ def thumbnail_png(image_path, side: int = THUMBNAIL_SIDE) -> bytes:
     return buffer.getvalue()
 
 
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(len(PNG_SIGNATURE))
+
+
 def _words(value) -> list[str]:
     return [str(w) for w in value] if isinstance(value, list) else []
 
@@ -100,6 +106,8 @@ class RunFolder:
             raise RefusedPath(f"{relative[:80]!r}: no such file in the run folder")
         if path.suffix.lower() not in SERVED_TYPES:
             raise RefusedPath(f"{relative[:80]!r}: not a file type the server shows ({', '.join(SERVED_TYPES)})")
+        if path.suffix.lower() == ".png" and _head(path) != PNG_SIGNATURE:
+            raise RefusedPath(f"{relative[:80]!r}: named .png but not a PNG image")
         return path
 
     def _relative(self, path: Path) -> str:
@@ -164,12 +172,11 @@ class RunFolder:
         """The thumbnail of the ``rank``-th top sample of ``concept`` in the dictionary at ``folder``."""
         _, data = self._result("concepts", folder)
         records = [c for c in data.get("concepts") or [] if isinstance(c, dict)]
-        try:
-            top = [t for t in records[concept].get("top_samples") or [] if isinstance(t, dict)][rank]
-        except IndexError:
-            raise RefusedPath(f"concept {concept}, sample {rank}: not in {folder[:80]!r}") from None
-        if concept < 0 or rank < 0 or not isinstance(top.get("image"), str):
-            raise RefusedPath(f"concept {concept}, sample {rank}: no image")
+        tops = [t for t in records[concept].get("top_samples") or [] if isinstance(t, dict)] \
+            if 0 <= concept < len(records) else []
+        if not 0 <= rank < len(tops) or not isinstance(tops[rank].get("image"), str):
+            raise RefusedPath(f"concept {concept}, sample {rank}: no such sample image in {folder[:80]!r}")
+        top = tops[rank]
         return thumbnail_png(top["image"])
 
     def histogram(self, folder: str, concept: int, bins: int = HISTOGRAM_BINS) -> dict:
