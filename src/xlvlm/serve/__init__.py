@@ -1,0 +1,5 @@
+"""``xlvlm serve RUN_DIR``: a local explorer for a run folder.
+
+:mod:`xlvlm.serve.play` is the model side (one model, one worker thread, plain dicts out); it
+needs no web framework, so it is usable from a notebook as well.
+"""
