@@ -135,7 +135,13 @@ def test_computed_vectors_match_the_file_and_are_cached(play, organism, run):
     assert math.isclose(from_samples["norms"][str(LAYER)], from_stores["norms"][str(LAYER)], rel_tol=1e-4)
     answer = play.steer(_test_yes(play)[0], vector=from_samples["name"], alpha=2.0)
     assert answer["steered"]["answer"] == "no"
-    assert {v["name"] for v in play.vectors() if v["kind"] == "computed"} == {from_stores["name"], from_samples["name"]}
+    # From two answers: the rows of a store whose samples have that reference answer.
+    by_answer = play.compute_vector({"store": "features/yes", "answer": "yes"}, {"store": "features/no", "answer": "no"})
+    assert by_answer["norms"] == from_stores["norms"] and by_answer["name"] not in (from_stores["name"], from_samples["name"])
+    with pytest.raises(XlvlmError, match="no present sample answered 'maybe'"):
+        play.compute_vector({"store": "features/yes", "answer": "maybe"}, "features/no")
+    assert {v["name"] for v in play.vectors() if v["kind"] == "computed"} == {
+        from_stores["name"], from_samples["name"], by_answer["name"]}
 
 
 # ---- answers: the oracles ------------------------------------------------------------------------
@@ -312,6 +318,15 @@ def test_names_outside_the_run_are_refused(play):
     ):
         with pytest.raises(XlvlmError, match=needle):
             call()
+
+
+def test_image_paths_named_by_the_run_must_stay_inside(play, run):
+    inside = _image_path(run, "features/test-yes", _test_yes(play)[0]["id"])
+    assert play.image_path(inside) == play.sample_image_path(_test_yes(play)[0]["store"], _test_yes(play)[0]["id"]).resolve()
+    for value, needle in (("images/../../x.png", "'..'"), ("/etc/hostname", "outside the run folder"),
+                          ("<PIL.Image 8x8 RGB sha256:00>", "in-memory"), (None, "in-memory")):
+        with pytest.raises(XlvlmError, match=needle):
+            play.image_path(value)
 
 
 def test_run_files_pointing_outside_are_refused(run, organism, tmp_path):

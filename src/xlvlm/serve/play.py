@@ -26,6 +26,8 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+
 from xlvlm.data.images import MAX_UPLOAD_BYTES, load_image, load_image_bytes
 from xlvlm.errors import XlvlmError
 
@@ -144,7 +146,6 @@ class Playground:
              trust_remote_code: bool = False, **options) -> "Playground":
         """Load ``model`` (a hub id, a folder or an ``organism:`` name; by default the model the
         run's feature stores name) once, and open the playground on ``run_dir``."""
-        import xlvlm  # registers the organism: names
         from xlvlm.models import load_vlm
 
         if model is None:
@@ -299,38 +300,47 @@ class Playground:
     def samples(self, store: str, answer: str | None = None, offset: int = 0, limit: int = 100) -> list[dict]:
         """Samples of the store ``store`` (optionally only those whose reference ``answer`` is
         given): ``store``, ``id``, ``prompt``, ``answer``, ``answer_type``, ``prediction``,
-        ``image_ok`` (whether its image may be read: inside RUN_DIR or an image root)."""
+        ``image_ok`` (its image file exists inside RUN_DIR or an image root)."""
         _check_int(offset, "offset", 0, 10**9)
         _check_int(limit, "limit", 1, 10_000)
         rows = [s for s in self._sample_index(store).values() if answer is None or s.get("answer") == answer]
         return [{"store": self._name(resolve_under(self.root, store)), "id": str(s.get("id")),
                  "prompt": s.get("prompt"), "answer": s.get("answer"), "answer_type": s.get("answer_type"),
-                 "prediction": s.get("prediction"), "image_ok": self._sample_image_path(s, quiet=True) is not None}
+                 "prediction": s.get("prediction"), "image_ok": self._image_ok(s)}
                 for s in rows[offset:offset + limit]]
 
     def sample_image(self, store: str, sample_id: str):
         """The PIL image (RGB) of a run sample; one-line error when it may not or cannot be read."""
-        return load_image(self._sample_image_path(self._sample(store, sample_id)))
+        return load_image(self.sample_image_path(store, sample_id))
 
-    def _sample_image_path(self, sample: dict, quiet: bool = False) -> Path | None:
-        """The real path of a sample's image if it lies inside RUN_DIR or an image root."""
-        value = sample.get("image")
-        problem = None
+    def sample_image_path(self, store: str, sample_id: str) -> Path:
+        """The real path of a run sample's image (see :meth:`image_path`)."""
+        sample = self._sample(store, sample_id)
+        try:
+            return self.image_path(sample.get("image"))
+        except XlvlmError as exc:
+            raise XlvlmError(f"sample {sample_id!r}: {exc}") from None
+
+    def image_path(self, value) -> Path:
+        """The real path of an image that a run file names (a sample's ``image``, relative to
+        RUN_DIR or absolute), which must lie inside RUN_DIR or an image root once links are
+        followed; a one-line XlvlmError otherwise. The file itself is not opened here."""
         if not isinstance(value, str) or not value or "\x00" in value or value.startswith("<PIL.Image"):
-            problem = "its image was not a file (an in-memory image); upload it instead"
-        else:
-            given = Path(value)
-            path = (given if given.is_absolute() else self.root / given).resolve()
-            if ".." in given.parts:
-                problem = "its image path holds '..'"
-            elif not any(path.is_relative_to(root) for root in self.image_roots):
-                problem = (f"its image {value} lies outside the run folder and the image roots; "
-                           f"add its folder as an image root if you trust it")
-            else:
-                return path
-        if quiet:
-            return None
-        raise XlvlmError(f"sample {sample.get('id')!r}: {problem}")
+            raise XlvlmError("the image was not a file (an in-memory image); upload it instead")
+        given = Path(value)
+        if ".." in given.parts:
+            raise XlvlmError(f"image path {value} holds '..'; refused")
+        path = (given if given.is_absolute() else self.root / given).resolve()
+        if not any(path.is_relative_to(root) for root in self.image_roots):
+            raise XlvlmError(f"image {value} lies outside the run folder and the image roots; add its folder as "
+                             f"an image root if you trust it")
+        return path
+
+    def _image_ok(self, sample: dict) -> bool:
+        try:
+            return self.image_path(sample.get("image")).is_file()
+        except XlvlmError:
+            return False
 
     # ---- dictionaries ---------------------------------------------------------------------
     def dictionaries(self) -> list[dict]:
@@ -443,12 +453,15 @@ class Playground:
         return self._vector_file(name)
 
     def _sample_set(self, spec, where: str):
-        """A set of samples: a store name (its present rows are used as they are: returns the
-        store) or a list of ``{"store", "id"}`` (returns samples with their images loaded)."""
+        """A set of samples as a store (rows used as they are) or a list of samples (extracted on
+        the spot). spec: a store name; ``{"store", "answer"}``, the store's rows whose sample has
+        that reference answer (e.g. "yes" vs "no"); or a list of ``{"store", "id"}``."""
         if isinstance(spec, str):
             return self._store(spec)
+        if isinstance(spec, dict) and isinstance(spec.get("store"), str) and "answer" in spec:
+            return self._answer_subset(spec["store"], spec["answer"], where)
         if not isinstance(spec, (list, tuple)) or not spec:
-            raise XlvlmError(f"{where}: give a store name or a non-empty list of {{store, id}} samples")
+            raise XlvlmError(f"{where}: give a store name, {{store, answer}} or a non-empty list of {{store, id}}")
         if len(spec) > MAX_SET_SAMPLES:
             raise XlvlmError(f"{where}: {len(spec)} samples, the limit is {MAX_SET_SAMPLES}")
         samples = []
@@ -460,11 +473,29 @@ class Playground:
                             "prompt": sample.get("prompt")})
         return samples
 
+    def _answer_subset(self, store_name: str, answer, where: str):
+        """The rows of a one-row-per-sample store whose sample's reference answer is ``answer``,
+        as an in-memory store."""
+        from xlvlm.extract.store import store_from_tensors
+
+        store = self._store(store_name)
+        if store.settings.rows_per_sample != 1:
+            raise XlvlmError(f"{where}: {store_name} has several rows per sample; pick samples instead")
+        chosen = [i for i, (s, ok) in enumerate(zip(store.samples, store.present.tolist()))
+                  if ok and s.get("answer") == answer]
+        if not chosen:
+            raise XlvlmError(f"{where}: {store_name} has no present sample answered {answer!r}")
+        index = torch.tensor(chosen)
+        features = {key: store.features(key)[index] for key in store.layers}
+        return store_from_tensors(features, [{"id": str(store.samples[i].get("id"))} for i in chosen],
+                                  model=store.model, selector=store.selector)
+
     def _compute_vector(self, source, target, method: str = "mean-diff", layers=None) -> dict:
         """The vector from the ``source`` set towards the ``target`` set, by ``method`` (one of
         :data:`xlvlm.steer.METHODS`), at ``layers`` (default: every layer the stores hold, or every
-        decoder layer for sample lists). Sets: a store name, or a list of ``{"store", "id"}``.
-        Returns the vector's description (:meth:`vectors`), its ``name`` the cache key."""
+        decoder layer for sample lists).
+        Sets: see :meth:`_sample_set`. Returns the vector's description (:meth:`vectors`), its
+        ``name`` the cache key."""
         from xlvlm.steer import METHODS, SteeringVector
 
         if method not in METHODS:
@@ -483,8 +514,7 @@ class Playground:
                                           layers=layers or list(range(self.vlm.num_layers)), method=method)
         else:
             vector = SteeringVector.compute(s, t, layers or [k for k in s.layers if k in t.layers], method=method)
-        vector.metadata.update(source=source if isinstance(source, str) else f"{len(s)} samples",
-                               target=target if isinstance(target, str) else f"{len(t)} samples")
+        vector.metadata.update(source=_describe_set(source), target=_describe_set(target))
         with self._lock:
             self._vectors[key] = vector
             while len(self._vectors) > VECTOR_CACHE_SIZE:
@@ -601,6 +631,15 @@ class Playground:
         return {"prompt": prompt, "image": about, "vector": vector, "alpha": alpha, "layers": chosen.layers,
                 "positions": positions, "steered": steered, "unsteered": unsteered,
                 "changed": steered["answer"] != unsteered["answer"]}
+
+
+def _describe_set(spec) -> str:
+    """A sample set's spec in words, for the vector's metadata."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        return f"{spec.get('store')} answered {spec.get('answer')!r}"
+    return f"{len(spec)} samples"
 
 
 def _walk_run(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
