@@ -1,5 +1,7 @@
-"""``xlvlm serve``: a local web explorer of a run folder, with a playground to answer and steer.
+"""``xlvlm serve RUN_DIR``: a local explorer for a run folder.
 
-The server (:mod:`xlvlm.serve.app`, FastAPI + uvicorn: the ``serve`` extra) is imported only
-when a server is made, so that importing xlvlm needs neither.
+:mod:`xlvlm.serve.play` is the model side (one model, one worker thread, plain dicts out); it
+needs no web framework, so it is usable from a notebook as well. The server
+(:mod:`xlvlm.serve.app` and :mod:`xlvlm.serve.glue`, FastAPI + uvicorn: the ``serve`` extra)
+reads the run with :mod:`xlvlm.serve.runfolder` and is imported only when a server is made.
 """

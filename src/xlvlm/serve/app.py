@@ -168,12 +168,12 @@ def create_app(run_dir, playground=None, host: str = "127.0.0.1", port: int | No
     async def upload(request: Request):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-            raise UploadTooLarge(f"upload of {declared} bytes; the limit is {MAX_UPLOAD_BYTES // 2**20} MiB")
+            raise UploadTooLarge(f"upload of {int(declared):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > MAX_UPLOAD_BYTES:
-                raise UploadTooLarge(f"upload over {MAX_UPLOAD_BYTES // 2**20} MiB; choose a smaller image")
+                raise UploadTooLarge(f"upload over the limit of {MAX_UPLOAD_BYTES:,} bytes; choose a smaller image")
         image = await run_in_threadpool(decode_upload, bytes(data))
         return {"token": uploads.add(image), "width": image.width, "height": image.height}
 

@@ -1,25 +1,25 @@
-"""Images uploaded to the Play page: size and dimensions bounded, decoded once, kept in memory.
+"""Images uploaded to the Play page, kept in memory under a random token.
 
-An upload is the raw request body (the page sends the file as it is, no multipart form): at most
-:data:`MAX_UPLOAD_BYTES`, a PNG, JPEG, GIF or WebP of at most :data:`MAX_SIDE` pixels a side,
-checked from the header before the pixels are decoded (a small file can declare a huge image).
-It is kept as an RGB image under a random token (the newest :data:`MAX_UPLOADS`), never
-written to disk and never into RUN_DIR; the page shows it back as a re-encoded PNG thumbnail.
+An upload is the raw request body (the page sends the file as it is, no multipart form). The
+server stops reading past :data:`MAX_UPLOAD_BYTES` (answering 413), then decodes it with
+:func:`xlvlm.data.images.load_image_bytes`, the playground's own check (format, bytes, and the
+pixel count read from the header before decoding: here at most :data:`MAX_UPLOAD_PIXELS`). The
+image is kept as RGB under a random token (the newest :data:`MAX_UPLOADS`), never written to
+disk and never into RUN_DIR; the page shows it back as a re-encoded PNG thumbnail.
 """
 
 from __future__ import annotations
 
-import io
 import secrets
 import threading
 from collections import OrderedDict
 
+from xlvlm.data.images import MAX_UPLOAD_BYTES, load_image_bytes
 from xlvlm.errors import XlvlmError
 
-MAX_UPLOAD_BYTES = 8 * 2**20
-MAX_SIDE = 4096
 MAX_UPLOADS = 32
-FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
+# Tighter than Pillow's default (89M): a page has no use for more, and each upload stays in memory.
+MAX_UPLOAD_PIXELS = 4096 * 4096
 
 
 class UploadTooLarge(XlvlmError):
@@ -28,21 +28,9 @@ class UploadTooLarge(XlvlmError):
 
 def decode_upload(data: bytes):
     """The uploaded bytes as an RGB PIL image, or a one-line XlvlmError saying what is wrong."""
-    from PIL import Image
-
     if len(data) > MAX_UPLOAD_BYTES:
-        raise UploadTooLarge(f"upload of {len(data)} bytes; the limit is {MAX_UPLOAD_BYTES // 2**20} MiB")
-    if not data:
-        raise XlvlmError("empty upload; choose an image file (PNG, JPEG, GIF or WebP)")
-    try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-            width, height = image.size
-            if max(width, height) > MAX_SIDE or min(width, height) < 1:
-                raise XlvlmError(f"image of {width}x{height} pixels; the limit is {MAX_SIDE} a side")
-            return image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise XlvlmError(f"not an image this server reads ({type(exc).__name__}); upload a PNG, JPEG, GIF or "
-                         f"WebP file") from None
+        raise UploadTooLarge(f"upload of {len(data):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
+    return load_image_bytes(data, "upload", MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS)
 
 
 class Uploads:
