@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 import struct
 import zlib
 
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from xlvlm.cli import main  # noqa: E402
 from xlvlm.serve.app import CSP, create_app  # noqa: E402
 from xlvlm.serve.runfolder import RefusedPath, RunFolder  # noqa: E402
-from xlvlm.serve.uploads import MAX_SIDE, MAX_UPLOAD_BYTES  # noqa: E402
+from xlvlm.serve.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS  # noqa: E402
 
 from tests.hardening.test_report_hostile import ONERROR, SCRIPT, SECRET, _crafted_run  # noqa: E402
 
@@ -48,8 +49,10 @@ def run(tmp_path_factory, samples):
 
 
 @pytest.fixture(scope="module")
-def client(run):
-    return TestClient(create_app(run), base_url="http://127.0.0.1:8000")
+def client(run, samples):
+    """The server, allowed to show images from the samples' folder (outside the run)."""
+    image_root = Path(samples[0]["image"]).parent
+    return TestClient(create_app(run, image_roots=[image_root]), base_url="http://127.0.0.1:8000")
 
 
 def _png(width: int, height: int) -> bytes:
@@ -87,6 +90,14 @@ def test_sample_thumbnails_and_histograms_come_from_the_run_records(client):
     for params in ({"concept": 0, "rank": 99}, {"concept": -1, "rank": 0}, {"concept": 9, "rank": 0}):
         assert client.get("/api/concepts/image", params={"folder": "concepts", **params}).status_code == 403
     assert client.get("/api/concepts/image", params={"folder": "../x", "concept": 0, "rank": 0}).status_code == 403
+
+
+def test_sample_images_outside_the_run_and_its_image_roots_are_not_shown(run):
+    client = TestClient(create_app(run), base_url="http://127.0.0.1")  # no image root given
+    concept = client.get("/api/concepts").json()[0]["concepts"][0]
+    assert concept["samples"] and not any(s["has_image"] for s in concept["samples"])
+    response = client.get("/api/concepts/image", params={"folder": "concepts", "concept": 0, "rank": 0})
+    assert response.status_code == 400 and "outside the run folder" in response.json()["error"]
 
 
 @pytest.mark.parametrize("path", ["/files/%2e%2e/secret.txt", "/files/..%2fsecret.txt", "/files/concepts/..%2f..%2fsecret.txt",
@@ -153,20 +164,20 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 @pytest.mark.parametrize("body, status, words", [
-    (b"", 400, "empty upload"),
-    (b"GIF89a not really", 400, "not an image"),
-    (b"%PDF-1.4", 400, "not an image"),
-    (None, 400, f"limit is {MAX_SIDE}"),
+    (b"", 400, "empty file"),
+    (b"GIF89a not really", 400, "corrupt or unreadable"),
+    (b"%PDF-1.4", 400, "corrupt or unreadable"),
+    (None, 400, f"the limit is {MAX_UPLOAD_PIXELS:,}"),
     (b"x" * (MAX_UPLOAD_BYTES + 1), 413, "limit"),
 ])
 def test_bad_uploads_are_refused_with_a_reason(client, body, status, words):
-    body = _png_header_only(MAX_SIDE + 1, 10) if body is None else body
+    body = _png_header_only(4097, 4096) if body is None else body  # one column over the pixel limit
     response = client.post("/api/upload", content=body)
     assert response.status_code == status and words in response.json()["error"]
 
 
 def test_play_without_a_model_says_how_to_start_one(client):
-    response = client.post("/api/play/answer", json={"sample": 0, "prompt": "is it red?"})
+    response = client.post("/api/play/answer", json={"image": {"store": "features/qa", "id": "q0"}, "prompt": "is it red?"})
     assert response.status_code == 503 and "--model" in response.json()["error"]
     assert client.get("/api/run").json()["play"] is False
 

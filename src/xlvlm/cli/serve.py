@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
+from xlvlm.errors import XlvlmError
 
 
 def port(text) -> int:
@@ -21,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("run_dir", help="run folder (e.g. the --out of `xlvlm demo`)")
     options.add_model(p, help=options.MODEL_HELP + "; without it the page only browses")
     options.add_device(p)
+    p.add_argument("--image-root", type=valid.path, action="append", default=[], metavar="DIR",
+                   help="a folder (besides RUN_DIR) whose images the page may show, e.g. the dataset the run's "
+                        "samples come from; repeat for several (the run's own files cannot add any)")
     p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; anything else lets other "
@@ -33,12 +38,19 @@ def run(args) -> None:
     from xlvlm.serve.runfolder import RunFolder
 
     RunFolder(args.run_dir)  # a missing folder is refused before the (slow) model load
+    missing = next((root for root in args.image_root if not Path(root).is_dir()), None)
+    if missing is not None:
+        raise XlvlmError(f"--image-root {missing}: not a folder")
     playground = None
     if args.model:
-        from xlvlm.serve.glue import open_playground
+        from xlvlm.serve.play import Playground
 
-        playground = open_playground(args.run_dir, options.load_model(args))
+        playground = Playground(args.run_dir, options.load_model(args), image_roots=args.image_root)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         options.warn(f"listening on {args.host}: other machines can reach this server")
     print(f"xlvlm serve: http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
-    serve(args.run_dir, playground, host=args.host, port=args.port)
+    try:
+        serve(args.run_dir, playground, args.image_root, host=args.host, port=args.port)
+    finally:
+        if playground is not None:
+            playground.close()

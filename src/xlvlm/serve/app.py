@@ -12,7 +12,7 @@ errors as a small escaped page):
   /api/concepts/histogram?folder=&concept=   its activation histogram
   /api/predictions?file=     rows of a predictions .jsonl
   POST /api/upload           raw image bytes -> {"token"}; /api/upload/TOKEN.png shows it back
-  /api/play/...              the model side (xlvlm.serve.glue over xlvlm.serve.play)
+  /api/play/...              the model side (xlvlm.serve.glue over xlvlm.serve.play.Playground)
 
 Safety: only 127.0.0.1 unless the user binds elsewhere; the Host header must name that address
 (a page on another site cannot reach the server through DNS rebinding); a strict
@@ -57,10 +57,12 @@ def error_page(status: int, message: str) -> str:
             f'<p><a href="/">Back to the run</a></p></main></body></html>')
 
 
-def create_app(run_dir, playground=None, host: str = "127.0.0.1", port: int | None = None):
-    """The FastAPI application for ``run_dir``; ``playground`` (or None: browse only) answers
-    the /api/play routes."""
-    run = RunFolder(run_dir)
+def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"):
+    """The FastAPI application for ``run_dir``. ``playground`` (a :class:`xlvlm.serve.play.Playground`
+    on the same folder, or None: browse only) answers the /api/play routes; ``image_roots``:
+    folders besides RUN_DIR that the run's sample images may be shown from (the playground's own
+    roots when it is given)."""
+    run = RunFolder(run_dir, playground.image_roots if playground is not None else image_roots)
     uploads = Uploads()
     app = FastAPI(title="xlvlm serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run, app.state.uploads, app.state.playground = run, uploads, playground
@@ -187,13 +189,13 @@ def create_app(run_dir, playground=None, host: str = "127.0.0.1", port: int | No
 
     from xlvlm.serve.glue import add_play_routes
 
-    add_play_routes(app, playground, run, uploads, thumbnail_png)
+    add_play_routes(app, playground, uploads, thumbnail_png)
     return app
 
 
-def serve(run_dir, playground=None, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the server until interrupted (uvicorn, one process: one model in memory)."""
     import uvicorn
 
-    app = create_app(run_dir, playground, host=host, port=port)
+    app = create_app(run_dir, playground, image_roots, host=host)
     uvicorn.run(app, host=host, port=port, log_level="warning")

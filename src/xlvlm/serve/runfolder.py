@@ -6,11 +6,12 @@ files may be read at all (:func:`xlvlm.report.html._inside`: a regular file, not
 really lies under RUN_DIR). The page gets data, never markup: it builds the DOM with
 ``textContent``, so captions, prompts and sample ids from the run cannot become HTML.
 
-Sample images (a concept's most activating samples) are usually not in RUN_DIR: a record names
-them by path (easy-VQA's images live in its package). They are shown as PNG thumbnails decoded
-and re-encoded here, reached by (stage folder, concept, rank), never by a path from the URL:
-the server never sends a file's bytes from outside RUN_DIR, only pixels of an image a record of
-the run names.
+Sample images (a concept's most activating samples) are named by path in the run's records and
+often lie outside RUN_DIR (easy-VQA's images live in its package). The playground's rule decides
+which may be shown (:meth:`xlvlm.serve.play.Playground.image_path`: inside RUN_DIR or an image
+root the user gave with ``--image-root``; the run's files cannot widen it). They are shown as PNG
+thumbnails decoded and re-encoded here, reached by (stage folder, concept, rank), never by a path
+from the URL.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import io
 import json
 import math
 from functools import cached_property
+from types import SimpleNamespace
 from pathlib import Path, PurePosixPath
 
 from xlvlm.errors import XlvlmError
@@ -50,16 +52,14 @@ def relative_path(text: str) -> PurePosixPath:
 
 
 def thumbnail_png(image_path, side: int = THUMBNAIL_SIDE) -> bytes:
-    """The image at ``image_path`` (a file of a sample) scaled to fit ``side`` pixels, as PNG bytes."""
-    from PIL import Image
+    """The image at ``image_path`` (read by the package's checking loader) scaled to fit ``side``
+    pixels, re-encoded as PNG bytes."""
+    from xlvlm.data.images import load_image
 
-    try:
-        with Image.open(image_path) as image:
-            image.thumbnail((side, side))
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="PNG")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise XlvlmError(f"sample image unreadable ({type(exc).__name__})") from None
+    image = load_image(str(image_path))
+    image.thumbnail((side, side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -86,11 +86,19 @@ def _number(value):
 class RunFolder:
     """A run folder read for the browser: its stages and the files it may serve."""
 
-    def __init__(self, root):
+    def __init__(self, root, image_roots=()):
         self.root = Path(root)
         if not self.root.is_dir():
             raise XlvlmError(f"{self.root}: run folder not found; give the --out folder of a run (e.g. runs/demo)")
         self.resolved = self.root.resolve()
+        self.image_roots = [self.resolved] + [Path(r).resolve() for r in image_roots]
+
+    def image_path(self, value) -> Path:
+        """The real path of an image a run record names, by the playground's rule (one rule for
+        both; it reads only ``root`` and ``image_roots``, which this object has too)."""
+        from xlvlm.serve.play import Playground
+
+        return Playground.image_path(SimpleNamespace(root=self.resolved, image_roots=self.image_roots), value)
 
     # ---- files ---------------------------------------------------------------------------------
     def file(self, relative: str) -> Path:
@@ -156,7 +164,7 @@ class RunFolder:
                 concepts.append({"concept": k, "words": _words(record.get("words")),
                                  "samples": [{"id": _text(t.get("id")), "question": _text(t.get("question")),
                                               "answer": _text(t.get("answer")), "rank": rank,
-                                              "has_image": isinstance(t.get("image"), str)}
+                                              "has_image": self._image_shown(t.get("image"))}
                                              for rank, t in enumerate(tops)]})
             out.append({"folder": self._relative(folder),
                         "settings": {k: _text(settings.get(k)) for k in ("layer", "method", "n_concepts", "model")},
@@ -168,6 +176,12 @@ class RunFolder:
                                                    "concept, over the concept's top image.")))})
         return out
 
+    def _image_shown(self, value) -> bool:
+        try:
+            return self.image_path(value).is_file()
+        except XlvlmError:
+            return False
+
     def sample_image(self, folder: str, concept: int, rank: int) -> bytes:
         """The thumbnail of the ``rank``-th top sample of ``concept`` in the dictionary at ``folder``."""
         _, data = self._result("concepts", folder)
@@ -176,8 +190,7 @@ class RunFolder:
             if 0 <= concept < len(records) else []
         if not 0 <= rank < len(tops) or not isinstance(tops[rank].get("image"), str):
             raise RefusedPath(f"concept {concept}, sample {rank}: no such sample image in {folder[:80]!r}")
-        top = tops[rank]
-        return thumbnail_png(top["image"])
+        return thumbnail_png(self.image_path(tops[rank]["image"]))
 
     def histogram(self, folder: str, concept: int, bins: int = HISTOGRAM_BINS) -> dict:
         """Counts of the concept's activations over the dictionary's training samples."""
