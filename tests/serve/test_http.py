@@ -186,3 +186,15 @@ def test_the_command_line_refuses_a_missing_run_folder_and_a_bad_port(tmp_path, 
     assert main(["serve", str(tmp_path / "nope")]) == 2
     assert "run folder not found" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"image": {"store": "s", "id": "1"}, "prompt": "q", "vector": "v", "alpha": 1e7}, "alpha"),
+    ({"image": {"store": "s", "id": "1"}, "prompt": "", "vector": "v", "alpha": 1}, "prompt"),
+    ({"image": {"store": "s", "id": "1"}, "prompt": "q" * 501, "vector": "v", "alpha": 1}, "prompt"),
+    ({"image": {"store": "s", "id": "1"}, "prompt": "q", "alpha": 1}, "vector"),
+    ({"prompt": "q", "vector": "v", "alpha": "strong"}, "image"),
+])
+def test_play_requests_are_checked_before_any_model_call(client, body, field):
+    response = client.post("/api/play/steer", json=body)
+    assert response.status_code == 400 and field in response.json()["error"], response.text

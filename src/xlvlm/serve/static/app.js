@@ -124,7 +124,7 @@ function histogramSvg(data) {
 function conceptCard(dictionary, concept) {
   const samples = el("div", {class: "samples"}, ...concept.samples.slice(0, 8).map((s) => el("div", {class: "sample"},
     s.has_image ? el("img", {src: "/api/concepts/image?" + query({folder: dictionary.folder, concept: concept.concept, rank: s.rank}),
-                             alt: s.id || "sample", loading: "lazy", class: "mas"}) : null,
+                             alt: s.id || "sample", class: "mas"}) : null,
     el("span", {text: `Q: ${s.question ?? ""}`}), el("br"), el("span", {text: `A: ${s.answer ?? "-"}`}))));
   const histogram = el("div", {class: "histogram-box"});
   const button = el("button", {type: "button", text: "activation histogram", onclick: async () => {
@@ -195,10 +195,12 @@ async function loadPredictions() {
 }
 
 // ---- play ----------------------------------------------------------------------------------------
-const play = {upload: null};
+const play = {upload: null, samples: []};
 
 function imageChoice() {
-  return play.upload ? {upload: play.upload} : {sample: Number($("play-sample").value)};
+  if (play.upload) return {upload: play.upload};
+  const sample = play.samples.find((s) => s.id === $("play-sample").value);
+  return sample ? {store: sample.store, id: sample.id} : {};
 }
 
 function showChosenImage(src) {
@@ -207,33 +209,59 @@ function showChosenImage(src) {
   image.hidden = false;
 }
 
+function topTable(steps) {
+  const first = steps && steps.length ? steps[0] : [];
+  return [el("tr", {}, el("th", {text: "token"}), el("th", {text: "probability"})),
+          ...first.map((t) => el("tr", {}, el("td", {text: t.token}), el("td", {text: fmt(t.prob)})))];
+}
+
 async function answer() {
-  const result = await api("/api/play/answer", post({...imageChoice(), prompt: $("play-prompt").value}), true);
+  const result = await api("/api/play/answer", post({image: imageChoice(), prompt: $("play-prompt").value}), true);
   $("answer-text").textContent = result.answer;
-  $("answer-topk").replaceChildren(el("tr", {}, el("th", {text: "token"}), el("th", {text: "probability"})),
-    ...result.top_k.map((t) => el("tr", {}, el("td", {text: t.token}), el("td", {text: fmt(t.probability)}))));
-  $("answer-concepts").replaceChildren(...result.concepts.map((c) =>
-    el("li", {text: `${c.folder} concept ${c.concept} (${fmt(c.activation)}): ${c.words.join(", ")}`})));
+  $("answer-topk").replaceChildren(...topTable(result.top_k));
+  const concepts = result.concepts;
+  $("answer-dictionary").textContent = concepts ? `${concepts.dictionary} (layer ${concepts.layer}, ${concepts.selector})`
+                                                : "(no concept dictionary in this run reads new inputs)";
+  $("answer-concepts").replaceChildren(...(concepts ? concepts.top : []).map((c) =>
+    el("li", {text: `concept ${c.concept}: ${fmt(c.activation)} (max in run ${fmt(c.max_in_run)}) ${c.words.join(", ")}`})));
 }
 
 async function steer() {
-  const request = {...imageChoice(), prompt: $("play-prompt").value, vector: $("steer-vector").value,
-                   layer: $("steer-layer").value, positions: $("steer-positions").value,
+  const request = {image: imageChoice(), prompt: $("play-prompt").value, vector: $("steer-vector").value,
+                   layer: $("steer-layer").value || null, positions: $("steer-positions").value,
                    alpha: Number($("steer-alpha").value)};
   const result = await api("/api/play/steer", post(request), true);
-  $("steer-unsteered").textContent = result.unsteered;
-  $("steer-steered").textContent = result.steered;
+  $("steer-unsteered").textContent = result.unsteered.answer;
+  $("steer-steered").textContent = result.steered.answer;
 }
 
 function fillVectors(vectors, chosen) {
-  $("steer-vector").replaceChildren(...vectors.map((v) => el("option", {value: v.name, text: v.name})));
+  $("steer-vector").replaceChildren(...vectors.map((v) => el("option", {value: v.name,
+    text: v.kind === "computed" ? `${v.method}: ${v.name}` : v.name})));
   if (chosen) $("steer-vector").value = chosen;
   const layers = () => {
     const vector = vectors.find((v) => v.name === $("steer-vector").value);
-    $("steer-layer").replaceChildren(...(vector ? vector.layers : []).map((l) => el("option", {value: l, text: l})));
+    $("steer-layer").replaceChildren(el("option", {value: "", text: "all its layers"}),
+      ...(vector ? vector.layers : []).map((l) => el("option", {value: l, text: l})));
   };
   $("steer-vector").onchange = layers;
   layers();
+}
+
+async function loadSamples() {
+  play.samples = await api("/api/play/samples?" + query({store: $("play-store").value}));
+  $("play-sample").replaceChildren(...play.samples.map((s) => el("option", {value: s.id,
+    text: `${s.id}: ${s.prompt ?? ""}${s.answer ? " → " + s.answer : ""}`})));
+  pickSample();
+}
+
+function pickSample() {
+  play.upload = null;
+  const sample = play.samples.find((s) => s.id === $("play-sample").value);
+  if (!sample) return;
+  $("play-prompt").value = sample.prompt ?? "";
+  if (sample.image_ok) showChosenImage("/api/play/sample.png?" + query({store: sample.store, id: sample.id}));
+  else $("play-image").hidden = true;
 }
 
 async function loadPlay(enabled) {
@@ -241,16 +269,13 @@ async function loadPlay(enabled) {
   $("play-on").hidden = !enabled;
   if (!enabled) return;
   const options = await api("/api/play/options");
-  $("play-sample").replaceChildren(...options.samples.map((s) => el("option", {value: s.index, text: `${s.id}: ${s.prompt}`})));
-  const pick = () => {
-    play.upload = null;
-    const sample = options.samples.find((s) => String(s.index) === $("play-sample").value);
-    if (!sample) return;
-    $("play-prompt").value = sample.prompt;
-    showChosenImage(`/api/play/sample/${sample.index}.png`);
-  };
-  $("play-sample").addEventListener("change", pick);
-  pick();
+  $("play-model").textContent = `model ${options.model} (${options.family}, ${options.num_layers} layers)`;
+  const storeOptions = () => options.stores.map((s) => el("option", {value: s.name, text: `${s.name} (${s.n_samples})`}));
+  for (const id of ["play-store", "compute-source-store", "compute-target-store"]) $(id).replaceChildren(...storeOptions());
+  $("compute-method").replaceChildren(...options.methods.map((m) => el("option", {value: m, text: m})));
+  $("play-store").addEventListener("change", loadSamples);
+  $("play-sample").addEventListener("change", pickSample);
+  if (options.stores.length) await loadSamples();
   fillVectors(options.vectors);
   $("steer-positions").replaceChildren(...options.positions.map((p) => el("option", {value: p, text: p})));
   const alpha = $("steer-alpha");
@@ -265,10 +290,11 @@ async function loadPlay(enabled) {
     showChosenImage(`/api/upload/${encodeURIComponent(result.token)}.png`);
   });
   $("compute-vector").addEventListener("click", async () => {
-    const ids = (id) => $(id).value.split(",").map((s) => s.trim()).filter(Boolean);
-    const result = await api("/api/play/vector", post({source: ids("compute-source"), target: ids("compute-target"),
-                                                       layer: $("steer-layer").value}), true);
-    fillVectors(result.vectors, result.name);
+    const set = (side) => ({store: $(`compute-${side}-store`).value, answer: $(`compute-${side}-answer`).value || null});
+    const vector = await api("/api/play/vector", post({source: set("source"), target: set("target"),
+                                                       method: $("compute-method").value}), true);
+    const refreshed = await api("/api/play/options");
+    fillVectors(refreshed.vectors, vector.name);
   });
 }
 
