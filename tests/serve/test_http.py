@@ -198,3 +198,16 @@ def test_the_command_line_refuses_a_missing_run_folder_and_a_bad_port(tmp_path, 
 def test_play_requests_are_checked_before_any_model_call(client, body, field):
     response = client.post("/api/play/steer", json=body)
     assert response.status_code == 400 and field in response.json()["error"], response.text
+
+
+def test_the_demo_prints_a_serve_command_that_parses_and_shows_its_images(tmp_path):
+    from xlvlm.apps.demo import serve_command
+    from xlvlm.apps.organism.data import vqa_samples
+    from xlvlm.cli import build_parser
+
+    command = serve_command(tmp_path / "my run")
+    args = build_parser().parse_args(__import__("shlex").split(command)[1:])
+    assert (args.command, args.run_dir, args.model) == ("serve", str(tmp_path / "my run"), "organism:original")
+    folder = RunFolder(tmp_path, image_roots=args.image_root)
+    for split in ("train", "test"):  # the demo's stores hold samples of both splits
+        assert folder.image_path(vqa_samples(split)[0]["image"]).is_file()

@@ -165,7 +165,7 @@ async function loadShift() {
     const columns = ["concept", "matched", "words_original", "words_shifted", "words_finetuned", "cos_original", "cos_shifted"];
     tab.append(el("h2", {text: `Fine-tuning shift: ${a.folder}`}),
       el("p", {text: `Shifted concepts closer to their fine-tuned match than the original ones for ` +
-                     `${fmt((a.summary.share_closer_by_cosine ?? 0) * 100)}% of concepts.`}),
+                     `${Math.round((a.summary.share_closer_by_cosine ?? 0) * 100)}% of concepts.`}),
       sortableTable(columns, a.concepts), ...a.figures.map(figure));
   }
 }
