@@ -138,11 +138,20 @@ def test_browse_play_steer_upload_and_refusals_in_chromium(run, organism, browse
         page.fill("input[type=search]", "circle")
         assert 0 < cards.count() <= total
         page.fill("input[type=search]", "")
+        page.locator(".concept button").first.click()
+        page.wait_for_selector(".histogram rect")
+        assert page.locator(".concept").first.locator(".histogram rect").count() == 20
         page.click("button[data-tab=shift]")
         assert page.locator("#tab-shift table tr").count() > 1
         _shot(page, "serve-shift.png")
         page.click("button[data-tab=sweeps]")
-        page.click("#tab-sweeps th:text-is('success')")  # sortable
+        page.click("button[data-tab=predictions]")
+        page.wait_for_selector("#prediction-table td")
+        answers = "rows => rows.map(r => r.cells[2].textContent)"  # one lowercase word each
+        before = page.eval_on_selector_all("#prediction-table tbody tr", answers)
+        page.click("#prediction-table th:text-is('answer')")  # sortable
+        after = page.eval_on_selector_all("#prediction-table tbody tr", answers)
+        assert len(after) > 2 and after == sorted(before), (before, after)
 
         # Play: a yes-answered question; the yes -> no vector from the run's two stores; the
         # alpha slider moves the steered answer to "no" while the unsteered one stays "yes".

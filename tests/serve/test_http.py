@@ -145,6 +145,11 @@ def test_requests_naming_another_host_are_refused(client):
     assert client.get("/api/run", headers={"host": "localhost:8000"}).status_code == 200
 
 
+def test_bound_elsewhere_on_purpose_any_host_name_is_answered(run):
+    client = TestClient(create_app(run, host="0.0.0.0"), base_url="http://workstation.lan:8000")
+    assert client.get("/api/run").status_code == 200
+
+
 def test_an_upload_round_trips_as_an_image(client):
     response = client.post("/api/upload", content=_png(30, 20), headers={"content-type": "image/png"})
     assert response.status_code == 200, response.text

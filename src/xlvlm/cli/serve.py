@@ -34,7 +34,7 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
-    from xlvlm.serve.app import serve
+    from xlvlm.serve.app import LOOPBACK, serve
     from xlvlm.serve.runfolder import RunFolder
 
     RunFolder(args.run_dir)  # a missing folder is refused before the (slow) model load
@@ -46,7 +46,7 @@ def run(args) -> None:
         from xlvlm.serve.play import Playground
 
         playground = Playground(args.run_dir, options.load_model(args), image_roots=args.image_root)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOOPBACK:
         options.warn(f"listening on {args.host}: other machines can reach this server")
     print(f"xlvlm serve: http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
     try:

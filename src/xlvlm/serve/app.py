@@ -42,6 +42,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 # The report page carries its own inline <style> (and a policy of its own that allows no script).
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
 
@@ -66,7 +67,10 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
     uploads = Uploads()
     app = FastAPI(title="xlvlm serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run, app.state.uploads, app.state.playground = run, uploads, playground
-    allowed_hosts = {host, "localhost", "127.0.0.1", "[::1]"}
+    # On this machine only, a request must name it: a page of another site that resolves its own
+    # name to 127.0.0.1 (DNS rebinding) sends its own name. Bound elsewhere on purpose (--host),
+    # the server answers whatever name the other machines use for it.
+    allowed_hosts = {host, "localhost", "127.0.0.1", "[::1]"} if host in LOOPBACK else None
 
     def _error(request: Request, status: int, message: str):
         if request.url.path.startswith("/api/"):
@@ -77,7 +81,7 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
     async def guard(request: Request, call_next):
         name = request.headers.get("host", "")
         hostname = name.rsplit(":", 1)[0] if not name.endswith("]") else name
-        if hostname not in allowed_hosts:
+        if allowed_hosts is not None and hostname not in allowed_hosts:
             response = HTMLResponse(error_page(400, "unexpected Host header; open the address xlvlm serve printed"),
                                     status_code=400)
         else:
