@@ -145,6 +145,13 @@ def test_requests_naming_another_host_are_refused(client):
     assert client.get("/api/run", headers={"host": "localhost:8000"}).status_code == 200
 
 
+def test_posts_from_another_sites_page_are_refused(client):
+    upload = _png(4, 4)
+    assert client.post("/api/upload", content=upload, headers={"origin": "https://evil.example"}).status_code == 403
+    assert client.post("/api/upload", content=upload, headers={"origin": "http://127.0.0.1:8000"}).status_code == 200
+    assert client.post("/api/upload", content=upload).status_code == 200  # no Origin: not a browser's cross-site post
+
+
 def test_bound_elsewhere_on_purpose_any_host_name_is_answered(run):
     client = TestClient(create_app(run, host="0.0.0.0"), base_url="http://workstation.lan:8000")
     assert client.get("/api/run").status_code == 200

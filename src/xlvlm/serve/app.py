@@ -24,7 +24,6 @@ playground (which serialises model calls) works.
 
 import html
 import io
-import logging
 from importlib import resources
 
 from fastapi import FastAPI, Request
@@ -35,8 +34,6 @@ from starlette.concurrency import run_in_threadpool
 from xlvlm.errors import XlvlmError
 from xlvlm.serve.runfolder import SERVED_TYPES, RefusedPath, RunFolder, thumbnail_png
 from xlvlm.serve.uploads import MAX_UPLOAD_BYTES, UploadTooLarge, Uploads, decode_upload
-
-log = logging.getLogger(__name__)
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -81,9 +78,13 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
     async def guard(request: Request, call_next):
         name = request.headers.get("host", "")
         hostname = name.rsplit(":", 1)[0] if not name.endswith("]") else name
+        origin = request.headers.get("origin")
         if allowed_hosts is not None and hostname not in allowed_hosts:
             response = HTMLResponse(error_page(400, "unexpected Host header; open the address xlvlm serve printed"),
                                     status_code=400)
+        elif request.method == "POST" and origin is not None and origin.split("://", 1)[-1] != name:
+            # A form or script of another site posting here (the browser names that site).
+            response = _error(request, 403, "refused: a request from another site's page")
         else:
             response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", CSP)
