@@ -382,3 +382,11 @@ def test_bad_steer_arguments_are_one_line_errors(play, kwargs, needle):
     with pytest.raises(XlvlmError, match=needle) as info:
         play.steer(_test_yes(play)[0], **args)
     assert "\n" not in str(info.value)
+
+
+def test_a_closed_playground_refuses_calls(run, organism):
+    play = Playground(run, organism)
+    play.close()
+    with pytest.raises(XlvlmError, match="closed"):
+        play.answer(_test_yes(play)[0])
+    assert play.pending == 0

@@ -159,8 +159,6 @@ class Playground:
         if name not in self.JOBS:
             raise XlvlmError(f"unknown playground call {name!r}: use one of {', '.join(self.JOBS)}")
         job = getattr(self, f"_{name}")
-        with self._lock:
-            self._pending += 1
 
         def run():
             try:
@@ -169,7 +167,14 @@ class Playground:
                 with self._lock:
                     self._pending -= 1
 
-        return self._executor.submit(run)
+        with self._lock:
+            self._pending += 1
+        try:
+            return self._executor.submit(run)
+        except RuntimeError:  # the executor is shut down
+            with self._lock:
+                self._pending -= 1
+            raise XlvlmError("the playground is closed; open a new one") from None
 
     @property
     def pending(self) -> int:
