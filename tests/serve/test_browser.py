@@ -158,8 +158,11 @@ def test_browse_play_steer_upload_and_refusals_in_chromium(run, organism, browse
         page.click("button[data-tab=play]")
         page.select_option("#play-store", "features/steer-yes-paired")
         page.wait_for_function("() => document.getElementById('play-sample').options.length > 0")
+        page.evaluate("""() => { window.busySeen = false; const busy = document.getElementById('busy');
+            new MutationObserver(() => { window.busySeen ||= !busy.hidden; }).observe(busy, {attributes: true}); }""")
         page.click("#play-answer")
         assert _wait_text(page, "#answer-text") == "yes"
+        assert page.evaluate("() => window.busySeen") and page.is_hidden("#busy")  # shown while the model worked
         assert page.locator("#answer-topk tr").count() == 6 and page.locator("#answer-concepts li").count() > 0
         page.select_option("#compute-source-store", "features/steer-yes-paired")
         page.select_option("#compute-target-store", "features/steer-no-paired")
