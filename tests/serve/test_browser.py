@@ -157,7 +157,8 @@ def test_browse_play_steer_upload_and_refusals_in_chromium(run, organism, browse
         # alpha slider moves the steered answer to "no" while the unsteered one stays "yes".
         page.click("button[data-tab=play]")
         page.select_option("#play-store", "features/steer-yes-paired")
-        page.wait_for_function("() => document.getElementById('play-sample').options.length > 0")
+        page.wait_for_function("() => document.getElementById('play-sample').dataset.store === 'features/steer-yes-paired'")
+        assert page.input_value("#play-prompt") and page.locator("#play-sample option").count() > 0
         page.evaluate("""() => { window.busySeen = false; const busy = document.getElementById('busy');
             new MutationObserver(() => { window.busySeen ||= !busy.hidden; }).observe(busy, {attributes: true}); }""")
         page.click("#play-answer")

@@ -10,6 +10,7 @@ errors as a small escaped page):
   /api/concepts, /api/shift, /api/sweeps    each stage's data (xlvlm.serve.runfolder)
   /api/concepts/image?folder=&concept=&rank= a top sample's thumbnail (re-encoded PNG)
   /api/concepts/histogram?folder=&concept=   its activation histogram
+  /api/predictions/files     the predictions files (.jsonl outside feature stores)
   /api/predictions?file=     rows of a predictions .jsonl
   POST /api/upload           raw image bytes -> {"token"}; /api/upload/TOKEN.png shows it back
   /api/play/...              the model side (xlvlm.serve.glue over xlvlm.serve.play.Playground)
@@ -165,6 +166,10 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
     @app.get("/api/sweeps")
     def sweeps():
         return run.sweeps()
+
+    @app.get("/api/predictions/files")
+    def prediction_files():
+        return run.prediction_files()
 
     @app.get("/api/predictions")
     def predictions(file: str):

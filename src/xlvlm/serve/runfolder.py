@@ -19,11 +19,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from functools import cached_property
 from types import SimpleNamespace
 from pathlib import Path, PurePosixPath
 
 from xlvlm.errors import XlvlmError
+from xlvlm.extract.manifest import MANIFEST
+from xlvlm.io import UNIT_PREFIX
 from xlvlm.report.html import PNG_SIGNATURE
 from xlvlm.report.html import _inside as inside_run
 from xlvlm.report.html import _load as load_result
@@ -250,11 +253,21 @@ class RunFolder:
             columns = list(dict.fromkeys(k for r in rows for k in r))
             out.append({"folder": self._relative(folder), "source": _text(data.get("source")),
                         "target": _text(data.get("target")), "columns": columns, "rows": rows,
-                        "predictions": [self._relative(p) for p in sorted(folder.glob("*.jsonl"))
-                                        if inside_run(p, self.root)],
                         "figures": self._figures(folder, (("sweep.png", "Success against side effects; labels "
                                                                         "are alphas."),))})
         return out
+
+    def prediction_files(self) -> list[str]:
+        """Every .jsonl file under RUN_DIR outside feature stores (their shards are not
+        predictions) and unfinished output units; links to folders are not followed."""
+        found = []
+        for folder, subfolders, names in os.walk(self.root, followlinks=False):
+            if MANIFEST in names:  # a feature store
+                subfolders[:] = []
+                continue
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith(UNIT_PREFIX))
+            found += [Path(folder) / n for n in sorted(names) if n.endswith(".jsonl")]
+        return [self._relative(p) for p in found if inside_run(p, self.root)]
 
     def predictions(self, relative: str, limit: int = MAX_PREDICTION_ROWS) -> dict:
         """The first ``limit`` records of a predictions file (.jsonl) under RUN_DIR."""

@@ -174,12 +174,15 @@ async function loadSweeps() {
   const tab = $("tab-sweeps");
   const sweeps = await api("/api/sweeps");
   if (!sweeps.length) tab.append(el("p", {class: "muted", text: "No steering sweep in this run."}));
-  const files = [];
   for (const s of sweeps) {
     const title = s.source ? `Steering sweep ${s.source} → ${s.target}: ${s.folder}` : `Steering sweep: ${s.folder}`;
     tab.append(el("h2", {text: title}), sortableTable(s.columns, s.rows), ...s.figures.map(figure));
-    files.push(...s.predictions);
   }
+}
+
+async function loadPredictionFiles() {
+  const files = await api("/api/predictions/files");
+  if (!files.length) $("prediction-table").replaceChildren(el("p", {class: "muted", text: "No predictions files in this run."}));
   const select = $("prediction-file");
   select.replaceChildren(...files.map((f) => el("option", {value: f, text: f})));
   select.addEventListener("change", loadPredictions);
@@ -249,9 +252,13 @@ function fillVectors(vectors, chosen) {
 }
 
 async function loadSamples() {
-  play.samples = await api("/api/play/samples?" + query({store: $("play-store").value}));
-  $("play-sample").replaceChildren(...play.samples.map((s) => el("option", {value: s.id,
+  const store = $("play-store").value;
+  const samples = await api("/api/play/samples?" + query({store}));
+  if (store !== $("play-store").value) return;  // another store was chosen meanwhile
+  play.samples = samples;
+  $("play-sample").replaceChildren(...samples.map((s) => el("option", {value: s.id,
     text: `${s.id}: ${s.prompt ?? ""}${s.answer ? " → " + s.answer : ""}`})));
+  $("play-sample").dataset.store = store;  // whose samples the list shows
   pickSample();
 }
 
@@ -308,7 +315,7 @@ async function start() {
   for (const button of document.querySelectorAll("#tabs button")) button.addEventListener("click", () => showTab(button.dataset.tab));
   const run = await api("/api/run");
   $("run-name").textContent = run.name;
-  await Promise.allSettled([loadConcepts(), loadShift(), loadSweeps(), loadPlay(run.play)]);
+  await Promise.allSettled([loadConcepts(), loadShift(), loadSweeps(), loadPredictionFiles(), loadPlay(run.play)]);
   document.body.dataset.ready = "true";
 }
 
