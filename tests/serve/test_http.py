@@ -195,10 +195,19 @@ def test_play_without_a_model_says_how_to_start_one(client):
     assert client.get("/api/run").json()["play"] is False
 
 
-def test_the_command_line_refuses_a_missing_run_folder_and_a_bad_port(tmp_path, capsys):
+def test_the_command_line_refuses_bad_input_before_serving(tmp_path, capsys, monkeypatch):
+    import xlvlm.serve.app
+
+    monkeypatch.setattr(xlvlm.serve.app, "serve", lambda *a, **k: pytest.fail("served despite bad input"))
     assert main(["serve", str(tmp_path / "nope")]) == 2
     assert "run folder not found" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
+    assert main(["serve", str(tmp_path), "--image-root", str(tmp_path / "nope")]) == 2
+    assert "--image-root" in capsys.readouterr().err
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "shift.json").write_text("{}")  # a result of an xlvlm before result.json
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "older xlvlm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("body, field", [

@@ -37,7 +37,7 @@ def run(args) -> None:
     from xlvlm.serve.app import LOOPBACK, serve
     from xlvlm.serve.runfolder import RunFolder
 
-    RunFolder(args.run_dir)  # a missing folder is refused before the (slow) model load
+    RunFolder(args.run_dir).results  # a missing folder or a bad result is refused before the (slow) model load
     missing = next((root for root in args.image_root if not Path(root).is_dir()), None)
     if missing is not None:
         raise XlvlmError(f"--image-root {missing}: not a folder")
