@@ -390,3 +390,25 @@ def test_a_closed_playground_refuses_calls(run, organism):
     with pytest.raises(XlvlmError, match="closed"):
         play.answer(_test_yes(play)[0])
     assert play.pending == 0
+
+
+@pytest.mark.parametrize("settings, concepts, needle", [
+    ({"layer": 99, "store": "features/qa"}, 7, "layer 99 out of range"),
+    ({"layer": 2, "store": "/etc"}, [], "outside the run folder"),
+    ({"layer": 2}, "words", "empty"),
+    (None, None, "no concepts result.json"),
+])
+def test_a_hostile_concepts_result_leaves_the_dictionary_unusable(run, organism, tmp_path, settings, concepts, needle):
+    import json
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    result = {"stage": "concepts", "settings": settings, "concepts": concepts}
+    (copy / "concepts" / "result.json").write_text(json.dumps(result) if settings else "{not json")
+    with Playground(copy, organism, image_roots=[run]) as play:  # the copy's stores name the run's images
+        (listed,) = play.dictionaries()
+        assert not listed["usable"] and needle in listed["problem"]
+        answer = play.answer(_test_yes(play)[0])
+        assert answer["answer"] == "yes" and answer["concepts"] is None
+        with pytest.raises(XlvlmError, match="cannot read concepts for new inputs"):
+            play.answer(_test_yes(play)[0], dictionary="concepts/dictionary")

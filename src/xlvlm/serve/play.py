@@ -259,16 +259,23 @@ class Playground:
 
         path = resolve_under(self.root, name, what="store")
         key = self._name(path)
+
+        def open_store():
+            if key not in self._scan()["stores"]:
+                raise XlvlmError(f"{name}: not a feature store of this run; pick one of the run's stores")
+            self._check_contained(path)
+            return FeatureStore(path)
+
+        return self._cached(self._stores, key, open_store)
+
+    def _cached(self, cache: dict, key: str, make):
+        """``cache[key]``, made by ``make()`` (outside the lock: it reads files) on first use."""
         with self._lock:
-            if key in self._stores:
-                return self._stores[key]
-        if key not in self._scan()["stores"]:
-            raise XlvlmError(f"{name}: not a feature store of this run; pick one of the run's stores")
-        self._check_contained(path)
-        store = FeatureStore(path)
+            if key in cache:
+                return cache[key]
+        value = make()
         with self._lock:
-            self._stores[key] = store
-        return store
+            return cache.setdefault(key, value)
 
     def stores(self) -> list[dict]:
         """The run's feature stores: ``name``, ``model``, ``selector``, ``layers``, ``n_samples``,
@@ -285,14 +292,8 @@ class Playground:
 
     def _sample_index(self, store_name: str) -> dict[str, dict]:
         store = self._store(store_name)
-        key = self._name(Path(store.path).resolve())
-        with self._lock:
-            if key in self._samples:
-                return self._samples[key]
-        index = {str(s.get("id")): s for s in store.samples}
-        with self._lock:
-            self._samples[key] = index
-        return index
+        return self._cached(self._samples, self._name(Path(store.path).resolve()),
+                            lambda: {str(s.get("id")): s for s in store.samples})
 
     def _sample(self, store_name: str, sample_id: str) -> dict:
         if not isinstance(sample_id, str) or not sample_id:
@@ -366,43 +367,44 @@ class Playground:
         """A dictionary with what reading it needs: the layer and the token selector of the store
         it was learnt from (from the concepts stage's result.json beside it) and its words."""
         from xlvlm.concepts.dictionary import ConceptDictionary
+        from xlvlm.hooks import resolve_layer
         from xlvlm.layerkeys import layer_key
 
         path = resolve_under(self.root, name, what="dictionary")
         key = self._name(path)
-        with self._lock:
-            if key in self._dictionaries:
-                return self._dictionaries[key]
-        if key not in self._scan()["dictionaries"]:
-            raise XlvlmError(f"{name}: not a concept dictionary of this run; pick one of the run's dictionaries")
-        self._check_contained(path)
-        dictionary = ConceptDictionary.load(path)
-        entry = {"name": key, "dictionary": dictionary, "method": dictionary.method,
-                 "n_concepts": dictionary.n_concepts, "layer": None, "selector": None, "store": None,
-                 "generation": None, "words": [[] for _ in range(dictionary.n_concepts)], "problem": None}
-        result = _read_json(path.parent / "result.json", self.root)
-        settings = result.get("settings") if isinstance(result, dict) and result.get("stage") == "concepts" else None
-        if not isinstance(settings, dict) or settings.get("layer") is None:
-            entry["problem"] = "no concepts result.json beside it names its layer and store"
-        else:
-            entry["layer"] = layer_key(settings["layer"])
-            for i, concept in enumerate(result.get("concepts") or []):
-                words = concept.get("words") if isinstance(concept, dict) else None
-                if i < dictionary.n_concepts and isinstance(words, list):
-                    entry["words"][i] = [str(w) for w in words[:20]]
-            try:
-                store = self._store(self._name(resolve_under(self.root, str(settings.get("store") or ""),
-                                                             allow_absolute=True, what="store")))
-                entry.update(store=self._name(Path(store.path).resolve()), selector=store.selector,
-                             generation=store.settings.generation)
-            except XlvlmError as exc:
-                entry["problem"] = f"its store cannot be read ({exc})"
-            if entry["problem"] is None and dictionary.n_features != self.vlm.hidden_size:
-                entry["problem"] = (f"learnt on {dictionary.n_features} features, the model has "
-                                    f"{self.vlm.hidden_size}; serve it with the run's model")
-        with self._lock:
-            self._dictionaries[key] = entry
-        return entry
+
+        def load():
+            if key not in self._scan()["dictionaries"]:
+                raise XlvlmError(f"{name}: not a concept dictionary of this run; pick one of the run's dictionaries")
+            self._check_contained(path)
+            dictionary = ConceptDictionary.load(path)
+            entry = {"name": key, "dictionary": dictionary, "method": dictionary.method,
+                     "n_concepts": dictionary.n_concepts, "layer": None, "selector": None, "store": None,
+                     "generation": None, "words": [[] for _ in range(dictionary.n_concepts)], "problem": None}
+            result = _read_json(path.parent / "result.json", self.root)
+            settings = result.get("settings") if isinstance(result, dict) and result.get("stage") == "concepts" else None
+            if not isinstance(settings, dict) or settings.get("layer") is None:
+                entry["problem"] = "no concepts result.json beside it names its layer and store"
+            else:
+                concepts = result.get("concepts")
+                for i, concept in enumerate(concepts if isinstance(concepts, list) else []):
+                    words = concept.get("words") if isinstance(concept, dict) else None
+                    if i < dictionary.n_concepts and isinstance(words, list):
+                        entry["words"][i] = [str(w) for w in words[:20]]
+                try:
+                    entry["layer"] = resolve_layer(self.vlm, layer_key(settings["layer"])).key
+                    store = self._store(self._name(resolve_under(self.root, str(settings.get("store") or ""),
+                                                                 allow_absolute=True, what="store")))
+                    entry.update(store=self._name(Path(store.path).resolve()), selector=store.selector,
+                                 generation=store.settings.generation)
+                except XlvlmError as exc:
+                    entry["problem"] = f"its layer or store cannot be used ({exc})"
+                if entry["problem"] is None and dictionary.n_features != self.vlm.hidden_size:
+                    entry["problem"] = (f"learnt on {dictionary.n_features} features, the model has "
+                                        f"{self.vlm.hidden_size}; serve it with the run's model")
+            return entry
+
+        return self._cached(self._dictionaries, key, load)
 
     # ---- vectors ----------------------------------------------------------------------------
     def vectors(self) -> list[dict]:
