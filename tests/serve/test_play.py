@@ -370,6 +370,7 @@ def test_files_that_are_not_vectors_are_not_listed(run, organism, tmp_path):
 @pytest.mark.parametrize("kwargs, needle", [
     ({"alpha": float("nan")}, "alpha must be a finite number"),
     ({"alpha": "strong"}, "alpha must be a number"),
+    ({"alpha": -2e6}, "alpha must be a finite number within"),
     ({"top_k": 0}, "top_k must be an integer"),
     ({"max_new_tokens": 10_000}, "max_new_tokens must be an integer"),
     ({"layer": 0}, "has no layer 0"),

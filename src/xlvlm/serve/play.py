@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from xlvlm.choices import MAX_ALPHA
 from xlvlm.data.images import MAX_UPLOAD_BYTES, load_image, load_image_bytes
 from xlvlm.errors import XlvlmError
 
@@ -35,7 +36,6 @@ from xlvlm.errors import XlvlmError
 MAX_NEW_TOKENS = 64
 MAX_TOP_K = 50
 MAX_PROMPT_CHARS = 2000
-MAX_ALPHA = 1000.0
 MAX_SET_SAMPLES = 512      # samples in one set when a vector is computed from samples
 VECTOR_CACHE_SIZE = 32     # computed vectors kept (least recently used dropped first)
 MAX_RESULT_BYTES = 64 * 2**20  # a result.json larger than this is not read
