@@ -413,3 +413,33 @@ def test_a_hostile_concepts_result_leaves_the_dictionary_unusable(run, organism,
         assert answer["answer"] == "yes" and answer["concepts"] is None
         with pytest.raises(XlvlmError, match="cannot read concepts for new inputs"):
             play.answer(_test_yes(play)[0], dictionary="concepts/dictionary")
+
+
+@pytest.mark.parametrize("generate", [False, True])
+def test_concepts_of_a_response_selector_read_the_models_own_answer(run, organism, tmp_path, generate):
+    """A dictionary learnt at the answer's tokens (generated-mean): the playground reads the state
+    of the model's answer, teacher forced as the store was, or generated when the store was."""
+    from xlvlm.concepts.dictionary import ConceptDictionary
+    from xlvlm.concepts.workflow import run_concepts
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "concepts")
+    questions = xlvlm.FeatureStore(run / "features" / "qa").samples
+    store = xlvlm.extract(organism, questions, layers=[LAYER], select="generated-mean", generate=generate,
+                          max_new_tokens=2, out=copy / "features" / "answers", progress=False)
+    run_concepts(store, LAYER, copy / "answer-concepts", method="snmf", n_concepts=3, vlm=organism,
+                 text_similarity=False, heatmaps=0, top_k_samples=3, progress=False)
+    with Playground(copy, organism, image_roots=[run]) as play:
+        assert play.dictionaries()[0]["selector"] == "generated-mean" and play.dictionaries()[0]["usable"]
+        ref = _test_yes(play)[0]
+        got = play.answer(ref)
+    sample = next(s for s in xlvlm.FeatureStore(run / "features" / "test-yes").samples if s["id"] == ref["id"])
+    sample = {k: sample[k] for k in ("id", "image", "prompt")}
+    if not generate:
+        sample["answer"] = got["answer"]  # what the model answered, teacher forced
+    state = xlvlm.extract(organism, [sample], layers=[LAYER], select="generated-mean", generate=generate,
+                          max_new_tokens=2, progress=False).features(LAYER)
+    expected = ConceptDictionary.load(copy / "answer-concepts" / "dictionary").transform(state)[0]
+    assert got["concepts"]["present"] and got["answer"] == "yes"
+    assert torch.allclose(torch.tensor(got["concepts"]["activations"]), expected, atol=1e-5)
