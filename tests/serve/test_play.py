@@ -375,6 +375,7 @@ def test_files_that_are_not_vectors_are_not_listed(run, organism, tmp_path):
     ({"max_new_tokens": 10_000}, "max_new_tokens must be an integer"),
     ({"layer": 0}, "has no layer 0"),
     ({"vector": "no-such.safetensors"}, "not a steering vector file of this run"),
+    ({"vector": "computed:0123456789abcdef"}, "no longer kept"),
     ({"positions": "sideways"}, "unknown positions"),
     ({"prompt": "  "}, "prompt: give a non-empty"),
 ])

@@ -40,6 +40,7 @@ MAX_SET_SAMPLES = 512      # samples in one set when a vector is computed from s
 VECTOR_CACHE_SIZE = 32     # computed vectors kept (least recently used dropped first)
 MAX_RESULT_BYTES = 64 * 2**20  # a result.json larger than this is not read
 WORKER_NAME = "xlvlm-model"
+COMPUTED = "computed:"  # the prefix of computed vectors' names (a run's file names are paths)
 
 STORE_MANIFEST = "manifest.json"
 DICTIONARY_META = "concepts.json"
@@ -139,6 +140,7 @@ class Playground:
         self._stores: dict[str, object] = {}
         self._samples: dict[str, dict[str, dict]] = {}
         self._dictionaries: dict[str, dict] = {}
+        self._files: dict[str, object] = {}  # vector files: the loaded vector, or the error it gave
         self._vectors: OrderedDict[str, object] = OrderedDict()  # computed vectors, by key
 
     @classmethod
@@ -428,27 +430,20 @@ class Playground:
                 "method": vector.metadata.get("method"), "fits": sizes == {self.vlm.hidden_size}}
 
     def _vector_file(self, name: str, quiet: bool = False):
-        """A vector file of the run, or None (quiet) for a .safetensors file that is not one."""
-        from safetensors import safe_open
-
-        from xlvlm.steer import SteeringVector
-
+        """A vector file of the run (loaded once), or None (quiet) for a .safetensors file that is
+        not one."""
         path = resolve_under(self.root, name, what="vector")
-        try:
-            if self._name(path) not in self._scan()["vector_files"]:
-                raise XlvlmError(f"{name}: not a steering vector file of this run")
-            with safe_open(path, framework="pt") as handle:  # the header only: other files cost nothing
-                if not any(k.startswith("layer/") for k in handle.keys()):
-                    raise XlvlmError(f"{name}: not a steering vector (no layer/<key> tensors)")
-            return SteeringVector.load(path)
-        except XlvlmError:
+        key = self._name(path)
+        if key not in self._scan()["vector_files"]:
             if quiet:
                 return None
-            raise
-        except Exception as exc:  # safetensors raises its own error types on a corrupt header
+            raise XlvlmError(f"{name}: not a steering vector file of this run; pick one of the run's vectors")
+        loaded = self._cached(self._files, key, lambda: _load_vector(path, name))
+        if isinstance(loaded, XlvlmError):
             if quiet:
                 return None
-            raise XlvlmError(f"{name}: not a readable safetensors file ({type(exc).__name__})") from None
+            raise XlvlmError(str(loaded)) from None  # a fresh error: the kept one gathers no tracebacks
+        return loaded
 
     def _vector(self, name: str):
         if not isinstance(name, str) or not name:
@@ -457,6 +452,8 @@ class Playground:
             if name in self._vectors:
                 self._vectors.move_to_end(name)
                 return self._vectors[name]
+        if name.startswith(COMPUTED):
+            raise XlvlmError(f"vector {name} is no longer kept (the newest {VECTOR_CACHE_SIZE} are); compute it again")
         return self._vector_file(name)
 
     def _sample_set(self, spec, where: str):
@@ -507,7 +504,7 @@ class Playground:
 
         if method not in METHODS:
             raise XlvlmError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-        key = "computed:" + hashlib.sha256(json.dumps([source, target, method, layers], sort_keys=True,
+        key = COMPUTED + hashlib.sha256(json.dumps([source, target, method, layers], sort_keys=True,
                                                       default=str).encode()).hexdigest()[:16]
         with self._lock:
             if key in self._vectors:
@@ -638,6 +635,24 @@ class Playground:
         return {"prompt": prompt, "image": about, "vector": vector, "alpha": alpha, "layers": chosen.layers,
                 "positions": positions, "steered": steered, "unsteered": unsteered,
                 "changed": steered["answer"] != unsteered["answer"]}
+
+
+def _load_vector(path: Path, name: str):
+    """The steering vector in ``path``, or the XlvlmError saying why it is none (kept, so a
+    listing does not reread a file that is not one)."""
+    from safetensors import safe_open
+
+    from xlvlm.steer import SteeringVector
+
+    try:
+        with safe_open(path, framework="pt") as handle:  # the header only: other files cost nothing
+            if not any(k.startswith("layer/") for k in handle.keys()):
+                return XlvlmError(f"{name}: not a steering vector (no layer/<key> tensors)")
+        return SteeringVector.load(path)
+    except XlvlmError as exc:
+        return exc
+    except Exception as exc:  # safetensors raises its own error types on a corrupt header
+        return XlvlmError(f"{name}: not a readable safetensors file ({type(exc).__name__})")
 
 
 def _describe_set(spec) -> str:
