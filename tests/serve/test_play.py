@@ -370,10 +370,12 @@ def test_files_that_are_not_vectors_are_not_listed(run, organism, tmp_path):
 @pytest.mark.parametrize("kwargs, needle", [
     ({"alpha": float("nan")}, "alpha must be a finite number"),
     ({"alpha": "strong"}, "alpha must be a number"),
+    ({"alpha": -2e6}, "alpha must be a finite number within"),
     ({"top_k": 0}, "top_k must be an integer"),
     ({"max_new_tokens": 10_000}, "max_new_tokens must be an integer"),
     ({"layer": 0}, "has no layer 0"),
     ({"vector": "no-such.safetensors"}, "not a steering vector file of this run"),
+    ({"vector": "computed:0123456789abcdef"}, "no longer kept"),
     ({"positions": "sideways"}, "unknown positions"),
     ({"prompt": "  "}, "prompt: give a non-empty"),
 ])
@@ -390,3 +392,55 @@ def test_a_closed_playground_refuses_calls(run, organism):
     with pytest.raises(XlvlmError, match="closed"):
         play.answer(_test_yes(play)[0])
     assert play.pending == 0
+
+
+@pytest.mark.parametrize("settings, concepts, needle", [
+    ({"layer": 99, "store": "features/qa"}, 7, "layer 99 out of range"),
+    ({"layer": 2, "store": "/etc"}, [], "outside the run folder"),
+    ({"layer": 2}, "words", "empty"),
+    (None, None, "no concepts result.json"),
+])
+def test_a_hostile_concepts_result_leaves_the_dictionary_unusable(run, organism, tmp_path, settings, concepts, needle):
+    import json
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    result = {"stage": "concepts", "settings": settings, "concepts": concepts}
+    (copy / "concepts" / "result.json").write_text(json.dumps(result) if settings else "{not json")
+    with Playground(copy, organism, image_roots=[run]) as play:  # the copy's stores name the run's images
+        (listed,) = play.dictionaries()
+        assert not listed["usable"] and needle in listed["problem"]
+        answer = play.answer(_test_yes(play)[0])
+        assert answer["answer"] == "yes" and answer["concepts"] is None
+        with pytest.raises(XlvlmError, match="cannot read concepts for new inputs"):
+            play.answer(_test_yes(play)[0], dictionary="concepts/dictionary")
+
+
+@pytest.mark.parametrize("generate", [False, True])
+def test_concepts_of_a_response_selector_read_the_models_own_answer(run, organism, tmp_path, generate):
+    """A dictionary learnt at the answer's tokens (generated-mean): the playground reads the state
+    of the model's answer, teacher forced as the store was, or generated when the store was."""
+    from xlvlm.concepts.dictionary import ConceptDictionary
+    from xlvlm.concepts.workflow import run_concepts
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "concepts")
+    questions = xlvlm.FeatureStore(run / "features" / "qa").samples
+    store = xlvlm.extract(organism, questions, layers=[LAYER], select="generated-mean", generate=generate,
+                          max_new_tokens=2, out=copy / "features" / "answers", progress=False)
+    run_concepts(store, LAYER, copy / "answer-concepts", method="snmf", n_concepts=3, vlm=organism,
+                 text_similarity=False, heatmaps=0, top_k_samples=3, progress=False)
+    with Playground(copy, organism, image_roots=[run]) as play:
+        assert play.dictionaries()[0]["selector"] == "generated-mean" and play.dictionaries()[0]["usable"]
+        ref = _test_yes(play)[0]
+        got = play.answer(ref)
+    sample = next(s for s in xlvlm.FeatureStore(run / "features" / "test-yes").samples if s["id"] == ref["id"])
+    sample = {k: sample[k] for k in ("id", "image", "prompt")}
+    if not generate:
+        sample["answer"] = got["answer"]  # what the model answered, teacher forced
+    state = xlvlm.extract(organism, [sample], layers=[LAYER], select="generated-mean", generate=generate,
+                          max_new_tokens=2, progress=False).features(LAYER)
+    expected = ConceptDictionary.load(copy / "answer-concepts" / "dictionary").transform(state)[0]
+    assert got["concepts"]["present"] and got["answer"] == "yes"
+    assert torch.allclose(torch.tensor(got["concepts"]["activations"]), expected, atol=1e-5)

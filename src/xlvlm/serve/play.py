@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from xlvlm.choices import MAX_ALPHA
 from xlvlm.data.images import MAX_UPLOAD_BYTES, load_image, load_image_bytes
 from xlvlm.errors import XlvlmError
 
@@ -35,11 +36,11 @@ from xlvlm.errors import XlvlmError
 MAX_NEW_TOKENS = 64
 MAX_TOP_K = 50
 MAX_PROMPT_CHARS = 2000
-MAX_ALPHA = 1000.0
 MAX_SET_SAMPLES = 512      # samples in one set when a vector is computed from samples
 VECTOR_CACHE_SIZE = 32     # computed vectors kept (least recently used dropped first)
 MAX_RESULT_BYTES = 64 * 2**20  # a result.json larger than this is not read
 WORKER_NAME = "xlvlm-model"
+COMPUTED = "computed:"  # the prefix of computed vectors' names (a run's file names are paths)
 
 STORE_MANIFEST = "manifest.json"
 DICTIONARY_META = "concepts.json"
@@ -139,6 +140,7 @@ class Playground:
         self._stores: dict[str, object] = {}
         self._samples: dict[str, dict[str, dict]] = {}
         self._dictionaries: dict[str, dict] = {}
+        self._files: dict[str, object] = {}  # vector files: the loaded vector, or the error it gave
         self._vectors: OrderedDict[str, object] = OrderedDict()  # computed vectors, by key
 
     @classmethod
@@ -259,16 +261,23 @@ class Playground:
 
         path = resolve_under(self.root, name, what="store")
         key = self._name(path)
+
+        def open_store():
+            if key not in self._scan()["stores"]:
+                raise XlvlmError(f"{name}: not a feature store of this run; pick one of the run's stores")
+            self._check_contained(path)
+            return FeatureStore(path)
+
+        return self._cached(self._stores, key, open_store)
+
+    def _cached(self, cache: dict, key: str, make):
+        """``cache[key]``, made by ``make()`` (outside the lock: it reads files) on first use."""
         with self._lock:
-            if key in self._stores:
-                return self._stores[key]
-        if key not in self._scan()["stores"]:
-            raise XlvlmError(f"{name}: not a feature store of this run; pick one of the run's stores")
-        self._check_contained(path)
-        store = FeatureStore(path)
+            if key in cache:
+                return cache[key]
+        value = make()
         with self._lock:
-            self._stores[key] = store
-        return store
+            return cache.setdefault(key, value)
 
     def stores(self) -> list[dict]:
         """The run's feature stores: ``name``, ``model``, ``selector``, ``layers``, ``n_samples``,
@@ -285,14 +294,8 @@ class Playground:
 
     def _sample_index(self, store_name: str) -> dict[str, dict]:
         store = self._store(store_name)
-        key = self._name(Path(store.path).resolve())
-        with self._lock:
-            if key in self._samples:
-                return self._samples[key]
-        index = {str(s.get("id")): s for s in store.samples}
-        with self._lock:
-            self._samples[key] = index
-        return index
+        return self._cached(self._samples, self._name(Path(store.path).resolve()),
+                            lambda: {str(s.get("id")): s for s in store.samples})
 
     def _sample(self, store_name: str, sample_id: str) -> dict:
         if not isinstance(sample_id, str) or not sample_id:
@@ -366,43 +369,44 @@ class Playground:
         """A dictionary with what reading it needs: the layer and the token selector of the store
         it was learnt from (from the concepts stage's result.json beside it) and its words."""
         from xlvlm.concepts.dictionary import ConceptDictionary
+        from xlvlm.hooks import resolve_layer
         from xlvlm.layerkeys import layer_key
 
         path = resolve_under(self.root, name, what="dictionary")
         key = self._name(path)
-        with self._lock:
-            if key in self._dictionaries:
-                return self._dictionaries[key]
-        if key not in self._scan()["dictionaries"]:
-            raise XlvlmError(f"{name}: not a concept dictionary of this run; pick one of the run's dictionaries")
-        self._check_contained(path)
-        dictionary = ConceptDictionary.load(path)
-        entry = {"name": key, "dictionary": dictionary, "method": dictionary.method,
-                 "n_concepts": dictionary.n_concepts, "layer": None, "selector": None, "store": None,
-                 "generation": None, "words": [[] for _ in range(dictionary.n_concepts)], "problem": None}
-        result = _read_json(path.parent / "result.json", self.root)
-        settings = result.get("settings") if isinstance(result, dict) and result.get("stage") == "concepts" else None
-        if not isinstance(settings, dict) or settings.get("layer") is None:
-            entry["problem"] = "no concepts result.json beside it names its layer and store"
-        else:
-            entry["layer"] = layer_key(settings["layer"])
-            for i, concept in enumerate(result.get("concepts") or []):
-                words = concept.get("words") if isinstance(concept, dict) else None
-                if i < dictionary.n_concepts and isinstance(words, list):
-                    entry["words"][i] = [str(w) for w in words[:20]]
-            try:
-                store = self._store(self._name(resolve_under(self.root, str(settings.get("store") or ""),
-                                                             allow_absolute=True, what="store")))
-                entry.update(store=self._name(Path(store.path).resolve()), selector=store.selector,
-                             generation=store.settings.generation)
-            except XlvlmError as exc:
-                entry["problem"] = f"its store cannot be read ({exc})"
-            if entry["problem"] is None and dictionary.n_features != self.vlm.hidden_size:
-                entry["problem"] = (f"learnt on {dictionary.n_features} features, the model has "
-                                    f"{self.vlm.hidden_size}; serve it with the run's model")
-        with self._lock:
-            self._dictionaries[key] = entry
-        return entry
+
+        def load():
+            if key not in self._scan()["dictionaries"]:
+                raise XlvlmError(f"{name}: not a concept dictionary of this run; pick one of the run's dictionaries")
+            self._check_contained(path)
+            dictionary = ConceptDictionary.load(path)
+            entry = {"name": key, "dictionary": dictionary, "method": dictionary.method,
+                     "n_concepts": dictionary.n_concepts, "layer": None, "selector": None, "store": None,
+                     "generation": None, "words": [[] for _ in range(dictionary.n_concepts)], "problem": None}
+            result = _read_json(path.parent / "result.json", self.root)
+            settings = result.get("settings") if isinstance(result, dict) and result.get("stage") == "concepts" else None
+            if not isinstance(settings, dict) or settings.get("layer") is None:
+                entry["problem"] = "no concepts result.json beside it names its layer and store"
+            else:
+                concepts = result.get("concepts")
+                for i, concept in enumerate(concepts if isinstance(concepts, list) else []):
+                    words = concept.get("words") if isinstance(concept, dict) else None
+                    if i < dictionary.n_concepts and isinstance(words, list):
+                        entry["words"][i] = [str(w) for w in words[:20]]
+                try:
+                    entry["layer"] = resolve_layer(self.vlm, layer_key(settings["layer"])).key
+                    store = self._store(self._name(resolve_under(self.root, str(settings.get("store") or ""),
+                                                                 allow_absolute=True, what="store")))
+                    entry.update(store=self._name(Path(store.path).resolve()), selector=store.selector,
+                                 generation=store.settings.generation)
+                except XlvlmError as exc:
+                    entry["problem"] = f"its layer or store cannot be used ({exc})"
+                if entry["problem"] is None and dictionary.n_features != self.vlm.hidden_size:
+                    entry["problem"] = (f"learnt on {dictionary.n_features} features, the model has "
+                                        f"{self.vlm.hidden_size}; serve it with the run's model")
+            return entry
+
+        return self._cached(self._dictionaries, key, load)
 
     # ---- vectors ----------------------------------------------------------------------------
     def vectors(self) -> list[dict]:
@@ -426,27 +430,20 @@ class Playground:
                 "method": vector.metadata.get("method"), "fits": sizes == {self.vlm.hidden_size}}
 
     def _vector_file(self, name: str, quiet: bool = False):
-        """A vector file of the run, or None (quiet) for a .safetensors file that is not one."""
-        from safetensors import safe_open
-
-        from xlvlm.steer import SteeringVector
-
+        """A vector file of the run (loaded once), or None (quiet) for a .safetensors file that is
+        not one."""
         path = resolve_under(self.root, name, what="vector")
-        try:
-            if self._name(path) not in self._scan()["vector_files"]:
-                raise XlvlmError(f"{name}: not a steering vector file of this run")
-            with safe_open(path, framework="pt") as handle:  # the header only: other files cost nothing
-                if not any(k.startswith("layer/") for k in handle.keys()):
-                    raise XlvlmError(f"{name}: not a steering vector (no layer/<key> tensors)")
-            return SteeringVector.load(path)
-        except XlvlmError:
+        key = self._name(path)
+        if key not in self._scan()["vector_files"]:
             if quiet:
                 return None
-            raise
-        except Exception as exc:  # safetensors raises its own error types on a corrupt header
+            raise XlvlmError(f"{name}: not a steering vector file of this run; pick one of the run's vectors")
+        loaded = self._cached(self._files, key, lambda: _load_vector(path, name))
+        if isinstance(loaded, XlvlmError):
             if quiet:
                 return None
-            raise XlvlmError(f"{name}: not a readable safetensors file ({type(exc).__name__})") from None
+            raise XlvlmError(str(loaded)) from None  # a fresh error: the kept one gathers no tracebacks
+        return loaded
 
     def _vector(self, name: str):
         if not isinstance(name, str) or not name:
@@ -455,6 +452,8 @@ class Playground:
             if name in self._vectors:
                 self._vectors.move_to_end(name)
                 return self._vectors[name]
+        if name.startswith(COMPUTED):
+            raise XlvlmError(f"vector {name} is no longer kept (the newest {VECTOR_CACHE_SIZE} are); compute it again")
         return self._vector_file(name)
 
     def _sample_set(self, spec, where: str):
@@ -505,7 +504,7 @@ class Playground:
 
         if method not in METHODS:
             raise XlvlmError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-        key = "computed:" + hashlib.sha256(json.dumps([source, target, method, layers], sort_keys=True,
+        key = COMPUTED + hashlib.sha256(json.dumps([source, target, method, layers], sort_keys=True,
                                                       default=str).encode()).hexdigest()[:16]
         with self._lock:
             if key in self._vectors:
@@ -636,6 +635,24 @@ class Playground:
         return {"prompt": prompt, "image": about, "vector": vector, "alpha": alpha, "layers": chosen.layers,
                 "positions": positions, "steered": steered, "unsteered": unsteered,
                 "changed": steered["answer"] != unsteered["answer"]}
+
+
+def _load_vector(path: Path, name: str):
+    """The steering vector in ``path``, or the XlvlmError saying why it is none (kept, so a
+    listing does not reread a file that is not one)."""
+    from safetensors import safe_open
+
+    from xlvlm.steer import SteeringVector
+
+    try:
+        with safe_open(path, framework="pt") as handle:  # the header only: other files cost nothing
+            if not any(k.startswith("layer/") for k in handle.keys()):
+                return XlvlmError(f"{name}: not a steering vector (no layer/<key> tensors)")
+        return SteeringVector.load(path)
+    except XlvlmError as exc:
+        return exc
+    except Exception as exc:  # safetensors raises its own error types on a corrupt header
+        return XlvlmError(f"{name}: not a readable safetensors file ({type(exc).__name__})")
 
 
 def _describe_set(spec) -> str:
