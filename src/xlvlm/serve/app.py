@@ -61,19 +61,34 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
     on the same folder, or None: browse only) answers the /api/play routes; ``image_roots``:
     folders besides RUN_DIR that the run's sample images may be shown from (the playground's own
     roots when it is given)."""
+    from xlvlm.serve.glue import add_play_routes
+
     run = RunFolder(run_dir, playground.image_roots if playground is not None else image_roots)
     uploads = Uploads()
     app = FastAPI(title="xlvlm serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run, app.state.uploads, app.state.playground = run, uploads, playground
+    _add_guard(app, host)
+    _add_error_pages(app)
+    _add_page_routes(app, run)
+    _add_browse_routes(app, run, playground is not None)
+    _add_upload_routes(app, uploads)
+    add_play_routes(app, playground, uploads, thumbnail_png)
+    return app
+
+
+def _error(request: Request, status: int, message: str):
+    """JSON for the page's own calls (/api/...), the error page for anything else."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": message}, status_code=status)
+    return HTMLResponse(error_page(status, message), status_code=status)
+
+
+def _add_guard(app, host: str) -> None:
+    """Every request: the Host and Origin checks; every response: the security headers."""
     # On this machine only, a request must name it: a page of another site that resolves its own
     # name to 127.0.0.1 (DNS rebinding) sends its own name. Bound elsewhere on purpose (--host),
     # the server answers whatever name the other machines use for it.
     allowed_hosts = {host, "localhost", "127.0.0.1", "[::1]"} if host in LOOPBACK else None
-
-    def _error(request: Request, status: int, message: str):
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": message}, status_code=status)
-        return HTMLResponse(error_page(status, message), status_code=status)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -93,6 +108,10 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _add_error_pages(app) -> None:
+    """Each kind of bad request as its status and a one-line reason."""
 
     @app.exception_handler(RefusedPath)
     async def refused(request: Request, exc: RefusedPath):
@@ -120,7 +139,10 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(request, 400, f"bad request: {where or 'input'}: {first.get('msg', 'invalid')}")
 
-    # ---- the page ---------------------------------------------------------------------------------
+
+def _add_page_routes(app, run: RunFolder) -> None:
+    """The page, its script and style, the static report, and the run's figures and text files."""
+
     @app.get("/", response_class=HTMLResponse)
     def index():
         return HTMLResponse(_static("index.html"))
@@ -142,10 +164,13 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
         file = run.file(path)
         return Response(file.read_bytes(), media_type=SERVED_TYPES[file.suffix.lower()])
 
-    # ---- browse -----------------------------------------------------------------------------------
+
+def _add_browse_routes(app, run: RunFolder, play: bool) -> None:
+    """The run's stages as JSON (xlvlm.serve.runfolder)."""
+
     @app.get("/api/run")
     def overview():
-        return {**run.overview(), "play": playground is not None}
+        return {**run.overview(), "play": play}
 
     @app.get("/api/concepts")
     def concepts():
@@ -175,7 +200,10 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
     def predictions(file: str):
         return run.predictions(file)
 
-    # ---- uploads ----------------------------------------------------------------------------------
+
+def _add_upload_routes(app, uploads: Uploads) -> None:
+    """POST /api/upload (the raw bytes, read up to the limit) and the upload shown back."""
+
     @app.post("/api/upload")
     async def upload(request: Request):
         declared = request.headers.get("content-length")
@@ -196,11 +224,6 @@ def create_app(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1"
         image.thumbnail((320, 320))
         image.save(buffer, format="PNG")
         return Response(buffer.getvalue(), media_type="image/png")
-
-    from xlvlm.serve.glue import add_play_routes
-
-    add_play_routes(app, playground, uploads, thumbnail_png)
-    return app
 
 
 def serve(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1", port: int = 8000) -> None:
