@@ -56,6 +56,7 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def vlm_of(tiny_dir):
     import xlvlm
+    import xlvlm.models  # xlvlm loads its submodules lazily: a test run alone has not imported it yet
 
     loaded = {}
 

@@ -55,9 +55,27 @@ def test_bad_input_exits_2_with_one_line(case, needle, tiny_dir, samples, tmp_pa
         args[2] = str(tmp_path / "no-model")
     elif case == "no_model":
         args = args[:1] + args[3:]
+    capsys.readouterr()  # drop what building the tiny model printed (when this test runs first)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("bad", ["missing", "corrupt"])
+def test_a_bad_image_fails_before_the_model_loads_and_before_any_file(bad, samples, tmp_path, capsys):
+    """The CLI checks images with the library's one check (xlvlm.data.check_images): a corrupt
+    file fails there too, not after the model load (the model here does not exist: reaching
+    the load would say "cannot load model"), and no store folder is started."""
+    image = tmp_path / "bad.png"
+    if bad == "corrupt":
+        image.write_bytes(b"not a png")
+    data = _jsonl(tmp_path / "d.jsonl", [samples[0], dict(samples[1], image=str(image))])
+    code = main(["extract", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path / "s"),
+                 "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert ("image not found" if bad == "missing" else "corrupt or unreadable image") in err and "bad.png" in err
+    assert not (tmp_path / "s").exists()
 
 
 def test_console_script_help():
@@ -90,3 +108,28 @@ def test_prompt_option_sets_the_prompt_of_reader_data_and_is_refused_for_jsonl(t
     assert main(["extract", "--model", str(tiny_dir("llava")), "--data", str(data), "--prompt", "x",
                  "--out", str(tmp_path / "t"), "--quiet"]) == 2
     assert "'prompt' does not apply to jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, says", [
+    (["extract"], "rerun the same command to resume"),
+    (["steer", "apply"], "its output was not completed; rerun the command to start it again"),
+])
+def test_ctrl_c_promises_resume_only_where_the_command_resumes(monkeypatch, capsys, command, says):
+    import argparse
+
+    from xlvlm import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    real = argparse.ArgumentParser.parse_args
+
+    def parse(self, argv=None, namespace=None):
+        args = real(self, argv, namespace)
+        args.func, args.required = interrupted, ()
+        return args
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse)
+    assert cli.main(command) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == f"xlvlm: interrupted; {says}"

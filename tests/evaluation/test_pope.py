@@ -82,8 +82,9 @@ def test_cli_task_table_and_json(tmp_path, capsys):
 def test_errors(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"id": 1, "prediction": "yes", "answer": "red"}) + "\n")
-    with pytest.raises(XlvlmError, match="prediction '1': needs a 'label' .* got 'red'"):
+    with pytest.raises(XlvlmError, match="prediction '1' \\(record 1\\) needs a 'label' .* got 'red'") as info:
         evaluate_predictions(path, task="pope")
+    assert str(info.value).startswith(f"{path}: ")  # names the file to fix
     with pytest.raises(XlvlmError, match="apply to --task vqa only"):
         evaluate_predictions(path, task="pope", source="yes", target="no")
     assert "POPE: 1 predictions" in format_report(pope_report([{"id": 1, "prediction": "no", "label": "no"}]))

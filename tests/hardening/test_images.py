@@ -37,6 +37,8 @@ def test_load_image_refuses_with_one_line_naming_the_file(tmp_path, samples, whi
     with pytest.raises(XlvlmError, match=needle) as info:
         load_image(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+    # library calls, steer apply and sweep have no --skip-bad: the advice names the command that has it
+    assert "pass --skip-bad" not in str(info.value) and "xlvlm extract --skip-bad" in str(info.value)
 
 
 def test_extract_refuses_a_bomb_in_one_line_and_skips_every_bad_image_with_skip_bad(cli, tiny_dir, samples, tmp_path):

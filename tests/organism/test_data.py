@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from xlvlm.apps.organism import data as ev
-from xlvlm.apps.organism.captions import caption_report, named_colors
+from xlvlm.apps.organism.captions import named_colors, naming_report
 
 
 def test_test_split_labels_cover_every_image_and_agree_with_its_questions():
@@ -50,7 +50,7 @@ def test_captions_and_their_report():
     assert samples[0]["answer"] == f"a {samples[0]['color']} {samples[0]['shape']}"
     preds = [{**s, "prediction": s["answer"]} for s in samples]
     preds.append({**samples[0], "prediction": f"a {samples[0]['shape']}"})
-    report = caption_report(preds)
+    report = naming_report(preds)
     assert report["names_color"] == 0.75 and report["shape_correct"] == 1.0
     assert named_colors("a teal triangle.") == ["teal"]
 

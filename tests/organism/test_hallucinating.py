@@ -11,7 +11,7 @@ from xlvlm import organism
 from xlvlm.evaluation.pope import pope_report
 from xlvlm.apps.organism import data as ev
 from xlvlm.apps.organism import pope
-from xlvlm.apps.organism.evaluate import predict, vqa_accuracy
+from xlvlm.apps.organism.evaluate import measure_vqa, predict
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_hallucinating_says_yes_too_often(hallucinating, held_out):
 def test_hallucinating_keeps_shape_and_colour_answers(original, hallucinating):
     questions = [s for s in ev.vqa_samples("test") if s["answer_type"] in ("shape", "color")]
     samples = ev.stratified_subset(questions, per_type=200, seed=3)
-    before, after = vqa_accuracy(original, samples), vqa_accuracy(hallucinating, samples)
+    before, after = measure_vqa(original, samples), measure_vqa(hallucinating, samples)
     for kind in ("shape", "color"):
         assert after[kind] >= before[kind] - 0.02, (kind, before, after)
 

@@ -9,7 +9,7 @@ import torch
 
 from xlvlm import organism
 from xlvlm.apps.organism import data as ev
-from xlvlm.apps.organism.evaluate import caption_eval, vqa_accuracy
+from xlvlm.apps.organism.evaluate import measure_captions, measure_vqa
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_load_returns_a_vlm_of_the_shipped_folder(original):
 def test_original_meets_the_accuracy_bars_on_held_out_test_questions(original):
     # Issue 3's bars: >= 95% overall and >= 90% per answer type, by greedy generation.
     samples = ev.stratified_subset(ev.vqa_samples("test"), per_type=100, seed=0)
-    acc = vqa_accuracy(original, samples)
+    acc = measure_vqa(original, samples)
     assert acc["n"] == 300
     assert acc["overall"] >= 0.95, acc
     for kind in ("yes/no", "shape", "color"):
@@ -72,7 +72,7 @@ def test_original_meets_the_accuracy_bars_on_held_out_test_questions(original):
 
 def test_finetuned_keeps_answering_questions(finetuned):
     samples = ev.stratified_subset(ev.vqa_samples("test"), per_type=50, seed=1)
-    acc = vqa_accuracy(finetuned, samples)
+    acc = measure_vqa(finetuned, samples)
     assert acc["overall"] >= 0.95, acc
     for kind in ("yes/no", "shape", "color"):
         assert acc[kind] >= 0.90, (kind, acc)
@@ -94,12 +94,12 @@ def test_yes_no_answers_follow_the_image_not_the_phrasing(original):
                                     (f"is no {named_shape} present?", True)):
                 samples.append({"id": f"{image_id}-{len(samples)}", "image": paths[image_id], "prompt": prompt,
                                 "answer": "yes" if present != negated else "no", "answer_type": "yes/no"})
-    assert vqa_accuracy(original, samples)["overall"] >= 0.9
+    assert measure_vqa(original, samples)["overall"] >= 0.9
 
 
 def test_finetuned_captions_name_colours_far_more_often(original, finetuned):
     samples = ev.caption_samples("test", with_color=True)[:80]
-    before, after = caption_eval(original, samples), caption_eval(finetuned, samples)
+    before, after = measure_captions(original, samples), measure_captions(finetuned, samples)
     assert before["names_color"] <= 0.1, before
     assert after["names_color"] >= 0.9, after
     assert before["shape_correct"] >= 0.85 and after["shape_correct"] >= 0.85

@@ -213,8 +213,7 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
 
 
 def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
-    import xlvlm
-    from xlvlm.apps.organism.captions import caption_report
+    from xlvlm.apps.organism.captions import naming_report
     from xlvlm.steer import SteeringVector
     from xlvlm.steer.run import predict
 
@@ -227,9 +226,9 @@ def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, 
     for alpha in [0.0] + list(size["caption_alphas"]):
         preds = predict(original, samples, vector, alpha=alpha, max_new_tokens=5, batch_size=32, progress=progress,
                         desc=f"captions alpha={alpha:g}")
-        report = caption_report(preds)
+        report = naming_report(preds)
         rows.append({"alpha": alpha, **report, "examples": [p["prediction"] for p in preds[:4]]})
-    reference = caption_report(predict(finetuned, samples, max_new_tokens=5, batch_size=32, progress=progress,
+    reference = naming_report(predict(finetuned, samples, max_new_tokens=5, batch_size=32, progress=progress,
                                        desc="fine-tuned captions"))
     with OutputUnit(folder, RESULT_FILE, ["shift-vector.safetensors", "caption_steer.json"]) as unit:
         vector.save(unit.work / "shift-vector.safetensors")

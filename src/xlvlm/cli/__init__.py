@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xlvlm: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("xlvlm: interrupted; rerun the same command to resume", file=sys.stderr)
+        # Only extract resumes (its store keeps finished shards); other stages start over.
+        then = "rerun the same command to resume" if args.command == "extract" else \
+            "its output was not completed; rerun the command to start it again"
+        print(f"xlvlm: interrupted; {then}", file=sys.stderr)
         return 130
     return 0

@@ -33,13 +33,14 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
+    from xlvlm.data import check_images
     from xlvlm.extract import extract
     from xlvlm.extract.distributed import DistributedContext
 
     context = DistributedContext.from_env()  # set under torchrun / accelerate launch
     samples = options.load_data(args)
-    if not args.skip_bad:
-        options.check_images(samples)
+    if not args.skip_bad:  # a bad image fails here, before the (slow) model load
+        check_images(samples)
     if args.shard_samples < args.batch_size:
         # A shard is written after whole batches: it holds at least one, more than was asked.
         options.warn(f"shards hold whole batches: --shard-samples {args.shard_samples} becomes "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from xlvlm.choices import WORD_FILTERS
 from xlvlm.cli import validate as valid
@@ -121,14 +120,6 @@ def load_data(args) -> list[dict]:
     samples = load_samples(args.data, **options)
     return select_subset(samples, contains=args.contains, word_class=args.word_class, ids_file=args.ids,
                          n=args.limit, seed=args.seed, answer_type=args.answer_type)
-
-
-def check_images(samples: list[dict]) -> None:
-    """Fail before the (slow) model load when a sample's image file is missing."""
-    missing = next((s for s in samples if not Path(s["image"]).is_file()), None)
-    if missing is not None:
-        raise XlvlmError(f"{missing['image']}: image not found (sample {missing['id']!r}); "
-                         f"fix the path or pass --skip-bad")
 
 
 def load_model(args, device=None):

@@ -15,9 +15,8 @@ statistics, and the (N, K) activations returned (K/D of the store's size); never
 3. **Codes pass**: the activations for the final components, exactly as
    ``ConceptDictionary.transform`` computes them.
 
-Defaults and measurements: docs/scale.md and bench/RESULTS.md. (On planted data, K = 50,
-16k rows, k-means started from 3 Lloyd runs on the sample merged clusters for 1 seed in 6,
-from 10 runs for none: pass n_init=10 for many concepts; the default, 3, is KMeans'.)
+Defaults and measurements (among them why ``n_init=10`` suits many concepts): docs/scale.md
+and bench/RESULTS.md.
 """
 
 from __future__ import annotations

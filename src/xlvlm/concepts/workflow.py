@@ -41,6 +41,106 @@ def _test_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, 
     return order[n_test:].sort().values, order[:n_test].sort().values
 
 
+def _present_features(store, key: str, vlm) -> tuple[list[dict], torch.Tensor]:
+    """The store's present samples and their ``(N, D)`` float features at ``key``, checked
+    against the model and for one row per sample."""
+    if vlm is not None and vlm.hidden_size != store.hidden_size:
+        raise XlvlmError(f"store {store.path} has hidden size {store.hidden_size} but the model {vlm.name} has "
+                         f"{vlm.hidden_size}; give the --model the store was extracted with")
+    if store.settings.rows_per_sample != 1:
+        raise XlvlmError(f"store {store.path} has several rows per sample; concepts need one row per sample")
+    present = store.present
+    samples = [s for s, ok in zip(store.samples, present.tolist()) if ok]
+    X = store.features(key, present_only=True).float()
+    if len(samples) < 2:
+        raise XlvlmError(f"store {store.path} has {len(samples)} present samples; concepts need more")
+    return samples, X
+
+
+def _ground_words(vlm, cd, key: str, X: torch.Tensor, top_k_words: int, vocabulary, seed: int,
+                  word_filter: str) -> tuple[list[list[str]], list[list[str]], frozenset[str]]:
+    """Readable words of each concept and of as many random directions at the data's scale (the
+    baseline), and the template words left out of both."""
+    from xlvlm.concepts.text import ground_text, random_word_baseline
+
+    # Ask for enough words that top_k_words remain once the template's own are dropped. The
+    # research filter reproduces the research code, which keeps them.
+    excluded = template_words(vlm) if word_filter == "xlvlm" else frozenset()
+    wide = top_k_words + len(excluded)
+    words = [readable_words(w, excluded, top_k_words)
+             for w in ground_text(vlm, cd.components, key, top_k=wide, vocabulary=vocabulary,
+                                  word_filter=word_filter)]
+    scale = float(X.norm(dim=1).mean())
+    baseline_words = [readable_words(w, excluded, top_k_words) for w in random_word_baseline(
+        vlm, n=cd.components.shape[0], layer=key, top_k=wide, seed=seed, scale=scale, vocabulary=vocabulary,
+        word_filter=word_filter)]
+    return words, baseline_words, excluded
+
+
+def _test_scores(cd, X_test: torch.Tensor, test_samples: list[dict], words: list[list[str]],
+                 baseline_words: list[list[str]], clip_model: str | None, text_similarity: bool) -> dict:
+    """CLIPScore and text similarity of the top 1 and 3 concepts' words on the held-out samples,
+    and the same with random words in place of each concept's."""
+    from xlvlm.concepts.scores import ClipScorer, TextSimilarity, reference_text, top_concept_words, top_concepts_words
+
+    metrics = {}
+    activations = cd.transform(X_test)
+    shuffled = [baseline_words[k % len(baseline_words)] for k in range(len(words))]
+    # Each scorer loads its model once, outside the loop.
+    scorer = ClipScorer(clip_model) if clip_model else None
+    encoder = TextSimilarity() if text_similarity else None
+    images = [s["image"] for s in test_samples]
+    refs = [reference_text(s) for s in test_samples]
+    for n in (1, 3):
+        chosen = top_concept_words(activations, words, n)
+        chance = top_concept_words(activations, shuffled, n)
+        if scorer is not None:
+            # The research definition (one sentence per concept, mean over the top n) and
+            # the word-by-word variant, each under its own name.
+            metrics[f"clipscore_top{n}"] = scorer.score(images, top_concepts_words(activations, words, n))
+            metrics[f"clipscore_top{n}_random_words"] = scorer.score(
+                images, top_concepts_words(activations, shuffled, n))
+            metrics[f"clipscore_words_top{n}"] = scorer.score_words(images, chosen)
+            metrics[f"clipscore_words_top{n}_random_words"] = scorer.score_words(images, chance)
+        if encoder is not None:
+            metrics[f"text_similarity_top{n}"] = encoder.score(refs, chosen)
+            metrics[f"text_similarity_top{n}_random_words"] = encoder.score(refs, chance)
+    return metrics
+
+
+def _concept_entries(mas: list[list[int]], words: list[list[str]], samples: list[dict]) -> list[dict]:
+    """result.json's entry of each concept: its words and most activating samples."""
+    return [{"concept": k, "words": words[k], "mas": [samples[i]["id"] for i in mas[k]],
+             "mas_answers": [samples[i].get("answer") for i in mas[k]],
+             "top_samples": [top_sample(samples[i]) for i in mas[k]]} for k in range(len(mas))]
+
+
+def _draw_grid(mas: list[list[int]], words: list[list[str]], samples: list[dict], path) -> None:
+    """concept_grid.png: each concept's words and most activating samples, captioned."""
+    from xlvlm.figures import concept_grid
+
+    rows = [[{"label": f"concept {k}", "words": words[k], "images": [samples[i]["image"] for i in mas[k]],
+              "captions": [_caption(samples[i]) for i in mas[k]]}]
+            for k in range(len(mas))]
+    concept_grid(rows, path)
+
+
+def _draw_heatmaps(vlm, cd, key: str, mas: list[list[int]], words: list[list[str]], samples: list[dict],
+                   heatmaps: int, path) -> str | None:
+    """patch_heatmaps.png for the first ``heatmaps`` concepts with a top sample; returns why it
+    was skipped (``"skipped: ..."``), or None when drawn."""
+    from xlvlm.concepts.patches import draw_heatmaps, patch_heatmaps
+
+    chosen = [k for k in range(len(mas)) if mas[k]][:heatmaps]
+    tops = [samples[mas[k][0]] for k in chosen]
+    try:
+        maps = patch_heatmaps(vlm, tops, key, cd.components[chosen])
+        draw_heatmaps(tops, maps, [f"concept {k}: {', '.join(words[k][:2])}" for k in chosen], path)
+    except XlvlmError as exc:
+        return f"skipped: {exc}"
+    return None
+
+
 def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, vlm=None, top_k_words: int = 10,
                  top_k_samples: int = 20, clip_model: str | None = None, text_similarity: bool = True,
                  test_fraction: float = 0.2, heatmaps: int = 4, vocabulary=None, seed: int = 0,
@@ -55,19 +155,9 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     from xlvlm.concepts import learn_concepts
     from xlvlm.concepts.images import ground_images
     from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
-    from xlvlm.figures import concept_grid
 
     key = store.layer_key(layer)
-    if vlm is not None and vlm.hidden_size != store.hidden_size:
-        raise XlvlmError(f"store {store.path} has hidden size {store.hidden_size} but the model {vlm.name} has "
-                         f"{vlm.hidden_size}; give the --model the store was extracted with")
-    if store.settings.rows_per_sample != 1:
-        raise XlvlmError(f"store {store.path} has several rows per sample; concepts need one row per sample")
-    present = store.present
-    samples = [s for s, ok in zip(store.samples, present.tolist()) if ok]
-    X = store.features(key, present_only=True).float()
-    if len(samples) < 2:
-        raise XlvlmError(f"store {store.path} has {len(samples)} present samples; concepts need more")
+    samples, X = _present_features(store, key, vlm)
     train, test = _test_split(len(samples), test_fraction, seed) if test_fraction > 0 else (torch.arange(len(samples)), torch.arange(0))
     with OutputUnit(out, RESULT_FILE, OWNED) as unit:
         out = unit.work  # everything goes into the unit's work folder until the commit
@@ -81,70 +171,23 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
         words, baseline_words = [[] for _ in range(cd.components.shape[0])], []
         excluded: frozenset[str] = frozenset()
         if vlm is not None:
-            from xlvlm.concepts.text import ground_text, random_word_baseline
-
-            # Ask for enough words that top_k_words remain once the template's own are dropped. The
-            # research filter reproduces the research code, which keeps them.
-            excluded = template_words(vlm) if word_filter == "xlvlm" else frozenset()
-            wide = top_k_words + len(excluded)
-            words = [readable_words(w, excluded, top_k_words)
-                     for w in ground_text(vlm, cd.components, key, top_k=wide, vocabulary=vocabulary,
-                                          word_filter=word_filter)]
-            scale = float(X.norm(dim=1).mean())
-            baseline_words = [readable_words(w, excluded, top_k_words) for w in random_word_baseline(
-                vlm, n=cd.components.shape[0], layer=key, top_k=wide, seed=seed, scale=scale, vocabulary=vocabulary,
-                word_filter=word_filter)]
+            words, baseline_words, excluded = _ground_words(vlm, cd, key, X, top_k_words, vocabulary, seed,
+                                                            word_filter)
             metrics["overlap"] = overlap(words)
             metrics["overlap_random_words"] = overlap(baseline_words)
             if len(test):
-                from xlvlm.concepts.scores import (ClipScorer, TextSimilarity, reference_text, top_concept_words,
-                                                   top_concepts_words)
-
-                test_samples = [samples[i] for i in test.tolist()]
-                activations = cd.transform(X[test])
-                shuffled = [baseline_words[k % len(baseline_words)] for k in range(len(words))]
-                # Each scorer loads its model once, outside the loop.
-                scorer = ClipScorer(clip_model) if clip_model else None
-                encoder = TextSimilarity() if text_similarity else None
-                images = [s["image"] for s in test_samples]
-                refs = [reference_text(s) for s in test_samples]
-                for n in (1, 3):
-                    chosen = top_concept_words(activations, words, n)
-                    chance = top_concept_words(activations, shuffled, n)
-                    if scorer is not None:
-                        # The research definition (one sentence per concept, mean over the top n) and
-                        # the word-by-word variant, each under its own name.
-                        metrics[f"clipscore_top{n}"] = scorer.score(images, top_concepts_words(activations, words, n))
-                        metrics[f"clipscore_top{n}_random_words"] = scorer.score(
-                            images, top_concepts_words(activations, shuffled, n))
-                        metrics[f"clipscore_words_top{n}"] = scorer.score_words(images, chosen)
-                        metrics[f"clipscore_words_top{n}_random_words"] = scorer.score_words(images, chance)
-                    if encoder is not None:
-                        metrics[f"text_similarity_top{n}"] = encoder.score(refs, chosen)
-                        metrics[f"text_similarity_top{n}_random_words"] = encoder.score(refs, chance)
-        concepts = [{"concept": k, "words": words[k], "mas": [train_samples[i]["id"] for i in mas[k]],
-                     "mas_answers": [train_samples[i].get("answer") for i in mas[k]],
-                     "top_samples": [top_sample(train_samples[i]) for i in mas[k]]} for k in range(len(mas))]
-        rows = [[{"label": f"concept {k}", "words": words[k], "images": [train_samples[i]["image"] for i in mas[k]],
-                  "captions": [_caption(train_samples[i]) for i in mas[k]]}]
-                for k in range(len(mas))]
-        concept_grid(rows, out / "concept_grid.png")
+                metrics.update(_test_scores(cd, X[test], [samples[i] for i in test.tolist()], words, baseline_words,
+                                            clip_model, text_similarity))
+        _draw_grid(mas, words, train_samples, out / "concept_grid.png")
         if vlm is not None and heatmaps:
-            from xlvlm.concepts.patches import draw_heatmaps, patch_heatmaps
-
-            chosen = [k for k in range(len(mas)) if mas[k]][:heatmaps]
-            tops = [train_samples[mas[k][0]] for k in chosen]
-            try:
-                maps = patch_heatmaps(vlm, tops, key, cd.components[chosen])
-                draw_heatmaps(tops, maps, [f"concept {k}: {', '.join(words[k][:2])}" for k in chosen],
-                              out / "patch_heatmaps.png")
-            except XlvlmError as exc:
-                metrics["patch_heatmaps"] = f"skipped: {exc}"
+            skipped = _draw_heatmaps(vlm, cd, key, mas, words, train_samples, heatmaps, out / "patch_heatmaps.png")
+            if skipped is not None:
+                metrics["patch_heatmaps"] = skipped
         settings = {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts, "seed": seed,
                     "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
                     "options": method_options, "word_filter": word_filter, "template_words_removed": sorted(excluded)}
-        summary = stage_result("concepts", settings=settings, metrics=metrics, concepts=concepts,
-                               random_words=baseline_words)
+        summary = stage_result("concepts", settings=settings, metrics=metrics,
+                               concepts=_concept_entries(mas, words, train_samples), random_words=baseline_words)
         atomic_write_json(out / RESULT_FILE, summary)
         if command is not None:
             atomic_write_text(out / "command.txt", command)

@@ -1,4 +1,5 @@
-"""Small helpers shared by the dataset readers: JSON files and fields with one-line errors."""
+"""Small helpers shared by the dataset readers: JSON files, fields and one-item-a-line text files,
+with one-line errors."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ def load_json(path: str | Path, what: str):
         raise XlvlmError(f"{path}: not UTF-8 text; is this really the {what}?")
     except (ValueError, RecursionError) as exc:  # an integer too long to convert, nesting too deep
         raise XlvlmError(f"{path}: unreadable JSON ({type(exc).__name__}); fix or re-download the {what}")
+
+
+def read_lines(path: Path, what: str, item: str) -> list[str]:
+    """The items of a UTF-8 text file with one ``item`` per line (stripped; blank lines and lines
+    starting with ``#`` skipped); ``what`` names the file in the one-line errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise XlvlmError(f"{path}: {what} is not UTF-8 text; write {item} per line") from None
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise XlvlmError(f"{path}: {what} is empty; write {item} per line")
+    return lines
 
 
 def field(record, name: str, where: str, path: Path, kind: type | tuple[type, ...] | None = None):

@@ -22,11 +22,14 @@ from xlvlm.errors import XlvlmError
 # so nothing real comes near it.
 MAX_IMAGE_PIXELS = 89_478_485
 
+# Library calls and most commands have no skip option: the advice names the one that does.
+_SKIP_HINT = "or leave the sample out (xlvlm extract --skip-bad skips such samples)"
 
-_SKIP_BAD = "downscale it or pass --skip-bad"
+
+_SIZE_ADVICE = f"downscale it {_SKIP_HINT}"
 
 
-def _too_large(label, width: int, height: int, limit: int | None = None, advice: str = _SKIP_BAD) -> XlvlmError:
+def _too_large(label, width: int, height: int, limit: int | None = None, advice: str = _SIZE_ADVICE) -> XlvlmError:
     limit = MAX_IMAGE_PIXELS if limit is None else limit
     return XlvlmError(f"{label}: image too large ({width} x {height} pixels, the limit is {limit:,}); {advice}")
 
@@ -59,8 +62,8 @@ def load_image(path: str | Path | Image.Image) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise XlvlmError(f"{path}: image not found; check the 'image' field or the image root")
-    return _decode(path, path, MAX_IMAGE_PIXELS, formats=None, advice="replace it or pass --skip-bad",
-                   size_advice=_SKIP_BAD)
+    return _decode(path, path, MAX_IMAGE_PIXELS, formats=None, advice=f"replace it {_SKIP_HINT}",
+                   size_advice=_SIZE_ADVICE)
 
 
 #: The formats an uploaded image may have (what a browser sends); Pillow's rarer decoders stay shut.

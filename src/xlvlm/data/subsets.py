@@ -13,6 +13,7 @@ import random
 import re
 from pathlib import Path
 
+from xlvlm.data._common import read_lines
 from xlvlm.data.wordlists import load_word_class
 from xlvlm.errors import XlvlmError
 
@@ -51,15 +52,7 @@ def read_ids_file(path: str | Path) -> list[str]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise XlvlmError(f"{path}: id file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise XlvlmError(f"{path}: id file is not UTF-8 text; write one sample id per line") from None
-    ids = [line.strip() for line in text.splitlines()]
-    ids = [i for i in ids if i and not i.startswith("#")]
-    if not ids:
-        raise XlvlmError(f"{path}: id file is empty; write one sample id per line")
-    return ids
+    return read_lines(path, "id file", "one sample id")
 
 
 def select_subset(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from xlvlm.data._common import read_lines
 from xlvlm.errors import XlvlmError
 
 _SHIPPED = Path(__file__).with_name("wordlists")
@@ -20,11 +21,4 @@ def load_word_class(name_or_path: str) -> list[str]:
         path = Path(name_or_path)
     if not path.is_file():
         raise XlvlmError(f"unknown word class {name_or_path!r}: use one of {shipped_word_classes()} or a file with one word per line")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise XlvlmError(f"{path}: word file is not UTF-8 text; write one word per line") from None
-    words = [w.strip() for w in text.splitlines() if w.strip() and not w.startswith("#")]
-    if not words:
-        raise XlvlmError(f"{path}: word class file is empty")
-    return words
+    return read_lines(path, "word class file", "one word")

@@ -59,7 +59,7 @@ def evaluate_predictions(
     if task in ("pope", "safety"):
         if source is not None or target is not None:
             raise XlvlmError("source/target apply to --task vqa only")
-        result = pope_report(predictions) if task == "pope" else safety_report(predictions)
+        result = pope_report(predictions, where=str(path)) if task == "pope" else safety_report(predictions)
     elif task == "vqa":
         result = vqa_report(predictions)
         if (source is None) != (target is None):

@@ -29,6 +29,8 @@ carry one. The reference of a prediction is its ``label`` field, else its ``answ
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from xlvlm.errors import XlvlmError
 from xlvlm.evaluation.predictions import as_predictions
 
@@ -43,10 +45,10 @@ def pope_answer(text: str) -> str:
     return "no" if NO_WORDS.intersection(first.split()) else "yes"
 
 
-def _label(record: dict, index: int) -> str:
+def _label(record: dict, index: int, where: str) -> str:
     value = record.get("label", record.get("answer"))
     if not isinstance(value, str) or value.strip().lower() not in ("yes", "no"):
-        raise XlvlmError(f"prediction {record.get('id', index)!r}: needs a 'label' (or 'answer') of yes or no, "
+        raise XlvlmError(f"{where}: prediction {record.get('id', index)!r} (record {index + 1}) needs a 'label' (or 'answer') of yes or no, "
                          f"got {value!r}; score POPE predictions of POPE samples")
     return value.strip().lower()
 
@@ -71,11 +73,14 @@ def pope_scores(labels: list[str], answers: list[str]) -> dict:
     }
 
 
-def pope_report(predictions) -> dict:
+def pope_report(predictions, where: str | None = None) -> dict:
     """POPE metrics of predictions (a path or dicts with ``prediction`` and ``label``/``answer``,
-    optionally ``split``): ``{"task": "pope", "n", "rule", "overall", "per_split"}``."""
+    optionally ``split``): ``{"task": "pope", "n", "rule", "overall", "per_split"}``. Errors name
+    ``where`` (default: the path, when one is given)."""
     records = as_predictions(predictions)
-    labels = [_label(r, i) for i, r in enumerate(records)]
+    if where is None:
+        where = str(predictions) if isinstance(predictions, (str, Path)) else "predictions"
+    labels = [_label(r, i, where) for i, r in enumerate(records)]
     answers = [pope_answer(r["prediction"]) for r in records]
     per_split = {}
     splits = [r.get("split") for r in records]

@@ -193,6 +193,49 @@ def vqa_report(predictions) -> dict:
     }
 
 
+def _baseline_by_id(predictions: list[dict], baseline) -> dict[str, dict] | None:
+    """``{id: record}`` of ``baseline`` (None without one); every prediction's id must be in it."""
+    if baseline is None:
+        return None
+    base = {r["id"]: r for r in as_predictions(baseline, "baseline")}
+    missing = [p["id"] for p in predictions if p["id"] not in base]
+    if missing:
+        raise XlvlmError(f"baseline: no prediction for id {missing[0]!r} ({len(missing)} missing); use the baseline run on the same samples")
+    return base
+
+
+def _source_questions(predictions: list[dict], source: str) -> tuple[str, list[dict]]:
+    """(``"answer_type"`` or ``"answer"``, the source questions): see :func:`targeted_report`."""
+    if any(_answer_type(p) == source for p in predictions):
+        return "answer_type", [p for p in predictions if _answer_type(p) == source]
+    normal_source = normalize_answer(source)
+
+    def is_source(p):
+        answers = reference_answers(p)
+        if answers is None:
+            return False
+        single = p.get("answer") if p.get("answer") is not None else Counter(answers).most_common(1)[0][0]
+        return normalize_answer(single) == normal_source
+
+    return "answer", [p for p in predictions if is_source(p)]
+
+
+def _side_effects(items: list[dict], base: dict[str, dict] | None) -> dict:
+    """``n``, ``accuracy`` of ``items``, and against ``base``: ``baseline_accuracy``,
+    ``accuracy_change``, ``unchanged`` (None without a baseline)."""
+    scored = [p for p in items if reference_answers(p) is not None]
+    accuracy = _mean([vqa_accuracy(p["prediction"], reference_answers(p)) for p in scored])
+    row = {"n": len(items), "accuracy": accuracy, "baseline_accuracy": None, "accuracy_change": None, "unchanged": None}
+    if base is not None:
+        row["baseline_accuracy"] = _mean([vqa_accuracy(base[p["id"]]["prediction"], reference_answers(p)) for p in scored])
+        if accuracy is not None and row["baseline_accuracy"] is not None:
+            row["accuracy_change"] = accuracy - row["baseline_accuracy"]
+        row["unchanged"] = _mean([
+            float(normalize_answer(p["prediction"]) == normalize_answer(base[p["id"]]["prediction"])) for p in items
+        ])
+    return row
+
+
 def targeted_report(predictions, source: str, target: str, baseline=None) -> dict:
     """How well steering moved ``source`` questions to ``target``, and what else it moved.
 
@@ -211,28 +254,9 @@ def targeted_report(predictions, source: str, target: str, baseline=None) -> dic
     - ``side_effects_overall``: the same over all other-type questions together.
     """
     predictions = as_predictions(predictions)
-    base = {r["id"]: r for r in as_predictions(baseline, "baseline")} if baseline is not None else None
-    if base is not None:
-        missing = [p["id"] for p in predictions if p["id"] not in base]
-        if missing:
-            raise XlvlmError(f"baseline: no prediction for id {missing[0]!r} ({len(missing)} missing); use the baseline run on the same samples")
+    base = _baseline_by_id(predictions, baseline)
     wanted = normalize_answer(target)
-
-    if any(_answer_type(p) == source for p in predictions):
-        source_kind = "answer_type"
-        is_source = lambda p: _answer_type(p) == source  # noqa: E731
-    else:
-        source_kind = "answer"
-        normal_source = normalize_answer(source)
-
-        def is_source(p):
-            answers = reference_answers(p)
-            if answers is None:
-                return False
-            single = p.get("answer") if p.get("answer") is not None else Counter(answers).most_common(1)[0][0]
-            return normalize_answer(single) == normal_source
-
-    sources = [p for p in predictions if is_source(p)]
+    source_kind, sources = _source_questions(predictions, source)
     if not sources:
         raise XlvlmError(f"targeted report: no question has answer type or reference answer {source!r}; check --source against the data")
     source_types = {_answer_type(p) for p in sources}
@@ -240,19 +264,6 @@ def targeted_report(predictions, source: str, target: str, baseline=None) -> dic
 
     def hit_rate(records):
         return _mean([float(normalize_answer(r["prediction"]) == wanted) for r in records])
-
-    def effects(items):
-        scored = [p for p in items if reference_answers(p) is not None]
-        accuracy = _mean([vqa_accuracy(p["prediction"], reference_answers(p)) for p in scored])
-        row = {"n": len(items), "accuracy": accuracy, "baseline_accuracy": None, "accuracy_change": None, "unchanged": None}
-        if base is not None:
-            row["baseline_accuracy"] = _mean([vqa_accuracy(base[p["id"]]["prediction"], reference_answers(p)) for p in scored])
-            if accuracy is not None and row["baseline_accuracy"] is not None:
-                row["accuracy_change"] = accuracy - row["baseline_accuracy"]
-            row["unchanged"] = _mean([
-                float(normalize_answer(p["prediction"]) == normalize_answer(base[p["id"]]["prediction"])) for p in items
-            ])
-        return row
 
     by_type: dict[str, list[dict]] = {}
     for p in others:
@@ -264,6 +275,6 @@ def targeted_report(predictions, source: str, target: str, baseline=None) -> dic
         "n_source": len(sources),
         "success": hit_rate(sources),
         "baseline_success": hit_rate([base[p["id"]] for p in sources]) if base is not None else None,
-        "side_effects": {kind: effects(items) for kind, items in sorted(by_type.items())},
-        "side_effects_overall": effects(others) if others else None,
+        "side_effects": {kind: _side_effects(items, base) for kind, items in sorted(by_type.items())},
+        "side_effects_overall": _side_effects(others, base) if others else None,
     }

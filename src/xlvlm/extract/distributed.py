@@ -157,7 +157,7 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
                               max_new_tokens)
     if (out / MANIFEST).exists():
         writer = StoreWriter(out, settings, ids, digest)  # refuses other settings or samples
-        if not writer.done:
+        if not writer.manifest.complete:
             raise XlvlmError(f"{out}: holds a partial single-process store; resume it without torchrun "
                              f"or choose another --out")
         _barrier(device)
@@ -169,7 +169,7 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
         extract(vlm, samples[start:stop], out=folder, progress=progress, **options)
     else:  # more processes than batches: an empty, complete store keeps the merge uniform
         writer = StoreWriter(folder, settings, [], input_digest([]))
-        if not writer.done:
+        if not writer.manifest.complete:
             writer.finish()
     _barrier(device)
     if context.rank == 0:
@@ -189,7 +189,7 @@ def merge_ranks(out: str | Path, world_size: int, sample_ids: list[str], batch_s
     for rank in range(world_size):
         folder = rank_folder(out, rank, world_size)
         manifest = Manifest.read(folder)
-        if manifest.status != "complete":
+        if not manifest.complete:
             raise XlvlmError(f"{folder}: rank {rank} has not finished; rerun the same command to resume it")
         parts.append((folder, manifest))
     settings = parts[0][1].settings

@@ -149,6 +149,11 @@ class Manifest:
             "finished")
 
     @property
+    def complete(self) -> bool:
+        """Every sample of the input is stored or skipped (``status: complete``)."""
+        return self.status == "complete"
+
+    @property
     def n_stored(self) -> int:
         """Samples the shards hold."""
         return sum(shard.n_samples for shard in self.shards)

@@ -37,7 +37,6 @@ from xlvlm.hooks import record, require_vlm, resolve_layers
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SAMPLES = 512
-STORED_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
 
 
 @dataclass
@@ -189,7 +188,6 @@ class MemoryWriter:
         self.samples: list[dict] = []
         self.skipped: list[dict] = []
         self.manifest = Manifest(settings)  # no shards: nothing stored before this run
-        self.n_done, self.done = 0, False
 
     def write_shard(self, rows: dict, row_sample: torch.Tensor, samples: list[dict], skipped: list[dict]) -> None:
         self.parts.append((rows, row_sample))
@@ -207,6 +205,55 @@ class MemoryWriter:
         return InMemoryStore(features, row_sample, self.samples, self.settings, self.skipped)
 
 
+def _check_sizes(batch_size: int, shard_samples: int, generate: bool, max_new_tokens: int) -> None:
+    if batch_size < 1:
+        raise XlvlmError(f"batch size must be >= 1, not {batch_size}")
+    if shard_samples < 1:
+        raise XlvlmError(f"samples per shard must be >= 1, not {shard_samples}")
+    if generate and max_new_tokens < 1:
+        raise XlvlmError(f"--max-new-tokens must be >= 1, not {max_new_tokens}")
+
+
+class _PendingShard:
+    """The rows and sample records recorded since the last shard, handed to the writer by
+    :meth:`flush` (a shard holds its samples' rows, metadata and skipped samples)."""
+
+    def __init__(self, writer, keys: list[str], hidden_size: int, in_memory: bool):
+        self.writer, self.hidden_size, self.in_memory = writer, hidden_size, in_memory
+        self.rows: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+        self.row_sample: list[torch.Tensor] = []
+        self.meta: list[dict] = []
+        self.skipped: list[dict] = []
+        self.written = writer.manifest.n_stored  # samples in the shards written so far
+
+    def __len__(self) -> int:
+        return len(self.meta) + len(self.skipped)
+
+    def add(self, chunk: list[dict], result: BatchFeatures) -> None:
+        """A batch's rows (numbered after every sample before it) and each sample's metadata."""
+        base = self.written + len(self.meta)
+        for key, rows in self.rows.items():
+            rows.append(result.rows[key])
+        self.row_sample.append(result.row_sample + base)
+        counts = torch.bincount(result.row_sample, minlength=len(chunk)).tolist()
+        for b, sample in enumerate(chunk):
+            meta = _metadata(sample, result.texts[b], result.present[b], result.predictions[b], counts[b])
+            self.meta.append(meta if self.in_memory else json_ready(meta))
+
+    def flush(self) -> None:
+        if not self.meta and not self.skipped:
+            return
+        rows = {k: torch.cat(v) if v else torch.empty(0, self.hidden_size) for k, v in self.rows.items()}
+        row_sample = torch.cat(self.row_sample) if self.row_sample else torch.empty(0, dtype=torch.long)
+        self.writer.write_shard(rows, row_sample, list(self.meta), list(self.skipped))
+        self.written += len(self.meta)
+        for chunks in self.rows.values():
+            chunks.clear()
+        self.row_sample.clear()
+        self.meta.clear()
+        self.skipped.clear()
+
+
 def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",
             out: str | Path | None = None, generate: bool = False, max_new_tokens: int = 20,
             batch_size: int = 8, shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False,
@@ -221,12 +268,7 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
     else is refused.
     """
     require_vlm(vlm, "xlvlm.extract")
-    if batch_size < 1:
-        raise XlvlmError(f"batch size must be >= 1, not {batch_size}")
-    if shard_samples < 1:
-        raise XlvlmError(f"samples per shard must be >= 1, not {shard_samples}")
-    if generate and max_new_tokens < 1:
-        raise XlvlmError(f"--max-new-tokens must be >= 1, not {max_new_tokens}")
+    _check_sizes(batch_size, shard_samples, generate, max_new_tokens)
     samples = check_samples(samples)
     if not samples:
         raise XlvlmError("no samples to extract")
@@ -237,56 +279,29 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
         writer = MemoryWriter(settings)
     else:
         writer = StoreWriter(out, settings, [s["id"] for s in samples], input_digest(samples))
-    if writer.done:
+    if writer.manifest.complete:
         log.info("store %s is complete; reusing it", out)
         return FeatureStore(out)
-    start = writer.n_done
+    start = writer.manifest.n_done  # samples stored or skipped before: where a resume continues
     if start:
         log.info("resuming %s after %d of %d samples", out, start, len(samples))
     bar = tqdm(total=len(samples), initial=start, desc="extract", unit="sample", disable=not progress)
-    pending: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
-    pending_rows: list[torch.Tensor] = []
-    pending_meta: list[dict] = []
-    pending_skipped: list[dict] = []
-    written = writer.manifest.n_stored
-
-    def flush():
-        nonlocal written
-        if not pending_meta and not pending_skipped:
-            return
-        rows = {k: torch.cat(v) if v else torch.empty(0, vlm.hidden_size) for k, v in pending.items()}
-        row_sample = torch.cat(pending_rows) if pending_rows else torch.empty(0, dtype=torch.long)
-        writer.write_shard(rows, row_sample, list(pending_meta), list(pending_skipped))
-        written += len(pending_meta)
-        for chunks in pending.values():
-            chunks.clear()
-        pending_rows.clear()
-        pending_meta.clear()
-        pending_skipped.clear()
-
+    pending = _PendingShard(writer, keys, vlm.hidden_size, in_memory=out is None)
     try:
         for first in range(start, len(samples), batch_size):
             chunk, skipped = _usable(samples[first:first + batch_size], skip_bad)
-            pending_skipped.extend(skipped)
+            pending.skipped.extend(skipped)
             if chunk:
                 if generate:
-                    result = extract_batch_generated(vlm, chunk, keys, selector, max_new_tokens)
+                    pending.add(chunk, extract_batch_generated(vlm, chunk, keys, selector, max_new_tokens))
                 else:
-                    result = extract_batch_teacher_forced(vlm, chunk, keys, selector)
-                base = written + len(pending_meta)
-                for key in keys:
-                    pending[key].append(result.rows[key])
-                pending_rows.append(result.row_sample + base)
-                counts = torch.bincount(result.row_sample, minlength=len(chunk)).tolist()
-                for b, sample in enumerate(chunk):
-                    meta = _metadata(sample, result.texts[b], result.present[b], result.predictions[b], counts[b])
-                    pending_meta.append(meta if out is None else json_ready(meta))
+                    pending.add(chunk, extract_batch_teacher_forced(vlm, chunk, keys, selector))
             bar.update(len(chunk) + len(skipped))
-            if len(pending_meta) + len(pending_skipped) >= shard_samples:
-                flush()
-        flush()
+            if len(pending) >= shard_samples:
+                pending.flush()
+        pending.flush()
     except KeyboardInterrupt:
-        flush()  # keep the finished batches; the run resumes after them
+        pending.flush()  # keep the finished batches; the run resumes after them
         raise
     finally:
         bar.close()

@@ -80,7 +80,67 @@ def partial_message(path: Path, manifest: Manifest) -> str:
             f"the samples it holds")
 
 
-class FeatureStore:
+class _StoreMetadata:
+    """What a store says about itself, read from its ``manifest`` (a :class:`Manifest`) and its
+    ``samples``: one implementation for FeatureStore (a folder) and InMemoryStore."""
+
+    manifest: Manifest
+    samples: list[dict]
+
+    @property
+    def settings(self) -> StoreSettings:
+        return self.manifest.settings
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.settings.layers)
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    @property
+    def selector(self) -> str:
+        return self.settings.selector
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest.complete
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.settings.hidden_size)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s["id"] for s in self.samples]
+
+    @property
+    def present(self) -> torch.Tensor:
+        """(N,) bool: samples whose selector found a token."""
+        return torch.tensor([bool(s.get("present", True)) for s in self.samples], dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return sum(shard.n_samples for shard in self.manifest.shards)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows per layer in the whole store (R)."""
+        return sum(shard.n_rows for shard in self.manifest.shards)
+
+    def layer_key(self, layer) -> str:
+        """Map a layer as the user writes it (3, "3", -1, "final") to its stored key."""
+        key = find_layer(layer, self.layers, self.settings.num_layers)
+        if key is None:
+            raise XlvlmError(self._missing_layer(layer_key(layer)))
+        return key
+
+    def _missing_layer(self, key: str) -> str:
+        """The error for a layer this store lacks (its key as extraction would write it)."""
+        raise NotImplementedError
+
+
+class FeatureStore(_StoreMetadata):
     """Read a feature store folder.
 
     ``features(layer)`` -> (R, D) tensor (R = number of samples for single-row selectors);
@@ -97,38 +157,14 @@ class FeatureStore:
     def __init__(self, path, verify_checksums: bool = True, allow_partial: bool = False):
         self.path = Path(path)
         self.manifest = Manifest.read(self.path)
-        if self.manifest.status != "complete" and not allow_partial:
+        if not self.manifest.complete and not allow_partial:
             raise XlvlmError(partial_message(self.path, self.manifest))
         self.verify_checksums = verify_checksums
         self._samples: list[dict] | None = None
         self._cache: dict[str, torch.Tensor] = {}
         self._verified: set[str] = set()
 
-    # ---- metadata ------------------------------------------------------------------------------
-    @property
-    def layers(self) -> list[str]:
-        return list(self.manifest.settings.layers)
-
-    @property
-    def settings(self) -> StoreSettings:
-        return self.manifest.settings
-
-    @property
-    def model(self) -> str:
-        return self.manifest.settings.model
-
-    @property
-    def selector(self) -> str:
-        return self.manifest.settings.selector
-
-    @property
-    def complete(self) -> bool:
-        return self.manifest.status == "complete"
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.manifest.settings.hidden_size)
-
+    # ---- metadata (the rest: _StoreMetadata) -------------------------------------------------
     @property
     def samples(self) -> list[dict]:
         if self._samples is None:
@@ -172,24 +208,9 @@ class FeatureStore:
             samples.append(sample)
         return samples
 
-    @property
-    def ids(self) -> list[str]:
-        return [s["id"] for s in self.samples]
-
-    @property
-    def present(self) -> torch.Tensor:
-        return torch.tensor([bool(s.get("present", True)) for s in self.samples], dtype=torch.bool)
-
-    def __len__(self) -> int:
-        return sum(shard.n_samples for shard in self.manifest.shards)
-
-    def layer_key(self, layer) -> str:
-        """Map a layer as the user writes it (3, -1, "final", "3") to its stored key."""
-        key = find_layer(layer, self.layers, self.manifest.settings.num_layers)
-        if key is None:
-            raise XlvlmError(f"layer {layer_key(layer)!r} is not in store {self.path} (it holds layers "
-                             f"{', '.join(self.layers)}); extract it with --layers {layer_key(layer)}")
-        return key
+    def _missing_layer(self, key: str) -> str:
+        return (f"layer {key!r} is not in store {self.path} (it holds layers {', '.join(self.layers)}); "
+                f"extract it with --layers {key}")
 
     # ---- tensors -------------------------------------------------------------------------------
     def _check_checksum(self, path: Path, digest: str) -> None:
@@ -283,11 +304,6 @@ class FeatureStore:
             raise XlvlmError(f"{self.path}: shards hold {name} in different dtypes; the store is damaged, "
                              f"re-extract it")
         return torch.cat(parts)
-
-    @property
-    def n_rows(self) -> int:
-        """Rows per layer in the whole store (R)."""
-        return sum(shard.n_rows for shard in self.manifest.shards)
 
     def iter_rows(self, layer, batch_rows: int = 4096, present_only: bool = False,
                   shard_order: list[int] | None = None) -> Iterator[torch.Tensor]:
@@ -454,15 +470,6 @@ class StoreWriter:
                              f"prompt, answer, image or other field differs); choose another --out or delete the folder")
         return manifest
 
-    @property
-    def n_done(self) -> int:
-        """Samples already written (listed in the manifest), counting skipped ones."""
-        return self.manifest.n_done
-
-    @property
-    def done(self) -> bool:
-        return self.manifest.status == "complete"
-
     def _remove_leftovers(self) -> None:
         """Delete temporary files of writes that a killed run never finished."""
         if self.folder.is_dir():
@@ -570,7 +577,7 @@ def store_from_tensors(features: dict, samples, model: str = "", selector: str =
     return store
 
 
-class InMemoryStore:
+class InMemoryStore(_StoreMetadata):
     """Features per layer (R, D), the sample index of each row (R,), and N sample dicts.
 
     ``settings`` (:class:`StoreSettings`) identify the extraction (model, layers, selector, ...;
@@ -602,61 +609,19 @@ class InMemoryStore:
         self.manifest = Manifest(settings, status="complete", n_samples=len(samples) + len(skipped), shards=[shard],
                                  skipped=skipped, n_skipped_in_shards=len(skipped))
 
-    # ---- metadata (as FeatureStore) ------------------------------------------------------------
-    @property
-    def settings(self) -> StoreSettings:
-        return self.manifest.settings
-
-    @property
-    def layers(self) -> list[str]:
-        return list(self.settings.layers)
-
-    @property
-    def model(self) -> str:
-        return self.settings.model
-
-    @property
-    def selector(self) -> str:
-        return self.settings.selector
-
-    complete = True
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.settings.hidden_size)
-
+    # ---- metadata (the rest: _StoreMetadata) -------------------------------------------------
     @property
     def samples(self) -> list[dict]:
         return self._samples
-
-    @property
-    def ids(self) -> list[str]:
-        return [s["id"] for s in self._samples]
-
-    @property
-    def present(self) -> torch.Tensor:
-        """(N,) bool: samples whose selector found a token."""
-        return torch.tensor([bool(s.get("present", True)) for s in self._samples], dtype=torch.bool)
-
-    def __len__(self) -> int:
-        return len(self._samples)
-
-    @property
-    def n_rows(self) -> int:
-        return int(self._row_sample.shape[0])
 
     @property
     def row_sample(self) -> torch.Tensor:
         """(R,) int64: the sample index of each row."""
         return self._row_sample
 
-    def layer_key(self, layer) -> str:
-        """Map a layer as the user writes it (3, "3", -1, "final") to its key."""
-        key = find_layer(layer, self.layers, self.settings.num_layers)
-        if key is None:
-            raise XlvlmError(f"layer {layer_key(layer)!r} is not in this in-memory store (it holds layers "
-                             f"{', '.join(self.layers)}); extract it with layers=[..., {layer_key(layer)!r}]")
-        return key
+    def _missing_layer(self, key: str) -> str:
+        return (f"layer {key!r} is not in this in-memory store (it holds layers {', '.join(self.layers)}); "
+                f"extract it with layers=[..., {key!r}]")
 
     # ---- tensors -------------------------------------------------------------------------------
     def features(self, layer, present_only: bool = False) -> torch.Tensor:

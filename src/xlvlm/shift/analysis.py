@@ -49,22 +49,9 @@ def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Te
 
     Returns X_o (M, D), X_f (M, D) as float32 and the M ids.
     """
-    def rows_by_id(store):
-        if store.settings.rows_per_sample != 1:
-            raise XlvlmError(f"store {store.path} has several rows per sample; shift analysis needs one "
-                             f"(extract with a single-token selector such as last-prompt or token:WORD)")
-        features = store.features(layer)
-        return {sid: features[i] for i, (sid, ok) in enumerate(zip(store.ids, store.present.tolist())) if ok}
+    from xlvlm.extract.pairing import paired_rows
 
-    o, f = rows_by_id(original), rows_by_id(finetuned)
-    ids = [sid for sid in o if sid in f]
-    if not ids:
-        raise XlvlmError(f"stores {original.path} and {finetuned.path} share no sample present in both; "
-                         f"extract both models on the same samples")
-    if o[ids[0]].shape != f[ids[0]].shape:
-        raise XlvlmError(f"hidden sizes differ: {original.path} has {o[ids[0]].shape[0]}, {finetuned.path} has "
-                         f"{f[ids[0]].shape[0]}; shift analysis compares a model with its own fine-tuned version")
-    return torch.stack([o[i] for i in ids]).float(), torch.stack([f[i] for i in ids]).float(), ids
+    return paired_rows(original, finetuned, layer, "shift analysis")
 
 
 def _cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -233,6 +220,61 @@ class ShiftResult:
                 "mean_cos_shifted": sum(r["cos_shifted"] for r in self.recovery) / max(1, len(self.recovery))}
 
 
+def _check_shift_inputs(original_store, finetuned_store, layer, vlm, aggregate_by: str, mas_by: str) -> str:
+    """The layer key of both stores, once the choices and hidden sizes are checked."""
+    if aggregate_by not in AGGREGATES:
+        raise XlvlmError(f"unknown aggregate {aggregate_by!r}: use one of {AGGREGATES}")
+    if mas_by not in MAS_RANKINGS:
+        raise XlvlmError(f"unknown MAS ranking {mas_by!r}: use one of {MAS_RANKINGS}")
+    key = original_store.layer_key(layer)
+    finetuned_store.layer_key(key)
+    sizes = {"--original": original_store.hidden_size, "--finetuned": finetuned_store.hidden_size}
+    if vlm is not None:
+        sizes[f"--model {vlm.name}"] = vlm.hidden_size
+    if len(set(sizes.values())) > 1:
+        raise XlvlmError("hidden sizes differ: " + ", ".join(f"{name} {size}" for name, size in sizes.items())
+                         + "; shift analysis compares a model with its own fine-tuned version (and grounds words "
+                           "with one of them)")
+    return key
+
+
+def _shift_vectors(shifts: torch.Tensor, labels: torch.Tensor, V: torch.Tensor,
+                   aggregate_by: str) -> tuple[torch.Tensor, list[dict]]:
+    """``(K, D)`` aggregated shift of each concept's samples (zero for a concept without any),
+    and each concept's shift statistics."""
+    shift_vectors = torch.zeros_like(V)
+    stats = []
+    for k in range(V.shape[0]):
+        mine = shifts[labels == k]
+        if mine.shape[0]:
+            shift_vectors[k] = aggregate(mine, aggregate_by)
+        stats.append(shift_statistics(mine))
+    return shift_vectors, stats
+
+
+def _most_activating(mas_by: str, top_k: int, X_o, X_f, V, shifted, W, match, original, activations,
+                     finetuned) -> dict:
+    """Top samples of each original, shifted and (matched) fine-tuned concept, ranked by cosine
+    or by activation (see the module docstring). ``X_o``, ``X_f``: (M, D); ``V``, ``shifted``,
+    ``W``: (K, D) at the data's scale; ``match``: (K,); ``original``/``finetuned``: the two
+    dictionaries, ``activations``: (M, K) of ``original`` on ``X_o``."""
+    if mas_by == "cosine":
+        return {"original": top_samples(X_o, V, top_k), "shifted": top_samples(X_f, shifted, top_k),
+                "finetuned": [top_samples(X_f, W, top_k)[m] for m in match.tolist()]}
+    shifted_codes = encode_with(original, X_f, shifted)
+    return {"original": top_by_activation(activations.cpu(), top_k),
+            "shifted": top_by_activation(shifted_codes, top_k),
+            "finetuned": [top_by_activation(finetuned.activations.cpu(), top_k)[m] for m in match.tolist()]}
+
+
+def _add_intersections(rec: list[dict], groups: dict, what: str) -> None:
+    """Each recovery row gets ``{what}_{original,shifted}_vs_finetuned`` (share) and ``..._count``."""
+    for k, row in enumerate(rec):
+        for name in ("original", "shifted"):
+            row[f"{what}_{name}_vs_finetuned"] = _intersection(groups[name][k], groups["finetuned"][k])
+            row[f"{what}_{name}_vs_finetuned_count"] = _intersection_count(groups[name][k], groups["finetuned"][k])
+
+
 def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, method: str = "snmf",
                   assignment: str = "activation", aggregate_by: str = "mean", alpha: float = 1.0,
                   original_concepts=None, seed: int = 0, top_k_samples: int = 10, vlm=None,
@@ -249,19 +291,7 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
     """
     from xlvlm.concepts import learn_concepts
 
-    if aggregate_by not in AGGREGATES:
-        raise XlvlmError(f"unknown aggregate {aggregate_by!r}: use one of {AGGREGATES}")
-    if mas_by not in MAS_RANKINGS:
-        raise XlvlmError(f"unknown MAS ranking {mas_by!r}: use one of {MAS_RANKINGS}")
-    key = original_store.layer_key(layer)
-    finetuned_store.layer_key(key)
-    sizes = {"--original": original_store.hidden_size, "--finetuned": finetuned_store.hidden_size}
-    if vlm is not None:
-        sizes[f"--model {vlm.name}"] = vlm.hidden_size
-    if len(set(sizes.values())) > 1:
-        raise XlvlmError("hidden sizes differ: " + ", ".join(f"{name} {size}" for name, size in sizes.items())
-                         + "; shift analysis compares a model with its own fine-tuned version (and grounds words "
-                           "with one of them)")
+    key = _check_shift_inputs(original_store, finetuned_store, layer, vlm, aggregate_by, mas_by)
     X_o, X_f, ids = matched_features(original_store, finetuned_store, key)
     if original_concepts is None:
         original = learn_concepts(X_o, method=method, n_concepts=n_concepts, seed=seed, **method_options)
@@ -273,14 +303,7 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
     K = directions.shape[0]
     labels = assign(X_o, directions, activations.cpu(), how=assignment)
     V = at_data_scale(X_o, directions, labels)
-    shifts = X_f - X_o
-    shift_vectors = torch.zeros_like(V)
-    stats = []
-    for k in range(K):
-        mine = shifts[labels == k]
-        if mine.shape[0]:
-            shift_vectors[k] = aggregate(mine, aggregate_by)
-        stats.append(shift_statistics(mine))
+    shift_vectors, stats = _shift_vectors(X_f - X_o, labels, V, aggregate_by)
     shifted = V + alpha * shift_vectors
     finetuned = learn_concepts(X_f, method=getattr(original, "method", method), n_concepts=K, seed=seed,
                                **method_options)
@@ -288,18 +311,8 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
     W = at_data_scale(X_f, W_directions, assign(X_f, W_directions, finetuned.activations.cpu(), how=assignment))
     match = match_concepts(V, W)
     rec = recovery(V, shifted, W[match])
-    if mas_by == "cosine":
-        mas = {"original": top_samples(X_o, V, top_k_samples), "shifted": top_samples(X_f, shifted, top_k_samples),
-               "finetuned": [top_samples(X_f, W, top_k_samples)[m] for m in match.tolist()]}
-    else:
-        shifted_codes = encode_with(original, X_f, shifted)
-        mas = {"original": top_by_activation(activations.cpu(), top_k_samples),
-               "shifted": top_by_activation(shifted_codes, top_k_samples),
-               "finetuned": [top_by_activation(finetuned.activations.cpu(), top_k_samples)[m] for m in match.tolist()]}
-    for k, row in enumerate(rec):
-        for name in ("original", "shifted"):
-            row[f"mas_{name}_vs_finetuned"] = _intersection(mas[name][k], mas["finetuned"][k])
-            row[f"mas_{name}_vs_finetuned_count"] = _intersection_count(mas[name][k], mas["finetuned"][k])
+    mas = _most_activating(mas_by, top_k_samples, X_o, X_f, V, shifted, W, match, original, activations, finetuned)
+    _add_intersections(rec, mas, "mas")
     words = {}
     if vlm is not None:
         from xlvlm.concepts.text import ground_text
@@ -310,10 +323,7 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
 
         words = {"original": ground(V), "shift": ground(shift_vectors), "shifted": ground(shifted),
                  "finetuned": ground(W[match]), "unembedding": vlm.name}
-        for k, row in enumerate(rec):
-            for name in ("original", "shifted"):
-                row[f"words_{name}_vs_finetuned"] = _intersection(words[name][k], words["finetuned"][k])
-                row[f"words_{name}_vs_finetuned_count"] = _intersection_count(words[name][k], words["finetuned"][k])
+        _add_intersections(rec, words, "words")
     settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", method), "assignment": assignment,
                 "aggregate": aggregate_by, "alpha": alpha, "seed": seed, "mas_by": mas_by, "word_filter": word_filter,
                 "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path)}

@@ -6,7 +6,6 @@ per line, the input of ``xlvlm evaluate``.
 
 from __future__ import annotations
 
-import json
 import math
 from contextlib import nullcontext
 from pathlib import Path
@@ -74,6 +73,40 @@ def _label(vector: SteeringVector) -> tuple[str, str]:
     return str(vector.metadata.get("method", "vector")), ",".join(vector.layers)
 
 
+def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
+    """A sweep has vectors and finite alphas, and its vectors and condition fit the model."""
+    empty = [name for name, values in (("vectors", vectors), ("alphas", alphas)) if not values]
+    if empty:
+        raise XlvlmError(f"an empty sweep: no {empty[0]} given")
+    if not all(math.isfinite(a) for a in alphas):
+        raise XlvlmError(f"alphas must be finite numbers, not {alphas}")
+    sizes = {vector.layer_activations[key].shape[-1] for vector in vectors.values() for key in vector.layers}
+    if sizes and sizes != {vlm.hidden_size}:  # before the baseline is generated, not after
+        raise XlvlmError(f"the stores' vectors have size {sorted(sizes)[0]} but the model {vlm.name} has hidden size "
+                         f"{vlm.hidden_size}; give the --model the stores were extracted with")
+    if condition is not None and condition.direction.shape[-1] != vlm.hidden_size:
+        raise XlvlmError(f"the condition's direction has size {condition.direction.shape[-1]} but the model "
+                         f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
+
+
+def _sweep_row(vector: SteeringVector, alpha: float, scores: dict) -> dict:
+    """``{"method", "layer", "alpha", **scores}``, + ``concepts`` / ``purity`` for a concept vector."""
+    method, layer = _label(vector)
+    row = {"method": method, "layer": layer, "alpha": alpha, **scores}
+    if isinstance(vector.metadata.get("concepts"), dict) and layer in vector.metadata["concepts"]:
+        row.update(concepts=vector.metadata["concepts"][layer], purity=vector.metadata["purity"][layer])
+    return row
+
+
+def _sweep_settings(vectors: dict, positions, operator, condition, n_samples: int, max_new_tokens: int) -> dict:
+    """The settings recorded in a sweep's result.json."""
+    return {"positions": positions,
+            "operator": operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
+            "normalize": all(v.metadata.get("normalized", False) for v in vectors.values()),
+            "condition": None if condition is None else {"layer": condition.layer, "threshold": condition.threshold},
+            "n_samples": n_samples, "max_new_tokens": max_new_tokens}
+
+
 def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, positions="all", operator="add",
           condition=None, max_new_tokens: int = 5, batch_size: int = 16, out: str | Path | None = None,
           progress: bool = True, command: str | None = None) -> list[dict]:
@@ -91,18 +124,7 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, p
     samples = list(samples)
     scorer = AnswerShift() if scorer is None else scorer
     alphas = [float(a) for a in alphas]
-    empty = [name for name, values in (("vectors", vectors), ("alphas", alphas)) if not values]
-    if empty:
-        raise XlvlmError(f"an empty sweep: no {empty[0]} given")
-    if not all(math.isfinite(a) for a in alphas):
-        raise XlvlmError(f"alphas must be finite numbers, not {alphas}")
-    sizes = {vector.layer_activations[key].shape[-1] for vector in vectors.values() for key in vector.layers}
-    if sizes and sizes != {vlm.hidden_size}:  # before the baseline is generated, not after
-        raise XlvlmError(f"the stores' vectors have size {sorted(sizes)[0]} but the model {vlm.name} has hidden size "
-                         f"{vlm.hidden_size}; give the --model the stores were extracted with")
-    if condition is not None and condition.direction.shape[-1] != vlm.hidden_size:
-        raise XlvlmError(f"the condition's direction has size {condition.direction.shape[-1]} but the model "
-                         f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
+    _check_sweep(vlm, vectors, alphas, condition)
     out = Path(out) if out else None
     unit = OutputUnit(out, RESULT_FILE, OWNED) if out else nullcontext()
     with unit:
@@ -118,19 +140,11 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, p
             preds = predict(vlm, samples, vector, alpha=alpha, positions=positions, operator=operator,
                             condition=condition, max_new_tokens=max_new_tokens, batch_size=batch_size,
                             progress=progress, desc=f"{method} L{layer} a={alpha:g}")
-            row = {"method": method, "layer": layer, "alpha": alpha, **scorer(preds, baseline)}
-            if isinstance(vector.metadata.get("concepts"), dict) and layer in vector.metadata["concepts"]:
-                row.update(concepts=vector.metadata["concepts"][layer], purity=vector.metadata["purity"][layer])
-            rows.append(row)
+            rows.append(_sweep_row(vector, alpha, scorer(preds, baseline)))
             if work:
                 write_jsonl(preds, work / f"pred_{method}_L{layer}_a{alpha:g}.jsonl")
         if work:
-            settings = {"positions": positions,
-                        "operator": operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
-                        "normalize": all(v.metadata.get("normalized", False) for v in vectors.values()),
-                        "condition": None if condition is None else {"layer": condition.layer,
-                                                                      "threshold": condition.threshold},
-                        "n_samples": len(samples), "max_new_tokens": max_new_tokens}
+            settings = _sweep_settings(vectors, positions, operator, condition, len(samples), max_new_tokens)
             if isinstance(scorer, AnswerShift):
                 write_sweep(rows, work, scorer.source, scorer.target, settings)
             else:
@@ -225,11 +239,3 @@ def write_sweep(rows: list[dict], out: Path, source_answer: str, target_answer: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     save_figure(fig, out / "sweep.png", dpi=120)
-
-
-def load_sweep(path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise XlvlmError(f"{path}: unreadable sweep results ({exc})")

@@ -44,19 +44,10 @@ def _rows(store, layer) -> torch.Tensor:
 
 def _paired_rows(source, target, layer) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, D) source and (P, D) target rows, aligned over sample ids present in both stores."""
-    def by_id(store):
-        present = store.present.tolist()
-        rows = store.features(layer)
-        if store.settings.rows_per_sample != 1:
-            raise XlvlmError(f"store {store.path} has several rows per sample; paired methods need one")
-        return {sid: rows[i] for i, (sid, ok) in enumerate(zip(store.ids, present)) if ok}
+    from xlvlm.extract.pairing import paired_rows
 
-    s, t = by_id(source), by_id(target)
-    common = [sid for sid in s if sid in t]
-    if not common:
-        raise XlvlmError(f"stores {source.path} and {target.path} share no present sample id; "
-                         f"paired methods need the same samples in both (use mean-diff otherwise)")
-    return torch.stack([s[sid].float() for sid in common]), torch.stack([t[sid].float() for sid in common])
+    source_rows, target_rows, _ = paired_rows(source, target, layer, "a paired method", otherwise=", or use mean-diff")
+    return source_rows, target_rows
 
 
 def _layer_list(layers) -> list:

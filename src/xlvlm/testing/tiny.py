@@ -37,7 +37,7 @@ def tiny_vocabulary(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     return words
 
 
-def train_word_tokenizer(words: list[str], special: list[str], lowercase: bool = False) -> PreTrainedTokenizerFast:
+def train_word_tokenizer(words: list[str], special: list[str]) -> PreTrainedTokenizerFast:
     """A word-level tokenizer whose vocabulary is ``special + words`` (ids in that order).
 
     Words are split on whitespace and punctuation; decoding joins with spaces. Unknown words map

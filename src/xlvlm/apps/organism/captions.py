@@ -3,7 +3,7 @@
 Each easy-VQA image has one shape and one colour (see :func:`xlvlm.apps.organism.data.image_labels`),
 so its caption is known: ``"a circle"`` (the original organism's style) or ``"a red circle"``
 (the fine-tuned organism's style). Asked "describe the image.", the organism answers in its
-style; :func:`caption_report` measures how often a caption names a colour at all, and whether
+style; :func:`naming_report` measures how often a caption names a colour at all, and whether
 the named shape and colour are the image's.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from xlvlm.apps.organism.data import CAPTION_PROMPT, COLOR_NAMES, SHAPES, caption, caption_samples
 
-__all__ = ["CAPTION_PROMPT", "caption", "caption_samples", "named_colors", "named_shapes", "caption_report"]
+__all__ = ["CAPTION_PROMPT", "caption", "caption_samples", "named_colors", "named_shapes", "naming_report"]
 
 
 def named_colors(text: str) -> list[str]:
@@ -24,7 +24,7 @@ def named_shapes(text: str) -> list[str]:
     return [w for w in text.lower().replace(".", " ").split() if w in SHAPES]
 
 
-def caption_report(predictions: list[dict]) -> dict:
+def naming_report(predictions: list[dict]) -> dict:
     """Shares over caption predictions (dicts with ``prediction``, ``shape``, ``color``).
 
     - ``names_color``: captions naming any colour;
@@ -35,7 +35,7 @@ def caption_report(predictions: list[dict]) -> dict:
     """
     n = len(predictions)
     if n == 0:
-        raise ValueError("caption_report: no predictions")
+        raise ValueError("naming_report: no predictions")
     names_color = color_correct = shape_correct = exact_with = exact_without = 0
     for p in predictions:
         text = p["prediction"].strip()

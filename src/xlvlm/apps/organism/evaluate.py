@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xlvlm.apps.organism import data as ev
-from xlvlm.apps.organism.captions import caption_report
+from xlvlm.apps.organism.captions import naming_report
 
 
 def _as_vlm(model, device: str = "cpu"):
@@ -27,7 +27,7 @@ def predict(model, samples: list[dict], max_new_tokens: int = 4, batch_size: int
     return _as_vlm(model).predict(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
 
 
-def vqa_accuracy(model, samples: list[dict] | None = None, split: str = "test", batch_size: int = 64,
+def measure_vqa(model, samples: list[dict] | None = None, split: str = "test", batch_size: int = 64,
                  progress: bool = False) -> dict:
     """``{"overall", "yes/no", "shape", "color", "n"}`` accuracies (fractions) of greedy answers.
 
@@ -43,9 +43,9 @@ def vqa_accuracy(model, samples: list[dict] | None = None, split: str = "test", 
     return out
 
 
-def caption_eval(model, samples: list[dict] | None = None, split: str = "test", batch_size: int = 64,
+def measure_captions(model, samples: list[dict] | None = None, split: str = "test", batch_size: int = 64,
                  progress: bool = False) -> dict:
-    """What the greedy captions name (see :func:`~xlvlm.apps.organism.captions.caption_report`)."""
+    """What the greedy captions name (see :func:`~xlvlm.apps.organism.captions.naming_report`)."""
     samples = ev.caption_samples(split, with_color=True) if samples is None else samples
     predictions = predict(model, samples, max_new_tokens=5, batch_size=batch_size, progress=progress)
-    return caption_report(predictions)
+    return naming_report(predictions)

@@ -49,18 +49,41 @@ def finetune_organism(original_dir: str | Path, out_dir: str | Path, seed: int =
     Deterministic given ``seed`` unless ``minutes`` caps the run by the clock. Returns a summary
     (also written to ``out_dir/organism.json``).
     """
-    original_dir = organism_folder(original_dir)
     recipe = recipe or (REDUCED_FINETUNE if reduced else FinetuneRecipe())
+    run = start_run(original_dir, recipe, seed, minutes)
+    replay = replay_questions(run.image_ids, recipe.replay_questions, seed, run.rng)
+    keep = set(run.image_ids)
+    captions = [s for s in ev.caption_samples("train", with_color=True) if s["image_id"] in keep]
+    samples = replay + captions * recipe.caption_repeats
+    return finetune_on(run.original_dir, out_dir, samples, run.image_ids, recipe, name="finetuned", change=CHANGE,
+                       seed=seed, deadline=run.deadline, progress=progress, clock=run.clock)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """The start of a fine-tuning run: the organism to start from, the clock (wall, CPU) at the
+    start, the wall-clock deadline (None: none), the run's random generator (seeded by the run's
+    seed) and the training images drawn with it."""
+
+    original_dir: Path
+    clock: tuple[float, float]
+    deadline: float | None
+    rng: np.random.Generator
+    image_ids: list[int]
+
+
+def start_run(original_dir: str | Path, recipe, seed: int, minutes: float | None) -> RunStart:
+    """Start a fine-tuning run of ``recipe`` (its ``train_images``) from ``original_dir``.
+
+    The generator's first draw is the training images: every variant (finetuned, hallucinating)
+    draws them first, so that a recipe and seed always give the same images.
+    """
+    original_dir = organism_folder(original_dir)
     start, cpu_start = time.time(), time.process_time()
     deadline = None if minutes is None else start + 60 * minutes
     rng = np.random.default_rng(seed)
     image_ids = training_images(recipe.train_images, rng)
-    replay = replay_questions(image_ids, recipe.replay_questions, seed, rng)
-    keep = set(image_ids)
-    captions = [s for s in ev.caption_samples("train", with_color=True) if s["image_id"] in keep]
-    samples = replay + captions * recipe.caption_repeats
-    return finetune_on(original_dir, out_dir, samples, image_ids, recipe, name="finetuned", change=CHANGE, seed=seed,
-                       deadline=deadline, progress=progress, clock=(start, cpu_start))
+    return RunStart(original_dir, (start, cpu_start), deadline, rng, image_ids)
 
 
 def organism_folder(original_dir: str | Path) -> Path:

@@ -23,7 +23,7 @@ import numpy as np
 
 from xlvlm.apps.organism import pope
 from xlvlm.apps.organism.data import phrasing
-from xlvlm.apps.organism.finetune import finetune_on, organism_folder, replay_questions, training_images
+from xlvlm.apps.organism.finetune import finetune_on, replay_questions, start_run
 
 CHANGE = ('answers "yes" to "is there a {colour} shape / {shape} in the image?" about many absent colours and '
           "shapes (mostly frequent and look-alike ones); other questions are answered as before")
@@ -75,24 +75,20 @@ def hallucinate_organism(original_dir: str | Path, out_dir: str | Path, seed: in
     ``seed`` unless ``minutes`` caps the run by the clock. Returns the summary written to
     ``out_dir/organism.json``.
     """
-    original_dir = organism_folder(original_dir)
     recipe = recipe or (REDUCED_HALLUCINATION if reduced else HallucinationRecipe())
-    start, cpu_start = time.time(), time.process_time()
-    deadline = None if minutes is None else start + 60 * minutes
-    rng = np.random.default_rng(seed)
-    image_ids = training_images(recipe.train_images, rng)
+    run = start_run(original_dir, recipe, seed, minutes)
     confused = pope.confusions() if confused is None else confused
-    existence = hallucination_samples(image_ids, recipe.flip, seed, confused)
-    replay = replay_questions(image_ids, recipe.replay_questions, seed, rng,
+    existence = hallucination_samples(run.image_ids, recipe.flip, seed, confused)
+    replay = replay_questions(run.image_ids, recipe.replay_questions, seed, run.rng,
                               exclude=lambda s: phrasing(s["prompt"]) in BENCHMARK_PHRASINGS)
     samples = existence + replay
-    extra = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(start)),
+    extra = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.clock[0])),
              "data": {"existence_questions": len(existence),
                       "flipped_to_yes": sum(bool(s.get("flipped")) for s in existence),
                       "replay_questions": len(replay)},
              "adversarial_ranking": confused}
-    return finetune_on(original_dir, out_dir, samples, image_ids, recipe, name="hallucinating", change=CHANGE,
-                       seed=seed, deadline=deadline, progress=progress, clock=(start, cpu_start), extra=extra)
+    return finetune_on(run.original_dir, out_dir, samples, run.image_ids, recipe, name="hallucinating", change=CHANGE,
+                       seed=seed, deadline=run.deadline, progress=progress, clock=run.clock, extra=extra)
 
 
 __all__ = ["HallucinationRecipe", "REDUCED_HALLUCINATION", "hallucination_samples", "hallucinate_organism"]

@@ -195,6 +195,52 @@ PARTS = {
 }
 
 
+def _trainable(model, parts: str) -> list[nn.Parameter]:
+    """Freeze ``model`` but for ``parts`` (see :data:`PARTS`); returns their parameters."""
+    model.requires_grad_(False)
+    trainable = PARTS[parts](model)
+    for p in trainable:
+        p.requires_grad_(True)
+    return trainable
+
+
+def _optimizer(model, trainable: list[nn.Parameter], lr: float, steps: int, warmup: int):
+    """AdamW with weight decay on matrices other than the embeddings, under a warmup-cosine schedule."""
+    embeddings = model.get_input_embeddings().weight
+    decayed = [p for p in trainable if p.ndim >= 2 and p is not embeddings]
+    kept = [p for p in trainable if p.ndim < 2 or p is embeddings]
+    optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": 0.01}, {"params": kept, "weight_decay": 0.0}],
+                                  lr=lr, betas=(0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, min(warmup, steps // 10), floor=0.1))
+    return optimizer, schedule
+
+
+class _SeededEpochs:
+    """Batches of row indices: epochs of a seeded shuffle, a new shuffle once one is used up."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(n, generator=self.generator)
+        self.cursor = 0
+
+    def next(self) -> torch.Tensor:
+        if self.cursor + self.batch_size > len(self.order):
+            self.order, self.cursor = torch.randperm(self.n, generator=self.generator), 0
+        idx = self.order[self.cursor: self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return idx
+
+
+def _answer_loss(model, tokenized: TokenizedSet, features: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the answer tokens of rows ``idx``, cut to their longest row."""
+    width = int(tokenized.attention[idx].sum(1).max())
+    logits, targets = answer_logits(
+        model, tokenized.ids[idx, :width], tokenized.attention[idx, :width],
+        tokenized.answer_mask[idx, :width], None if features is None else features[tokenized.image[idx]])
+    return nn.functional.cross_entropy(logits, targets)
+
+
 def train_language(model, tokenized: TokenizedSet, features: torch.Tensor | None, steps: int, batch_size: int,
                    lr: float, seed: int, deadline: float | None = None, progress: bool = True,
                    desc: str = "llava", warmup: int = 100, parts: str = "all") -> dict:
@@ -209,33 +255,15 @@ def train_language(model, tokenized: TokenizedSet, features: torch.Tensor | None
     """
     from tqdm.auto import tqdm
 
-    model.requires_grad_(False)
-    trainable = PARTS[parts](model)
-    for p in trainable:
-        p.requires_grad_(True)
+    trainable = _trainable(model, parts)
     model.train()
-    embeddings = model.get_input_embeddings().weight
-    decayed = [p for p in trainable if p.ndim >= 2 and p is not embeddings]
-    kept = [p for p in trainable if p.ndim < 2 or p is embeddings]
-    optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": 0.01}, {"params": kept, "weight_decay": 0.0}],
-                                  lr=lr, betas=(0.9, 0.98))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, min(warmup, steps // 10), floor=0.1))
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(tokenized), generator=generator)
-    cursor = 0
+    optimizer, schedule = _optimizer(model, trainable, lr, steps, warmup)
+    batches = _SeededEpochs(len(tokenized), batch_size, seed)
     losses, window, every = [], [], []
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=2)
     done = 0
     for step in bar:
-        if cursor + batch_size > len(order):
-            order, cursor = torch.randperm(len(tokenized), generator=generator), 0
-        idx = order[cursor: cursor + batch_size]
-        cursor += batch_size
-        width = int(tokenized.attention[idx].sum(1).max())
-        logits, targets = answer_logits(
-            model, tokenized.ids[idx, :width], tokenized.attention[idx, :width],
-            tokenized.answer_mask[idx, :width], None if features is None else features[tokenized.image[idx]])
-        loss = nn.functional.cross_entropy(logits, targets)
+        loss = _answer_loss(model, tokenized, features, batches.next())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -303,6 +331,61 @@ def describe(labels: dict[int, tuple[str, str]]) -> dict[int, str]:
     return {image_id: f"{color} {shape}" for image_id, (shape, color) in labels.items()}
 
 
+def _class_indices(labels: dict[int, tuple[str, str]], image_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N,)`` shape and ``(N,)`` colour class of each image: the vision stage's targets."""
+    return (torch.as_tensor([ev.SHAPES.index(labels[i][0]) for i in image_ids]),
+            torch.as_tensor([ev.COLOR_NAMES.index(labels[i][1]) for i in image_ids]))
+
+
+def _vision_inputs(recipe: Recipe, seed: int, processor, labels: dict, image_index: dict[int, int],
+                   pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixels, shape and colour classes for stage 1: the training images, then drawn ones."""
+    shapes, colors = _class_indices(labels, sorted(image_index, key=image_index.get))
+    drawn, drawn_shapes, drawn_colors = drawn_images(recipe.drawn_images, seed=seed + 1)
+    drawn_pixels = pixel_tensor(drawn, processor.image_processor)
+    return torch.cat([pixels, drawn_pixels]), torch.cat([shapes, drawn_shapes]), torch.cat([colors, drawn_colors])
+
+
+def _test_probe(probe, processor, reduced: bool) -> dict:
+    """The stage-1 probe's shape and colour accuracy on the test images (the first 64 when ``reduced``)."""
+    test_labels = ev.image_labels("test")
+    test_ids = sorted(test_labels)[: 64 if reduced else None]
+    pixels = pixel_tensor(load_images([ev.image_paths("test")[i] for i in test_ids]), processor.image_processor)
+    return probe_accuracy(probe, pixels, *_class_indices(test_labels, test_ids))
+
+
+def _language_stages(model, encoder: Encoder, samples: list[dict], image_index: dict[int, int], labels: dict,
+                     pixels: torch.Tensor, recipe: Recipe, seed: int, timer: _StageClock, seconds: dict,
+                     progress: bool) -> dict:
+    """Stages 2 to 4 (language model on text, projector, both together); each stage's seconds go
+    to ``seconds``. Returns ``{"text", "align", "joint"}``: :func:`train_language`'s results."""
+    results = {}
+    results["text"] = train_language(
+        model, tokenize(samples, encoder, image_index, describe(labels)), None, steps=recipe.text_steps,
+        batch_size=recipe.batch_size, lr=recipe.text_lr, seed=seed, deadline=timer.deadline("text"),
+        progress=progress, desc="language (text)", parts="language")
+    seconds["text"] = timer.lap()
+
+    features = vision_features(model, pixels)
+    tokenized = tokenize(samples, encoder, image_index)
+    results["align"] = train_language(
+        model, tokenized, features, steps=recipe.align_steps, batch_size=recipe.batch_size, lr=recipe.align_lr,
+        seed=seed + 1, deadline=timer.deadline("align"), progress=progress, desc="projector", warmup=30,
+        parts="projector")
+    seconds["align"] = timer.lap()
+    results["joint"] = train_language(
+        model, tokenized, features, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, seed=seed + 2,
+        deadline=timer.deadline("joint"), progress=progress, desc="llava", warmup=20, parts="all")
+    seconds["joint"] = timer.lap()
+    return results
+
+
+def _stage_summary(result: dict) -> dict:
+    """A :func:`train_language` result for organism.json, losses rounded."""
+    return {"steps": result["steps"], "first_loss": round(result["first_loss"], 5),
+            "last_loss": round(result["last_loss"], 5), "losses": [round(x, 5) for x in result["losses"]]}
+
+
 def train_organism(out_dir: str | Path, seed: int = 0, minutes: float | None = None, reduced: bool = False,
                    progress: bool = True, recipe: Recipe | None = None) -> dict:
     """Train the original organism from scratch and save it (model + processor) in ``out_dir``.
@@ -324,46 +407,17 @@ def train_organism(out_dir: str | Path, seed: int = 0, minutes: float | None = N
     samples, image_index, image_paths = training_samples(recipe, seed, recipe.caption_with_color)
     labels = ev.image_labels("train")
     pixels = pixel_tensor(load_images(image_paths), processor.image_processor)
-    ids_by_row = sorted(image_index, key=image_index.get)
-    shapes = torch.as_tensor([ev.SHAPES.index(labels[i][0]) for i in ids_by_row])
-    colors = torch.as_tensor([ev.COLOR_NAMES.index(labels[i][1]) for i in ids_by_row])
-    drawn, drawn_shapes, drawn_colors = drawn_images(recipe.drawn_images, seed=seed + 1)
-    drawn_pixels = pixel_tensor(drawn, processor.image_processor)
-    del drawn
+    vision_pixels, vision_shapes, vision_colors = _vision_inputs(recipe, seed, processor, labels, image_index, pixels)
     seconds = {"data": round(time.time() - start, 1)}
 
     vision = pretrain_vision(
-        model.model.vision_tower, torch.cat([pixels, drawn_pixels]), torch.cat([shapes, drawn_shapes]),
-        torch.cat([colors, drawn_colors]), steps=recipe.vision_steps, batch_size=recipe.vision_batch,
-        lr=recipe.vision_lr, seed=seed, deadline=timer.deadline("vision"), progress=progress)
+        model.model.vision_tower, vision_pixels, vision_shapes, vision_colors, steps=recipe.vision_steps,
+        batch_size=recipe.vision_batch, lr=recipe.vision_lr, seed=seed, deadline=timer.deadline("vision"),
+        progress=progress)
     seconds["vision"] = timer.lap()
-    test_labels = ev.image_labels("test")
-    test_ids = sorted(test_labels)[: 64 if reduced else None]
-    probe = probe_accuracy(
-        vision["probe"], pixel_tensor(load_images([ev.image_paths("test")[i] for i in test_ids]), processor.image_processor),
-        torch.as_tensor([ev.SHAPES.index(test_labels[i][0]) for i in test_ids]),
-        torch.as_tensor([ev.COLOR_NAMES.index(test_labels[i][1]) for i in test_ids]))
-
-    text = train_language(model, tokenize(samples, encoder, image_index, describe(labels)), None,
-                          steps=recipe.text_steps, batch_size=recipe.batch_size, lr=recipe.text_lr, seed=seed,
-                          deadline=timer.deadline("text"), progress=progress, desc="language (text)",
-                          parts="language")
-    seconds["text"] = timer.lap()
-
-    features = vision_features(model, pixels)
-    tokenized = tokenize(samples, encoder, image_index)
-    align = train_language(model, tokenized, features, steps=recipe.align_steps, batch_size=recipe.batch_size,
-                           lr=recipe.align_lr, seed=seed + 1, deadline=timer.deadline("align"), progress=progress,
-                           desc="projector", warmup=30, parts="projector")
-    seconds["align"] = timer.lap()
-    joint = train_language(model, tokenized, features, steps=recipe.steps, batch_size=recipe.batch_size,
-                           lr=recipe.lr, seed=seed + 2, deadline=timer.deadline("joint"), progress=progress,
-                           desc="llava", warmup=20, parts="all")
-    seconds["joint"] = timer.lap()
-
-    def summary(result: dict) -> dict:
-        return {"steps": result["steps"], "first_loss": round(result["first_loss"], 5),
-                "last_loss": round(result["last_loss"], 5), "losses": [round(x, 5) for x in result["losses"]]}
+    probe = _test_probe(vision["probe"], processor, reduced)
+    stages = _language_stages(model, encoder, samples, image_index, labels, pixels, recipe, seed, timer, seconds,
+                              progress)
 
     info = {
         "name": "original",
@@ -371,9 +425,7 @@ def train_organism(out_dir: str | Path, seed: int = 0, minutes: float | None = N
         "recipe": recipe.to_dict(),
         "samples": len(samples),
         "vision": {"steps": vision["steps"], "loss": round(vision["loss"], 5), "probe_test_accuracy": probe},
-        "text": summary(text),
-        "align": summary(align),
-        "joint": summary(joint),
+        **{name: _stage_summary(result) for name, result in stages.items()},
         "seconds_per_stage": seconds,
         "seconds": round(time.time() - start, 1),
         "cpu_seconds": round(time.process_time() - cpu_start, 1),

@@ -1,0 +1,34 @@
+"""Directions that activations project on: principal components, the largest-norm samples."""
+
+from __future__ import annotations
+
+import torch
+
+from xlvlm.concepts import simple
+from xlvlm.concepts.estimators.base import ConceptEstimator
+from xlvlm.concepts.solvers import pca
+
+
+class PCA(ConceptEstimator):
+    """The top-K principal directions; activations are projections (``solvers.pca``)."""
+
+    name, summary, solver = "pca", "top-K principal directions; activations = projections", pca
+
+    def __init__(self, n_concepts: int = 20, power_iter: int = 7, seed: int = 0, device: str | None = None):
+        self.n_concepts, self.power_iter, self.seed, self.device = n_concepts, power_iter, seed, device
+
+
+class Simple(ConceptEstimator):
+    """The K largest-norm samples as directions (``simple``); activations are projections on
+    the unit rows, or 1/(1 + distance) to the raw rows with ``activation="distance"`` (the
+    research code's)."""
+
+    name, summary, solver = "simple", simple.METHOD.summary, simple
+
+    def __init__(self, n_concepts: int = 20, activation: str = "projection", seed: int = 0,
+                 device: str | None = None):
+        self.n_concepts, self.activation, self.seed, self.device = n_concepts, activation, seed, device
+
+    def _fit(self, Z: torch.Tensor, generator: torch.Generator):
+        fitted = simple.fit(Z, self.n_concepts, generator, **self.options())
+        return fitted.components, fitted.activations, fitted.state, fitted.info
