@@ -12,7 +12,7 @@ $(BIN)/xlvlm: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PINS)
-	$(BIN)/pip install -q $(TORCH_PINS) -e '.[metrics,test]'
+	$(BIN)/pip install -q $(TORCH_PINS) -e '.[metrics,serve,test]'
 	touch $(BIN)/xlvlm
 
 setup: $(BIN)/xlvlm

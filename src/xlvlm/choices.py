@@ -17,3 +17,9 @@ SHIFT_MAS_RANKINGS = ("cosine", "activation")
 WORD_FILTERS = ("xlvlm", "research")
 SIMPLE_ACTIVATIONS = ("projection", "distance")
 EVALUATION_TASKS = ("vqa", "caption", "pope", "safety")
+
+# Steering adds alpha times a direction to hidden states whose norms are at most a few thousand
+# (large models' outlier dimensions included): beyond a million the states are swamped by the
+# vector whatever its norm, and float16 (max 65504) overflows to inf long before. A bound, not
+# just "finite", so that a typo such as 1e40 is refused instead of generating empty answers.
+MAX_ALPHA = 1e6

@@ -20,10 +20,9 @@ second run reuses them; feature stores are reused by ``extract`` itself):
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
-
-import json
 
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 
@@ -303,4 +302,15 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     summary = {"report": str(report)}
     summary.update({p.parent.name: str(p) for p in sorted(out.glob(f"*/{RESULT_FILE}"))})
     summary["hallucination steering (F1 / yes-ratio, %)"] = "\n" + "\n".join(hallucination)
+    summary["serve"] = serve_command(out)
     return summary
+
+
+def serve_command(out: Path) -> str:
+    """The command that browses the demo's run and plays with the organism (``xlvlm serve``); its
+    samples' images are easy-VQA's, shown once their folder is given as an image root."""
+    from xlvlm.apps.organism.data import image_paths
+
+    images = Path(next(iter(image_paths("test").values()))).parents[2]  # easy_vqa/data: train/ and test/
+    return (f"xlvlm serve {shlex.quote(str(out))} --model organism:original "
+            f"--image-root {shlex.quote(str(images))}")

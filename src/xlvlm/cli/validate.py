@@ -13,11 +13,8 @@ import math
 import re
 from argparse import ArgumentTypeError
 
-# Steering adds alpha times a direction to hidden states whose norms are at most a few thousand
-# (large models' outlier dimensions included): beyond a million the states are swamped by the
-# vector whatever its norm, and float16 (max 65504) overflows to inf long before. A bound, not
-# just "finite", so that a typo such as 1e40 is refused instead of generating empty answers.
-MAX_ALPHA = 1e6
+from xlvlm.choices import MAX_ALPHA  # the bound, shared with the server's checks
+
 MAX_SEED = 2**32 - 1  # numpy's legacy generator takes seeds in [0, 2**32); torch and random take these too
 
 

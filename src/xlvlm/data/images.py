@@ -26,9 +26,12 @@ MAX_IMAGE_PIXELS = 89_478_485
 _SKIP_HINT = "or leave the sample out (xlvlm extract --skip-bad skips such samples)"
 
 
-def _too_large(path, width: int, height: int) -> XlvlmError:
-    return XlvlmError(f"{path}: image too large ({width} x {height} pixels, the limit is {MAX_IMAGE_PIXELS:,}); "
-                      f"downscale it {_SKIP_HINT}")
+_SIZE_ADVICE = f"downscale it {_SKIP_HINT}"
+
+
+def _too_large(label, width: int, height: int, limit: int | None = None, advice: str = _SIZE_ADVICE) -> XlvlmError:
+    limit = MAX_IMAGE_PIXELS if limit is None else limit
+    return XlvlmError(f"{label}: image too large ({width} x {height} pixels, the limit is {limit:,}); {advice}")
 
 
 def image_sha256(image: Image.Image) -> str:
@@ -59,18 +62,50 @@ def load_image(path: str | Path | Image.Image) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise XlvlmError(f"{path}: image not found; check the 'image' field or the image root")
+    return _decode(path, path, MAX_IMAGE_PIXELS, formats=None, advice=f"replace it {_SKIP_HINT}",
+                   size_advice=_SIZE_ADVICE)
+
+
+#: The formats an uploaded image may have (what a browser sends); Pillow's rarer decoders stay shut.
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+#: The largest upload accepted, in bytes (a 64 x 64 easy-VQA image is ~1 KB, a phone photo ~5 MB).
+MAX_UPLOAD_BYTES = 16 * 2**20
+
+
+def load_image_bytes(data: bytes, label: str = "upload", max_bytes: int = MAX_UPLOAD_BYTES,
+                     max_pixels: int | None = None) -> Image.Image:
+    """An uploaded file's bytes as a fully decoded RGB image, or a one-line XlvlmError naming
+    ``label``: more than ``max_bytes``, more than ``max_pixels`` (default MAX_IMAGE_PIXELS; the
+    size is read from the header, before decoding), not one of UPLOAD_FORMATS, or corrupt."""
+    import io
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise XlvlmError(f"{label}: expected the file's bytes, got {type(data).__name__}")
+    if len(data) > max_bytes:
+        raise XlvlmError(f"{label}: file too large ({len(data):,} bytes, the limit is {max_bytes:,}); "
+                         f"upload a smaller image")
+    if not data:
+        raise XlvlmError(f"{label}: empty file; upload an image (PNG, JPEG, GIF, BMP or WebP)")
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    return _decode(io.BytesIO(bytes(data)), label, limit, formats=UPLOAD_FORMATS,
+                   advice="upload a PNG, JPEG, GIF, BMP or WebP image", size_advice="upload a smaller image")
+
+
+def _decode(source, label, max_pixels: int, formats, advice: str, size_advice: str) -> Image.Image:
+    """Open ``source`` (a path or a file object), check its pixel count from the header, decode it
+    fully and return it as RGB; every failure is one line naming ``label``."""
     try:
         with warnings.catch_warnings():
             # The size is checked below, as an error; Pillow's warning for it would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source, formats=formats) as image:
                 width, height = image.size  # from the header: nothing decoded yet
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise _too_large(path, width, height)
+                if width * height > max_pixels:
+                    raise _too_large(label, width, height, max_pixels, size_advice)
                 image.load()
                 return image.convert("RGB")
     except Image.DecompressionBombError:  # Pillow refuses to open past twice its own limit
-        raise XlvlmError(f"{path}: image too large (more than twice the limit of {MAX_IMAGE_PIXELS:,} pixels); "
-                         f"downscale it {_SKIP_HINT}") from None
+        raise XlvlmError(f"{label}: image too large (more than twice the limit of {MAX_IMAGE_PIXELS:,} pixels); "
+                         f"{size_advice}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise XlvlmError(f"{path}: corrupt or unreadable image ({exc}); replace it {_SKIP_HINT}") from None
+        raise XlvlmError(f"{label}: corrupt or unreadable image ({exc}); {advice}") from None

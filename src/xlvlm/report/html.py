@@ -396,30 +396,43 @@ def _legacy_results(root: Path) -> list[Path]:
     return found
 
 
-def build_report(run_dir, out=None, title: str | None = None) -> Path:
-    """Write ``run_dir/report.html`` (or ``out``) from every stage result found under it."""
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise XlvlmError(f"{root}: run folder not found")
+def stage_results(root: Path) -> list[Path]:
+    """The finished stage results (``result.json``) under ``root`` that may be read: regular files
+    inside it (links are left out, with a warning), not in an unfinished rerun's work folder.
+    Raises the one-line error for results of an xlvlm before result.json."""
     legacy = _legacy_results(root)
     if legacy:
         raise XlvlmError(f"{legacy[0]}: written by an older xlvlm (no {RESULT_FILE}); rerun that stage "
                          f"(its command is in {legacy[0].parent / 'command.txt'}) and build the report again")
-    sections = []
+    found = []
     for path in sorted(root.rglob(RESULT_FILE)):
         if not _inside(path, root):
             log.warning("%s: left out of the report (a link or not a regular file inside %s)", path, root)
             continue
         if not check_outputs(path):  # inside an unfinished rerun's work folder
             continue
-        sections.append(_section(path, root))
+        found.append(path)
+    return found
+
+
+def report_page(run_dir, title: str | None = None) -> str:
+    """The report of ``run_dir`` as one HTML page (what :func:`build_report` writes)."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise XlvlmError(f"{root}: run folder not found")
+    sections = [_section(path, root) for path in stage_results(root)]
     if not sections:
         raise XlvlmError(f"{root}: no stage outputs found ({RESULT_FILE}); "
                          f"run `xlvlm concepts|shift|steer sweep --out {root}/...` first")
     title = title or f"xlvlm report: {root.name}"
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8>{CSP}<title>{_esc(title)}</title>"
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>{CSP}<title>{_esc(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>{_notes(root)}"
             + "\n".join(sections) + "</body></html>\n")
-    out = Path(out) if out else root / "report.html"
+
+
+def build_report(run_dir, out=None, title: str | None = None) -> Path:
+    """Write ``run_dir/report.html`` (or ``out``) from every stage result found under it."""
+    page = report_page(run_dir, title)
+    out = Path(out) if out else Path(run_dir) / "report.html"
     atomic_write_text(out, page)
     return out
