@@ -123,11 +123,12 @@ def test_links_out_of_the_run_are_refused(tmp_path):
     run = _crafted_run(tmp_path)  # figures and a folder linking outside, markup in every field
     client = TestClient(create_app(run), base_url="http://127.0.0.1")
     for path in ("concepts/concept_grid.png", "concepts/patch_heatmaps.png", "concepts/command.txt",
-                 "linked_folder/result.json", "linked/result.json", "shift/shift_grid.png"):
+                 "linked_folder/result.json", "linked/result.json", "shift/shift_grid.png",
+                 "learned/learning_curve.png"):
         response = client.get(f"/files/{path}")
         assert response.status_code == 403 and SECRET not in response.text, path
     assert [s["folder"] for s in client.get("/api/run").json()["stages"]] == [
-        "caption", "concepts", "evaluation", "shift", "sweep"]  # the linked results are left out
+        "caption", "concepts", "evaluation", "learned", "shift", "sweep"]  # the linked results are left out
     assert client.get("/api/concepts").json()[0]["figures"] == []
 
 
