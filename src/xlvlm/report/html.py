@@ -110,6 +110,13 @@ def _command(folder: Path, root: Path) -> str:
     return "<p>Produced by: (no command.txt beside these files)</p>"
 
 
+def _intro(title: str, folder: Path, root: Path, what: str) -> list[str]:
+    """A section's heading (its title and folder), its explanation (``what``: HTML, values already
+    escaped by the caller) and the command that produced it."""
+    return [f"<h2>{_esc(title)}: {_esc(_relative(folder, root))}</h2>", f'<p class="what">{what}</p>',
+            _command(folder, root)]
+
+
 def _fmt(value) -> str:
     if value is None:
         return "-"
@@ -172,12 +179,12 @@ def renderer(stage: str):
 def concepts_section(data: dict, path: Path, root: Path) -> str:
     folder = path.parent
     s = _mapping(data, "settings", path)
-    parts = [f"<h2>Concepts: {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">A {_esc(s.get("method"))} dictionary of {_esc(s.get("n_concepts"))} concepts learnt on '
-             f'layer {_esc(s.get("layer"))} of {_esc(s.get("model") or "the model")}, from {_esc(s.get("n_train"))} '
-             f"samples; each concept is grounded in words (unembedded through the final norm and LM head) and in its "
-             f"most activating samples (MAS). Scores are measured on {_esc(s.get('n_test'))} held-out samples and set "
-             f"against words decoded from random directions.</p>", _command(folder, root)]
+    what = (f'A {_esc(s.get("method"))} dictionary of {_esc(s.get("n_concepts"))} concepts learnt on '
+            f'layer {_esc(s.get("layer"))} of {_esc(s.get("model") or "the model")}, from {_esc(s.get("n_train"))} '
+            f"samples; each concept is grounded in words (unembedded through the final norm and LM head) and in its "
+            f"most activating samples (MAS). Scores are measured on {_esc(s.get('n_test'))} held-out samples and set "
+            f"against words decoded from random directions.")
+    parts = _intro("Concepts", folder, root, what)
     metrics = {k: v for k, v in _mapping(data, "metrics", path).items() if not isinstance(v, dict)}
     parts.append(_table(["metric", "value"], [[k, v] for k, v in metrics.items()]))
     rows = [[c.get("concept"), c.get("words", []), c.get("mas_answers", [])] for c in _records(data, "concepts", path)]
@@ -193,16 +200,17 @@ def concepts_section(data: dict, path: Path, root: Path) -> str:
 def shift_section(data: dict, path: Path, root: Path) -> str:
     folder = path.parent
     s, summary = _mapping(data, "settings", path), _mapping(data, "summary", path)
-    parts = [f"<h2>Fine-tuning shift: {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">Concepts of the original model at layer {_esc(s.get("layer"))}; each sample is assigned '
-             f"to a concept and the {_esc(s.get('aggregate'))} of its fine-tuned minus original representation is the "
-             f"concept's shift vector. Shifted concepts (original + shift) are compared with the fine-tuned model's own "
-             f"concepts, matched by the Hungarian algorithm. Words are unembedded with "
-             f"{_esc(data.get('unembedding') or 'no model (none given)')}.</p>", _command(folder, root),
-             f"<p>{_esc(summary.get('n_samples'))} matched samples; shifted concepts closer to their fine-tuned match "
-             f"than the original concepts for <b>{_num(summary.get('share_closer_by_cosine', 0), '.0f', 100)}%</b> of "
-             f"concepts (mean cosine {_num(summary.get('mean_cos_original', 0))} → "
-             f"{_num(summary.get('mean_cos_shifted', 0))}).</p>"]
+    what = (f'Concepts of the original model at layer {_esc(s.get("layer"))}; each sample is assigned '
+            f"to a concept and the {_esc(s.get('aggregate'))} of its fine-tuned minus original representation is the "
+            f"concept's shift vector. Shifted concepts (original + shift) are compared with the fine-tuned model's own "
+            f"concepts, matched by the Hungarian algorithm. Words are unembedded with "
+            f"{_esc(data.get('unembedding') or 'no model (none given)')}.")
+    parts = _intro("Fine-tuning shift", folder, root, what)
+    share = _num(summary.get('share_closer_by_cosine', 0), '.0f', 100)
+    parts.append(f"<p>{_esc(summary.get('n_samples'))} matched samples; shifted concepts closer to their fine-tuned "
+                 f"match than the original concepts for <b>{share}%</b> of "
+                 f"concepts (mean cosine {_num(summary.get('mean_cos_original', 0))} → "
+                 f"{_num(summary.get('mean_cos_shifted', 0))}).</p>")
     rows = []
     for c in _records(data, "concepts", path):
         stats = c.get("stats") if isinstance(c.get("stats"), dict) else {}
@@ -256,14 +264,13 @@ def learned_steering_section(data: dict, path: Path, root: Path) -> str:
     fixed mean vector."""
     folder = path.parent
     s, t = _mapping(data, "settings", path), _mapping(data, "training", path)
-    parts = [f"<h2>Learned steering (L2S): {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">A network g (linear, tanh, linear; hidden width {_esc(s.get("hidden"))}) learnt to '
-             f"predict each sample's own steering vector at layer {_esc(s.get('steer_layer'))} from its state at "
-             f"layer {_esc(s.get('context_layer'))} (the last prompt token), on {_esc(t.get('n_train'))} samples of "
-             f"{_esc(s.get('model') or 'the model')}; {_esc(t.get('n_val'))} held out. The fixed mean vector of the "
-             f"training samples is the baseline: what input dependence adds over one vector for all. Epoch kept: "
-             f"{_esc(t.get('best_epoch'))} (lowest held-out loss); training took {_num(t.get('seconds'), '.1f')} s.</p>",
-             _command(folder, root)]
+    what = (f'A network g (linear, tanh, linear; hidden width {_esc(s.get("hidden"))}) learnt to '
+            f"predict each sample's own steering vector at layer {_esc(s.get('steer_layer'))} from its state at "
+            f"layer {_esc(s.get('context_layer'))} (the last prompt token), on {_esc(t.get('n_train'))} samples of "
+            f"{_esc(s.get('model') or 'the model')}; {_esc(t.get('n_val'))} held out. The fixed mean vector of the "
+            f"training samples is the baseline: what input dependence adds over one vector for all. Epoch kept: "
+            f"{_esc(t.get('best_epoch'))} (lowest held-out loss); training took {_num(t.get('seconds'), '.1f')} s.")
+    parts = _intro("Learned steering (L2S)", folder, root, what)
     rows = []
     for part, label in (("train", "train"), ("val", "held out")):
         if f"{part}_cosine" in t:
@@ -287,9 +294,8 @@ def table_section(data: dict, path: Path, root: Path) -> str:
     rows = data.get("rows") or []
     if not (isinstance(header, list) and isinstance(rows, list) and all(isinstance(r, list) for r in rows)):
         raise XlvlmError(f"{path}: malformed results ('header' and 'rows' must be lists); rerun the stage that wrote it")
-    return "\n".join([f"<h2>{_esc(data.get('title') or 'Results')}: {_esc(_relative(folder, root))}</h2>",
-                      f'<p class="what">{_esc(data.get("about") or "")}</p>', _command(folder, root),
-                      _table([str(h) for h in header], rows, left=1)])
+    return "\n".join(_intro(str(data.get("title") or "Results"), folder, root, _esc(data.get("about") or ""))
+                     + [_table([str(h) for h in header], rows, left=1)])
 
 
 @renderer("hallucination-steering")
@@ -299,12 +305,12 @@ def hallucination_steering_section(data: dict, path: Path, root: Path) -> str:
     _check_hallucination_steering(data, path)
     folder = path.parent
     s = _mapping(data, "settings", path)
-    parts = [f"<h2>Hallucination steering: {_esc(_relative(folder, root))}</h2>",
-             f'<p class="what">{_esc(data.get("model"))} organism on {_esc(data.get("n_test"))} held-out POPE-style '
-             f"questions; every method learnt on {_esc(data.get('n_train'))} questions about training images. "
-             f"Steering layer {_esc(s.get('steer_layer'))}, context layer {_esc(s.get('context_layer'))}, positions "
-             f"{_esc(s.get('positions'))}. P2S (oracle) uses each test input's own contrast (two prompt framings); "
-             f"L2S predicts it from the input's state.</p>", _command(folder, root)]
+    what = (f'{_esc(data.get("model"))} organism on {_esc(data.get("n_test"))} held-out POPE-style '
+            f"questions; every method learnt on {_esc(data.get('n_train'))} questions about training images. "
+            f"Steering layer {_esc(s.get('steer_layer'))}, context layer {_esc(s.get('context_layer'))}, positions "
+            f"{_esc(s.get('positions'))}. P2S (oracle) uses each test input's own contrast (two prompt framings); "
+            f"L2S predicts it from the input's state.")
+    parts = _intro("Hallucination steering", folder, root, what)
     rows = data.get("rows", []) + data.get("reference", [])
     parts.append(_table(["method", "split"] + [m.replace("_", "-") for m in POPE_METRICS],
                         [[r.get("method"), r.get("split")] + [r.get(m) for m in POPE_METRICS] for r in rows], left=2))
@@ -352,9 +358,8 @@ def evaluate_section(data: dict, path: Path, root: Path) -> str:
     folder = path.parent
     scores = [[key, value] for key, value in data.items()
               if key not in ("stage", "version", "outputs") and (_is_number(value) or isinstance(value, str))]
-    return "\n".join([f"<h2>Evaluation: {_esc(_relative(folder, root))}</h2>",
-                      f'<p class="what">Scores of the predictions (task {_esc(data.get("task", "vqa"))}).</p>',
-                      _command(folder, root), _table(["score", "value"], scores)])
+    what = f'Scores of the predictions (task {_esc(data.get("task", "vqa"))}).'
+    return "\n".join(_intro("Evaluation", folder, root, what) + [_table(["score", "value"], scores)])
 
 
 def _notes(root: Path) -> str:
