@@ -259,16 +259,22 @@ class Playground:
         """The feature store ``name`` (a folder relative to RUN_DIR), opened once."""
         from xlvlm.extract.store import FeatureStore
 
-        path = resolve_under(self.root, name, what="store")
+        return self._open_listed(name, "stores", "store", "feature store", self._stores,
+                                 lambda path, key: FeatureStore(path))
+
+    def _open_listed(self, name: str, kind: str, what: str, long_what: str, cache: dict, load):
+        """``load(path, key)`` of the run's folder ``name``, once: only a folder the run's scan
+        lists under ``kind`` and with no link out of RUN_DIR."""
+        path = resolve_under(self.root, name, what=what)
         key = self._name(path)
 
-        def open_store():
-            if key not in self._scan()["stores"]:
-                raise XlvlmError(f"{name}: not a feature store of this run; pick one of the run's stores")
+        def make():
+            if key not in self._scan()[kind]:
+                raise XlvlmError(f"{name}: not a {long_what} of this run; pick one of the run's {kind}")
             self._check_contained(path)
-            return FeatureStore(path)
+            return load(path, key)
 
-        return self._cached(self._stores, key, open_store)
+        return self._cached(cache, key, make)
 
     def _cached(self, cache: dict, key: str, make):
         """``cache[key]``, made by ``make()`` (outside the lock: it reads files) on first use."""
@@ -368,45 +374,41 @@ class Playground:
     def _dictionary(self, name: str) -> dict:
         """A dictionary with what reading it needs: the layer and the token selector of the store
         it was learnt from (from the concepts stage's result.json beside it) and its words."""
+        return self._open_listed(name, "dictionaries", "dictionary", "concept dictionary", self._dictionaries,
+                                 self._load_dictionary)
+
+    def _load_dictionary(self, path: Path, key: str) -> dict:
+        """The entry :meth:`_dictionary` describes, read from the dictionary folder ``path``."""
         from xlvlm.concepts.dictionary import ConceptDictionary
         from xlvlm.hooks import resolve_layer
         from xlvlm.layerkeys import layer_key
 
-        path = resolve_under(self.root, name, what="dictionary")
-        key = self._name(path)
-
-        def load():
-            if key not in self._scan()["dictionaries"]:
-                raise XlvlmError(f"{name}: not a concept dictionary of this run; pick one of the run's dictionaries")
-            self._check_contained(path)
-            dictionary = ConceptDictionary.load(path)
-            entry = {"name": key, "dictionary": dictionary, "method": dictionary.method,
-                     "n_concepts": dictionary.n_concepts, "layer": None, "selector": None, "store": None,
-                     "generation": None, "words": [[] for _ in range(dictionary.n_concepts)], "problem": None}
-            result = _read_json(path.parent / "result.json", self.root)
-            settings = result.get("settings") if isinstance(result, dict) and result.get("stage") == "concepts" else None
-            if not isinstance(settings, dict) or settings.get("layer") is None:
-                entry["problem"] = "no concepts result.json beside it names its layer and store"
-            else:
-                concepts = result.get("concepts")
-                for i, concept in enumerate(concepts if isinstance(concepts, list) else []):
-                    words = concept.get("words") if isinstance(concept, dict) else None
-                    if i < dictionary.n_concepts and isinstance(words, list):
-                        entry["words"][i] = [str(w) for w in words[:20]]
-                try:
-                    entry["layer"] = resolve_layer(self.vlm, layer_key(settings["layer"])).key
-                    store = self._store(self._name(resolve_under(self.root, str(settings.get("store") or ""),
-                                                                 allow_absolute=True, what="store")))
-                    entry.update(store=self._name(Path(store.path).resolve()), selector=store.selector,
-                                 generation=store.settings.generation)
-                except XlvlmError as exc:
-                    entry["problem"] = f"its layer or store cannot be used ({exc})"
-                if entry["problem"] is None and dictionary.n_features != self.vlm.hidden_size:
-                    entry["problem"] = (f"learnt on {dictionary.n_features} features, the model has "
-                                        f"{self.vlm.hidden_size}; serve it with the run's model")
-            return entry
-
-        return self._cached(self._dictionaries, key, load)
+        dictionary = ConceptDictionary.load(path)
+        entry = {"name": key, "dictionary": dictionary, "method": dictionary.method,
+                 "n_concepts": dictionary.n_concepts, "layer": None, "selector": None, "store": None,
+                 "generation": None, "words": [[] for _ in range(dictionary.n_concepts)], "problem": None}
+        result = _read_json(path.parent / "result.json", self.root)
+        settings = result.get("settings") if isinstance(result, dict) and result.get("stage") == "concepts" else None
+        if not isinstance(settings, dict) or settings.get("layer") is None:
+            entry["problem"] = "no concepts result.json beside it names its layer and store"
+        else:
+            concepts = result.get("concepts")
+            for i, concept in enumerate(concepts if isinstance(concepts, list) else []):
+                words = concept.get("words") if isinstance(concept, dict) else None
+                if i < dictionary.n_concepts and isinstance(words, list):
+                    entry["words"][i] = [str(w) for w in words[:20]]
+            try:
+                entry["layer"] = resolve_layer(self.vlm, layer_key(settings["layer"])).key
+                store = self._store(self._name(resolve_under(self.root, str(settings.get("store") or ""),
+                                                             allow_absolute=True, what="store")))
+                entry.update(store=self._name(Path(store.path).resolve()), selector=store.selector,
+                             generation=store.settings.generation)
+            except XlvlmError as exc:
+                entry["problem"] = f"its layer or store cannot be used ({exc})"
+            if entry["problem"] is None and dictionary.n_features != self.vlm.hidden_size:
+                entry["problem"] = (f"learnt on {dictionary.n_features} features, the model has "
+                                    f"{self.vlm.hidden_size}; serve it with the run's model")
+        return entry
 
     # ---- vectors ----------------------------------------------------------------------------
     def vectors(self) -> list[dict]:
