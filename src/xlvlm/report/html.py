@@ -110,6 +110,15 @@ def _command(folder: Path, root: Path) -> str:
     return "<p>Produced by: (no command.txt beside these files)</p>"
 
 
+EXPLANATIONS = json.loads((Path(__file__).parent / "explanations.json").read_text(encoding="utf-8"))
+
+
+def _explain(stage: str, **values) -> str:
+    """The paragraph that says what a ``stage``'s section shows, with ``values`` escaped into it
+    (the templates live in explanations.json, beside this file)."""
+    return EXPLANATIONS[stage].format_map({key: _esc(value) for key, value in values.items()})
+
+
 def _intro(title: str, folder: Path, root: Path, what: str) -> list[str]:
     """A section's heading (its title and folder), its explanation (``what``: HTML, values already
     escaped by the caller) and the command that produced it."""
@@ -179,11 +188,8 @@ def renderer(stage: str):
 def concepts_section(data: dict, path: Path, root: Path) -> str:
     folder = path.parent
     s = _mapping(data, "settings", path)
-    what = (f'A {_esc(s.get("method"))} dictionary of {_esc(s.get("n_concepts"))} concepts learnt on '
-            f'layer {_esc(s.get("layer"))} of {_esc(s.get("model") or "the model")}, from {_esc(s.get("n_train"))} '
-            f"samples; each concept is grounded in words (unembedded through the final norm and LM head) and in its "
-            f"most activating samples (MAS). Scores are measured on {_esc(s.get('n_test'))} held-out samples and set "
-            f"against words decoded from random directions.")
+    what = _explain("concepts", method=s.get("method"), n_concepts=s.get("n_concepts"), layer=s.get("layer"),
+                    model=s.get("model") or "the model", n_train=s.get("n_train"), n_test=s.get("n_test"))
     parts = _intro("Concepts", folder, root, what)
     metrics = {k: v for k, v in _mapping(data, "metrics", path).items() if not isinstance(v, dict)}
     parts.append(_table(["metric", "value"], [[k, v] for k, v in metrics.items()]))
@@ -200,11 +206,8 @@ def concepts_section(data: dict, path: Path, root: Path) -> str:
 def shift_section(data: dict, path: Path, root: Path) -> str:
     folder = path.parent
     s, summary = _mapping(data, "settings", path), _mapping(data, "summary", path)
-    what = (f'Concepts of the original model at layer {_esc(s.get("layer"))}; each sample is assigned '
-            f"to a concept and the {_esc(s.get('aggregate'))} of its fine-tuned minus original representation is the "
-            f"concept's shift vector. Shifted concepts (original + shift) are compared with the fine-tuned model's own "
-            f"concepts, matched by the Hungarian algorithm. Words are unembedded with "
-            f"{_esc(data.get('unembedding') or 'no model (none given)')}.")
+    what = _explain("shift", layer=s.get("layer"), aggregate=s.get("aggregate"),
+                    unembedding=data.get("unembedding") or "no model (none given)")
     parts = _intro("Fine-tuning shift", folder, root, what)
     share = _num(summary.get('share_closer_by_cosine', 0), '.0f', 100)
     parts.append(f"<p>{_esc(summary.get('n_samples'))} matched samples; shifted concepts closer to their fine-tuned "
@@ -264,12 +267,9 @@ def learned_steering_section(data: dict, path: Path, root: Path) -> str:
     fixed mean vector."""
     folder = path.parent
     s, t = _mapping(data, "settings", path), _mapping(data, "training", path)
-    what = (f'A network g (linear, tanh, linear; hidden width {_esc(s.get("hidden"))}) learnt to '
-            f"predict each sample's own steering vector at layer {_esc(s.get('steer_layer'))} from its state at "
-            f"layer {_esc(s.get('context_layer'))} (the last prompt token), on {_esc(t.get('n_train'))} samples of "
-            f"{_esc(s.get('model') or 'the model')}; {_esc(t.get('n_val'))} held out. The fixed mean vector of the "
-            f"training samples is the baseline: what input dependence adds over one vector for all. Epoch kept: "
-            f"{_esc(t.get('best_epoch'))} (lowest held-out loss); training took {_num(t.get('seconds'), '.1f')} s.")
+    what = _explain("learned-steering", hidden=s.get("hidden"), steer_layer=s.get("steer_layer"),
+                    context_layer=s.get("context_layer"), n_train=t.get("n_train"), model=s.get("model") or "the model",
+                    n_val=t.get("n_val"), best_epoch=t.get("best_epoch"), seconds=_number(t.get("seconds"), ".1f"))
     parts = _intro("Learned steering (L2S)", folder, root, what)
     rows = []
     for part, label in (("train", "train"), ("val", "held out")):
@@ -305,11 +305,9 @@ def hallucination_steering_section(data: dict, path: Path, root: Path) -> str:
     _check_hallucination_steering(data, path)
     folder = path.parent
     s = _mapping(data, "settings", path)
-    what = (f'{_esc(data.get("model"))} organism on {_esc(data.get("n_test"))} held-out POPE-style '
-            f"questions; every method learnt on {_esc(data.get('n_train'))} questions about training images. "
-            f"Steering layer {_esc(s.get('steer_layer'))}, context layer {_esc(s.get('context_layer'))}, positions "
-            f"{_esc(s.get('positions'))}. P2S (oracle) uses each test input's own contrast (two prompt framings); "
-            f"L2S predicts it from the input's state.")
+    what = _explain("hallucination-steering", model=data.get("model"), n_test=data.get("n_test"),
+                    n_train=data.get("n_train"), steer_layer=s.get("steer_layer"),
+                    context_layer=s.get("context_layer"), positions=s.get("positions"))
     parts = _intro("Hallucination steering", folder, root, what)
     rows = data.get("rows", []) + data.get("reference", [])
     parts.append(_table(["method", "split"] + [m.replace("_", "-") for m in POPE_METRICS],
