@@ -68,6 +68,24 @@ def test_a_bare_transformers_model_where_a_vlm_goes(vlm_of, samples):
             pass
 
 
+def test_a_bare_transformers_model_for_grounding_concepts_and_shift(vlm_of, samples, tmp_path):
+    """ground_text, run_concepts and analyse_shift take the model to ground words: a bare HF
+    model gets the same one-line error as extract, before anything is written."""
+    from xlvlm.concepts.workflow import run_concepts
+
+    vlm = vlm_of("llava")
+    store = xlvlm.extract(vlm, samples[:6], layers=[0], progress=False)
+    hf_model = vlm.model
+    with pytest.raises(XlvlmError, match="ground_text needs a VLM") as info:
+        xlvlm.ground_text(hf_model, torch.zeros(2, vlm.hidden_size), layer=0)
+    assert "\n" not in str(info.value)
+    with pytest.raises(XlvlmError, match="run_concepts needs a VLM"):
+        run_concepts(store, 0, tmp_path / "c", method="kmeans", n_concepts=2, vlm=hf_model, progress=False)
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(XlvlmError, match="analyse_shift needs a VLM"):
+        xlvlm.analyse_shift(store, store, 0, n_concepts=2, method="kmeans", vlm=hf_model)
+
+
 def test_generate_takes_pil_images(vlm_of, samples):
     vlm = vlm_of("llava")
     pictures = [dict(s, image=Image.open(s["image"])) for s in samples[:2]]

@@ -125,6 +125,9 @@ def ground_text(vlm, components: torch.Tensor, layer=None, top_k: int = 10, voca
     tokenizer's own words for a small model with a closed vocabulary. word_filter: "xlvlm" or
     "research". scan: how many of the best tokens are looked at (the research code: 50).
     """
+    from xlvlm.hooks import require_vlm
+
+    require_vlm(vlm, "ground_text")
     if word_filter not in WORD_FILTERS:
         raise XlvlmError(f"unknown word filter {word_filter!r}: use one of {', '.join(WORD_FILTERS)}")
     logits = vlm.unembed(torch.as_tensor(components), through_norm=reads_through_norm(vlm, layer))

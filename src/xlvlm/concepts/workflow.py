@@ -155,7 +155,10 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     from xlvlm.concepts import learn_concepts
     from xlvlm.concepts.images import ground_images
     from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
+    from xlvlm.hooks import require_vlm
 
+    if vlm is not None:  # before any output exists: a bare transformers model fails in one line
+        require_vlm(vlm, "run_concepts")
     key = store.layer_key(layer)
     samples, X = _present_features(store, key, vlm)
     train, test = _test_split(len(samples), test_fraction, seed) if test_fraction > 0 else (torch.arange(len(samples)), torch.arange(0))

@@ -221,7 +221,11 @@ class ShiftResult:
 
 
 def _check_shift_inputs(original_store, finetuned_store, layer, vlm, aggregate_by: str, mas_by: str) -> str:
-    """The layer key of both stores, once the choices and hidden sizes are checked."""
+    """The layer key of both stores, once the choices, the model and hidden sizes are checked."""
+    from xlvlm.hooks import require_vlm
+
+    if vlm is not None:
+        require_vlm(vlm, "analyse_shift")
     if aggregate_by not in AGGREGATES:
         raise XlvlmError(f"unknown aggregate {aggregate_by!r}: use one of {AGGREGATES}")
     if mas_by not in MAS_RANKINGS:
