@@ -11,9 +11,8 @@ import shutil
 import subprocess
 
 import pytest
-import torch
 
-import xlvlm
+from tests.planted_run import concepts_and_shift_run
 from xlvlm.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,16 +41,7 @@ def _probe(page, tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
 def test_report_figures_load_and_nothing_is_requested(tmp_path, samples):
-    g = torch.Generator().manual_seed(0)
-    rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(12)]
-    X = torch.randn(12, 6, generator=g).abs()
-    xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X}, rows)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X + 0.5}, rows)
-    run = tmp_path / "run"
-    assert main(["concepts", "--features", str(tmp_path / "o"), "--layer", "1", "--method", "kmeans", "--n-concepts", "3",
-                 "--out", str(run / "concepts"), "--quiet"]) == 0
-    assert main(["shift", "--original", str(tmp_path / "o"), "--finetuned", str(tmp_path / "f"), "--layer", "1",
-                 "--n-concepts", "3", "--method", "kmeans", "--out", str(run / "shift")]) == 0
+    run = concepts_and_shift_run(tmp_path, samples)
     assert main(["report", str(run)]) == 0
     result = _probe((run / "report.html").read_text(), tmp_path)
     assert len(result["images"]) >= 4 and all(image["ok"] for image in result["images"]), result["images"]

@@ -7,18 +7,17 @@ import struct
 import zlib
 
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
 
-import xlvlm  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from xlvlm.cli import main  # noqa: E402
 from xlvlm.serve.app import CSP, create_app  # noqa: E402
 from xlvlm.serve.runfolder import RefusedPath, RunFolder  # noqa: E402
 from xlvlm.serve.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS  # noqa: E402
 
+from tests.planted_run import concepts_and_shift_run  # noqa: E402
 from tests.hardening.test_report_hostile import ONERROR, SCRIPT, SECRET, _crafted_run  # noqa: E402
 
 
@@ -27,16 +26,7 @@ def run(tmp_path_factory, samples):
     """A run folder with a concept dictionary (sample images outside it, as a real run's are), a
     shift analysis, a sweep with a predictions file, and a secret file next to it."""
     root = tmp_path_factory.mktemp("serve")
-    g = torch.Generator().manual_seed(0)
-    rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(12)]
-    X = torch.randn(12, 6, generator=g).abs()
-    xlvlm.FeatureStore.from_tensors(root / "o", {"1": X}, rows)
-    xlvlm.FeatureStore.from_tensors(root / "f", {"1": X + 0.5}, rows)
-    run = root / "run"
-    assert main(["concepts", "--features", str(root / "o"), "--layer", "1", "--method", "kmeans", "--n-concepts", "3",
-                 "--out", str(run / "concepts"), "--quiet"]) == 0
-    assert main(["shift", "--original", str(root / "o"), "--finetuned", str(root / "f"), "--layer", "1",
-                 "--n-concepts", "3", "--method", "kmeans", "--out", str(run / "shift")]) == 0
+    run = concepts_and_shift_run(root, samples)
     sweep = run / "sweep"
     sweep.mkdir()
     (sweep / "result.json").write_text(json.dumps({"stage": "sweep", "version": 1, "source": "yes", "target": "no",
