@@ -19,16 +19,6 @@ def held_out():
     return pope.pope_benchmark("test", seed=0, images=100)
 
 
-@pytest.fixture(scope="module")
-def original():
-    return organism.load("original")
-
-
-@pytest.fixture(scope="module")
-def hallucinating():
-    return organism.load("hallucinating")
-
-
 def scores(vlm, samples) -> dict:
     return pope_report(predict(vlm, samples, max_new_tokens=2))
 

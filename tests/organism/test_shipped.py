@@ -12,16 +12,6 @@ from xlvlm.apps.organism import data as ev
 from xlvlm.apps.organism.evaluate import measure_captions, measure_vqa
 
 
-@pytest.fixture(scope="module")
-def original():
-    return organism.load("original")
-
-
-@pytest.fixture(scope="module")
-def finetuned():
-    return organism.load("finetuned")
-
-
 def test_both_organisms_ship_as_small_from_pretrained_folders():
     for name in organism.NAMES:
         folder = organism.path(name)
