@@ -70,6 +70,23 @@ def resolve_under(root, name, allow_absolute: bool = False, what: str = "file") 
     return resolved
 
 
+def image_path(value, root: Path, image_roots) -> Path:
+    """The real path of an image that a run file names (a sample's ``image``, relative to the
+    resolved run folder ``root`` or absolute), which must lie inside one of ``image_roots`` (the
+    run folder first) once links are followed; a one-line XlvlmError otherwise. The file itself
+    is not opened here."""
+    if not isinstance(value, str) or not value or "\x00" in value or value.startswith("<PIL.Image"):
+        raise XlvlmError("the image was not a file (an in-memory image); upload it instead")
+    given = Path(value)
+    if ".." in given.parts:
+        raise XlvlmError(f"image path {value} holds '..'; refused")
+    path = (given if given.is_absolute() else root / given).resolve()
+    if not any(path.is_relative_to(allowed) for allowed in image_roots):
+        raise XlvlmError(f"image {value} lies outside the run folder and the image roots; add its folder as "
+                         f"an image root if you trust it")
+    return path
+
+
 def _read_json(path: Path, root: Path) -> object:
     """A JSON file of the run (size-bounded, inside ``root`` once links are followed), or None
     when it is missing, unreadable or outside."""
@@ -336,19 +353,8 @@ class Playground:
             raise XlvlmError(f"sample {sample_id!r}: {exc}") from None
 
     def image_path(self, value) -> Path:
-        """The real path of an image that a run file names (a sample's ``image``, relative to
-        RUN_DIR or absolute), which must lie inside RUN_DIR or an image root once links are
-        followed; a one-line XlvlmError otherwise. The file itself is not opened here."""
-        if not isinstance(value, str) or not value or "\x00" in value or value.startswith("<PIL.Image"):
-            raise XlvlmError("the image was not a file (an in-memory image); upload it instead")
-        given = Path(value)
-        if ".." in given.parts:
-            raise XlvlmError(f"image path {value} holds '..'; refused")
-        path = (given if given.is_absolute() else self.root / given).resolve()
-        if not any(path.is_relative_to(root) for root in self.image_roots):
-            raise XlvlmError(f"image {value} lies outside the run folder and the image roots; add its folder as "
-                             f"an image root if you trust it")
-        return path
+        """The real path of an image that a run file names (see :func:`image_path`)."""
+        return image_path(value, self.root, self.image_roots)
 
     def _image_ok(self, sample: dict) -> bool:
         try:

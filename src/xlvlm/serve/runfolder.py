@@ -21,7 +21,6 @@ import json
 import math
 import os
 from functools import cached_property
-from types import SimpleNamespace
 from pathlib import Path, PurePosixPath
 
 from xlvlm.errors import XlvlmError
@@ -97,11 +96,11 @@ class RunFolder:
         self.image_roots = [self.resolved] + [Path(r).resolve() for r in image_roots]
 
     def image_path(self, value) -> Path:
-        """The real path of an image a run record names, by the playground's rule (one rule for
-        both; it reads only ``root`` and ``image_roots``, which this object has too)."""
-        from xlvlm.serve.play import Playground
+        """The real path of an image a run record names, by the playground's rule
+        (:func:`xlvlm.serve.play.image_path`)."""
+        from xlvlm.serve.play import image_path
 
-        return Playground.image_path(SimpleNamespace(root=self.resolved, image_roots=self.image_roots), value)
+        return image_path(value, self.resolved, self.image_roots)
 
     # ---- files ---------------------------------------------------------------------------------
     def file(self, relative: str) -> Path:
