@@ -223,11 +223,13 @@ def check_outputs(result_path) -> bool:
     return True
 
 
-def read_tensors(path: str | Path, what: str, remedy: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def read_tensors(path: str | Path, what: str, remedy: str, header_key: str | None = None) -> tuple[object, dict]:
     """The header metadata and every tensor of a safetensors file (never a pickle).
 
     what: what the file should be ("learned steering file"); remedy: what to do about a bad one.
-    A missing or unreadable file is a one-line XlvlmError naming it; the caller checks the rest.
+    header_key: return the JSON value stored under this header key instead of the whole header.
+    A missing or unreadable file (or header value) is a one-line XlvlmError naming it; the caller
+    checks the rest.
     """
     from safetensors import safe_open
 
@@ -238,6 +240,12 @@ def read_tensors(path: str | Path, what: str, remedy: str) -> tuple[dict[str, st
         raise XlvlmError(f"{path}: {what} not found; {remedy}")
     try:
         with safe_open(path, framework="pt") as handle:
-            return dict(handle.metadata() or {}), {name: handle.get_tensor(name) for name in handle.keys()}
+            header, tensors = dict(handle.metadata() or {}), {name: handle.get_tensor(name) for name in handle.keys()}
     except Exception as exc:  # safetensors raises its own error types
         raise XlvlmError(f"{path}: not a readable {what} ({type(exc).__name__}); {remedy}") from None
+    if header_key is None:
+        return header, tensors
+    try:
+        return json.loads(header[header_key]), tensors
+    except (KeyError, ValueError, RecursionError):
+        raise XlvlmError(f"{path}: no readable '{header_key}' header; {remedy}") from None

@@ -172,11 +172,7 @@ class LearnedSteering:
             if (path / RESULT_FILE).is_file():
                 check_outputs(path / RESULT_FILE)
             path = path / LEARNED_FILE
-        raw, tensors = read_tensors(path, "learned steering file", REMEDY)
-        try:
-            header = json.loads(raw[META_KEY])
-        except (KeyError, ValueError, RecursionError):
-            raise XlvlmError(f"{path}: no readable '{META_KEY}' header; {REMEDY}") from None
+        header, tensors = read_tensors(path, "learned steering file", REMEDY, header_key=META_KEY)
 
         def bad(what: str):
             raise XlvlmError(f"{path}: {what}; {REMEDY}")

@@ -198,11 +198,7 @@ class PerSampleSteering:
         """Read a file of :meth:`save`, checked: the ids (unique strings), one finite float (N, D)
         per layer with N = number of ids and one D. Anything else is a one-line XlvlmError."""
         path = Path(path)
-        header, tensors = read_tensors(path, "per-sample steering file", REMEDY)
-        try:
-            parsed = json.loads(header[META_KEY])
-        except (KeyError, ValueError, RecursionError):
-            raise XlvlmError(f"{path}: no readable '{META_KEY}' header (ids and metadata); {REMEDY}") from None
+        parsed, tensors = read_tensors(path, "per-sample steering file", REMEDY, header_key=META_KEY)
         if not isinstance(parsed, dict) or not isinstance(parsed.get("ids"), list) \
                 or not isinstance(parsed.get("metadata", {}), dict):
             raise XlvlmError(f"{path}: its '{META_KEY}' header needs a list 'ids' and an object 'metadata'; {REMEDY}")
