@@ -34,7 +34,7 @@ import torch
 
 from xlvlm.choices import POSITION_RULES
 from xlvlm.errors import XlvlmError
-from xlvlm.hooks import attach, resolve_layer
+from xlvlm.hooks import attach, require_vlm, resolve_layer
 from xlvlm.steer.operators import operator_named
 
 
@@ -114,8 +114,6 @@ class Steering:
 
     def __init__(self, vlm, vectors: "dict[str, torch.Tensor] | RowVectors", alpha: float = 1.0, positions="all",
                  operator="add", condition=None):
-        from xlvlm.extract.run import require_vlm
-
         require_vlm(vlm, "steering (SteeringVector.apply)")
         self._handles: list = []
         hooks = _steering_hooks(vlm, vectors, alpha, positions, operator_named(operator), condition)

@@ -81,7 +81,8 @@ class PerSampleSteering:
         e.g. the question with the wrong and with the right answer for a selector that reads the
         answer)."""
         from xlvlm.data.samples import check_samples
-        from xlvlm.extract.run import extract, require_vlm
+        from xlvlm.extract.run import extract
+        from xlvlm.hooks import require_vlm
 
         require_vlm(vlm, "PerSampleSteering.train")
         positive, negative = check_samples(positive, where="positive"), check_samples(negative, where="negative")
