@@ -96,3 +96,15 @@ def test_sweep_takes_in_memory_stores(vlm_of, samples):
     rows = sweep_stores(vlm, source, target, questions, layers=[1], alphas=[0.0, 1.0], max_new_tokens=2,
                         progress=False)
     assert [(r["layer"], r["alpha"]) for r in rows] == [("1", 0.0), ("1", 1.0)]
+
+
+def test_sample_subset_keeps_the_chosen_samples_rows_in_order(tmp_path):
+    from xlvlm.extract.store import sample_subset
+
+    X = torch.arange(12.0).reshape(4, 3)
+    store = xlvlm.FeatureStore.from_tensors({2: X, 5: -X}, [{"id": f"s{i}"} for i in range(4)])
+    subset = sample_subset(store, [3, 0], layers=["5"])
+    assert subset.ids == ["s3", "s0"] and subset.layers == ["5"]
+    assert torch.equal(subset.features("5"), torch.stack([-X[3], -X[0]]))
+    saved = xlvlm.FeatureStore.from_tensors(tmp_path / "s", {2: X}, [{"id": f"s{i}"} for i in range(4)])
+    assert torch.equal(sample_subset(saved, [1]).features("2"), X[1:2])

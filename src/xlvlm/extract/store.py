@@ -543,6 +543,17 @@ def json_ready(sample: dict) -> dict:
     return sample if image is None or isinstance(image, str) else {**sample, "image": image_label(image)}
 
 
+def sample_subset(store, indices: list[int], layers=None) -> "InMemoryStore":
+    """An in-memory store of the samples at ``indices`` (in that order) of a one-row-per-sample
+    ``store``: their ids and their rows at ``layers`` (default: every layer of the store)."""
+    if store.settings.rows_per_sample != 1:
+        raise XlvlmError(f"{store.path}: has several rows per sample; a subset of samples needs one row each")
+    index = torch.tensor(list(indices), dtype=torch.long)
+    features = {key: store.features(key)[index] for key in (layers or store.layers)}
+    return store_from_tensors(features, [{"id": str(store.ids[i])} for i in indices], model=store.model,
+                              selector=store.selector)
+
+
 def store_from_tensors(features: dict, samples, model: str = "", selector: str = "custom",
                        num_layers: int | None = None) -> "InMemoryStore":
     """An in-memory store of your own features: {layer: (N, D)} and N sample dicts (``id`` at

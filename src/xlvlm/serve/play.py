@@ -26,8 +26,6 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import torch
-
 from xlvlm.choices import MAX_ALPHA
 from xlvlm.data.images import MAX_UPLOAD_BYTES, load_image, load_image_bytes
 from xlvlm.errors import XlvlmError
@@ -488,7 +486,7 @@ class Playground:
     def _answer_subset(self, store_name: str, answer, where: str):
         """The rows of a one-row-per-sample store whose sample's reference answer is ``answer``,
         as an in-memory store."""
-        from xlvlm.extract.store import store_from_tensors
+        from xlvlm.extract.store import sample_subset
 
         store = self._store(store_name)
         if store.settings.rows_per_sample != 1:
@@ -497,10 +495,7 @@ class Playground:
                   if ok and s.get("answer") == answer]
         if not chosen:
             raise XlvlmError(f"{where}: {store_name} has no present sample answered {answer!r}")
-        index = torch.tensor(chosen)
-        features = {key: store.features(key)[index] for key in store.layers}
-        return store_from_tensors(features, [{"id": str(store.samples[i].get("id"))} for i in chosen],
-                                  model=store.model, selector=store.selector)
+        return sample_subset(store, chosen)
 
     def _compute_vector(self, source, target, method: str = "mean-diff", layers=None) -> dict:
         """The vector from the ``source`` set towards the ``target`` set, by ``method`` (one of

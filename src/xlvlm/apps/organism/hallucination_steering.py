@@ -84,15 +84,13 @@ def reframe(sample: dict) -> dict:
 
 def _subset_store(store, layer: str, keep: list[bool]):
     """An in-memory store of the rows of ``store`` at ``layer`` where ``keep`` holds."""
-    from xlvlm.extract.store import store_from_tensors
+    from xlvlm.extract.store import sample_subset
 
     rows = [i for i, k in enumerate(keep) if k]
     if not rows:
         raise XlvlmError("no training question falls in one of the mean-diff groups (absent object answered "
                          "yes / no); use more training images")
-    features = store.features(layer)[rows]
-    return store_from_tensors({layer: features}, [{"id": store.ids[i]} for i in rows], model=store.model,
-                              selector=store.selector)
+    return sample_subset(store, rows, layers=[layer])
 
 
 def _answers(predictions: list[dict]) -> list[str]:
