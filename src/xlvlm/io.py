@@ -104,6 +104,21 @@ RESULT_VERSION = 1
 LEGACY_RESULT_FILES = ("concepts.json", "shift.json", "sweep.json", "caption_steer.json")
 
 
+def refuse_existing_output(path: str | Path, *, overwrite: bool, option: str = "--out") -> None:
+    """The one rule for every command's output: an output that already exists is refused, in one
+    line naming the option that gave it, unless the caller asked to overwrite it (``--overwrite``
+    on the command line, ``overwrite=True`` in Python). Call it before any work starts."""
+    from xlvlm.errors import XlvlmError
+
+    target = Path(path)
+    if overwrite or not (target.exists() or target.is_symlink()):
+        return
+    if target.is_dir() and not any(target.iterdir()):
+        return  # an empty folder holds nothing to lose
+    hint = "--overwrite" if option.startswith("--") else "overwrite=True"
+    raise XlvlmError(f"{option} {target}: already exists; choose another {option} or pass {hint} to replace it")
+
+
 def stage_result(stage: str, **fields) -> dict:
     """A stage's result object: its name and format version first, then its own fields."""
     return {"stage": stage, "version": RESULT_VERSION, **fields}
