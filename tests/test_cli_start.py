@@ -35,12 +35,13 @@ def test_the_package_imports_its_public_names_lazily():
     assert result.stdout.split() == ["False", "True"]
 
 
-def test_xlvlm_extract_stays_the_function_after_its_submodule_is_imported():
+def test_xlvlm_extract_is_the_function_next_to_the_features_package():
     import xlvlm
-    import xlvlm.extract.distributed  # noqa: F401  (the import system sets xlvlm.extract to the module)
-    from xlvlm.extract import FeatureStore  # noqa: F401
+    import xlvlm.features.distributed  # noqa: F401
+    from xlvlm.features import FeatureStore
 
     assert callable(xlvlm.extract) and xlvlm.extract.__name__ == "extract"
+    assert xlvlm.FeatureStore is FeatureStore
 
 
 @pytest.mark.parametrize("text", ["cpu", "cuda", "cuda:1", "cuda:10", "mps", "mps:0", "xpu", "meta", "cpu:0", "tpu9",

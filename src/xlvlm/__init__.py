@@ -10,16 +10,14 @@ The public names below are imported on first use (PEP 562), so that ``import xlv
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
     "XlvlmError": "xlvlm.errors",
-    "FeatureStore": "xlvlm.extract",
-    "extract": "xlvlm.extract",
+    "FeatureStore": "xlvlm.features",
+    "extract": "xlvlm.features",
     "load_vlm": "xlvlm.models",
     "learn_concepts": "xlvlm.concepts",
     "ConceptDictionary": "xlvlm.concepts",
@@ -49,18 +47,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """``xlvlm.extract`` is the function, though a submodule has the same name: importing the
-    submodule would otherwise set the package attribute to the module (as the import system
-    does for every submodule) and ``xlvlm.extract(...)`` would fail after any
-    ``from xlvlm.extract import ...``."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"{__name__}.{name}":
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

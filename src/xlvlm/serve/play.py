@@ -272,7 +272,7 @@ class Playground:
 
     def _store(self, name: str):
         """The feature store ``name`` (a folder relative to RUN_DIR), opened once."""
-        from xlvlm.extract.store import FeatureStore
+        from xlvlm.features.store import FeatureStore
 
         return self._open_listed(name, "stores", "store", "feature store", self._stores,
                                  lambda path, key: FeatureStore(path))
@@ -486,7 +486,7 @@ class Playground:
     def _answer_subset(self, store_name: str, answer, where: str):
         """The rows of a one-row-per-sample store whose sample's reference answer is ``answer``,
         as an in-memory store."""
-        from xlvlm.extract.store import sample_subset
+        from xlvlm.features.store import sample_subset
 
         store = self._store(store_name)
         if store.settings.rows_per_sample != 1:
@@ -584,8 +584,8 @@ class Playground:
         "activations" (K floats), "top": [{"concept", "activation", "max_in_run", "words"}]}``,
         the ``n`` most active first; ``present`` False (and no activations) where the selector
         finds no token."""
-        from xlvlm.extract.run import extract
-        from xlvlm.extract.selectors import parse_selector
+        from xlvlm.features.run import extract
+        from xlvlm.features.selectors import parse_selector
 
         entry = self._dictionary(name)
         if entry["problem"] is not None:

@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import MANIFEST
+from xlvlm.features.manifest import MANIFEST
 from xlvlm.io import UNIT_PREFIX
 from xlvlm.report.html import PNG_SIGNATURE
 from xlvlm.report.html import _inside as inside_run

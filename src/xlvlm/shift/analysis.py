@@ -49,7 +49,7 @@ def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Te
 
     Returns X_o (M, D), X_f (M, D) as float32 and the M ids.
     """
-    from xlvlm.extract.pairing import paired_rows
+    from xlvlm.features.pairing import paired_rows
 
     return paired_rows(original, finetuned, layer, "shift analysis")
 

@@ -280,7 +280,7 @@ def _settings(hidden, epochs, lr, batch_size, val_fraction, cosine_weight, seed)
 def _pairs(context, context_key: str, shifts, steer_layer):
     """(ids, x (P, D), y (P, D), steer key, where the vectors came from) over the sample ids present in
     both, in the shifts' order."""
-    from xlvlm.extract.pairing import paired_rows
+    from xlvlm.features.pairing import paired_rows
     from xlvlm.steer.per_sample import PerSampleSteering
 
     per_sample = isinstance(shifts, PerSampleSteering)

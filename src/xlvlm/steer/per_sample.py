@@ -51,7 +51,7 @@ class PerSampleSteering:
         source, target: stores of the same model with one row per sample (FeatureStore or in
         memory), e.g. the states of the negative and of the positive forced answer.
         """
-        from xlvlm.extract.pairing import paired_rows
+        from xlvlm.features.pairing import paired_rows
         from xlvlm.steer.vector import _layer_list, check_finite
 
         if source.hidden_size != target.hidden_size:
@@ -81,7 +81,7 @@ class PerSampleSteering:
         e.g. the question with the wrong and with the right answer for a selector that reads the
         answer)."""
         from xlvlm.data.samples import check_samples
-        from xlvlm.extract.run import extract
+        from xlvlm.features.run import extract
         from xlvlm.hooks import require_vlm
 
         require_vlm(vlm, "PerSampleSteering.train")
@@ -142,7 +142,7 @@ class PerSampleSteering:
     def to_store(self):
         """An in-memory feature store of the vectors ({layer: (N, D)}, one sample per id): what
         :meth:`LearnedSteering.fit` and any stage taking a store read; ``.save(folder)`` keeps it."""
-        from xlvlm.extract.store import store_from_tensors
+        from xlvlm.features.store import store_from_tensors
 
         return store_from_tensors(self.vectors, [{"id": sid} for sid in self.ids],
                                   model=str(self.metadata.get("model", "")), selector="per-sample")

@@ -44,7 +44,7 @@ def _rows(store, layer) -> torch.Tensor:
 
 def _paired_rows(source, target, layer) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, D) source and (P, D) target rows, aligned over sample ids present in both stores."""
-    from xlvlm.extract.pairing import paired_rows
+    from xlvlm.features.pairing import paired_rows
 
     source_rows, target_rows, _ = paired_rows(source, target, layer, "a paired method", otherwise=", or use mean-diff")
     return source_rows, target_rows

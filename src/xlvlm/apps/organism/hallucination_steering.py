@@ -84,7 +84,7 @@ def reframe(sample: dict) -> dict:
 
 def _subset_store(store, layer: str, keep: list[bool]):
     """An in-memory store of the rows of ``store`` at ``layer`` where ``keep`` holds."""
-    from xlvlm.extract.store import sample_subset
+    from xlvlm.features.store import sample_subset
 
     rows = [i for i, k in enumerate(keep) if k]
     if not rows:

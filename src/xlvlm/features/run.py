@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 from xlvlm.data import check_images, check_samples
 from xlvlm.data.images import image_sha256
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import Manifest, StoreSettings
-from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
-from xlvlm.extract.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest
+from xlvlm.features.manifest import Manifest, StoreSettings
+from xlvlm.features.selectors import Selection, Selector, TokenView, parse_selector
+from xlvlm.features.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest
 from xlvlm.io import sha256_file
 from xlvlm.hooks import record, require_vlm, resolve_layers
 
