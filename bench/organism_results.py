@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import xlvlm
-from xlvlm.concepts.text import ground_text
+from xlvlm.concepts.grounding.text import ground_text
 from xlvlm.apps.organism.data import stratified_subset, vqa_samples
 
 

@@ -78,7 +78,7 @@ def test_choices_are_the_registries_names():
     assert steer_methods == choices.STEER_METHODS and TASKS == choices.EVALUATION_TASKS
     assert (AGGREGATES, ASSIGNMENTS) == (choices.SHIFT_AGGREGATES, choices.SHIFT_ASSIGNMENTS)
     from xlvlm.concepts.simple import ACTIVATIONS
-    from xlvlm.concepts.text import WORD_FILTERS
+    from xlvlm.concepts.grounding.text import WORD_FILTERS
     from xlvlm.shift.analysis import MAS_RANKINGS
     from xlvlm.steer.apply import POSITION_RULES
     from xlvlm.steer.operators import OPERATORS

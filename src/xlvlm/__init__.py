@@ -21,7 +21,7 @@ _EXPORTS = {
     "load_vlm": "xlvlm.models",
     "learn_concepts": "xlvlm.concepts",
     "ConceptDictionary": "xlvlm.concepts",
-    "ground_text": "xlvlm.concepts.text",
+    "ground_text": "xlvlm.concepts.grounding.text",
     "ground_images": "xlvlm.concepts",
     "analyse_shift": "xlvlm.shift",
     "SteeringVector": "xlvlm.steer",

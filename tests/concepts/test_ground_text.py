@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import xlvlm
-from xlvlm.concepts.text import ground_text, is_word, random_word_baseline, research_stopwords
+from xlvlm.concepts.grounding.text import ground_text, is_word, random_word_baseline, research_stopwords
 from xlvlm.errors import XlvlmError
 
 

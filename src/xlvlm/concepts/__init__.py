@@ -8,7 +8,7 @@ metrics here need no model.
 """
 
 from xlvlm.concepts.dictionary import ConceptDictionary
-from xlvlm.concepts.images import ground_images
+from xlvlm.concepts.grounding.images import ground_images
 from xlvlm.concepts.estimators import NMF, NNDL, PCA, KMeans, MiniBatchKMeans, SemiNMF, Simple, TopKSAE
 from xlvlm.concepts.learn import learn_concepts, learn_concepts_streaming
 from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity

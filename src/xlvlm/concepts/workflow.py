@@ -61,7 +61,7 @@ def _ground_words(vlm, cd, key: str, X: torch.Tensor, top_k_words: int, vocabula
                   word_filter: str) -> tuple[list[list[str]], list[list[str]], frozenset[str]]:
     """Readable words of each concept and of as many random directions at the data's scale (the
     baseline), and the template words left out of both."""
-    from xlvlm.concepts.text import ground_text, random_word_baseline
+    from xlvlm.concepts.grounding.text import ground_text, random_word_baseline
 
     # Ask for enough words that top_k_words remain once the template's own are dropped. The
     # research filter reproduces the research code, which keeps them.
@@ -81,7 +81,8 @@ def _test_scores(cd, X_test: torch.Tensor, test_samples: list[dict], words: list
                  baseline_words: list[list[str]], clip_model: str | None, text_similarity: bool) -> dict:
     """CLIPScore and text similarity of the top 1 and 3 concepts' words on the held-out samples,
     and the same with random words in place of each concept's."""
-    from xlvlm.concepts.scores import ClipScorer, TextSimilarity, reference_text, top_concept_words, top_concepts_words
+    from xlvlm.concepts.grounding.scores import (ClipScorer, TextSimilarity, reference_text, top_concept_words,
+                                                 top_concepts_words)
 
     metrics = {}
     activations = cd.transform(X_test)
@@ -129,7 +130,7 @@ def _draw_heatmaps(vlm, cd, key: str, mas: list[list[int]], words: list[list[str
                    heatmaps: int, path) -> str | None:
     """patch_heatmaps.png for the first ``heatmaps`` concepts with a top sample; returns why it
     was skipped (``"skipped: ..."``), or None when drawn."""
-    from xlvlm.concepts.patches import draw_heatmaps, patch_heatmaps
+    from xlvlm.concepts.grounding.patches import draw_heatmaps, patch_heatmaps
 
     chosen = [k for k in range(len(mas)) if mas[k]][:heatmaps]
     tops = [samples[mas[k][0]] for k in chosen]
@@ -153,7 +154,7 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
     text of ``command.txt``. Returns the summary written to ``result.json``.
     """
     from xlvlm.concepts import learn_concepts
-    from xlvlm.concepts.images import ground_images
+    from xlvlm.concepts.grounding.images import ground_images
     from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
     from xlvlm.hooks import require_vlm
 

@@ -291,7 +291,7 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
     original (base) model; passing the fine-tuned one reads the fine-tuned model's own readout.
     The name of the model used is recorded (``words["unembedding"]``).
     mas_by: "cosine" (default) or "activation" (the research code's ranking), see the module
-    docstring. word_filter: "xlvlm" or "research" (see :mod:`xlvlm.concepts.text`).
+    docstring. word_filter: "xlvlm" or "research" (see :mod:`xlvlm.concepts.grounding.text`).
     """
     from xlvlm.concepts import learn_concepts
 
@@ -319,7 +319,7 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
     _add_intersections(rec, mas, "mas")
     words = {}
     if vlm is not None:
-        from xlvlm.concepts.text import ground_text
+        from xlvlm.concepts.grounding.text import ground_text
 
         def ground(vectors):
             return ground_text(vlm, vectors, key, top_k=top_k_words, vocabulary=words_vocabulary,

@@ -42,7 +42,7 @@ further s t d ll m o re ve y isn aren wasn weren don doesn didn hasn haven hadn 
 mightn couldn needn ain ma
 """.split())
 
-_RESEARCH_STOPWORDS = Path(__file__).resolve().parents[1] / "data" / "stopwords" / "research.txt"
+_RESEARCH_STOPWORDS = Path(__file__).resolve().parents[2] / "data" / "stopwords" / "research.txt"
 
 
 @lru_cache(maxsize=1)
