@@ -1,9 +1,10 @@
-"""The names of the library's strategies, in a module that imports nothing heavy.
+"""The names of the library's strategies whose registries live in packages that import torch.
 
-Each registry in the library takes its names from here (:data:`xlvlm.steer.vector.METHODS`,
-:data:`xlvlm.concepts.METHODS`, :data:`xlvlm.evaluation.TASKS`, ...), and so does the command
-line for its choices: ``xlvlm --help`` then runs without importing torch or transformers.
-A test checks that each registry holds exactly these names.
+Each of those registries takes its names from here (:data:`xlvlm.steer.vector.METHODS`,
+:data:`xlvlm.concepts.METHODS`, ...), and so does the command line for its choices: ``xlvlm
+--help`` then runs without importing torch or transformers. A test checks that each registry
+holds exactly these names. Registries in light packages need no entry here: ``xlvlm evaluate``
+reads :data:`xlvlm.evaluation.TASKS` itself.
 """
 
 CONCEPT_METHODS = ("snmf", "nndl", "kmeans", "pca", "nmf", "simple", "topk-sae", "minibatch-kmeans")
@@ -16,7 +17,6 @@ SHIFT_AGGREGATES = ("mean", "median", "trimmed-mean")
 SHIFT_MAS_RANKINGS = ("cosine", "activation")
 WORD_FILTERS = ("xlvlm", "research")
 SIMPLE_ACTIVATIONS = ("projection", "distance")
-EVALUATION_TASKS = ("vqa", "caption", "pope", "safety")
 
 # Steering adds alpha times a direction to hidden states whose norms are at most a few thousand
 # (large models' outlier dimensions included): beyond a million the states are swamped by the

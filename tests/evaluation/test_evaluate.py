@@ -59,3 +59,20 @@ def test_evaluation_errors(tmp_path):
         assert fragment in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(XlvlmError, match="unknown result task"):
         format_report({"task": "nope"})
+
+
+def test_a_registered_task_is_scored_printed_and_named_in_errors(tmp_path, monkeypatch):
+    from xlvlm.evaluation import tasks
+
+    monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
+    monkeypatch.setattr("xlvlm.evaluation.TASKS", tasks.TASKS)
+    tasks.register_task(tasks.Task("length", lambda predictions, options: {"task": "length", "n": len(predictions)},
+                                   lambda result: [f"{result['n']} predictions"]))
+    path = write(tmp_path / "p.jsonl", [{"id": 1, "prediction": "yes"}, {"id": 2, "prediction": "no"}])
+    result = evaluate_predictions(path, task="length")
+    assert result == {"task": "length", "n": 2, "predictions": str(path)}
+    assert format_report(result) == "2 predictions\n"
+    with pytest.raises(XlvlmError, match=r"use --task vqa, caption, pope, safety or length$"):
+        evaluate_predictions(path, task="nope")
+    with pytest.raises(XlvlmError, match="apply to --task vqa only"):
+        evaluate_predictions(path, task="length", source="yes", target="no")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from xlvlm.choices import EVALUATION_TASKS
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
+from xlvlm.evaluation import TASKS  # the registry; the package imports neither torch nor transformers
 
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score predictions: VQA accuracy, targeted steering report, captions, "
                        "POPE, refusal rate")
     p.add_argument("--predictions", type=valid.path, help="predictions .jsonl (from steer apply)")
-    p.add_argument("--task", default="vqa", choices=EVALUATION_TASKS)
+    p.add_argument("--task", default="vqa", choices=tuple(TASKS))
     p.add_argument("--baseline", type=valid.path, help="unsteered predictions on the same samples (for side effects)")
     p.add_argument("--source", help="answer or answer type steered away from (targeted report)")
     p.add_argument("--target", help="answer steered towards (targeted report)")
