@@ -16,8 +16,8 @@ def concepts_and_shift_run(root: Path, samples: list[dict]) -> Path:
     g = torch.Generator().manual_seed(0)
     rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(12)]
     X = torch.randn(12, 6, generator=g).abs()
-    xlvlm.FeatureStore.from_tensors(root / "o", {"1": X}, rows)
-    xlvlm.FeatureStore.from_tensors(root / "f", {"1": X + 0.5}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": X}, rows, path=root / "o")
+    xlvlm.FeatureStore.from_tensors({"1": X + 0.5}, rows, path=root / "f")
     run = root / "run"
     assert main(["concepts", "--features", str(root / "o"), "--layer", "1", "--method", "kmeans", "--n-concepts", "3",
                  "--out", str(run / "concepts"), "--quiet"]) == 0

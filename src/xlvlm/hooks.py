@@ -1,6 +1,6 @@
 """Forward hooks that record chosen layers, with the project's layer convention.
 
-Layer convention (DESIGN.md §3): an integer ``i`` is the output of decoder block ``i``
+Layer convention: an integer ``i`` is the output of decoder block ``i``
 (0-based; HF ``output_hidden_states[i + 1]`` for every block but the last), negatives count
 from the end, ``"final"`` is the output of the final norm, and any other string is a raw
 module name (``model.get_submodule``).

@@ -99,9 +99,6 @@ UNIT_PREFIX = ".xlvlm-unit-"
 # unit's last file; the report picks its renderer by ``stage``, never by a file's name.
 RESULT_FILE = "result.json"
 RESULT_VERSION = 1
-# The result files of xlvlm before RESULT_FILE (no stage, no version): the report names them
-# and asks for a rerun instead of guessing their stage from the name.
-LEGACY_RESULT_FILES = ("concepts.json", "shift.json", "sweep.json", "caption_steer.json")
 
 
 def refuse_existing_output(path: str | Path, *, overwrite: bool, option: str = "--out") -> None:

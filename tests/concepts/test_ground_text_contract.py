@@ -1,4 +1,4 @@
-"""The public contract's call ``ground_text(vlm, components, top_k=10)`` (DESIGN.md §3) keeps working:
+"""The documented call ``ground_text(vlm, components, top_k=10)`` keeps working:
 without a layer, V is read as a block output (final norm, then the LM head)."""
 
 import torch

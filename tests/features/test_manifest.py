@@ -12,7 +12,7 @@ from xlvlm.features.manifest import Manifest, ShardEntry, StoreSettings
 
 def _store(path, samples):
     rows = [dict(s, id=f"q{i}") for i, s in enumerate(samples[:3])]
-    return FeatureStore.from_tensors(path, {"final": torch.randn(3, 4)}, rows, model="m")
+    return FeatureStore.from_tensors({"final": torch.randn(3, 4)}, rows, model="m", path=path)
 
 
 def test_a_written_manifest_reads_back_unchanged(tmp_path, samples):

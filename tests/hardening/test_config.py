@@ -11,8 +11,8 @@ from xlvlm.cli import _apply_config, build_parser
 def _stores(tmp_path, samples):
     rows = [dict(samples[i], id=f"q{i}") for i in range(6)]
     g = torch.Generator().manual_seed(0)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "a", {"1": torch.randn(6, 4, generator=g)}, rows)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "b", {"1": torch.randn(6, 4, generator=g) + 1}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": torch.randn(6, 4, generator=g)}, rows, path=tmp_path / "a")
+    xlvlm.FeatureStore.from_tensors({"1": torch.randn(6, 4, generator=g) + 1}, rows, path=tmp_path / "b")
 
 
 def test_command_line_flag_wins_over_an_alias_in_the_config(cli, tmp_path, samples):

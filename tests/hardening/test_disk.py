@@ -82,8 +82,8 @@ def test_steer_apply_on_a_real_full_disk(cli, tiny_dir, samples, tmp_path):
 def test_full_and_read_only_output_folders_are_one_line(cli, samples, tmp_path, command):
     rows = [dict(samples[i], id=f"q{i}") for i in range(8)]
     g = torch.Generator().manual_seed(0)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "a", {"1": torch.rand(8, 64, generator=g)}, rows)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "b", {"1": torch.rand(8, 64, generator=g) + 1}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": torch.rand(8, 64, generator=g)}, rows, path=tmp_path / "a")
+    xlvlm.FeatureStore.from_tensors({"1": torch.rand(8, 64, generator=g) + 1}, rows, path=tmp_path / "b")
 
     def run(out):
         if command == "compute":
@@ -106,7 +106,7 @@ def test_a_file_where_a_folder_is_expected_is_one_line(cli, tiny_dir, samples, t
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
     rows = [dict(samples[i], id=f"q{i}") for i in range(6)]
-    xlvlm.FeatureStore.from_tensors(tmp_path / "a", {"1": torch.rand(6, 8)}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": torch.rand(6, 8)}, rows, path=tmp_path / "a")
     if command == "apply":
         argv = ["steer", "apply", *_vector_and_data(tmp_path, samples, tiny_dir), "--out", blocker / "p.jsonl"]
     elif command == "compute":

@@ -69,7 +69,7 @@ def test_shard_samples_rounded_to_whole_batches_says_so(cli, tiny_dir, samples, 
 
 def test_steer_compute_n_concepts_zero_never_reaches_kmeans(cli, tmp_path, samples):
     rows = [dict(samples[i], id=f"q{i}") for i in range(4)]
-    xlvlm.FeatureStore.from_tensors(tmp_path / "a", {"1": torch.rand(4, 3)}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": torch.rand(4, 3)}, rows, path=tmp_path / "a")
     code, _, err = cli(["steer", "compute", "--source", tmp_path / "a", "--target", tmp_path / "a", "--layer", "1",
                         "--method", "concept", "--n-concepts", "0", "--out", tmp_path / "v.safetensors"])
     assert code == 2 and "--n-concepts" in err

@@ -13,8 +13,8 @@ BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfa"
 def _stores(tmp_path, samples, hidden):
     rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(8)]
     g = torch.Generator().manual_seed(0)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "a", {"1": torch.rand(8, hidden, generator=g)}, rows)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "b", {"1": torch.rand(8, hidden, generator=g) + 1}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": torch.rand(8, hidden, generator=g)}, rows, path=tmp_path / "a")
+    xlvlm.FeatureStore.from_tensors({"1": torch.rand(8, hidden, generator=g) + 1}, rows, path=tmp_path / "b")
 
 
 @pytest.mark.parametrize("option", ["--ids", "--word-class"])

@@ -62,8 +62,11 @@ def test_from_tensors_is_in_memory_and_keys_layers_one_way(tmp_path):
     assert store.layers == ["3", "final"] and store.ids == [str(i) for i in range(6)]
     torch.testing.assert_close(store.features(3), store.features("3"))
     torch.testing.assert_close(store.features(" 3"), X)
-    old_form = xlvlm.FeatureStore.from_tensors(tmp_path / "old", {"3": X}, [{"id": i} for i in range(6)])
-    assert isinstance(old_form, xlvlm.FeatureStore) and (tmp_path / "old" / "manifest.json").is_file()
+    saved = xlvlm.FeatureStore.from_tensors({"3": X}, [{"id": i} for i in range(6)], path=tmp_path / "saved")
+    assert isinstance(saved, xlvlm.FeatureStore) and (tmp_path / "saved" / "manifest.json").is_file()
+    with pytest.raises(XlvlmError, match=r"features is the path '.*old'; .*path="):
+        xlvlm.FeatureStore.from_tensors(tmp_path / "old", {"3": X}, [{"id": i} for i in range(6)])
+    assert not (tmp_path / "old").exists()
     with pytest.raises(XlvlmError, match="row 2 .*NaN"):
         xlvlm.FeatureStore.from_tensors({3: torch.where(torch.arange(6)[:, None] == 2, float("nan"), X)},
                                         [{"id": i} for i in range(6)])
@@ -106,5 +109,5 @@ def test_sample_subset_keeps_the_chosen_samples_rows_in_order(tmp_path):
     subset = sample_subset(store, [3, 0], layers=["5"])
     assert subset.ids == ["s3", "s0"] and subset.layers == ["5"]
     assert torch.equal(subset.features("5"), torch.stack([-X[3], -X[0]]))
-    saved = xlvlm.FeatureStore.from_tensors(tmp_path / "s", {2: X}, [{"id": f"s{i}"} for i in range(4)])
+    saved = xlvlm.FeatureStore.from_tensors({2: X}, [{"id": f"s{i}"} for i in range(4)], path=tmp_path / "s")
     assert torch.equal(sample_subset(saved, [1]).features("2"), X[1:2])

@@ -13,8 +13,8 @@ def test_report_embeds_every_stage(tmp_path, samples, capsys):
     g = torch.Generator().manual_seed(0)
     X_o = torch.randn(16, 8, generator=g)
     rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(16)]
-    xlvlm.FeatureStore.from_tensors(tmp_path / "feats" / "o", {"1": X_o.abs()}, rows)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "feats" / "f", {"1": X_o.abs() + 1}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": X_o.abs()}, rows, path=tmp_path / "feats" / "o")
+    xlvlm.FeatureStore.from_tensors({"1": X_o.abs() + 1}, rows, path=tmp_path / "feats" / "f")
     run = tmp_path / "run"
     assert main(["concepts", "--features", str(tmp_path / "feats" / "o"), "--layer", "1", "--method", "kmeans",
                  "--n-concepts", "3", "--out", str(run / "concepts"), "--quiet"]) == 0
@@ -55,18 +55,16 @@ def test_report_picks_the_renderer_by_stage_not_by_file_name(tmp_path, monkeypat
     assert "<h2>probe</h2>" in page and "<h2>Caption steering: a/b</h2>" in page and "<td class=\"l\">cell</td>" in page
 
 
-def test_report_of_a_run_from_before_result_json_asks_for_a_rerun(tmp_path):
-    """Old results carry no stage: the report names the file and the rerun instead of guessing."""
+def test_only_result_json_files_are_stage_results(tmp_path):
+    """Other JSON files (a dictionary's concepts.json, any file without a stage) are not read as
+    stage results: a folder with none is refused in one line."""
     from xlvlm.report import build_report
 
-    _result(tmp_path / "new", stage="table", version=1, header=["h"], rows=[])
-    (tmp_path / "c" / "dictionary").mkdir(parents=True)
-    (tmp_path / "c" / "dictionary" / "concepts.json").write_text(json.dumps({"format": 1}))  # a dictionary: fine
-    build_report(tmp_path)
+    (tmp_path / "c").mkdir()
     (tmp_path / "c" / "concepts.json").write_text(json.dumps({"settings": {}, "concepts": []}))
-    with pytest.raises(XlvlmError, match=r"c/concepts.json: written by an older xlvlm \(no result.json\); rerun"):
+    with pytest.raises(XlvlmError, match=r"no stage outputs found \(result.json\)"):
         build_report(tmp_path)
-    _result(tmp_path / "c", stage="concepts", version=1)  # rerun: the new result stands beside any leftover
+    _result(tmp_path / "c", stage="concepts", version=1)
     assert "<h2>Concepts: c</h2>" in build_report(tmp_path).read_text()
 
 

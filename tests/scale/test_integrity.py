@@ -169,7 +169,7 @@ def test_absent_samples_may_be_nan_but_not_present_ones(tmp_path):
     store.verify()
     assert store.features("final", present_only=True).shape == (N - 1, D)
     with pytest.raises(XlvlmError, match="row 3 .* holds NaN or inf"):
-        xlvlm.FeatureStore.from_tensors(tmp_path / "t", {"final": rows}, [{"id": f"x{i}"} for i in range(N)])
+        xlvlm.FeatureStore.from_tensors({"final": rows}, [{"id": f"x{i}"} for i in range(N)], path=tmp_path / "t")
 
 
 def test_huge_finite_rows_are_not_mistaken_for_inf(tmp_path):

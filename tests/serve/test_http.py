@@ -195,10 +195,6 @@ def test_the_command_line_refuses_bad_input_before_serving(tmp_path, capsys, mon
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
     assert main(["serve", str(tmp_path), "--image-root", str(tmp_path / "nope")]) == 2
     assert "--image-root" in capsys.readouterr().err
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "shift.json").write_text("{}")  # a result of an xlvlm before result.json
-    assert main(["serve", str(tmp_path)]) == 2
-    assert "older xlvlm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("body, field", [

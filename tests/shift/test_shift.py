@@ -25,9 +25,11 @@ def _stores(tmp_path, X_o, X_f, order=None, absent_o=(), absent_f=()):
     n = X_o.shape[0]
     ids = [f"q{i}" for i in range(n)]
     order = list(range(n)) if order is None else order
-    o = xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X_o}, [{"id": i, "present": i not in absent_o} for i in ids])
-    f = xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X_f[order]},
-                                        [{"id": ids[j], "present": ids[j] not in absent_f} for j in order])
+    o = xlvlm.FeatureStore.from_tensors({"1": X_o}, [{"id": i, "present": i not in absent_o} for i in ids],
+                                        path=tmp_path / "o")
+    f = xlvlm.FeatureStore.from_tensors({"1": X_f[order]},
+                                        [{"id": ids[j], "present": ids[j] not in absent_f} for j in order],
+                                        path=tmp_path / "f")
     return o, f
 
 
@@ -72,8 +74,8 @@ def test_statistics_and_recovery_by_hand():
 
 def test_shift_errors(tmp_path):
     X = torch.randn(6, 4)
-    o = xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X}, [{"id": f"a{i}"} for i in range(6)])
-    f = xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X}, [{"id": f"b{i}"} for i in range(6)])
+    o = xlvlm.FeatureStore.from_tensors({"1": X}, [{"id": f"a{i}"} for i in range(6)], path=tmp_path / "o")
+    f = xlvlm.FeatureStore.from_tensors({"1": X}, [{"id": f"b{i}"} for i in range(6)], path=tmp_path / "f")
     with pytest.raises(XlvlmError, match="share no sample"):
         analyse_shift(o, f, layer=1, n_concepts=2)
     with pytest.raises(XlvlmError, match="not in store"):
@@ -83,8 +85,8 @@ def test_shift_errors(tmp_path):
 def test_shift_command_writes_results_and_figures(tmp_path, samples, capsys):
     X_o, X_f, _, _ = _planted(n_per=4, k=2, d=8)
     rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(8)]
-    xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X_o}, rows)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X_f}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": X_o}, rows, path=tmp_path / "o")
+    xlvlm.FeatureStore.from_tensors({"1": X_f}, rows, path=tmp_path / "f")
     code = main(["shift", "--original", str(tmp_path / "o"), "--finetuned", str(tmp_path / "f"), "--layer", "1",
                  "--n-concepts", "2", "--method", "kmeans", "--out", str(tmp_path / "out")])
     assert code == 0, capsys.readouterr().err
@@ -99,8 +101,8 @@ def test_shift_command_grounds_words_in_the_given_word_list(tmp_path, tiny_dir, 
     rows = [dict(samples[i % len(samples)], id=f"q{i}") for i in range(8)]
     g = torch.Generator().manual_seed(0)
     X_o = torch.randn(8, vlm.hidden_size, generator=g)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X_o}, rows)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X_o + 1.0}, rows)
+    xlvlm.FeatureStore.from_tensors({"1": X_o}, rows, path=tmp_path / "o")
+    xlvlm.FeatureStore.from_tensors({"1": X_o + 1.0}, rows, path=tmp_path / "f")
     allowed = sorted(w for w in vlm.tokenizer.get_vocab() if w.isalpha())[:5]
     assert len(allowed) == 5
     (tmp_path / "words.txt").write_text("\n".join(allowed) + "\n")

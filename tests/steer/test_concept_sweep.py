@@ -23,8 +23,8 @@ def _planted_stores(tmp_path, hidden, n=8):
         a, b = torch.randn(2, hidden, generator=g)
         source[layer] = a + 0.05 * torch.randn(n, hidden, generator=g)
         target[layer] = b + 0.05 * torch.randn(n, hidden, generator=g)
-    return (xlvlm.FeatureStore.from_tensors(tmp_path / "src", source, ids, num_layers=4),
-            xlvlm.FeatureStore.from_tensors(tmp_path / "tgt", target, ids, num_layers=4))
+    return (xlvlm.FeatureStore.from_tensors(source, ids, num_layers=4, path=tmp_path / "src"),
+            xlvlm.FeatureStore.from_tensors(target, ids, num_layers=4, path=tmp_path / "tgt"))
 
 
 def _eval_samples(samples):

@@ -100,7 +100,7 @@ def test_project_out_removes_the_component(vlm_of, samples):
 
 
 def _store(path, features, ids):
-    return xlvlm.FeatureStore.from_tensors(path, {"1": features}, [{"id": i} for i in ids])
+    return xlvlm.FeatureStore.from_tensors({"1": features}, [{"id": i} for i in ids], path=path)
 
 
 def test_methods_on_planted_stores(tmp_path):
@@ -256,8 +256,8 @@ def test_singular_lda_condition_is_one_line_and_the_cli_takes_its_options(tmp_pa
         Condition.learn(pos, neg, 0, shrinkage=2.0)
     assert Condition.learn(pos, neg, 0, shrinkage=0.5).decide(pos).dtype == torch.bool
     rows = [{"id": f"s{i}", "image": "x.png", "prompt": "p"} for i in range(3)]
-    xlvlm.FeatureStore.from_tensors(tmp_path / "pos", {"0": pos + 5}, rows)
-    xlvlm.FeatureStore.from_tensors(tmp_path / "neg", {"0": neg}, rows)
+    xlvlm.FeatureStore.from_tensors({"0": pos + 5}, rows, path=tmp_path / "pos")
+    xlvlm.FeatureStore.from_tensors({"0": neg}, rows, path=tmp_path / "neg")
     for extra in (["--method", "mean-diff"], ["--shrinkage", "0.5"]):
         assert main(["steer", "condition", "--positive", str(tmp_path / "pos"), "--negative", str(tmp_path / "neg"),
                      "--layer", "0", *extra, "--out", str(tmp_path / "c.safetensors")]) == 0

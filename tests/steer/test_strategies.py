@@ -12,7 +12,7 @@ from xlvlm.steer.operators import OPERATORS, add, project_out
 
 
 def _store(path, features, ids):
-    return xlvlm.FeatureStore.from_tensors(path, {"1": features}, [{"id": i} for i in ids])
+    return xlvlm.FeatureStore.from_tensors({"1": features}, [{"id": i} for i in ids], path=path)
 
 
 def _hooks(model):

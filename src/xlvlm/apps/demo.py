@@ -233,7 +233,7 @@ def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, 
         rows.append({"alpha": alpha, **report, "examples": [p["prediction"] for p in preds[:4]]})
     reference = naming_report(predict(finetuned, samples, max_new_tokens=5, batch_size=32, progress=progress,
                                        desc="fine-tuned captions"))
-    with OutputUnit(folder, RESULT_FILE, ["shift-vector.safetensors", "caption_steer.json"]) as unit:
+    with OutputUnit(folder, RESULT_FILE, ["shift-vector.safetensors"]) as unit:
         vector.save(unit.work / "shift-vector.safetensors")
         atomic_write_json(unit.work / RESULT_FILE, _caption_table(rows, reference, layer, len(samples)))
         unit.commit()

@@ -22,9 +22,8 @@ from xlvlm.concepts.readable import readable_words, template_words, top_sample
 from xlvlm.errors import XlvlmError
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 
-# What a previous run may have left that this one replaces (with the result file of xlvlm before
-# result.json, so that a rerun leaves no stale result of the old format).
-OWNED = ["dictionary", "concept_grid.png", "patch_heatmaps.png", "command.txt", "concepts.json"]
+# What a previous run may have left that this one replaces.
+OWNED = ["dictionary", "concept_grid.png", "patch_heatmaps.png", "command.txt"]
 
 
 def _caption(sample: dict) -> str:

@@ -388,11 +388,11 @@ class FeatureStore(_StoreMetadata):
         Lets any stage run on representations made elsewhere.
 
         Returns an :class:`InMemoryStore`; with ``path``, writes the store
-        folder there and returns it as a FeatureStore (the same as ``.save(path)``). The older
-        form ``from_tensors(path, features, samples)`` still writes a folder.
+        folder there and returns it as a FeatureStore (the same as ``.save(path)``).
         """
-        if isinstance(features, (str, os.PathLike)):  # from_tensors(path, features, samples)
-            path, features, samples = features, samples, path
+        if isinstance(features, (str, os.PathLike)):
+            raise XlvlmError(f"from_tensors: features is the path {str(features)!r}; call "
+                             f"from_tensors(features, samples, path=...) to write a store folder")
         store = store_from_tensors(features, samples, model=model, selector=selector, num_layers=num_layers)
         return store if path is None else store.save(path)
 

@@ -13,10 +13,8 @@ and for each the ``command.txt`` beside it (the exact command that produced it),
 optional ``notes.txt`` (plain text) at the top. Images are embedded as data URIs; the page
 loads nothing from anywhere.
 
-Results of xlvlm before ``result.json`` (concepts.json, shift.json, sweep.json,
-caption_steer.json, with no stage or version) are refused with a one-line error asking to
-rerun the stage (its command is in the command.txt beside it): guessing a stage from a file's
-name is what this format replaced, and one of those names is also a concept dictionary's.
+Only ``result.json`` files are stage results: the renderer comes from their ``stage``, never
+from a file's name (a concept dictionary's ``concepts.json`` is no result, for one).
 
 A run folder may come from someone else, so its files are untrusted: every value taken from
 them is HTML-escaped, only regular files inside RUN_DIR are read (a symbolic link, e.g. a
@@ -34,7 +32,7 @@ import math
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import LEGACY_RESULT_FILES, RESULT_FILE, RESULT_VERSION, atomic_write_text, check_outputs
+from xlvlm.io import RESULT_FILE, RESULT_VERSION, atomic_write_text, check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +299,7 @@ def table_section(data: dict, path: Path, root: Path) -> str:
 @renderer("hallucination-steering")
 def hallucination_steering_section(data: dict, path: Path, root: Path) -> str:
     """The organism's hallucination-steering comparison: method x split POPE metrics, the side
-    effects on shape/colour questions, issue 17's goals, and the plot."""
+    effects on shape/colour questions, the goals L2S is held to, and the plot."""
     _check_hallucination_steering(data, path)
     folder = path.parent
     s = _mapping(data, "settings", path)
@@ -385,28 +383,9 @@ def _section(path: Path, root: Path) -> str:
     return RENDERERS[stage](data, path, root)
 
 
-def _legacy_results(root: Path) -> list[Path]:
-    """Result files of xlvlm before result.json, in folders without a result.json (a concept
-    dictionary's own concepts.json, which has a "format" field, is not one)."""
-    found = []
-    for name in LEGACY_RESULT_FILES:
-        for path in sorted(root.rglob(name)):
-            if (path.parent / RESULT_FILE).exists() or not _inside(path, root) or not check_outputs(path):
-                continue
-            if name == "concepts.json" and "format" in _load(path):
-                continue
-            found.append(path)
-    return found
-
-
 def stage_results(root: Path) -> list[Path]:
     """The finished stage results (``result.json``) under ``root`` that may be read: regular files
-    inside it (links are left out, with a warning), not in an unfinished rerun's work folder.
-    Raises the one-line error for results of an xlvlm before result.json."""
-    legacy = _legacy_results(root)
-    if legacy:
-        raise XlvlmError(f"{legacy[0]}: written by an older xlvlm (no {RESULT_FILE}); rerun that stage "
-                         f"(its command is in {legacy[0].parent / 'command.txt'}) and build the report again")
+    inside it (links are left out, with a warning), not in an unfinished rerun's work folder."""
     found = []
     for path in sorted(root.rglob(RESULT_FILE)):
         if not _inside(path, root):

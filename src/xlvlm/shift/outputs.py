@@ -8,10 +8,8 @@ from pathlib import Path
 from xlvlm.figures import bar_chart, concept_grid
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_save_tensors, atomic_write_json, atomic_write_text, stage_result
 
-# What a previous run may have left that this one replaces (with the result file of xlvlm before
-# result.json, so that a rerun leaves no stale result of the old format).
-OWNED = ["shift.safetensors", "shift_grid.png", "shift_recovery.png", "shift_coherence.png", "command.txt",
-         "shift.json"]
+# What a previous run may have left that this one replaces.
+OWNED = ["shift.safetensors", "shift_grid.png", "shift_recovery.png", "shift_coherence.png", "command.txt"]
 
 
 def write_shift(result, out, samples_by_id: dict | None = None, command: str | None = None) -> dict:

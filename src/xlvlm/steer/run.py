@@ -20,9 +20,8 @@ from xlvlm.models.base import check_generation_settings
 from xlvlm.steer.settings import describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
 
-# What a previous sweep in the same folder may have left that this one replaces (sweep.json: the
-# result file of xlvlm before result.json, so that no stale result of the old format stays).
-OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt", "sweep.json"]
+# What a previous sweep in the same folder may have left that this one replaces.
+OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt"]
 
 
 def predict(vlm, samples: Sequence[dict], vector=None, alpha: float = 1.0,

@@ -74,7 +74,7 @@ def _settings(aggregator, options: dict) -> dict:
 
 def _with_details(meta: dict, details: dict) -> dict:
     """Per-layer details of an aggregator in the metadata: {"concepts": {layer: [i, j]}, ...}."""
-    names = {"sizes": "concept_sizes"}  # the name the concept method's metadata has always used
+    names = {"sizes": "concept_sizes"}  # "sizes" alone would not say of what; the metadata names the concepts
     for key, layer_details in details.items():
         for name, value in layer_details.items():
             meta.setdefault(names.get(name, name), {})[key] = value

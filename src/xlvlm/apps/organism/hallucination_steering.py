@@ -253,7 +253,7 @@ def _row(rows: list[dict], method: str, split: str = "all") -> dict | None:
 
 
 def goals(rows: list[dict], side_rows: list[dict], reference: list[dict] | None) -> dict:
-    """Issue 17's goals for L2S, each with its measured value and whether it holds: yes-ratio
+    """The goals L2S is held to, each with its measured value and whether it holds: yes-ratio
     within 5 points of the labels' share, F1 within 3 points of the reference organism's, side
     effects at most 2 points, F1 above the fixed mean-diff vector's."""
     l2s, fixed = _row(rows, "L2S"), _row(rows, "mean-diff")
