@@ -30,6 +30,7 @@ _EXPORTS = {
     "Condition": "xlvlm.steer",
     "PerSampleSteering": "xlvlm.steer",
     "LearnedSteering": "xlvlm.steer",
+    "use_safe_threads": "xlvlm.threads",
 }
 _SUBMODULES = ("organism",)
 
