@@ -93,3 +93,11 @@ def test_unknown_choice_is_refused_by_the_parser(capsys):
     assert main(["steer", "condition", "--method", "svm"]) == 2
     err = capsys.readouterr().err.strip()
     assert "invalid choice: 'svm'" in err and "lda" in err and len(err.splitlines()) == 1
+
+
+def test_import_xlvlm_reaches_the_documented_submodules_lazily():
+    code = ("import sys, xlvlm; print('torch' in sys.modules)\n"
+            "print(xlvlm.choices.__name__, callable(xlvlm.models.families), callable(xlvlm.steer.SteeringVector),\n"
+            "      callable(xlvlm.concepts.learn_concepts), callable(xlvlm.data.load_samples), callable(xlvlm.extract))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "xlvlm.choices", "True", "True", "True", "True", "True"]

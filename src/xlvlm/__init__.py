@@ -28,8 +28,11 @@ _EXPORTS = {
     "Condition": "xlvlm.steer",
     "PerSampleSteering": "xlvlm.steer",
     "LearnedSteering": "xlvlm.steer",
+    "use_safe_threads": "xlvlm.threads",
 }
-_SUBMODULES = ("organism",)
+# documented submodules, imported on first attribute access (``xlvlm.steer.sweep`` after ``import xlvlm``)
+_SUBMODULES = ("choices", "concepts", "data", "errors", "evaluation", "figures", "hooks", "io", "models",
+               "organism", "report", "shift", "steer", "testing", "threads")
 
 __all__ = [*_EXPORTS, *_SUBMODULES, "__version__"]
 

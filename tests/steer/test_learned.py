@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 import xlvlm
 from xlvlm.errors import XlvlmError
 from xlvlm.hooks import record
+from xlvlm.models.base import batch_in_flight
 from xlvlm.steer import LearnedSteering, PerSampleSteering, SteeringVector
 
 
@@ -58,7 +59,7 @@ def test_per_sample_vectors_equal_a_slow_per_id_reference(tmp_path):
         torch.testing.assert_close(p2s.norms()[key], p2s.vectors[key].norm(dim=1))
     mean = p2s.mean()
     assert isinstance(mean, SteeringVector) and mean.metadata["method"] == "mean-of-shifts"
-    torch.testing.assert_close(mean.layer_activations["1"], SteeringVector.mean_of_shifts(s, t, [1]).layer_activations["1"])
+    torch.testing.assert_close(mean.layer_activations["1"], SteeringVector.from_stores(s, t, [1], "mean-of-shifts").layer_activations["1"])
     torch.testing.assert_close(p2s.vector("x7").layer_activations["final"], target["final"][7] - source["final"][7])
     torch.testing.assert_close(p2s.rows(["x9", "x2"], 1), torch.stack([target["1"][i] - source["1"][i] for i in (9, 2)]))
     assert p2s.subset(["x3", "x1"]).ids == ["x3", "x1"]
@@ -239,7 +240,7 @@ def test_per_sample_oracle_batch_8_equals_batch_1_equals_plain_hooks(vlm_of, sam
             together = vlm.generate_batch(samples, max_new_tokens=4)
         both = rec.stacked("3")
         predicted = vlm.predict(samples[::-1], max_new_tokens=4, batch_size=3)  # other batches, other order
-    assert _hooks(vlm.model) == before and vlm.batch_listeners == []
+    assert _hooks(vlm.model) == before and batch_in_flight(vlm.model) is None
     assert [r["prediction"] for r in predicted][::-1] == together.texts
     for i, sample in enumerate(samples):
         vector = p2s.vectors["1"][i]
@@ -269,7 +270,7 @@ def test_hooks_and_listeners_removed_after_errors(vlm_of, samples):
     handle = _random_learned(vlm, 0, 1).apply(vlm)
     handle.remove()
     handle.remove()  # idempotent
-    assert _hooks(vlm.model) == before and vlm.batch_listeners == []
+    assert _hooks(vlm.model) == before and batch_in_flight(vlm.model) is None
     with torch.inference_mode():
         assert torch.equal(vlm.model(**batch.inputs).logits, plain)
 

@@ -553,8 +553,12 @@ class Playground:
         about.update(width=picture.width, height=picture.height)
         return picture, _check_prompt(prompt), about
 
-    def _generate(self, sample: dict, top_k: int, max_new_tokens: int) -> dict:
-        record = self.vlm.generate([sample], max_new_tokens=max_new_tokens, return_scores=True, top_k=top_k)[0]
+    def _generate(self, sample: dict, top_k: int, max_new_tokens: int, steering=None, **how) -> dict:
+        """The answer and top-k of one sample, steered by ``steering`` (``how``: alpha, positions) when given."""
+        from xlvlm.steer.run import predict
+
+        record = predict(self.vlm, [sample], steering, **how, max_new_tokens=max_new_tokens, top_k=top_k,
+                         progress=False)[0]
         return {"answer": record["prediction"], "top_k": record["top_k"]}
 
     def _answer(self, image, prompt=None, top_k: int = 5, max_new_tokens: int = 8, dictionary: str | None = None,
@@ -633,8 +637,7 @@ class Playground:
         picture, prompt, about = self._input(image, prompt)
         sample = {"id": "playground", "image": picture, "prompt": prompt}
         unsteered = self._generate(sample, top_k, max_new_tokens)
-        with chosen.apply(self.vlm, alpha=alpha, positions=positions):
-            steered = self._generate(sample, top_k, max_new_tokens)
+        steered = self._generate(sample, top_k, max_new_tokens, chosen, alpha=alpha, positions=positions)
         return {"prompt": prompt, "image": about, "vector": vector, "alpha": alpha, "layers": chosen.layers,
                 "positions": positions, "steered": steered, "unsteered": unsteered,
                 "changed": steered["answer"] != unsteered["answer"]}

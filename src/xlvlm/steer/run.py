@@ -17,6 +17,9 @@ from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 from xlvlm.models.base import check_generation_settings
+from xlvlm.steer.aggregators import aggregator_named, option_names
+from xlvlm.steer.apply import steering as steering_hooks
+from xlvlm.steer.protocol import Steering, gated
 from xlvlm.steer.settings import describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
 
@@ -24,20 +27,23 @@ from xlvlm.steer.vector import METHODS, SteeringVector
 OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt"]
 
 
-def predict(vlm, samples: Sequence[dict], vector=None, alpha: float = 1.0,
-            positions="all", operator="add", condition=None, max_new_tokens: int = 10,
-            batch_size: int = 8, progress: bool = True, desc: str = "generate", on_batch=None) -> list[dict]:
-    """Greedy prediction records for ``samples`` (:meth:`VLM.predict`), steered by ``vector`` when
-    given (a SteeringVector, PerSampleSteering or LearnedSteering: anything with ``apply``).
-    ``on_batch``, when given, receives each batch's records as soon as they exist."""
-    check_generation_settings(batch_size, max_new_tokens)  # before any hook is added
+def predict(vlm, samples: Sequence[dict], steering: Steering | None = None, alpha: float = 1.0,
+            positions="all", operator="add", condition=None, **generation) -> list[dict]:
+    """The one steer-then-generate: greedy prediction records for ``samples`` (:meth:`VLM.predict`),
+    steered by ``steering`` when given (any kind: :class:`~xlvlm.steer.protocol.Steering`), behind
+    ``condition`` when given.
+
+    generation: :meth:`VLM.predict`'s keywords (``max_new_tokens``, default 10 here;
+    ``batch_size``; ``progress``, default True here; ``desc``; ``on_batch``, which receives each
+    batch's records as soon as they exist; ``top_k``)."""
+    generation = {"max_new_tokens": 10, "progress": True, **generation}
+    check_generation_settings(generation.get("batch_size", 8), generation["max_new_tokens"])  # before any hook
     if not math.isfinite(alpha):
         raise XlvlmError(f"alpha must be a finite number, not {alpha}")
-    context = (vector.apply(vlm, alpha=alpha, positions=positions, operator=operator, condition=condition)
-               if vector is not None else nullcontext())
+    context = (nullcontext() if steering is None else
+               steering_hooks(vlm, gated(steering, condition), alpha=alpha, positions=positions, operator=operator))
     with context:
-        return vlm.predict(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                           desc=desc, on_batch=on_batch)
+        return vlm.predict(samples, **generation)
 
 
 class AnswerShift:
@@ -68,14 +74,6 @@ class AnswerShift:
         }
 
 
-def _hidden_sizes(vector) -> set[int]:
-    """The sizes of the vectors a steering adds: a SteeringVector's per layer, a
-    PerSampleSteering's or LearnedSteering's ``hidden_size``."""
-    if isinstance(vector, SteeringVector):
-        return {vector.layer_activations[key].shape[-1] for key in vector.layers}
-    return {vector.hidden_size}
-
-
 def _label(vector) -> tuple[str, str]:
     """(method, layer) of a sweep row: what the vector was made with, and where it steers."""
     return str(vector.metadata.get("method", "vector")), ",".join(vector.layers)
@@ -88,7 +86,7 @@ def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
         raise XlvlmError(f"an empty sweep: no {empty[0]} given")
     if not all(math.isfinite(a) for a in alphas):
         raise XlvlmError(f"alphas must be finite numbers, not {alphas}")
-    sizes = set().union(*(_hidden_sizes(vector) for vector in vectors.values()))
+    sizes = {vector.hidden_size for vector in vectors.values()}
     if sizes and sizes != {vlm.hidden_size}:  # before the baseline is generated, not after
         raise XlvlmError(f"the stores' vectors have size {sorted(sizes)[0]} but the model {vlm.name} has hidden size "
                          f"{vlm.hidden_size}; give the --model the stores were extracted with")
@@ -184,9 +182,10 @@ def sweep_stores(vlm, source, target, samples: Sequence[dict], layers, alphas, m
         raise XlvlmError(f"unknown steering method(s) {', '.join(map(repr, unknown))}: use any of {', '.join(METHODS)}")
     # Every (method, layer) vector first, once (not once per alpha): a method that cannot be
     # computed (e.g. concepts that do not separate the stores) fails before any generation.
-    vectors = {}
+    vectors, given = {}, {"n_concepts": n_concepts, "concept_method": concept_method, "seed": seed}
     for method in methods:
-        opts = {"n_concepts": n_concepts, "concept_method": concept_method, "seed": seed} if method == "concept" else {}
+        takes = option_names(aggregator_named(method))
+        opts = {name: value for name, value in given.items() if takes is None or name in takes}  # its own
         for layer in layers:
             vector = SteeringVector.compute(source, target, [layer], method=method, **opts)
             vectors[method, str(layer)] = vector.normalized() if normalize else vector
