@@ -578,7 +578,7 @@ class Playground:
         "activations" (K floats), "top": [{"concept", "activation", "max_in_run", "words"}]}``,
         the ``n`` most active first; ``present`` False (and no activations) where the selector
         finds no token."""
-        from xlvlm.extract.run import extract
+        from xlvlm.extract.run import extract_batch_generated, extract_batch_teacher_forced
         from xlvlm.extract.selectors import parse_selector
 
         entry = self._dictionary(name)
@@ -586,16 +586,19 @@ class Playground:
             raise XlvlmError(f"{entry['name']}: cannot read concepts for new inputs: {entry['problem']}")
         out = {"dictionary": entry["name"], "layer": entry["layer"], "selector": entry["selector"],
                "present": False, "activations": [], "top": []}
-        generation = entry["generation"]
-        if parse_selector(entry["selector"]).needs_response and not generation:
+        generation, selector = entry["generation"], parse_selector(entry["selector"])
+        if selector.needs_response and not generation:
             if not answer:
                 return out
             sample = dict(sample, answer=answer)
-        store = extract(self.vlm, [sample], layers=[entry["layer"]], select=entry["selector"],
-                        generate=bool(generation), max_new_tokens=int((generation or {}).get("max_new_tokens", 20)),
-                        progress=False)
-        rows = store.features(entry["layer"], present_only=True)
-        if rows.shape[0] == 0:
+        # One input's states, recorded (hooks.record) and selected as its store's were; no store is written.
+        if generation:
+            batch = extract_batch_generated(self.vlm, [sample], [entry["layer"]], selector,
+                                            int(generation.get("max_new_tokens", 20)))
+        else:
+            batch = extract_batch_teacher_forced(self.vlm, [sample], [entry["layer"]], selector)
+        rows = next(iter(batch.rows.values()))
+        if not batch.present[0] or rows.shape[0] == 0:
             return out
         dictionary = entry["dictionary"]
         codes = dictionary.transform(rows.float()).mean(dim=0)
