@@ -190,7 +190,8 @@ def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, 
         require_vlm(vlm, "run_concepts")
     key = store.layer_key(layer)
     samples, X = _present_features(store, key, vlm)
-    train, test = _test_split(len(samples), s.test_fraction, s.seed) if s.test_fraction > 0 else (torch.arange(len(samples)), torch.arange(0))
+    train, test = (_test_split(len(samples), s.test_fraction, s.seed) if s.test_fraction > 0
+                   else (torch.arange(len(samples)), torch.arange(0)))
     with OutputUnit(out, RESULT_FILE, OWNED) as unit:
         out = unit.work  # everything goes into the unit's work folder until the commit
         cd = learn_concepts(X[train], method=s.method, n_concepts=s.n_concepts, seed=s.seed, **s.method_options)
@@ -215,9 +216,10 @@ def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, 
             skipped = _draw_heatmaps(vlm, cd, key, mas, words, train_samples, s.heatmaps, out / "patch_heatmaps.png")
             if skipped is not None:
                 metrics["patch_heatmaps"] = skipped
-        settings = {"store": str(store.path), "layer": key, "method": s.method, "n_concepts": s.n_concepts, "seed": s.seed,
-                    "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
-                    "options": s.method_options, "word_filter": s.word_filter, "template_words_removed": sorted(excluded)}
+        settings = {"store": str(store.path), "layer": key, "method": s.method, "n_concepts": s.n_concepts,
+                    "seed": s.seed, "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
+                    "options": s.method_options, "word_filter": s.word_filter,
+                    "template_words_removed": sorted(excluded)}
         summary = stage_result("concepts", settings=settings, metrics=metrics,
                                concepts=_concept_entries(mas, words, train_samples), random_words=baseline_words)
         atomic_write_json(out / RESULT_FILE, summary)

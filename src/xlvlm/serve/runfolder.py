@@ -2,8 +2,9 @@
 
 The same files the static report reads, through the same reader (:mod:`xlvlm.runs`: stage
 results found by ``stage_results`` and read by ``load_result``, and the rule for which files may
-be read at all, ``inside``: a regular file, not a link, that really lies under RUN_DIR). The page gets data, never markup: it builds the DOM with
-``textContent``, so captions, prompts and sample ids from the run cannot become HTML.
+be read at all, ``inside``: a regular file, not a link, that really lies under RUN_DIR). The
+page gets data, never markup: it builds the DOM with ``textContent``, so captions, prompts and
+sample ids from the run cannot become HTML.
 
 Sample images (a concept's most activating samples) are named by path in the run's records and
 often lie outside RUN_DIR (easy-VQA's images live in its package). The playground's rule decides

@@ -110,11 +110,14 @@ def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
 
 
 def _sweep_row(name: str, layer: str, vector, alpha: float, scores: dict) -> dict:
-    """``{"method": name, "layer", "alpha", **scores}``, + the ``concepts`` / ``purity`` a vector's
-    metadata holds for its layer (a concept vector's)."""
+    """``{"method": name, "layer", "alpha", **scores}``, + the per-layer details that the vector's
+    aggregator shows in a row (``metadata["row_details"]``, e.g. a concept vector's ``concepts``
+    and ``purity``) at this layer."""
     row = {"method": name, "layer": layer, "alpha": alpha, **scores}
-    if isinstance(vector.metadata.get("concepts"), dict) and layer in vector.metadata["concepts"]:
-        row.update(concepts=vector.metadata["concepts"][layer], purity=vector.metadata["purity"][layer])
+    metadata = getattr(vector, "metadata", {})
+    for detail in metadata.get("row_details", ()):
+        if isinstance(metadata.get(detail), dict) and layer in metadata[detail]:
+            row[detail] = metadata[detail][layer]
     return row
 
 
@@ -140,9 +143,9 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, sett
     :class:`~xlvlm.steer.settings.SweepSettings` (positions, operator, condition, max_new_tokens,
     batch_size), or its fields as keywords (``options``). scorer: ``(predictions, baseline) ->
     dict`` of row fields (default :class:`AnswerShift` of the settings' answers, "yes" -> "no").
-    Returns one row per (entry, alpha): ``{"method", "layer", "alpha", **scorer fields}`` (+
-    ``concepts`` / ``purity`` for a concept vector of one layer). With ``out``, writes baseline
-    and per-config predictions ``pred_<name>_L<layer>_a<alpha>.jsonl`` and ``result.json``
+    Returns one row per (entry, alpha): ``{"method", "layer", "alpha", **scorer fields}`` (+ the
+    aggregator's row details, e.g. ``concepts`` / ``purity`` for a concept vector of one layer).
+    With ``out``, writes baseline and per-config predictions ``pred_<name>_L<layer>_a<alpha>.jsonl`` and ``result.json``
     (stage "sweep"; and, for an :class:`AnswerShift`, ``sweep.md`` and ``sweep.png``; with
     ``command``, ``command.txt``) as one unit (:class:`xlvlm.io.OutputUnit`): a sweep that stops
     early leaves the previous ones as they were.
