@@ -385,7 +385,10 @@ def test_learned_steering_behind_a_condition_steers_exactly_the_samples_it_lets_
         plain = vlm.generate_batch(samples, max_new_tokens=3)
     last = torch.stack([rec.outputs["0"][0][i, -1] for i in range(len(samples))])  # left padded: last is real
     projections = last @ direction
-    gate = Condition("0", direction, float(projections.median()))
+    # the threshold halfway between the two middle projections: at a sample's own value (the
+    # median) batched and single-sample numerics could fall on either side of it
+    middle = projections.sort().values[len(samples) // 2 - 1:len(samples) // 2 + 1]
+    gate = Condition("0", direction, float(middle.mean()))
     chosen = gate.decide(last)
     assert 0 < int(chosen.sum()) < len(samples)
     with model.apply(vlm, alpha=1.5):
