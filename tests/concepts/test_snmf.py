@@ -1,4 +1,4 @@
-"""Acceptance of issue 4 for semi-NMF on planted structure."""
+"""Semi-NMF recovers planted structure."""
 
 import pytest
 import torch
