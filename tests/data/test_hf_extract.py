@@ -58,3 +58,20 @@ def test_resume_key_covers_the_image_bytes(vlm_of, tmp_path):
     write_parquet(parquet, rows)
     with pytest.raises(XlvlmError, match="other sample content"):
         xlvlm.extract(vlm_of("llava"), load_samples(f"hf:{parquet}", preset="pope")[:2], out=out, progress=False)
+
+
+def test_streaming_with_ids_and_limit_gives_the_subset_of_the_whole_read(vlm_of, tmp_path):
+    import torch
+
+    import xlvlm
+    from xlvlm.data import select_subset
+
+    parquet = write_parquet(tmp_path / "pope.parquet", pope_rows(12))
+    (tmp_path / "ids.txt").write_text("10\n3\n7\n")
+    stores = []
+    for streaming in (False, True):
+        samples = load_samples(f"hf:{parquet}", preset="pope", streaming=streaming)
+        subset = select_subset(select_subset(samples, ids_file=tmp_path / "ids.txt"), n=2, seed=1)
+        stores.append(xlvlm.extract(vlm_of("llava"), subset, progress=False))
+    assert stores[0].ids == stores[1].ids and len(stores[0].ids) == 2 and set(stores[0].ids) <= {"3", "7", "10"}
+    assert torch.equal(stores[0].features("final"), stores[1].features("final"))

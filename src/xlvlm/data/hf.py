@@ -103,7 +103,8 @@ def open_split(source: str, split: str | None, streaming: bool):
             if kind is None:
                 raise XlvlmError(f"{what}: not a .parquet or .arrow file; give one, a glob of them or a dataset folder")
             loaded = datasets.load_dataset(kind, data_files=files, streaming=streaming)
-            folder, name = Path(files[0]).parent, source if glob.has_magic(source) else files[0]
+            pattern = os.path.abspath(os.path.expanduser(source))
+            folder, name = Path(files[0]).parent, pattern if glob.has_magic(source) else files[0]
         elif path.is_dir():
             saved = (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
             loaded = datasets.load_from_disk(str(path)) if saved else datasets.load_dataset(str(path), streaming=streaming)
@@ -199,12 +200,18 @@ class RowImages:
         raise XlvlmError(f"{self.label(row)}: the data ended before this row; it changed while being read")
 
     def _keep(self, row: int, value) -> None:
-        size = len(value.get("bytes") or b"") if isinstance(value, dict) else len(value) if isinstance(value, bytes) else 0
         self._kept[row] = value
-        self._kept_bytes += size
+        self._kept_bytes += _size(value)
         while len(self._kept) > 1 and (len(self._kept) > _KEEP_ROWS or self._kept_bytes > _KEEP_BYTES):
             _, old = self._kept.popitem(last=False)
-            self._kept_bytes -= len(old.get("bytes") or b"") if isinstance(old, dict) else len(old) if isinstance(old, bytes) else 0
+            self._kept_bytes -= _size(old)
+
+
+def _size(value) -> int:
+    """Bytes held by an image cell (its stored bytes; a path counts as nothing)."""
+    if isinstance(value, dict):
+        value = value.get("bytes")
+    return len(value) if isinstance(value, (bytes, bytearray)) else 0
 
 
 def read_hf(spec: str, columns=None, preset: str | None = None, prompt: str | None = None,
