@@ -99,6 +99,7 @@ def test_struct_column_without_image_feature(tmp_path):
     ("hf:{tmp}/nothing*.parquet", {}, "no file matches this pattern"),
     ("hf:lmms-lab/POPE:test", {}, "hf:lmms-lab/POPE: no such local file or folder, and HF_HUB_OFFLINE is set"),
     ("{tmp}/pope.parquet", {}, "prefix it with coco:, vqav2:, pope:, mmsafety: or hf:"),
+    ("hf:{tmp}/missing.parquet", {}, "missing.parquet: file or folder not found; check the path"),
     ("hf:{tmp}/pope.parquet", dict(annotations="x.json"), "option 'annotations' does not apply to hf data"),
 ])
 def test_one_line_errors(tmp_path, monkeypatch, spec, options, expected):
@@ -162,3 +163,15 @@ def test_duplicate_ids_and_missing_values(tmp_path):
     with pytest.raises(XlvlmError) as err:
         load_samples(f"hf:{write_parquet(tmp_path / 'none.parquet', rows)}", preset="pope")
     assert "train row 0: field 'prompt' should be a non-empty string, got None" in one_line(err)
+
+
+def test_unreachable_hub_names_hf_hub_offline(monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'lmms-lab/POPE' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(XlvlmError) as err:
+        load_samples("hf:lmms-lab/POPE:test", preset="pope")
+    assert one_line(err).startswith("hf:lmms-lab/POPE: the hub cannot be reached (Couldn't reach")
+    assert "set HF_HUB_OFFLINE=1" in one_line(err)

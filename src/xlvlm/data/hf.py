@@ -118,11 +118,18 @@ def open_split(source: str, split: str | None, streaming: bool):
 
 
 def _from_hub(datasets, name: str, split: str | None, streaming: bool):
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    if offline:
+    """A hub dataset; a SOURCE that looks like a path (``/``, ``.``, ``~``, a data file's
+    extension) is a missing file, not a hub name."""
+    if name.startswith(("/", ".", "~")) or Path(name).suffix.lower() in _EXTENSIONS:
+        raise XlvlmError(f"hf:{name}: file or folder not found; check the path")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         raise XlvlmError(f"hf:{name}: no such local file or folder, and HF_HUB_OFFLINE is set so the hub is not "
                          f"asked; check the path, or unset HF_HUB_OFFLINE to download {name!r}")
-    return datasets.load_dataset(name, split=split, streaming=streaming)
+    try:
+        return datasets.load_dataset(name, split=split, streaming=streaming)
+    except ConnectionError as exc:
+        raise XlvlmError(f"hf:{name}: the hub cannot be reached ({str(exc).strip()[:200]}); check the network, or set "
+                         f"HF_HUB_OFFLINE=1 and give a local parquet/arrow file or save_to_disk folder") from None
 
 
 @contextlib.contextmanager
