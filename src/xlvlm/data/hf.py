@@ -22,12 +22,14 @@ import contextlib
 import glob
 import os
 import re
+import weakref
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
 
 from xlvlm.data.columns import column_map, row_sample
 from xlvlm.data.images import EncodedImage
+from xlvlm.data.parquet import ParquetTable, is_parquet
 from xlvlm.errors import XlvlmError
 
 _EXTENSIONS = {".parquet": "parquet", ".arrow": "arrow"}
@@ -63,6 +65,11 @@ def _local_files(source: str) -> list[str] | None:
         return [str(Path(f).resolve()) for f in files]
     path = Path(source).expanduser()
     return [str(path.resolve())] if path.is_file() else None
+
+
+def _files_name(source: str, files: list[str]) -> str:
+    """How labels name local data files: the one file's absolute path, or the absolute glob."""
+    return os.path.abspath(os.path.expanduser(source)) if glob.has_magic(source) else files[0]
 
 
 @contextlib.contextmanager
@@ -102,9 +109,9 @@ def open_split(source: str, split: str | None, streaming: bool):
             kind = _EXTENSIONS.get(Path(files[0]).suffix.lower())
             if kind is None:
                 raise XlvlmError(f"{what}: not a .parquet or .arrow file; give one, a glob of them or a dataset folder")
-            loaded = datasets.load_dataset(kind, data_files=files, streaming=streaming)
-            pattern = os.path.abspath(os.path.expanduser(source))
-            folder, name = Path(files[0]).parent, pattern if glob.has_magic(source) else files[0]
+            options = _parquet_options() if kind == "parquet" else {}
+            loaded = datasets.load_dataset(kind, data_files=files, streaming=streaming, **options)
+            folder, name = Path(files[0]).parent, _files_name(source, files)
         elif path.is_dir():
             saved = (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
             loaded = datasets.load_from_disk(str(path)) if saved else datasets.load_dataset(str(path), streaming=streaming)
@@ -126,10 +133,23 @@ def _from_hub(datasets, name: str, split: str | None, streaming: bool):
         raise XlvlmError(f"hf:{name}: no such local file or folder, and HF_HUB_OFFLINE is set so the hub is not "
                          f"asked; check the path, or unset HF_HUB_OFFLINE to download {name!r}")
     try:
-        return datasets.load_dataset(name, split=split, streaming=streaming)
+        try:
+            return datasets.load_dataset(name, split=split, streaming=streaming, **_parquet_options())
+        except ValueError as exc:  # not parquet data: its builder takes no parquet options
+            if "fragment_scan_options" not in str(exc):
+                raise
+            return datasets.load_dataset(name, split=split, streaming=streaming)
     except ConnectionError as exc:
         raise XlvlmError(f"hf:{name}: the hub cannot be reached ({str(exc).strip()[:200]}); check the network, or set "
                          f"HF_HUB_OFFLINE=1 and give a local parquet/arrow file or save_to_disk folder") from None
+
+
+def _parquet_options() -> dict:
+    """Parquet read one row group at a time: pyarrow's default pre-buffering keeps every row
+    group read so far (the whole file's images, by the end of a pass)."""
+    import pyarrow.dataset
+
+    return {"fragment_scan_options": pyarrow.dataset.ParquetFragmentScanOptions(pre_buffer=False)}
 
 
 @contextlib.contextmanager
@@ -173,14 +193,11 @@ def resolve_path(value: str, where: str, folder: Path | None) -> Path:
 
 
 class RowImages:
-    """The image column of a split, read one row at a time (:meth:`read`)."""
+    """The image column of a split, read one row at a time: ``cell(row)`` gives the column's
+    value (a struct, bytes or a path), :meth:`read` its encoded bytes."""
 
-    def __init__(self, dataset, column: str, folder: Path | None, name: str, streaming: bool):
-        self.column, self.folder, self.name, self.streaming = column, folder, name, streaming
-        self.rows = dataset.select_columns([column])
-        self._kept: OrderedDict[int, object] = OrderedDict()
-        self._kept_bytes = 0
-        self._stream, self._next = None, 0
+    def __init__(self, cell, column: str, folder: Path | None, name: str):
+        self.cell, self.column, self.folder, self.name = cell, column, folder, name
 
     def label(self, row: int) -> str:
         return f"{self.name} row {row}"
@@ -188,23 +205,42 @@ class RowImages:
     def read(self, row: int) -> bytes:
         where = f"{self.label(row)} column {self.column!r}"
         with reading(where):
-            value = self._value(row)
+            value = self.cell(row)
         return image_bytes(value, where, self.folder)
 
-    def _value(self, row: int):
-        if not self.streaming:
-            return self.rows[row][self.column]
+
+class StreamCells:
+    """One column of a ``datasets.IterableDataset`` by row number: read in row order, the last
+    rows kept (a batch is read twice with --skip-bad); a row behind them restarts the stream."""
+
+    def __init__(self, dataset, column: str):
+        self.column = column
+        self.rows = dataset.select_columns([column])
+        self._kept: OrderedDict[int, object] = OrderedDict()
+        self._kept_bytes = 0
+        # The open stream, in a list that the finalizer shares: closed after the last row, when
+        # restarted, and at exit (a stream left open while the interpreter shuts down aborts it).
+        self._stream: list = [None]
+        self._next = 0
+        self.total: int | None = None  # rows in the split, once counted
+        weakref.finalize(self, _close, self._stream)
+
+    def __call__(self, row: int):
         if row in self._kept:
             return self._kept[row]
-        if self._stream is None or row < self._next:  # behind the stream: read it again from the start
-            self._stream, self._next = iter(self.rows), 0
-        for record in self._stream:
+        if self._stream[0] is None or row < self._next:
+            _close(self._stream)
+            self._stream[0], self._next = iter(self.rows), 0
+        for record in self._stream[0]:
             current, self._next = self._next, self._next + 1
             if current == row:
                 value = record[self.column]
                 self._keep(row, value)
+                if self._next == self.total:
+                    _close(self._stream)
                 return value
-        raise XlvlmError(f"{self.label(row)}: the data ended before this row; it changed while being read")
+        _close(self._stream)
+        raise XlvlmError(f"row {row}: the data ended before this row; it changed while being read")
 
     def _keep(self, row: int, value) -> None:
         self._kept[row] = value
@@ -214,6 +250,13 @@ class RowImages:
             self._kept_bytes -= _size(old)
 
 
+def _close(stream: list) -> None:
+    """Close the stream in ``stream[0]`` (a generator: its parquet reader is let go now)."""
+    if stream[0] is not None:
+        stream[0].close()
+        stream[0] = None
+
+
 def _size(value) -> int:
     """Bytes held by an image cell (its stored bytes; a path counts as nothing)."""
     if isinstance(value, dict):
@@ -221,29 +264,87 @@ def _size(value) -> int:
     return len(value) if isinstance(value, (bytes, bytearray)) else 0
 
 
+class _DatasetRows:
+    """A ``datasets`` split as :func:`read_hf` reads it: columns, records, one image column."""
+
+    def __init__(self, datasets, dataset, streaming: bool):
+        self.datasets, self.dataset, self.streaming = datasets, dataset, streaming
+        self.column_names = list(dataset.column_names or (dataset.features or {}).keys())
+        self.cells = None
+
+    def holds_paths(self, column: str) -> bool:
+        feature = (self.dataset.features or {}).get(column)
+        return isinstance(feature, self.datasets.Value) and feature.dtype in ("string", "large_string")
+
+    def image_cells(self, column: str):
+        if isinstance((self.dataset.features or {}).get(column), self.datasets.Image):
+            self.dataset = self.dataset.cast_column(column, self.datasets.Image(decode=False))
+        if self.streaming:
+            self.cells = StreamCells(self.dataset, column)
+            return self.cells
+        rows = self.dataset.select_columns([column])
+        return lambda row: rows[row][column]
+
+    def records(self, columns: list[str]):
+        return iter(self.dataset.select_columns(columns))
+
+    def counted(self, n: int) -> None:
+        if self.cells is not None:
+            self.cells.total = n
+
+
+class _ParquetRows:
+    """Local parquet files (streaming): :class:`~xlvlm.data.parquet.ParquetTable`."""
+
+    def __init__(self, files: list[str]):
+        self.table = ParquetTable(files)
+        self.column_names = self.table.column_names
+
+    def holds_paths(self, column: str) -> bool:
+        return self.table.holds_paths(column)
+
+    def image_cells(self, column: str):
+        return partial(self.table.cell, column=column)
+
+    def records(self, columns: list[str]):
+        return self.table.records(columns)
+
+    def counted(self, n: int) -> None:
+        pass
+
+
+def _open_rows(source: str, split: str | None, streaming: bool):
+    """``(rows, folder, name)`` of ``hf:SOURCE[:split]``: local parquet streams through
+    :class:`_ParquetRows`, everything else through ``datasets``."""
+    datasets = _datasets()
+    files = _local_files(source)
+    if streaming and is_parquet(files):
+        what = f"hf:{_files_name(source, files)}"
+        if split not in (None, "train"):
+            raise XlvlmError(f"{what}: has no split {split!r} (it has train); name one: {what}:train")
+        with reading(what):
+            return _ParquetRows(files), Path(files[0]).parent, f"{what}:train"
+    dataset, folder, name = open_split(source, split, streaming)
+    return _DatasetRows(datasets, dataset, streaming), folder, name
+
+
 def read_hf(spec: str, columns=None, preset: str | None = None, prompt: str | None = None,
             image_root: str | Path | None = None, streaming: bool = False) -> list[dict]:
     """Samples of ``hf:SOURCE[:split]`` (``spec`` without the ``hf:``); see the module docstring."""
-    datasets = _datasets()
-    source, split = split_spec(spec)
-    dataset, folder, name = open_split(source, split, streaming)
+    rows, folder, name = _open_rows(*split_spec(spec), streaming)
     if image_root is not None:
         folder = Path(image_root).expanduser()
         if not folder.is_dir():
             raise XlvlmError(f"{folder}: image_root folder not found; pass the folder holding the images")
         folder = folder.resolve()
-    available = list(dataset.column_names or (dataset.features or {}).keys())
-    fields = column_map(available, columns, preset, name)
-    feature = (dataset.features or {}).get(fields["image"])
-    paths = isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
-    if isinstance(feature, datasets.Image):
-        dataset = dataset.cast_column(fields["image"], datasets.Image(decode=False))
-    images = None if paths else RowImages(dataset, fields["image"], folder, name, streaming)
+    fields = column_map(rows.column_names, columns, preset, name)
+    paths = rows.holds_paths(fields["image"])
+    images = None if paths else RowImages(rows.image_cells(fields["image"]), fields["image"], folder, name)
     # The fields pass reads no image bytes, unless the image is all there is (the rows must be counted).
     wanted = list(dict.fromkeys(c for f, c in fields.items() if f != "image" or paths)) or [fields["image"]]
     samples, seen = [], {}
     with reading(name):
-        for row, record in enumerate(dataset.select_columns(wanted)):
+        for row, record in enumerate(rows.records(wanted)):
             where = f"{name} row {row}"
             sample = row_sample(record, fields, row, where, prompt)
             if sample["id"] in seen:
@@ -257,6 +358,7 @@ def read_hf(spec: str, columns=None, preset: str | None = None, prompt: str | No
             samples.append(sample)
     if not samples:
         raise XlvlmError(f"{name}: no rows in this split")
+    rows.counted(len(samples))
     return samples
 
 
