@@ -11,9 +11,10 @@ image is opened, with every file's checks. A path column gives plain image paths
 
 Without ``streaming`` the split is opened as a ``datasets.Dataset`` (parquet and arrow files
 are first converted into the ``datasets`` cache, then memory-mapped) and images are read by
-row. With ``streaming`` it is an ``IterableDataset``: no copy; one pass reads the sample fields
-(not the images), and images are read in row order as a run asks for them (memory stays at a
-few batches of rows; a request behind the stream restarts it).
+row. With ``streaming`` nothing is copied: local parquet files are read a row group at a time
+(:mod:`xlvlm.data.parquet`), other sources as a ``datasets.IterableDataset``; one pass reads
+the sample fields (not the images), and images are read in row order as a run asks for them
+(memory stays at a row group or a few batches of rows; a request behind the stream restarts it).
 """
 
 from __future__ import annotations
