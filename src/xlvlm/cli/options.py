@@ -79,11 +79,18 @@ def add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=valid.path, required=False,
                    help="samples: a .jsonl file (id, image, prompt[, answer]), "
                    "easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, pope:FILE|FOLDER, "
-                   "mmsafety:FOLDER, or an image folder")
-    p.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2:/pope: data")
+                   "mmsafety:FOLDER, hf:SOURCE[:split] (a parquet/arrow file or glob, a save_to_disk folder or a "
+                   "hub dataset; docs/data.md), or an image folder")
+    p.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2:/pope: data (and hf: image paths)")
     p.add_argument("--annotations", type=valid.path, help="VQAv2 annotations JSON (for vqav2: data)")
     p.add_argument("--prompt", help="prompt for easyvqa:/coco:/vqav2:/pope:/mmsafety:/folder data (a template with "
                    "{question} for the VQA readers); default: the reader's")
+    p.add_argument("--columns", help="hf: data: which column holds each field, e.g. "
+                   "image=img,prompt=question,answer=answer,id=question_id,label=answer")
+    p.add_argument("--preset", help="hf: data: the columns of a known schema: pope, vqav2 or coco-karpathy "
+                   "(lmms-eval's datasets); --columns replaces the entries it names")
+    p.add_argument("--streaming", action="store_true", help="hf: data: read it as it goes (datasets' iterable mode: "
+                   "no cache copy, memory bounded), for data larger than memory")
     p.add_argument("--answer-type", help="keep samples of these answer types (comma list, e.g. yes/no)")
     p.add_argument("--contains", help="keep samples whose reference answer/caption contains this word")
     p.add_argument("--word-class", type=valid.path, help="keep samples whose answer/caption has a word of this class")
@@ -112,11 +119,12 @@ def names(text: str) -> list[str]:
 
 def load_data(args) -> list[dict]:
     if not args.data:
-        raise XlvlmError("--data is required (a .jsonl file, easyvqa:test, coco:..., vqav2:... or an image folder)")
+        raise XlvlmError("--data is required (a .jsonl file, easyvqa:test, coco:..., vqav2:..., hf:... or an image folder)")
     from xlvlm.data import load_samples, select_subset
 
     options = {k: v for k, v in (("image_root", args.image_root), ("annotations", args.annotations),
-                                  ("prompt", args.prompt)) if v}
+                                  ("prompt", args.prompt), ("columns", args.columns), ("preset", args.preset),
+                                  ("streaming", args.streaming)) if v}
     samples = load_samples(args.data, **options)
     return select_subset(samples, contains=args.contains, word_class=args.word_class, ids_file=args.ids,
                          n=args.limit, seed=args.seed, answer_type=args.answer_type)

@@ -13,6 +13,9 @@ spec                   reader                                           options
                                                                         split, prompt
 ``pope:FILE|FOLDER``   :func:`read_pope` (POPE yes/no questions)        image_root, split, prompt
 ``mmsafety:FOLDER``    :func:`read_mmsafety` (MM-SafetyBench)           image_type, prompt
+``hf:SOURCE[:split]``  :func:`read_hf` (Hugging Face ``datasets``: parquet, columns, preset,
+                       arrow, save_to_disk folders, hub names)          prompt, image_root,
+                                                                        streaming
 a folder               :func:`read_folder` (every image, one prompt)    prompt, recursive
 =====================  ===============================================  =========================
 
@@ -29,7 +32,8 @@ from PIL import Image
 from xlvlm.data.coco import read_coco_karpathy
 from xlvlm.data.easyvqa import read_easyvqa
 from xlvlm.data.folder import read_folder
-from xlvlm.data.images import image_label, load_image
+from xlvlm.data.hf import read_hf
+from xlvlm.data.images import EncodedImage, image_label, load_image
 from xlvlm.data.samples import check_samples
 from xlvlm.data.jsonl import read_jsonl, write_jsonl
 from xlvlm.data.mmsafety import read_mmsafety
@@ -42,7 +46,7 @@ from xlvlm.errors import XlvlmError
 __all__ = [
     "load_samples", "select_subset", "check_images", "check_samples", "image_label", "read_jsonl", "write_jsonl", "read_coco_karpathy",
     "read_vqav2", "read_easyvqa", "read_folder", "load_image", "load_word_class", "shipped_word_classes",
-    "read_pope", "read_mmsafety",
+    "read_pope", "read_mmsafety", "read_hf",
 ]
 
 _OPTIONS = {
@@ -53,6 +57,7 @@ _OPTIONS = {
     "folder": ("prompt", "recursive"),
     "pope": ("image_root", "split", "prompt"),
     "mmsafety": ("image_type", "prompt"),
+    "hf": ("columns", "preset", "prompt", "image_root", "streaming"),
 }
 
 
@@ -79,6 +84,8 @@ def load_samples(spec: str | Path, **options) -> list[dict]:
         return read_pope(rest, **_check_options("pope", options))
     if prefix == "mmsafety" and rest:
         return read_mmsafety(rest, **_check_options("mmsafety", options))
+    if prefix == "hf" and rest:
+        return read_hf(rest, **_check_options("hf", options))
     path = Path(text).expanduser()
     if path.suffix.lower() == ".jsonl":
         _check_options("jsonl", options)
@@ -86,8 +93,8 @@ def load_samples(spec: str | Path, **options) -> list[dict]:
     if path.is_dir():
         return read_folder(path, **_check_options("folder", options))
     if not path.exists():
-        raise XlvlmError(f"{text}: data not found; give a .jsonl file, an image folder, easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, pope:FILE or mmsafety:FOLDER")
-    raise XlvlmError(f"{text}: unknown data format; give a .jsonl file, an image folder, or prefix it with coco:, vqav2:, pope: or mmsafety:")
+        raise XlvlmError(f"{text}: data not found; give a .jsonl file, an image folder, easyvqa:train|test, coco:KARPATHY.json, vqav2:QUESTIONS.json, pope:FILE, mmsafety:FOLDER or hf:DATASET")
+    raise XlvlmError(f"{text}: unknown data format; give a .jsonl file, an image folder, or prefix it with coco:, vqav2:, pope:, mmsafety: or hf: (parquet, arrow)")
 
 
 def check_images(samples: list[dict], skip_bad: bool = False) -> tuple[list[dict], list[dict]]:
@@ -101,7 +108,7 @@ def check_images(samples: list[dict], skip_bad: bool = False) -> tuple[list[dict
     good, skipped = [], []
     for sample in samples:
         image = sample.get("image")
-        if isinstance(image, Image.Image):  # in memory: only its size can be wrong
+        if isinstance(image, (Image.Image, EncodedImage)):  # in memory, or one per dataset row
             try:
                 load_image(image)
                 reason = None

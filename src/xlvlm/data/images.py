@@ -9,8 +9,10 @@ gigabytes to decode). Each is an :class:`XlvlmError` naming the file, which ``--
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -34,6 +36,28 @@ def _too_large(label, width: int, height: int, limit: int | None = None, advice:
     return XlvlmError(f"{label}: image too large ({width} x {height} pixels, the limit is {limit:,}); {advice}")
 
 
+class EncodedImage:
+    """An image file's bytes kept where they live (a row of a dataset) and read when needed: the
+    ``image`` of a sample whose data stores its images inside it (``hf:`` parquet, arrow).
+
+    ``label`` names it in stores and messages; ``read()`` returns the encoded bytes (PNG, JPEG,
+    ...) or raises a one-line XlvlmError. Only the label is held, so a list of such samples stays
+    small however large the images are; :func:`load_image` decodes it with every file's checks.
+    """
+
+    __slots__ = ("label", "_read")
+
+    def __init__(self, label: str, read: Callable[[], bytes]):
+        self.label = label
+        self._read = read
+
+    def read(self) -> bytes:
+        return self._read()
+
+    def __repr__(self) -> str:
+        return f"EncodedImage({self.label!r})"
+
+
 def image_sha256(image: Image.Image) -> str:
     """SHA-256 of an in-memory image's content: its mode, size and pixel bytes (two images
     with the same pixels share it, whatever file they came from)."""
@@ -48,12 +72,35 @@ def image_label(image) -> str:
     the first 16 hex digits of :func:`image_sha256`)."""
     if isinstance(image, Image.Image):
         return f"<PIL.Image {image.width}x{image.height} {image.mode} sha256:{image_sha256(image)[:16]}>"
+    if isinstance(image, EncodedImage):
+        return image.label
     return str(image)
 
 
-def load_image(path: str | Path | Image.Image) -> Image.Image:
+def image_digest(image) -> str | None:
+    """The resume key's view of an image: the SHA-256 of a file's bytes or of an
+    :class:`EncodedImage`'s bytes (the same value for the same file, wherever it is stored), of
+    an in-memory PIL image's pixels (:func:`image_sha256`); None when it cannot be read (such a
+    sample is skipped with --skip-bad)."""
+    from xlvlm.io import sha256_file
+
+    if isinstance(image, Image.Image):
+        return image_sha256(image)
+    try:
+        if isinstance(image, EncodedImage):
+            return hashlib.sha256(image.read()).hexdigest()
+        return sha256_file(image)
+    except (XlvlmError, OSError, TypeError, ValueError):
+        return None
+
+
+def load_image(path: str | Path | Image.Image | EncodedImage) -> Image.Image:
     """Open an image as RGB, fully decoded (so a truncated file fails here, not later). A PIL
-    image (a notebook's in-memory sample) is size-checked and converted to an RGB copy."""
+    image (a notebook's in-memory sample) is size-checked and converted to an RGB copy; an
+    :class:`EncodedImage` is read and decoded as a file is."""
+    if isinstance(path, EncodedImage):
+        return _decode(io.BytesIO(path.read()), path.label, MAX_IMAGE_PIXELS, formats=None,
+                       advice=f"replace it {_SKIP_HINT}", size_advice=_SIZE_ADVICE)
     if isinstance(path, Image.Image):
         width, height = path.size
         if width * height > MAX_IMAGE_PIXELS:
@@ -77,8 +124,6 @@ def load_image_bytes(data: bytes, label: str = "upload", max_bytes: int = MAX_UP
     """An uploaded file's bytes as a fully decoded RGB image, or a one-line XlvlmError naming
     ``label``: more than ``max_bytes``, more than ``max_pixels`` (default MAX_IMAGE_PIXELS; the
     size is read from the header, before decoding), not one of UPLOAD_FORMATS, or corrupt."""
-    import io
-
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise XlvlmError(f"{label}: expected the file's bytes, got {type(data).__name__}")
     if len(data) > max_bytes:

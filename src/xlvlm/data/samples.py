@@ -14,6 +14,7 @@ from typing import Sequence
 
 from PIL import Image
 
+from xlvlm.data.images import EncodedImage
 from xlvlm.errors import XlvlmError
 
 EXAMPLE = "[{'id': 'q1', 'image': 'cat.png' or a PIL image, 'prompt': 'what shape?'}]"
@@ -67,7 +68,7 @@ def check_samples(samples, need: Sequence[str] = ("image", "prompt"), where: str
             image = sample.get("image")
             if isinstance(image, os.PathLike):
                 fixed["image"] = os.fspath(image)
-            elif not isinstance(image, (str, Image.Image)) or image == "":
+            elif not isinstance(image, (str, Image.Image, EncodedImage)) or image == "":
                 raise XlvlmError(f"{where}[{i}] (id {sample_id[:80]!r}): 'image' is {_preview(image)}; give a file "
                                  f"path or a PIL image")
         if "prompt" in need and not isinstance(sample.get("prompt"), str):

@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from xlvlm.data import check_images, check_samples
-from xlvlm.data.images import image_sha256
+from xlvlm.data.images import image_digest
 from xlvlm.errors import XlvlmError
 from xlvlm.features.manifest import Manifest, StoreSettings
 from xlvlm.features.selectors import Selection, Selector, TokenView, parse_selector
 from xlvlm.features.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest
-from xlvlm.io import sha256_file
 from xlvlm.hooks import record, require_vlm, resolve_layers
 
 log = logging.getLogger(__name__)
@@ -162,14 +160,9 @@ def store_settings(vlm, keys: list[str], selector: Selector, generate: bool, max
 
 
 def _image_sha256(image) -> str | None:
-    """SHA-256 of an image file's bytes (or of an in-memory PIL image's pixels); None when it
-    cannot be read (skipped with --skip-bad)."""
-    if isinstance(image, Image.Image):
-        return image_sha256(image)
-    try:
-        return sha256_file(image)
-    except (OSError, TypeError, ValueError):
-        return None
+    """SHA-256 of an image's bytes (or of an in-memory PIL image's pixels); None when it cannot
+    be read (skipped with --skip-bad). See :func:`xlvlm.data.images.image_digest`."""
+    return image_digest(image)
 
 
 def input_digest(samples: Sequence[dict]) -> str:
