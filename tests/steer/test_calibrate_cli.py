@@ -67,3 +67,25 @@ def test_learn_calibrate_stores_the_alpha_in_the_file(tiny_dir, samples, tmp_pat
     assert stamp["on"]["data"].endswith("context.jsonl")
     result = json.loads((tmp_path / "l2s" / "result.json").read_text())
     assert result["calibration"] == stamp and "calibration.png" in result["outputs"]
+
+
+def test_normalized_calibration_keeps_its_scale_for_apply(tiny_dir, vlm_of, samples, tmp_path, capsys):
+    from xlvlm.steer.scale import Normalized, typical_state_norm
+
+    model = str(tiny_dir("llava"))
+    vlm = vlm_of("llava")
+    direction = torch.randn(vlm.hidden_size, generator=torch.Generator().manual_seed(4)) * 50
+    SteeringVector({"1": direction}, {"method": "mean-diff"}).save(tmp_path / "v.safetensors")
+    data = _jsonl(tmp_path / "val.jsonl", [dict(s, answer="yes", answer_type="yes/no") for s in samples])
+    common = ["--model", model, "--data", data, "--max-new-tokens", "2", "--batch-size", "3", "--quiet"]
+    assert main(["steer", "calibrate", *common, "--vector", str(tmp_path / "v.safetensors"), "--alphas", "0.5,1",
+                 "--objective", "answer-shift", "--target-answer", "x", "--normalize", "--out", str(tmp_path / "cal")]) == 0
+    stamp = SteeringVector.load(tmp_path / "cal" / "calibrated.safetensors").metadata["calibration"]
+    assert stamp["scale"]["1"] == typical_state_norm(vlm, [dict(s, answer="yes", answer_type="yes/no") for s in samples],
+                                                     [1], batch_size=3)["1"]
+    assert main(["steer", "apply", *common, "--vector", str(tmp_path / "cal" / "calibrated.safetensors"),
+                 "--alpha", "1", "--out", str(tmp_path / "out.jsonl")]) == 0
+    assert "normalized: alpha in units of the typical state norm" in capsys.readouterr().out
+    with Normalized(SteeringVector({"1": direction}), stamp["scale"]).apply(vlm, alpha=1):
+        expected = vlm.generate(samples, max_new_tokens=2)
+    assert [r["prediction"] for r in read_predictions(tmp_path / "out.jsonl")] == expected

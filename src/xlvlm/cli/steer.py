@@ -263,6 +263,7 @@ def _register_apply(steer) -> None:
     p.add_argument("--alpha", type=valid.alpha, default=None,
                    help="steering strength: a finite number, at most 1e6 in magnitude (default: the alpha the file "
                         "was calibrated at by `steer calibrate` or `steer learn --calibrate`, else 1)")
+    steer_calibrate.add_normalize(p)
     _add_steering(p)
     options.add_out(p, "predictions .jsonl")
     p.set_defaults(func=run_apply, required=("model", "data", "out"))
@@ -292,6 +293,7 @@ def run_apply(args) -> None:
     # fails before the model loads, and a full disk late in the run keeps what was generated.
     with JsonlAppender(args.out) as out:
         vlm = options.load_model(args)
+        vector = steer_calibrate.scaled(args, vector, vlm, samples)
         try:
             records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions,
                               operator=args.operator, condition=_condition(args), max_new_tokens=args.max_new_tokens,

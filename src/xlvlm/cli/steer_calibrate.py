@@ -26,6 +26,30 @@ def add_calibration_options(p, alphas_default: str = "0.5,1,2,4,8") -> None:
     p.add_argument("--target-answer", default="no", help="answer-shift: the answer steered towards")
 
 
+NORMALIZE_HELP = ("rescale every vector (each sample's, for per-sample and learned steering) to the layer's typical "
+                  "state norm, the mean norm of the last prompt token's state over up to 32 --data samples: alpha is "
+                  "then in units of that norm, whatever made the vectors")
+
+
+def add_normalize(p) -> None:
+    p.add_argument("--normalize", action="store_true", help=NORMALIZE_HELP)
+
+
+def scaled(args, steering, vlm, samples):
+    """``steering`` at the layer's typical state norm when --normalize is given or the file was
+    calibrated normalized (the scale it was calibrated at is then reused), else as it is."""
+    from xlvlm.steer.scale import Normalized, typical_state_norm
+
+    stamp = getattr(steering, "metadata", {}).get("calibration")
+    recorded = stamp.get("scale") if isinstance(stamp, dict) and isinstance(stamp.get("scale"), dict) else None
+    if not (args.normalize or recorded):
+        return steering
+    scale = recorded or typical_state_norm(vlm, samples, steering.layers, batch_size=args.batch_size)
+    print("normalized: alpha in units of the typical state norm " +
+          ", ".join(f"{layer}: {value:.3g}" for layer, value in scale.items()))
+    return Normalized(steering, scale)
+
+
 def register(steer, add_steering, add_generating_model) -> None:
     p = steer.add_parser("calibrate", help="choose alpha on held-out samples under a side-effect limit")
     add_generating_model(p)
@@ -35,6 +59,7 @@ def register(steer, add_steering, add_generating_model) -> None:
     p.add_argument("--learned", type=valid.path, help="learned steering (L2S): a `steer learn` folder or its file")
     p.add_argument("--per-sample", type=valid.path, help="per-sample vectors (P2S oracle; the samples' ids must be in it)")
     add_calibration_options(p)
+    add_normalize(p)
     add_steering(p)
     options.add_out(p, "output folder (result.json, calibration.png, calibrated.safetensors)")
     p.set_defaults(func=run_calibrate, required=("model", "data", "out"))
@@ -92,10 +117,15 @@ def run_calibrate(args) -> None:
     samples, control = options.load_data(args), load_control(args)
     vlm = options.load_model(args)
     on = {"data": str(args.data), "control": str(args.control) if args.control else None}
-    tried = {name: gated(steering, condition) for name, steering in candidates.items()}
+    scales, tried = {}, {}
+    for name, steering in candidates.items():
+        steering = scaled(args, steering, vlm, samples)
+        scales[name] = getattr(steering, "scale", None)
+        tried[name] = gated(steering, condition)
     result = calibrate(vlm, tried, samples, control, settings, progress=not args.quiet, on=on)
-    chosen = candidates.get(result.candidate) or next(iter(candidates.values()))
-    path = write_calibration(result, chosen, args.out, command=options.command_text(args))
+    saved = result.candidate if result.candidate in candidates else next(iter(candidates))  # "none": alpha 0
+    result.scale = scales[saved]  # the alpha holds at this scale: steer apply reuses it
+    path = write_calibration(result, candidates[saved], args.out, command=options.command_text(args))
     if control is None:
         options.warn("no --control samples: side effects were not measured and no limit was applied")
     print(f"wrote {args.out}: {result}; the chosen steering, stamped with its alpha, is {path}")

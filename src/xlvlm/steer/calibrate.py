@@ -76,12 +76,13 @@ class Calibration:
     rows: list[dict]
     settings: dict
     on: dict = field(default_factory=dict)
+    scale: dict | None = None  # {layer: norm} when the vectors were rescaled (:class:`~xlvlm.steer.scale.Normalized`)
 
     def stamp(self) -> dict:
         """The record a steering file keeps in ``metadata["calibration"]``."""
         return {"alpha": self.alpha, "objective": self.settings["objective"], "score": self.score,
                 "side_effect": self.side_effect, "max_side_effect": self.settings["max_side_effect"],
-                "candidate": self.candidate, "on": self.on}
+                "candidate": self.candidate, "on": self.on, **({"scale": self.scale} if self.scale else {})}
 
     def __repr__(self) -> str:
         side = "unmeasured" if self.side_effect is None else f"{100 * self.side_effect:.1f} pts"
