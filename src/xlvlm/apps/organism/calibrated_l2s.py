@@ -164,3 +164,63 @@ def calibrated_l2s(settings: CalibratedL2SSettings | None = None, progress: bool
             for contrast in tqdm(settings.contrasts, desc="contrasts", disable=not progress)]
     return {"settings": asdict(settings), "n_train": len(parts["train"]), "n_calibration": len(parts["calibration"]),
             "n_test": len(parts["test"]), "none": none, "rows": rows}
+
+
+STAGE = "calibrated-l2s"
+PLOT_FILE = "calibrated_l2s.png"
+
+
+def plot_curves(result: dict, path) -> None:
+    """One panel per contrast: calibration F1 and yes-ratio (solid) and side effect (dashed)
+    against alpha, the chosen alpha marked."""
+    from xlvlm.figures import new_figure, save_figure
+
+    rows = result["rows"]
+    fig, axes = new_figure(1, len(rows), figsize=(4.2 * len(rows), 3.6), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        curve = sorted(row["calibration"]["rows"], key=lambda r: r["alpha"])
+        alphas = [max(r["alpha"], result["settings"]["alphas"][0] / 2) for r in curve]  # alpha 0 left of the grid
+        ax.plot(alphas, [r["score"] for r in curve], marker="o", label="F1 (calibration images)")
+        ax.plot(alphas, [r["yes_ratio"] for r in curve], marker="s", label="yes-ratio")
+        ax.plot(alphas, [r["side_effect"] for r in curve], marker="x", linestyle="--", label="side effect")
+        ax.axhline(result["settings"]["max_side_effect"], color="0.6", linewidth=1)
+        ax.axvline(max(row["alpha"], result["settings"]["alphas"][0] / 2), color="black", linewidth=1, linestyle=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("alpha (leftmost point: no steering)")
+        ax.set_title(f"{row['contrast']}: chose alpha {row['alpha']:g}, test F1 {100 * row['test']['f1']:.1f}",
+                     fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    save_figure(fig, path, dpi=110)
+
+
+def write_result(result: dict, out, command: str | None = None):
+    """``out``/result.json (stage ``calibrated-l2s``) and the curves, as one unit."""
+    from pathlib import Path
+
+    from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
+
+    out = Path(out)
+    with OutputUnit(out, RESULT_FILE, [PLOT_FILE, "command.txt"]) as unit:
+        plot_curves(result, unit.work / PLOT_FILE)
+        if command:
+            atomic_write_text(unit.work / "command.txt", command + "\n")
+        atomic_write_json(unit.work / RESULT_FILE, stage_result(STAGE, **result))
+        unit.commit()
+    return out / RESULT_FILE
+
+
+def table_lines(result: dict) -> list[str]:
+    """contrast | mean vector norm | chosen alpha | test F1 | yes-ratio | side effect (points)."""
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}"
+
+    lines = [f"{'contrast':<10} {'norm':>6} {'alpha':>6} {'F1':>6} {'yes %':>6} {'side':>6}",
+             f"{'none':<10} {'-':>6} {'0':>6} {pct(result['none']['f1']):>6} {pct(result['none']['yes_ratio']):>6} "
+             f"{'-':>6}"]
+    for row in result["rows"]:
+        lines.append(f"{row['contrast']:<10} {row['vector_norm_mean']:>6.2f} {row['alpha']:>6g} "
+                     f"{pct(row['test']['f1']):>6} {pct(row['test']['yes_ratio']):>6} "
+                     f"{100 * row['test_side_effect']:>+6.1f}")
+    return lines
