@@ -116,6 +116,7 @@ def _barrier(device: str) -> None:
         dist.barrier()
 
 
+# params: xlvlm.extract's documented keywords plus the process group
 def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select="last-prompt", out=None,
                         generate: bool = False, max_new_tokens: int = 20, batch_size: int = 8,
                         shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False, progress: bool = True,

@@ -254,6 +254,7 @@ class _PendingShard:
         self.skipped.clear()
 
 
+# params: the documented one-call API (README, docs/api.md); the manifest records them
 def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",
             out: str | Path | None = None, generate: bool = False, max_new_tokens: int = 20,
             batch_size: int = 8, shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False,

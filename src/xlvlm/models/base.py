@@ -425,16 +425,12 @@ class VLM:
 
     def generate(self, samples: Sequence[dict], max_new_tokens: int = 20, batch_size: int = 8,
                  progress: bool = False, return_scores: bool = False, top_k: int = 5) -> list:
-        """Greedy answers for samples, batched: the generated texts in input order.
-
-        With ``return_scores=True``, the records of :meth:`predict` instead, each with
-        ``"prediction"`` and ``"top_k"`` (per step, the ``top_k`` most probable next tokens).
-        """
-        if return_scores:
-            if top_k < 1:
-                raise XlvlmError(f"top_k must be at least 1 with return_scores=True, not {top_k}")
-            return self.predict(samples, max_new_tokens, batch_size, progress, top_k=top_k)
-        return [r["prediction"] for r in self.predict(samples, max_new_tokens, batch_size, progress)]
+        """A thin alias of :meth:`predict` (the one door): the generated texts in input order, or,
+        with ``return_scores=True``, predict's records with ``top_k`` per step."""
+        if return_scores and top_k < 1:
+            raise XlvlmError(f"top_k must be at least 1 with return_scores=True, not {top_k}")
+        records = self.predict(samples, max_new_tokens, batch_size, progress, top_k=top_k if return_scores else 0)
+        return records if return_scores else [r["prediction"] for r in records]
 
     # ---- scoring ---------------------------------------------------------------------------
     def score(self, samples: Sequence[dict], candidates: Sequence[str] | Sequence[Sequence[str]],

@@ -12,7 +12,8 @@ from the same sample (``SteeringVector.from_stores`` pairs them by sample id).
                    i the concept most made of source rows, j the one most made of target rows
 
 An aggregator returns the vector (D,), or ``(vector, details)`` with a JSON-able dict that the
-steering vector keeps in its metadata (the concept method's picked concepts and purity).
+steering vector keeps in its metadata, per layer (the concept method's picked concepts and
+purity); the names in its ``row_details`` are also shown in each row of a sweep.
 Any function of the same shape works as ``aggregator=``; ``AGGREGATORS`` names the shipped
 ones for the command line.
 """
@@ -105,8 +106,12 @@ def concept(source_rows: torch.Tensor, target_rows: torch.Tensor, n_concepts: in
         # the two concepts' average contributions to their members' rows.
         for k in (i, j):
             components[k] = components[k] * cd.activations[labels == k, k].float().mean()
-    details = {"concepts": [i, j], "purity": [share[i], 1.0 - share[j]], "concept_sizes": [int(sizes[i]), int(sizes[j])]}
+    details = {"concepts": [i, j], "purity": [share[i], 1.0 - share[j]],
+               "concept_sizes": [int(sizes[i]), int(sizes[j])]}
     return components[j] - components[i], details
+
+
+concept.row_details = ("concepts", "purity")
 
 
 # The command line's names for the shipped strategies (its --method choices).

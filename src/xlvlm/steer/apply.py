@@ -167,18 +167,19 @@ class _Hooks:
         if steering.hidden_size != vlm.hidden_size:
             raise XlvlmError(f"{steering.what}: its vectors have size {steering.hidden_size} but the model's hidden "
                              f"size is {vlm.hidden_size}; compute them from this model's features")
-        self.refs = [resolve_layer(vlm, key) for key in steering.layers]
+        self.keys = list(steering.layers)  # the steering's own keys, as batch_vectors names them
+        self.refs = [resolve_layer(vlm, key) for key in self.keys]
         self.context = steering.context_layer
         self.per_sample = self.context is not None or steering.needs_ids
         fixed = {} if self.per_sample else steering.batch_vectors(None, None)
-        for ref in self.refs if fixed else ():
-            _check_vector(vlm, steering, ref.key, fixed[ref.key], None)
+        for key in self.keys if fixed else ():
+            _check_vector(vlm, steering, key, fixed[key], None)
         _check_condition(vlm, self.refs, self.condition, rule)
         if self.context is not None:
             _check_context(vlm, self.refs, self.context)
         self.state = _CallState()
-        self.fixed = {ref.key: fixed[ref.key].detach().to(device=vlm.device, dtype=torch.float32).to(vlm.dtype)
-                      for ref in self.refs if fixed}
+        self.fixed = {ref.key: fixed[key].detach().to(device=vlm.device, dtype=torch.float32).to(vlm.dtype)
+                      for key, ref in zip(self.keys, self.refs) if fixed}
 
     def registrations(self) -> list:
         vlm = self.vlm
@@ -190,6 +191,7 @@ class _Hooks:
             registrations.append(lambda: attach(resolve_layer(vlm, self.context), self.context_hook))
         registrations += [lambda ref=ref: attach(ref, self.layer_hook(ref.key)) for ref in self.refs]
         return registrations
+
     # ---- every call of the model -------------------------------------------------------------
     def model_pre_hook(self, module, args, kwargs):
         state = self.state
@@ -243,9 +245,9 @@ class _Hooks:
                              f"vlm.predict / vlm.generate / vlm.generate_batch under it")
         vectors = steering.batch_vectors(states, ids)
         checked = {}
-        for ref in self.refs:
-            vector = vectors[ref.key]
-            _check_vector(self.vlm, steering, ref.key, vector, batch)
+        for key, ref in zip(self.keys, self.refs):
+            vector = vectors[key]
+            _check_vector(self.vlm, steering, key, vector, batch)
             vector = vector.detach().to(device=self.vlm.device, dtype=self.vlm.dtype)
             checked[ref.key] = vector if vector.dim() == 1 else vector[:, None, :]
         state.row_vectors = checked

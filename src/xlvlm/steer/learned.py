@@ -91,6 +91,7 @@ class LearnedSteering(SteeringBase):
         return dict(zip(TENSORS, (self.encoder_weight, self.encoder_bias, self.decoder_weight, self.decoder_bias)))
 
     # ---- training --------------------------------------------------------------------------
+    # params: the documented hyperparameters, one keyword each (metadata records them)
     @classmethod
     def fit(cls, context, shifts, context_layer, steer_layer=None, hidden: int = 100, epochs: int = 100,
             lr: float = 1e-3, batch_size: int = 64, val_fraction: float = 0.1, cosine_weight: float = 0.1,

@@ -141,6 +141,8 @@ class SteeringVector(SteeringBase):
                 "source": str(source.path), "target": str(target.path), "layers": keys,
                 "selector": source.selector}
         meta.update(_settings(aggregator, options))
+        if details and getattr(aggregator, "row_details", ()):
+            meta["row_details"] = list(aggregator.row_details)  # the details a sweep row shows
         return cls(vectors, _with_details(meta, details))
 
     @classmethod

@@ -146,6 +146,7 @@ def ground_text(vlm, components: torch.Tensor, layer=None, top_k: int = 10, voca
             for row in logits]
 
 
+# params: ground_text's keywords plus the baseline's own n, scale and scan
 def random_word_baseline(vlm, n: int, layer, hidden_size: int | None = None, top_k: int = 10, seed: int = 0,
                          scale: float | None = None, vocabulary: frozenset | None = None,
                          word_filter: str = "xlvlm", scan: int = 2000, readout: str = "model") -> list[list[str]]:
