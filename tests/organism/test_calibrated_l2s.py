@@ -22,5 +22,9 @@ def test_calibrate_l2s_small_slice(tmp_path, capsys):
     # the forced answers' full stop falls outside before-at:., so both writings give the same vectors
     answers, answers_dot = result["rows"][1], result["rows"][2]
     assert answers["vector_norm_mean"] == answers_dot["vector_norm_mean"]
+    from xlvlm.report import build_report
+
+    html = build_report(out).read_text()
+    assert "Calibrated learned steering" in html and "answers." in html
     printed = capsys.readouterr().out
     assert "contrast" in printed and "answers." in printed

@@ -93,3 +93,7 @@ def test_the_folder_holds_the_stamped_steering_curve_and_result(planted, tmp_pat
     assert stamp["alpha"] == 2.0 and stamp["objective"] == "pope-f1" and stamp["on"]["data"] == "val.jsonl"
     saved = json.loads((tmp_path / "cal" / "result.json").read_text())
     assert saved["stage"] == "calibration" and saved["chosen"]["alpha"] == 2.0 and len(saved["rows"]) == 4
+    from xlvlm.report import build_report
+
+    html = build_report(tmp_path).read_text()
+    assert "<h2>Calibration" in html and "Chosen: mean-diff at alpha 2.0" in html and "data:image/png" in html
