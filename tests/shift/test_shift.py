@@ -157,3 +157,32 @@ def test_mas_ranked_by_activation_as_the_research_code(tmp_path):
     assert res.settings["mas_by"] == "activation" and by_cos.settings["mas_by"] == "cosine"
     with pytest.raises(XlvlmError, match="MAS ranking"):
         analyse_shift(o, f, layer=1, n_concepts=3, method="kmeans", mas_by="distance")
+
+
+def test_research_shift_options_by_hand(tmp_path):
+    """aggregate_sides: median(fine-tuned rows) - median(original rows), not the median of the
+    per-sample differences; concept_scale "learnt": the components as the method returns them."""
+    X_o = torch.tensor([[1.0, 0.0], [2.0, 0.0], [10.0, 0.0], [0.0, 1.0], [0.0, 2.0], [0.0, 3.0]])
+    X_f = X_o + torch.tensor([[5.0, 0.0], [0.0, 0.0], [-9.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 2.0]])
+    o, f = _stores(tmp_path, X_o, X_f)
+    common = dict(n_concepts=2, method="kmeans", assignment="cosine", aggregate_by="median")
+    ours = analyse_shift(o, f, layer=1, **common)
+    research = analyse_shift(o, f, layer=1, aggregate_sides=True, concept_scale="learnt", **common)
+    first = int(ours.assignment[0])  # the concept of the rows along the first axis
+    # per-sample differences along x: 5, 0, -9 -> (lower) median 0; sides: median(6, 2, 1) - median(1, 2, 10) = 0
+    assert ours.shift_vectors[first].tolist() == [0.0, 0.0]
+    second = 1 - first  # rows along y: differences 0, 1, 2 -> 1; sides: median(1, 3, 5) - median(1, 2, 3) = 1
+    assert ours.shift_vectors[second].tolist() == research.shift_vectors[second].tolist() == [0.0, 1.0]
+    X_o2 = X_o.clone()
+    X_o2[0, 0] = 3.0  # differences 2, 0, -9 -> 0; sides: median(8, 2, 1) - median(3, 2, 10) = 2 - 3 = -1
+    o2, f2 = _stores(tmp_path / "b", X_o2, X_o2 + (X_f - X_o))
+    assert analyse_shift(o2, f2, layer=1, **common).shift_vectors[first].tolist() == [0.0, 0.0]
+    sides = analyse_shift(o2, f2, layer=1, aggregate_sides=True, **common)
+    assert sides.shift_vectors[first].tolist() == [-1.0, 0.0]
+    assert sides.settings["aggregate_sides"] is True and "aggregate_sides" not in ours.settings
+    # learnt scale: k-means centres are already at the data's scale; the original concepts are the
+    # centres themselves, unscaled (at the data's scale they are centre directions x mean projection)
+    torch.testing.assert_close(research.original_concepts, research.original.components.float())
+    assert research.settings["concept_scale"] == "learnt"
+    with pytest.raises(XlvlmError, match="concept scale"):
+        analyse_shift(o, f, layer=1, concept_scale="raw", **common)

@@ -45,6 +45,25 @@ def register(sub) -> None:
     options.add_out(p, "output folder (result.json, hallucination_steering.png)")
     options.add_quiet(p)
     p.set_defaults(func=run_steer_hallucination, required=("out",))
+    _register_calibrated_l2s(organism)
+
+
+def _register_calibrated_l2s(organism) -> None:
+    p = organism.add_parser("calibrate-l2s", help="L2S of the hallucinating organism with alpha chosen by calibration, "
+                                                  "for each way of making its training vectors")
+    p.add_argument("--train-images", type=valid.positive_int, default=240,
+                   help="easy-VQA training images whose questions make the vectors")
+    p.add_argument("--calibration-images", type=valid.positive_int, default=40,
+                   help="other training images whose questions choose alpha")
+    p.add_argument("--test-images", type=valid.positive_int, default=None,
+                   help="held-out test images to score on (drawn with --seed); default all 1,000")
+    p.add_argument("--side-questions", type=valid.positive_int, default=200,
+                   help="shape/colour questions for the side effects (of training images when calibrating)")
+    p.add_argument("--epochs", type=valid.positive_int, default=100, help="L2S training epochs")
+    options.add_seed(p)
+    options.add_out(p, "output folder (result.json, calibrated_l2s.png)")
+    options.add_quiet(p)
+    p.set_defaults(func=run_calibrated_l2s, required=("out",))
 
 
 def _add_run_options(p, minutes_help=None, reduced_help=None) -> None:
@@ -84,6 +103,18 @@ def run_pope(args) -> None:
     samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
     print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "
           f"(random, popular, adversarial; half yes)")
+
+
+def run_calibrated_l2s(args) -> None:
+    from xlvlm.apps.organism.calibrated_l2s import CalibratedL2SSettings, calibrated_l2s, table_lines, write_result
+
+    settings = CalibratedL2SSettings(train_images=args.train_images, calibration_images=args.calibration_images,
+                                     test_images=args.test_images, side_questions=args.side_questions,
+                                     epochs=args.epochs, seed=args.seed)
+    result = calibrated_l2s(settings, progress=not args.quiet)
+    path = write_result(result, args.out, command=options.command_text(args))
+    print("\n".join(table_lines(result)))
+    print(f"wrote {path}")
 
 
 def run_steer_hallucination(args) -> None:

@@ -24,6 +24,11 @@ def register(sub) -> None:
     p.add_argument("--mas-by", default="cosine", choices=SHIFT_MAS_RANKINGS,
                    help="rank most-activating samples by cosine with the concept, or by its activation (research code)")
     options.add_word_filter(p, help="which tokens count as words (docs/research-code.md)")
+    p.add_argument("--concept-scale", default="data", choices=("data", "learnt"),
+                   help="compare and shift concepts at the data's scale, or as the method returns them (research code)")
+    p.add_argument("--aggregate-sides", action="store_true",
+                   help="shift = aggregate(fine-tuned rows) - aggregate(original rows) per concept, as the research "
+                        "code (default: the aggregate of per-sample differences; the same for the mean)")
     options.add_seed(p)
     options.add_out(p, "output folder")
     options.add_partial(p)
@@ -38,7 +43,8 @@ def run(args) -> None:
     settings = ShiftSettings(n_concepts=args.n_concepts, method=args.method, seed=args.seed,
                              assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
                              mas_by=args.mas_by, words_vocabulary=options.load_words(args),
-                             word_filter=args.word_filter)
+                             word_filter=args.word_filter, concept_scale=args.concept_scale,
+                             aggregate_sides=args.aggregate_sides)
     result = analyse_shift(original, finetuned, args.layer, settings, vlm=vlm)
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples, command=options.command_text(args))

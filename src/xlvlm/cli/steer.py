@@ -4,7 +4,7 @@ steering, and their effect."""
 from __future__ import annotations
 
 from xlvlm.choices import CONDITION_METHODS, OPERATORS, POSITION_RULES, STEER_METHODS
-from xlvlm.cli import options
+from xlvlm.cli import options, steer_calibrate
 from xlvlm.cli import validate as valid
 from xlvlm.errors import XlvlmError, describe_os_error
 
@@ -19,6 +19,7 @@ def register(sub) -> None:
     _register_learn(steer)
     _register_apply(steer)
     _register_sweep(steer)
+    steer_calibrate.register(steer, _add_steering, _add_generating_model)
 
 
 def _add_steering(p) -> None:
@@ -183,9 +184,20 @@ def _register_learn(steer) -> None:
     p.add_argument("--cosine-weight", type=valid.fraction, default=0.1,
                    help="weight of the cosine term in the loss (MSE + L1 - w cos)")
     options.add_seed(p)
+    p.add_argument("--calibrate", type=valid.path,
+                   help="held-out samples (any --data form) to choose alpha on right after training (needs --model); "
+                        "the alpha is stored in the file and `steer apply --learned` uses it")
+    options.add_model(p)
+    options.add_device(p)
+    p.add_argument("--max-new-tokens", type=valid.positive_int, default=5, help="--calibrate: tokens generated")
+    options.add_quiet(p)
+    steer_calibrate.add_calibration_options(p)
+    p.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2:/pope: data of --calibrate")
+    p.add_argument("--annotations", type=valid.path, help="VQAv2 annotations JSON (vqav2: data of --calibrate)")
     options.add_out(p, "output folder (learned.safetensors, result.json, learning_curve.png)")
     options.add_partial(p)
-    p.set_defaults(func=run_learn, required=("context", "layer", "out"))
+    # --batch-size is the training minibatch here; calibration generates 8 samples at a time
+    p.set_defaults(func=run_learn, required=("context", "layer", "out"), generation_batch_size=8)
 
 
 def run_learn(args) -> None:
@@ -205,16 +217,36 @@ def run_learn(args) -> None:
         source, target = options.open_store(args.source, args), options.open_store(args.target, args)
         layer = source.layer_key(args.layer)
         shifts = PerSampleSteering.from_stores(source, target, [layer])
+    if args.calibrate and not args.model:
+        raise XlvlmError("--calibrate generates with the model: give --model (the model the stores came from)")
     model = LearnedSteering.fit(context, shifts, context_layer=args.context_layer or args.layer, steer_layer=layer,
                                 hidden=args.hidden, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                                 val_fraction=args.val_fraction, cosine_weight=args.cosine_weight, seed=args.seed)
-    write_learned(model, args.out, command=options.command_text(args))
+    calibration = _calibrate_learned(args, model) if args.calibrate else None
+    write_learned(model, args.out, command=options.command_text(args), calibration=calibration)
     report = model.metadata["training"]
     held_out = (f"held-out cosine {report['val_cosine']:.3f} (the fixed mean vector: "
                 f"{report['mean_vector_val_cosine']:.3f}) on {report['n_val']} samples"
                 if report.get("n_val") else "no held-out samples")
     print(f"wrote {args.out}: context layer {model.context_layer} -> steering layer {model.steer_layer}, trained on "
           f"{report['n_train']} samples in {report['seconds']:.1f} s; {held_out}")
+
+
+def _calibrate_learned(args, model):
+    """Choose alpha for the freshly learnt ``model`` on --calibrate (stamped into its metadata)."""
+    from xlvlm.data import load_samples
+    from xlvlm.steer.calibrate import calibrate
+
+    extra = {k: v for k, v in (("image_root", args.image_root), ("annotations", args.annotations)) if v}
+    samples = load_samples(args.calibrate, **extra)
+    control = steer_calibrate.load_control(args)
+    vlm = options.load_model(args)
+    settings = steer_calibrate.settings_from(args)
+    result = calibrate(vlm, {"learned": model}, samples, control, settings, progress=not args.quiet,
+                       on={"data": str(args.calibrate), "control": str(args.control) if args.control else None})
+    model.metadata["calibration"] = result.stamp()
+    print(f"calibrated: {result}")
+    return result
 
 
 # ---- apply ---------------------------------------------------------------------------------------
@@ -228,8 +260,10 @@ def _register_apply(steer) -> None:
     p.add_argument("--per-sample", type=valid.path,
                    help="per-sample vectors of `steer compute --per-sample` (P2S oracle: each sample steered with "
                         "its own vector, found by id; instead of --vector)")
-    p.add_argument("--alpha", type=valid.alpha, default=1.0,
-                   help="steering strength: a finite number, at most 1e6 in magnitude")
+    p.add_argument("--alpha", type=valid.alpha, default=None,
+                   help="steering strength: a finite number, at most 1e6 in magnitude (default: the alpha the file "
+                        "was calibrated at by `steer calibrate` or `steer learn --calibrate`, else 1)")
+    steer_calibrate.add_normalize(p)
     _add_steering(p)
     options.add_out(p, "predictions .jsonl")
     p.set_defaults(func=run_apply, required=("model", "data", "out"))
@@ -252,11 +286,14 @@ def run_apply(args) -> None:
     from xlvlm.steer.run import predict
 
     vector = _steering_to_apply(args)
+    if args.alpha is None:
+        args.alpha = calibrated_alpha(vector)
     samples = options.load_data(args)
     # Predictions are written as they come (OUT.partial, renamed to OUT at the end): an odd --out
     # fails before the model loads, and a full disk late in the run keeps what was generated.
     with JsonlAppender(args.out) as out:
         vlm = options.load_model(args)
+        vector = steer_calibrate.scaled(args, vector, vlm, samples)
         try:
             records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions,
                               operator=args.operator, condition=_condition(args), max_new_tokens=args.max_new_tokens,
@@ -268,6 +305,17 @@ def run_apply(args) -> None:
             raise XlvlmError(f"{describe_os_error(exc, out.partial)}; the {out.count} predictions written before "
                              f"are in {out.partial} ({args.out} is unchanged)") from None
     print(f"wrote {args.out}: {len(records)} predictions (alpha {args.alpha:g}, {vector})")
+
+
+def calibrated_alpha(steering) -> float:
+    """The alpha a steering file was calibrated at (its metadata["calibration"]), else 1."""
+    stamp = getattr(steering, "metadata", {}).get("calibration")
+    alpha = stamp.get("alpha") if isinstance(stamp, dict) else None
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not abs(alpha) <= valid.MAX_ALPHA:
+        return 1.0
+    print(f"alpha {alpha:g}: calibrated on {stamp.get('on', {}).get('data', 'held-out samples')} "
+          f"({stamp.get('objective')} {stamp.get('score')}); --alpha overrides it")
+    return float(alpha)
 
 
 # ---- sweep ---------------------------------------------------------------------------------------

@@ -99,6 +99,14 @@ def fraction(text) -> float:
     return value
 
 
+def points(text) -> float:
+    """Percentage points between 0 and 100 (inclusive), returned as a fraction (2 -> 0.02)."""
+    value = _real(text)
+    if not 0 <= value <= 100:
+        raise ArgumentTypeError(f"must be between 0 and 100 points, not {value:g}")
+    return value / 100
+
+
 def path(text) -> str:
     """A file, folder, hub id or data spec. ``${VAR}`` in such options of a --config file comes
     from the environment (and nowhere else)."""

@@ -6,6 +6,8 @@ under RUN_DIR with the renderer registered for its stage (:data:`RENDERERS`):
   shift (+ shift_grid.png, shift_recovery.png, ...)       from `xlvlm shift`
   sweep (+ sweep.png)                                     from `xlvlm steer sweep`
   learned-steering (+ learning_curve.png)                 from `xlvlm steer learn`
+  calibration (+ calibration.png)                         from `xlvlm steer calibrate`
+  calibrated-l2s (+ calibrated_l2s.png)                   from `xlvlm organism calibrate-l2s`
   hallucination-steering (+ hallucination_steering.png)   from `xlvlm organism steer-hallucination`
   evaluate                                                from `xlvlm evaluate --out DIR/result.json`
   table (a titled table any stage can write)              e.g. the demo's caption steering
@@ -263,6 +265,44 @@ def learned_steering_section(data: dict, path: Path, root: Path) -> str:
     parts.append(_table(["setting", "value"], [[k, s.get(k)] for k in shown if k in s]))
     parts += _figures(folder, root, (("learning_curve.png", "Loss per epoch (train, held out) and the held-out "
                                                             "cosine between predicted and true vectors."),))
+    return "\n".join(parts)
+
+
+@renderer("calibration")
+def calibration_section(data: dict, path: Path, root: Path) -> str:
+    """``xlvlm steer calibrate``: the chosen alpha, and every (candidate, alpha) tried."""
+    folder = path.parent
+    chosen, s, on = _mapping(data, "chosen", path), _mapping(data, "settings", path), _mapping(data, "on", path)
+    what = _explain("calibration", objective=s.get("objective"), limit=_number(s.get("max_side_effect"), ".1f", 100),
+                    n_samples=on.get("n_samples"), data=on.get("data"), n_control=on.get("n_control"),
+                    candidate=chosen.get("candidate"), alpha=chosen.get("alpha"))
+    parts = _intro("Calibration", folder, root, what)
+    rows = _records(data, "rows", path)
+    parts.append(_table(["candidate", "alpha", "score", "yes-ratio", "side effect", "within the limit"],
+                        [[r.get("candidate"), r.get("alpha"), r.get("score"), r.get("yes_ratio"), r.get("side_effect"),
+                          r.get("allowed")] for r in rows], left=1))
+    parts += _figures(folder, root, (("calibration.png", "Score (solid) and side effect (dashed) against alpha; "
+                                                          "grey: the side-effect limit; circled: the choice."),))
+    return "\n".join(parts)
+
+
+@renderer("calibrated-l2s")
+def calibrated_l2s_section(data: dict, path: Path, root: Path) -> str:
+    """The organism's calibrated L2S per contrast: chosen alpha and held-out test scores."""
+    folder = path.parent
+    s, none = _mapping(data, "settings", path), _mapping(data, "none", path)
+    what = _explain("calibrated-l2s", n_train=data.get("n_train"), n_calibration=data.get("n_calibration"),
+                    n_test=data.get("n_test"), limit=_number(s.get("max_side_effect"), ".1f", 100))
+    parts = _intro("Calibrated learned steering", folder, root, what)
+    rows = [["none", None, 0, none.get("f1"), none.get("yes_ratio"), None]]
+    for r in _records(data, "rows", path):
+        test = r.get("test") if isinstance(r.get("test"), dict) else {}
+        rows.append([r.get("contrast"), r.get("vector_norm_mean"), r.get("alpha"), test.get("f1"), test.get("yes_ratio"),
+                     r.get("test_side_effect")])
+    parts.append(_table(["contrast", "mean vector norm", "alpha", "test F1", "test yes-ratio", "test side effect"],
+                        rows, left=1))
+    parts += _figures(folder, root, (("calibrated_l2s.png", "Per contrast: F1, yes-ratio and side effect on the "
+                                                             "calibration images against alpha; dotted: the choice."),))
     return "\n".join(parts)
 
 

@@ -243,18 +243,34 @@ def _check_shift_inputs(original_store, finetuned_store, layer, vlm, aggregate_b
     return key
 
 
-def _shift_vectors(shifts: torch.Tensor, labels: torch.Tensor, V: torch.Tensor,
-                   aggregate_by: str) -> tuple[torch.Tensor, list[dict]]:
+def _shift_vectors(X_o: torch.Tensor, X_f: torch.Tensor, labels: torch.Tensor, V: torch.Tensor,
+                   s) -> tuple[torch.Tensor, list[dict]]:
     """``(K, D)`` aggregated shift of each concept's samples (zero for a concept without any),
-    and each concept's shift statistics."""
+    and each concept's shift statistics (of the per-sample shifts). ``s``: the ShiftSettings."""
+    shifts = X_f - X_o
     shift_vectors = torch.zeros_like(V)
     stats = []
     for k in range(V.shape[0]):
-        mine = shifts[labels == k]
-        if mine.shape[0]:
-            shift_vectors[k] = aggregate(mine, aggregate_by)
-        stats.append(shift_statistics(mine))
+        rows = labels == k
+        if rows.any():
+            shift_vectors[k] = (aggregate(X_f[rows], s.aggregate_by) - aggregate(X_o[rows], s.aggregate_by)
+                                if s.aggregate_sides else aggregate(shifts[rows], s.aggregate_by))
+        stats.append(shift_statistics(shifts[rows]))
     return shift_vectors, stats
+
+
+CONCEPT_SCALES = ("data", "learnt")
+
+
+def _concepts_at(scale: str, X: torch.Tensor, directions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The concepts compared and shifted: at the data's scale, or as learnt."""
+    return at_data_scale(X, directions, labels) if scale == "data" else directions.clone()
+
+
+def _research_options(s) -> dict:
+    """The research-code options that differ from the defaults (recorded only then)."""
+    return {**({"concept_scale": s.concept_scale} if s.concept_scale != "data" else {}),
+            **({"aggregate_sides": True} if s.aggregate_sides else {})}
 
 
 def _most_activating(mas_by: str, top_k: int, X_o, X_f, V, shifted, W, match, original, activations,
@@ -289,7 +305,11 @@ class ShiftSettings:
     concepts, how their shifts are aggregated, how far the concepts are shifted; mas_by,
     top_k_samples: the most-activating samples; top_k_words, words_vocabulary, word_filter: words
     (with a model). The result's ``settings`` record them but top_k_samples, top_k_words and the
-    vocabulary.
+    vocabulary. concept_scale: "data" (concepts scaled to their rows, the module docstring) or
+    "learnt" (the components as the method returns them, as the research code adds the shift);
+    aggregate_sides: the research code's shift, agg(fine-tuned rows) - agg(original rows) of
+    each concept, instead of agg(per-sample differences) (the same for the mean, not for the
+    median or the trimmed mean). The last two are recorded only when not the default.
     """
 
     n_concepts: int = 20
@@ -304,6 +324,8 @@ class ShiftSettings:
     top_k_words: int = 10
     words_vocabulary: object = None
     word_filter: str = "xlvlm"
+    concept_scale: str = "data"
+    aggregate_sides: bool = False
 
 
 def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSettings | None = None, *,
@@ -323,6 +345,8 @@ def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSetting
     s = settings_with(ShiftSettings, settings, options, "analyse_shift", rest="method_options")
     from xlvlm.concepts import learn_concepts
 
+    if s.concept_scale not in CONCEPT_SCALES:
+        raise XlvlmError(f"unknown concept scale {s.concept_scale!r}: use one of {', '.join(CONCEPT_SCALES)}")
     key = _check_shift_inputs(original_store, finetuned_store, layer, vlm, s.aggregate_by, s.mas_by)
     X_o, X_f, ids = matched_features(original_store, finetuned_store, key)
     if original_concepts is None:
@@ -334,13 +358,14 @@ def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSetting
     directions = original.components.float().cpu()
     K = directions.shape[0]
     labels = assign(X_o, directions, activations.cpu(), how=s.assignment)
-    V = at_data_scale(X_o, directions, labels)
-    shift_vectors, stats = _shift_vectors(X_f - X_o, labels, V, s.aggregate_by)
+    V = _concepts_at(s.concept_scale, X_o, directions, labels)
+    shift_vectors, stats = _shift_vectors(X_o, X_f, labels, V, s)
     shifted = V + s.alpha * shift_vectors
     finetuned = learn_concepts(X_f, method=getattr(original, "method", s.method), n_concepts=K, seed=s.seed,
                                **s.method_options)
     W_directions = finetuned.components.float().cpu()
-    W = at_data_scale(X_f, W_directions, assign(X_f, W_directions, finetuned.activations.cpu(), how=s.assignment))
+    W = _concepts_at(s.concept_scale, X_f, W_directions,
+                     assign(X_f, W_directions, finetuned.activations.cpu(), how=s.assignment))
     match = match_concepts(V, W)
     rec = recovery(V, shifted, W[match])
     mas = _most_activating(s.mas_by, s.top_k_samples, X_o, X_f, V, shifted, W, match, original, activations, finetuned)
@@ -359,6 +384,7 @@ def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSetting
     settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", s.method),
                 "assignment": s.assignment, "aggregate": s.aggregate_by, "alpha": s.alpha, "seed": s.seed,
                 "mas_by": s.mas_by, "word_filter": s.word_filter,
-                "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path)}
+                "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path),
+                **_research_options(s)}
     return ShiftResult(key, ids, original, finetuned, labels, shift_vectors, V, shifted, W, match, rec, stats, mas,
                        words, settings)

@@ -2,6 +2,7 @@
 
     DIR/learned.safetensors   the model (LearnedSteering.save; LearnedSteering.load(DIR) reads it)
     DIR/learning_curve.png    train and held-out loss per epoch, held-out cosine
+    DIR/calibration.png       score and side effect against alpha (with ``--calibrate``)
     DIR/command.txt           the command (when given)
     DIR/result.json           stage "learned-steering": settings, training report, history
 """
@@ -14,7 +15,7 @@ from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_te
 from xlvlm.steer.learned import LEARNED_FILE, LearnedSteering
 
 STAGE = "learned-steering"
-OWNED = [LEARNED_FILE, "learning_curve.png", "command.txt"]
+OWNED = [LEARNED_FILE, "learning_curve.png", "calibration.png", "command.txt"]
 
 
 def learned_result(model: LearnedSteering) -> dict:
@@ -23,17 +24,23 @@ def learned_result(model: LearnedSteering) -> dict:
     settings = {"context_layer": model.context_layer, "steer_layer": model.steer_layer, "hidden": model.hidden,
                 "hidden_size": model.hidden_size, "model": meta.get("model", ""), "context": meta.get("context"),
                 "shifts": meta.get("shifts"), **meta.get("settings", {})}
-    return stage_result(STAGE, settings=settings, training=meta.get("training", {}), history=model.history)
+    extra = {"calibration": meta["calibration"]} if "calibration" in meta else {}
+    return stage_result(STAGE, settings=settings, training=meta.get("training", {}), history=model.history, **extra)
 
 
-def write_learned(model: LearnedSteering, out, command: str | None = None) -> Path:
+def write_learned(model: LearnedSteering, out, command: str | None = None, calibration=None) -> Path:
     """Write the folder ``out`` as one unit (:class:`xlvlm.io.OutputUnit`): a run that stops early
-    leaves a previous one as it was. Returns the model file's path."""
+    leaves a previous one as it was. Returns the model file's path. calibration: a
+    :class:`~xlvlm.steer.calibrate.Calibration` of the model (its curve is drawn)."""
     out = Path(out)
     with OutputUnit(out, RESULT_FILE, OWNED) as unit:
         model.save(unit.work / LEARNED_FILE)
         if model.history:
             _plot_history(model.history, unit.work / "learning_curve.png")
+        if calibration is not None:
+            from xlvlm.steer.calibrate_outputs import plot_calibration
+
+            plot_calibration(calibration, unit.work / "calibration.png")
         if command is not None:
             atomic_write_text(unit.work / "command.txt", command)
         atomic_write_json(unit.work / RESULT_FILE, learned_result(model))
