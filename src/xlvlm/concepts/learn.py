@@ -41,7 +41,7 @@ def learn_concepts_streaming(store, layer, method: str = "snmf", n_concepts: int
     the store, so mind ``max_iter``: e.g. ``max_iter=10, tol=1e-3`` for snmf. Returns a
     ConceptDictionary: components (K, D), activations (N, K) in store order.
     """
-    from xlvlm.concepts.streaming import fit_store
+    from xlvlm.concepts.estimators.streaming import fit_store
 
     name = {"kmeans": "minibatch-kmeans"}.get(method, method)
     if not hasattr(get_method(name), "fit_passes"):
