@@ -11,8 +11,10 @@ class PCA(ConceptEstimator):
 
     name, summary, solver = "pca", "top-K principal directions; activations = projections", pca
 
-    def __init__(self, n_concepts: int = 20, power_iter: int = 7, seed: int = 0, device: str | None = None):
+    def __init__(self, n_concepts: int = 20, power_iter: int = 7, seed: int = 0, device: str | None = None,
+                 n_components: int | None = None, random_state=None):
         self.n_concepts, self.power_iter, self.seed, self.device = n_concepts, power_iter, seed, device
+        self.n_components, self.random_state = n_components, random_state
 
 
 class Simple(ConceptEstimator):
@@ -25,6 +27,7 @@ class Simple(ConceptEstimator):
                "1/(1 + distance) to the raw rows with activation='distance' (the research code's)")
 
     def __init__(self, n_concepts: int = 20, activation: str = "projection", seed: int = 0,
-                 device: str | None = None):
+                 device: str | None = None, n_components: int | None = None, random_state=None):
         self.n_concepts, self.activation, self.seed, self.device = n_concepts, activation, seed, device
+        self.n_components, self.random_state = n_components, random_state
 
