@@ -95,7 +95,7 @@ def minibatch_passes(est, Z, passes: int, rows: int = 500):
 
 
 def test_semi_nmf_partial_fit_loop_reaches_the_batch_fit():
-    """The planted data of the issue: 3000 x 64, K = 8, 500-row minibatches, no end_pass()."""
+    """Planted data 3000 x 64, K = 8, 500-row minibatches, a plain loop (no end_pass())."""
     Z = planted_matrix(3000, 64, 8, seed=0)[0]
     batch = relative_error(SemiNMF(8).fit(Z), Z)
     first = SemiNMF(8).partial_fit(Z[:500])

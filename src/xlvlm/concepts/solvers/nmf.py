@@ -1,7 +1,7 @@
 """NMF concepts for non-negative features (e.g. post-ReLU or SAE activations).
 
-Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) >= 0 features, U = A (N, K) >= 0
-activations, V = D (K, D) >= 0 components.
+Notation (``xlvlm.concepts``): Z (N, D) >= 0 features, U (N, K) >= 0 activations, V (K, D) >= 0
+components.
 
     min_{U >= 0, V >= 0}  0.5 ||Z - U V||_F^2
 

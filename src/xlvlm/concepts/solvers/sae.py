@@ -1,8 +1,8 @@
 """TopK sparse autoencoder concepts (Makhzani & Frey 2013; Gao et al. 2024), beyond the paper.
 
-Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) features, s a scalar scale, b (D,)
-decoder bias, W (K, D) encoder, c (K,) encoder bias, V = D (K, D) decoder rows = components
-(unit norm), U = A (N, K) activations.
+Notation (``xlvlm.concepts``): Z (N, D) features, s a scalar scale, b (D,) decoder bias,
+W (K, D) encoder, c (K,) encoder bias, V (K, D) decoder rows = components (unit norm),
+U (N, K) activations.
 
     X = Z / s                                   (s = RMS row norm / sqrt(D): entries O(1),
                                                  so one learning rate suits every layer)

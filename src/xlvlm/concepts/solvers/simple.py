@@ -1,6 +1,7 @@
 """The "simple" baseline: the K largest-norm samples are the concepts.
 
-Notation: Z (N, D) features, i_1..i_K the rows of largest norm, V (K, D), U (N, K).
+Notation (``xlvlm.concepts``): Z (N, D) features, V (K, D) components, U (N, K) codes;
+i_1..i_K the rows of largest norm.
 
 ``activation="projection"`` (default, xlvlm):
 

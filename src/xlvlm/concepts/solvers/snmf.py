@@ -1,11 +1,8 @@
 """Semi-NMF concepts (Ding, Li & Jordan 2010, "Convex and semi-nonnegative matrix
 factorizations"), as CoX-LMM uses them: non-negative activations, free-signed components.
 
-Notation (Overcomplete style)::
-
-    Z  (N, D)  features, one sample per row, any sign
-    U  (N, K)  activations (A in Overcomplete), U >= 0
-    V  (K, D)  components / concept dictionary (D in Overcomplete), any sign, rows unit norm
+Notation (``xlvlm.concepts``): Z (N, D) features of any sign, U (N, K) >= 0 activations,
+V (K, D) components of any sign with unit-norm rows.
 
 Objective, with an optional L1 penalty that makes the codes sparse::
 
