@@ -19,7 +19,6 @@ errors. Times: best of ``--repeats`` after a warm-up.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_results, git_revision  # noqa: E402
+from common import git_revision, report  # noqa: E402
 from minibatch_kmeans import best_time  # noqa: E402
 
 from xlvlm.concepts import KMeans, MiniBatchKMeans, SemiNMF  # noqa: E402
@@ -116,11 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = results["xlvlm KMeans.fit (batch reference)" if "KMeans" in name
                             else "xlvlm SemiNMF.fit (batch reference)"][1]
         lines.append(f"| {name} | {seconds:.3f} | {error:.4f} | {error / reference:.3f}x |")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    lines += ["", f"- Load average when the run ended: {load} (timings on shared cores vary between runs)."]
-    print("\n".join(lines))
-    if not args.quick:
-        append_results("partial_fit", lines)
+    report("partial_fit", lines, write=not args.quick)
     return 0
 
 
