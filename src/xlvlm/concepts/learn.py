@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from xlvlm.concepts._validate import as_features
 from xlvlm.concepts.dictionary import ConceptDictionary
 from xlvlm.concepts.estimators import ConceptEstimator
 from xlvlm.concepts.registry import get_method
@@ -25,7 +24,7 @@ def learn_concepts(
     The same seed on the same device and input gives the same result.
     """
     estimator = _estimator(method, n_concepts, seed, device, options, ignored=())
-    activations = estimator.fit_transform(as_features(X, device=device))
+    activations = estimator.fit_transform(X)  # as X's kind; to_dictionary takes it back to the fit's device
     return estimator.to_dictionary(activations)
 
 
