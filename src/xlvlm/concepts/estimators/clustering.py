@@ -89,8 +89,7 @@ class MiniBatchKMeans(_KMeansUpdates):
 
     def fit_passes(self, read_pass: Callable[[], Iterable[torch.Tensor]]) -> "MiniBatchKMeans":
         """``epochs`` passes over ``read_pass()``'s minibatches (after a first partial_fit)."""
-        if not hasattr(self, "_minibatches"):
-            raise InputError("fit_passes() before a start; call partial_fit(sample) first")
+        self._require_start()
         with torch.no_grad():
             for _ in range(self.epochs):
                 self._one_pass(read_pass)

@@ -1,5 +1,5 @@
-"""Matrix factorisations Z ~= U V: semi-NMF (online and streaming), sparse non-negative dictionary learning,
-NMF."""
+"""Matrix factorisations Z ~= U V: semi-NMF (online and streaming), sparse non-negative
+dictionary learning, NMF."""
 
 from __future__ import annotations
 
@@ -80,8 +80,7 @@ class SemiNMF(OnlineEstimator):
     def fit_passes(self, read_pass: Callable[[], Iterable]) -> "SemiNMF":
         """Exact passes over ``read_pass()``'s minibatches, after a start (a first partial_fit),
         until the objective's relative decrease is under ``tol`` or after ``max_iter`` passes."""
-        if not hasattr(self, "_minibatches"):
-            raise InputError("fit_passes() before a start; call partial_fit(sample) first")
+        self._require_start()
         with torch.no_grad():
             info = until_converged(lambda: self._exact_pass(read_pass), self.max_iter, self.tol)
         self.info_ = {**self.info_, **info}

@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from xlvlm.concepts._validate import InputError
 from xlvlm.concepts.estimators.base import ConceptEstimator
 
 
@@ -49,6 +50,10 @@ class OnlineEstimator(ConceptEstimator):
 
     def _update(self, Z: torch.Tensor) -> None:
         raise NotImplementedError
+
+    def _require_start(self) -> None:
+        if not hasattr(self, "_minibatches"):
+            raise InputError("fit_passes() before a start; call partial_fit(sample) first")
 
     def _minibatches_of(self, read_pass: Callable[[], Iterable]) -> Iterable[torch.Tensor]:
         """The checked minibatches of one pass of ``read_pass()``."""
