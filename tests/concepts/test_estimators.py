@@ -66,6 +66,7 @@ def test_dictionary_round_trip_keeps_class_params_and_tensors(method, planted, p
     assert type(again) is type(est) and again.get_params() == est.get_params()
     assert torch.equal(again.components_, est.components_)
     torch.testing.assert_close(again.transform(Z[:20]), est.transform(Z[:20]), rtol=0, atol=1e-6)
+    assert again.n_features_in_ == Z.shape[1] and again.transform(Z[:5].numpy()).shape == (5, 3)
 
 
 def test_from_dictionary_of_an_older_streamed_save_ignores_its_extra_params():

@@ -32,6 +32,11 @@ class ConceptEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     ``defaults`` (class attribute): the method's own options and their defaults, i.e. every
     ``__init__`` parameter except n_concepts, seed, device, n_components and random_state.
+
+    An estimator of given tensors (e.g. a pretrained SAE's encoder and decoder) is a subclass
+    whose solver module has ``encode``/``decode``; ``from_dictionary`` (or ``_learned`` plus
+    ``n_features_in_``) makes it fitted, and transform, inverse_transform, score and
+    components_ then work as for a learned one.
     """
 
     name: ClassVar[str]
