@@ -121,11 +121,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def run_conditions() -> str:
+    """The CPU settings a timing ran under: OpenMP's wait policy (set before torch loaded, or
+    OpenMP's spinning default), torch threads, the CPUs available, and the load average over the
+    last minute (other work on the same cores)."""
+    import os
+
+    from xlvlm.threads import thread_settings
+
+    settings = thread_settings()
+    try:
+        load = f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        load = "?"
+    return (f"OMP_WAIT_POLICY={settings['omp_wait_policy']}, {settings['torch_threads']} torch threads on "
+            f"{settings['cpus']} CPUs, load average {load}")
+
+
 def machine() -> str:
     cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    threads = torch.get_num_threads()
-    return f"{cpu}, {threads} torch threads, {gpu}, torch {torch.__version__}"
+    return f"{cpu}, {run_conditions()}, {gpu}, torch {torch.__version__}"
 
 
 def append_results(section: str, lines: list[str]) -> None:

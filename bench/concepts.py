@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_name  # noqa: E402
+from common import cpu_name, run_conditions  # noqa: E402
 
 from xlvlm.concepts import learn_concepts  # noqa: E402
 from xlvlm.concepts.planted import planted_matrix  # noqa: E402
@@ -168,7 +168,7 @@ def machine() -> str:
     cpu = cpu_name()
     return (
         f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
-        f"threads: torch {torch.get_num_threads()}, numpy BLAS {blas_threads()}"
+        f"{run_conditions()}, numpy BLAS threads {blas_threads()}"
     )
 
 

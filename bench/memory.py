@@ -48,7 +48,7 @@ def child_store(n: int, dim: int, out: str, batch_size: int = 32, shard_samples:
 
     import torch
 
-    from xlvlm.extract import run as run_module
+    from xlvlm.features import run as run_module
 
     generator = torch.Generator().manual_seed(0)
 
@@ -93,7 +93,7 @@ def child_planted(n: int, dim: int, k: int, out: str, shard_rows: int = 512) -> 
     """Write Z = U V + noise (planted_matrix's recipe) shard by shard: never all of Z in memory."""
     import torch
 
-    from xlvlm.extract.store import StoreWriter
+    from xlvlm.features.store import StoreWriter
 
     generator = torch.Generator().manual_seed(0)
     V = torch.randn(k, dim, generator=generator)

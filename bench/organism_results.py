@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import xlvlm
-from xlvlm.concepts.text import ground_text
+from xlvlm.concepts.grounding.text import ground_text
 from xlvlm.apps.organism.data import stratified_subset, vqa_samples
 
 
@@ -56,8 +56,8 @@ def token_of_interest_table() -> str:
     """Logit lens (LM head of `final` rows) of each selector's rows vs the word it should read."""
     import torch
 
-    from xlvlm.extract.run import extract_batch_generated, extract_batch_teacher_forced
-    from xlvlm.extract.selectors import parse_selector
+    from xlvlm.features.run import extract_batch_generated, extract_batch_teacher_forced
+    from xlvlm.features.selectors import parse_selector
     from xlvlm.apps.organism.data import COLOR_NAMES, caption_samples
 
     vlm = xlvlm.organism.load("finetuned")

@@ -35,12 +35,13 @@ def test_the_package_imports_its_public_names_lazily():
     assert result.stdout.split() == ["False", "True"]
 
 
-def test_xlvlm_extract_stays_the_function_after_its_submodule_is_imported():
+def test_xlvlm_extract_is_the_function_next_to_the_features_package():
     import xlvlm
-    import xlvlm.extract.distributed  # noqa: F401  (the import system sets xlvlm.extract to the module)
-    from xlvlm.extract import FeatureStore  # noqa: F401
+    import xlvlm.features.distributed  # noqa: F401
+    from xlvlm.features import FeatureStore
 
     assert callable(xlvlm.extract) and xlvlm.extract.__name__ == "extract"
+    assert xlvlm.FeatureStore is FeatureStore
 
 
 @pytest.mark.parametrize("text", ["cpu", "cuda", "cuda:1", "cuda:10", "mps", "mps:0", "xpu", "meta", "cpu:0", "tpu9",
@@ -77,7 +78,7 @@ def test_choices_are_the_registries_names():
     assert steer_methods == choices.STEER_METHODS and TASKS == choices.EVALUATION_TASKS
     assert (AGGREGATES, ASSIGNMENTS) == (choices.SHIFT_AGGREGATES, choices.SHIFT_ASSIGNMENTS)
     from xlvlm.concepts.solvers.simple import ACTIVATIONS
-    from xlvlm.concepts.text import WORD_FILTERS
+    from xlvlm.concepts.grounding.text import WORD_FILTERS
     from xlvlm.shift.analysis import MAS_RANKINGS
     from xlvlm.steer.apply import POSITION_RULES
     from xlvlm.steer.operators import OPERATORS
@@ -93,3 +94,11 @@ def test_unknown_choice_is_refused_by_the_parser(capsys):
     assert main(["steer", "condition", "--method", "svm"]) == 2
     err = capsys.readouterr().err.strip()
     assert "invalid choice: 'svm'" in err and "lda" in err and len(err.splitlines()) == 1
+
+
+def test_import_xlvlm_reaches_the_documented_submodules_lazily():
+    code = ("import sys, xlvlm; print('torch' in sys.modules)\n"
+            "print(xlvlm.choices.__name__, callable(xlvlm.models.families), callable(xlvlm.steer.SteeringVector),\n"
+            "      callable(xlvlm.concepts.learn_concepts), callable(xlvlm.data.load_samples), callable(xlvlm.extract))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "xlvlm.choices", "True", "True", "True", "True", "True"]

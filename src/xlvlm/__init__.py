@@ -10,28 +10,29 @@ The public names below are imported on first use (PEP 562), so that ``import xlv
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
     "XlvlmError": "xlvlm.errors",
-    "FeatureStore": "xlvlm.extract",
-    "extract": "xlvlm.extract",
+    "FeatureStore": "xlvlm.features",
+    "extract": "xlvlm.features",
     "load_vlm": "xlvlm.models",
     "learn_concepts": "xlvlm.concepts",
     "ConceptDictionary": "xlvlm.concepts",
-    "ground_text": "xlvlm.concepts.text",
+    "ground_text": "xlvlm.concepts.grounding.text",
     "ground_images": "xlvlm.concepts",
     "analyse_shift": "xlvlm.shift",
     "SteeringVector": "xlvlm.steer",
     "Condition": "xlvlm.steer",
     "PerSampleSteering": "xlvlm.steer",
     "LearnedSteering": "xlvlm.steer",
+    "use_safe_threads": "xlvlm.threads",
 }
-_SUBMODULES = ("organism",)
+# documented submodules, imported on first attribute access (``xlvlm.steer.sweep`` after ``import xlvlm``)
+_SUBMODULES = ("choices", "concepts", "data", "errors", "evaluation", "figures", "hooks", "io", "models",
+               "organism", "report", "shift", "steer", "testing", "threads")
 
 __all__ = [*_EXPORTS, *_SUBMODULES, "__version__"]
 
@@ -49,18 +50,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """``xlvlm.extract`` is the function, though a submodule has the same name: importing the
-    submodule would otherwise set the package attribute to the module (as the import system
-    does for every submodule) and ``xlvlm.extract(...)`` would fail after any
-    ``from xlvlm.extract import ...``."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"{__name__}.{name}":
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import xlvlm
-from xlvlm.concepts.text import ground_text, is_word, random_word_baseline, research_stopwords
+from xlvlm.concepts.grounding.text import ground_text, is_word, random_word_baseline, research_stopwords
 from xlvlm.errors import XlvlmError
 
 
@@ -44,6 +44,11 @@ def test_final_features_skip_the_norm_block_outputs_go_through_it(tiny_dir):
     assert ground_text(vlm, v, norm_name, top_k=1) == [["red"]]  # the same module by name
     assert ground_text(vlm, v, vlm.num_layers - 1, top_k=1) == [["teal"]]
     assert ground_text(vlm, v, "0", top_k=1) == [["teal"]]
+    # the research code's reading: the LM head alone, at every layer
+    assert ground_text(vlm, v, vlm.num_layers - 1, top_k=1, readout="lm-head") == [["red"]]
+    assert ground_text(vlm, v, "final", top_k=1, readout="lm-head") == [["red"]]
+    with pytest.raises(XlvlmError, match="unknown readout"):
+        ground_text(vlm, v, "final", readout="logit")
 
 
 def _best_word(logits: torch.Tensor, tokenizer, vocabulary) -> str:

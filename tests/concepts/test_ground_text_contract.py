@@ -4,7 +4,7 @@ without a layer, V is read as a block output (final norm, then the LM head)."""
 import torch
 
 import xlvlm
-from xlvlm.concepts.text import ground_text
+from xlvlm.concepts.grounding.text import ground_text
 
 
 def test_ground_text_without_layer_reads_as_a_block_output(vlm_of):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from xlvlm.concepts.scores import ClipScorer, concept_sentence, top_concept_words, top_concepts_words
+from xlvlm.concepts.grounding.scores import ClipScorer, concept_sentence, top_concept_words, top_concepts_words
 
 
 class PlantedClip(ClipScorer):

@@ -34,7 +34,7 @@ def test_concepts_workflow_on_a_tiny_model(tiny_dir, vlm_of, tmp_path, capsys):
 
 
 def test_patch_heatmap_is_the_projection_of_image_tokens(vlm_of, samples):
-    from xlvlm.concepts.patches import patch_heatmaps
+    from xlvlm.concepts.grounding.patches import patch_heatmaps
     from xlvlm.hooks import record
 
     vlm = vlm_of("llava")

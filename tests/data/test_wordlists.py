@@ -3,7 +3,7 @@
 import pytest
 
 from xlvlm.data.wordlists import load_word_class, shipped_word_classes
-from xlvlm.extract.selectors import TokenView, parse_selector
+from xlvlm.features.selectors import TokenView, parse_selector
 
 
 @pytest.mark.parametrize("name, size", [("colors", 24), ("places", 37), ("sentiments", 20),

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import xlvlm
-from xlvlm.extract import InMemoryStore
+from xlvlm.features import InMemoryStore
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 

@@ -10,7 +10,7 @@ from PIL import Image
 import xlvlm
 from xlvlm.concepts import learn_concepts_streaming
 from xlvlm.errors import XlvlmError
-from xlvlm.extract import InMemoryStore
+from xlvlm.features import InMemoryStore
 
 
 def test_extract_without_out_equals_the_folder_store(vlm_of, samples, tmp_path):
@@ -99,7 +99,7 @@ def test_sweep_takes_in_memory_stores(vlm_of, samples):
 
 
 def test_sample_subset_keeps_the_chosen_samples_rows_in_order(tmp_path):
-    from xlvlm.extract.store import sample_subset
+    from xlvlm.features.store import sample_subset
 
     X = torch.arange(12.0).reshape(4, 3)
     store = xlvlm.FeatureStore.from_tensors({2: X, 5: -X}, [{"id": f"s{i}"} for i in range(4)])

@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from xlvlm.extract.manifest import StoreSettings
-from xlvlm.extract.store import StoreWriter
+from xlvlm.features.manifest import StoreSettings
+from xlvlm.features.store import StoreWriter
 
 
 def write_jsonl(path, samples):

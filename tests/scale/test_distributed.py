@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 import xlvlm
 from xlvlm.data import read_jsonl
 from xlvlm.errors import XlvlmError
-from xlvlm.extract import run as run_module
-from xlvlm.extract.distributed import DistributedContext, extract_distributed, merge_ranks, rank_folder, rank_range
-from xlvlm.extract.manifest import StoreSettings
-from xlvlm.extract.store import StoreWriter
+from xlvlm.features import run as run_module
+from xlvlm.features.distributed import DistributedContext, extract_distributed, merge_ranks, rank_folder, rank_range
+from xlvlm.features.manifest import StoreSettings
+from xlvlm.features.store import StoreWriter
 from tests.scale.conftest import assert_same_store, write_jsonl, write_store
 
 OPTIONS = dict(layers=[1, "final"], select="all", batch_size=2)

@@ -20,7 +20,7 @@ import xlvlm
 from xlvlm.cli import main
 from xlvlm.data import read_jsonl
 from xlvlm.errors import XlvlmError
-from xlvlm.extract import store as store_module
+from xlvlm.features import store as store_module
 from tests.scale.conftest import assert_same_store, write_jsonl
 
 OPTIONS = dict(layers=[1, "final"], select="all", batch_size=1, shard_samples=1)

@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 import xlvlm
 from xlvlm.cli import main
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import StoreSettings
-from xlvlm.extract.store import StoreWriter
+from xlvlm.features.manifest import StoreSettings
+from xlvlm.features.store import StoreWriter
 from xlvlm.io import sha256_file
 from tests.scale.conftest import write_store
 

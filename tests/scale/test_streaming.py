@@ -8,7 +8,7 @@ from xlvlm.concepts import learn_concepts
 from xlvlm.concepts.planted import planted_matrix
 from xlvlm.concepts import learn_concepts_streaming
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.distributed import merge_ranks, rank_folder
+from xlvlm.features.distributed import merge_ranks, rank_folder
 from tests.scale.conftest import write_store
 
 N, D, K = 1200, 48, 6

@@ -103,7 +103,7 @@ def test_sweep_takes_a_dict_of_vectors_and_a_scorer(vlm_of, samples, tmp_path):
     rows = sweep(vlm, vectors, evaluation, alphas=[0, 50], scorer=changed, max_new_tokens=2, out=tmp_path / "sw",
                  progress=False)
     assert [(r["method"], r["layer"], r["alpha"]) for r in rows] == \
-        [("mean-diff", "1", 0.0), ("mean-diff", "1", 50.0), ("random", "2", 0.0), ("random", "2", 50.0)]
+        [("md", "1", 0.0), ("md", "1", 50.0), ("random", "2", 0.0), ("random", "2", 50.0)]
     assert seen == [len(evaluation)] * 4
     assert rows[0]["changed"] == rows[2]["changed"] == 0  # alpha 0 is the baseline
     written = json.loads((tmp_path / "sw" / "result.json").read_text())
@@ -115,7 +115,7 @@ def test_sweep_takes_a_dict_of_vectors_and_a_scorer(vlm_of, samples, tmp_path):
     assert "caller" in page and ">changed<" in page and "None" not in page
     assert (tmp_path / "sw" / "pred_random_L2_a50.jsonl").is_file()
     # the command line's scorer, and its sweep from stores, give the same rows
-    stores = sweep(vlm, {"md": vectors["md"]}, evaluation, alphas=[2], scorer=AnswerShift("yes", "no"),
+    stores = sweep(vlm, {"mean-diff": vectors["md"]}, evaluation, alphas=[2], scorer=AnswerShift("yes", "no"),
                    max_new_tokens=2, progress=False)
     from xlvlm.steer.run import sweep_stores
 
@@ -123,3 +123,21 @@ def test_sweep_takes_a_dict_of_vectors_and_a_scorer(vlm_of, samples, tmp_path):
                                   progress=False)
     with pytest.raises(XlvlmError, match="no vectors"):
         sweep(vlm, {}, evaluation, alphas=[1])
+
+
+def test_sweep_names_rows_and_files_by_the_dict_keys(vlm_of, samples, tmp_path):
+    """Two entries made the same way (one vector, raw and unit norm) are two rows and two files."""
+    from xlvlm.steer import SteeringVector
+    from xlvlm.steer.run import sweep
+
+    vlm = vlm_of("llava")
+    source, target = _planted_stores(tmp_path, vlm.hidden_size)
+    sv = SteeringVector.mean_difference(source, target, [1])
+    rows = sweep(vlm, {"raw": sv, "unit": sv.normalized()}, _eval_samples(samples)[:4], alphas=[3],
+                 scorer=lambda predictions, baseline: {"n": len(predictions)}, max_new_tokens=2,
+                 out=tmp_path / "sw", progress=False)
+    assert [(r["method"], r["layer"]) for r in rows] == [("raw", "1"), ("unit", "1")]
+    assert sorted(p.name for p in (tmp_path / "sw").glob("pred_*.jsonl")) == ["pred_raw_L1_a3.jsonl",
+                                                                             "pred_unit_L1_a3.jsonl"]
+    with pytest.raises(XlvlmError, match="cannot be part of a file name"):
+        sweep(vlm, {"../up": sv}, _eval_samples(samples)[:1], alphas=[1], progress=False)

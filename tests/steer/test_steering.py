@@ -115,9 +115,9 @@ def test_methods_on_planted_stores(tmp_path):
     t = _store(tmp_path / "t", target[order], [ids[i] for i in order])
     md = SteeringVector.mean_difference(s, t, [1]).layer_activations["1"]
     torch.testing.assert_close(md, target[1:].mean(0) - source.mean(0))
-    ms = SteeringVector.mean_of_shifts(s, t, [1]).layer_activations["1"]
+    ms = SteeringVector.from_stores(s, t, [1], "mean-of-shifts").layer_activations["1"]
     torch.testing.assert_close(ms, (target[1:] - source[1:]).mean(0))
-    pc = SteeringVector.pca(s, t, [1]).layer_activations["1"]
+    pc = SteeringVector.from_stores(s, t, [1], "pca").layer_activations["1"]
     assert torch.nn.functional.cosine_similarity(pc, shift, dim=0) > 0.99
     sv = SteeringVector.compute(s, t, [1], method="mean-diff")
     path = sv.save(tmp_path / "v.safetensors")

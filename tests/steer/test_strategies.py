@@ -50,7 +50,7 @@ def test_concept_aggregator_returns_the_vector_and_what_it_picked():
     t = b + 0.1 * torch.randn(15, 6, generator=g)
     vector, details = concept(s, t, n_concepts=2)
     torch.testing.assert_close(vector, t.mean(0) - s.mean(0), rtol=0, atol=1e-4)
-    assert details["purity"] == [1.0, 1.0] and sorted(details["sizes"]) == [12, 15]
+    assert details["purity"] == [1.0, 1.0] and sorted(details["concept_sizes"]) == [12, 15]
     # mini-batch k-means components are centroids too: at the data's scale, not rescaled
     minibatch, _ = concept(s, t, n_concepts=2, concept_method="minibatch-kmeans")
     torch.testing.assert_close(minibatch, t.mean(0) - s.mean(0), rtol=0, atol=0.05)
@@ -114,7 +114,7 @@ def test_apply_without_with_is_a_handle_that_steers_until_removed(vlm_of, sample
     assert torch.equal(_logits(vlm, samples[:2]), base) and _hooks(vlm.model) == hooks
     with pytest.raises(RuntimeError):
         with sv.apply(vlm) as inside:
-            assert isinstance(inside, xlvlm.steer.Steering)
+            assert isinstance(inside, xlvlm.steer.SteeringHandle)
             raise RuntimeError("boom")
     assert _hooks(vlm.model) == hooks
 

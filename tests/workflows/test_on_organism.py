@@ -6,7 +6,7 @@ import pytest
 
 import xlvlm
 from xlvlm.cli import main
-from xlvlm.concepts.text import ground_text
+from xlvlm.concepts.grounding.text import ground_text
 from xlvlm.apps.organism.data import stratified_subset, vqa_samples
 
 

@@ -21,12 +21,16 @@ from xlvlm.cli import validate as valid
 from xlvlm.cli.config import apply_config_file, leaf_parsers
 from xlvlm.cli.options import Parser
 from xlvlm.errors import XlvlmError, describe_os_error
+from xlvlm.threads import use_safe_threads
 
 COMMANDS = (extract, steer, concepts, shift, evaluate, organism, report, serve, demo)
+THREADS_HELP = ("CPU threads: unless the environment sets them, xlvlm runs with OMP_WAIT_POLICY=PASSIVE (idle "
+                "threads sleep instead of spinning, so runs stay fast when other work shares the cores) and "
+                "OMP_NUM_THREADS = the CPUs this process may use; set either variable to choose otherwise.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="xlvlm", description="Explain and steer vision-language models.")
+    parser = Parser(prog="xlvlm", description="Explain and steer vision-language models.", epilog=THREADS_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
@@ -44,6 +48,8 @@ def _apply_config(args: argparse.Namespace, argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "torch" not in sys.modules:  # OpenMP reads its settings once, when torch loads
+        use_safe_threads()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

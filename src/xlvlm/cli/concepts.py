@@ -34,16 +34,16 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
-    from xlvlm.concepts.workflow import run_concepts
+    from xlvlm.concepts.workflow import ConceptSettings, run_concepts
 
     store = options.open_store(args.features, args)
-    summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts,
-                           vlm=options.optional_model(args), top_k_words=args.top_words,
-                           top_k_samples=args.top_samples, clip_model=args.clip_model,
-                           text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
-                           vocabulary=options.load_words(args), word_filter=args.word_filter,
-                           command=options.command_text(args),
-                           **({"activation": args.simple_activation} if args.method == "simple" else {}))
+    settings = ConceptSettings(method=args.method, n_concepts=args.n_concepts, seed=args.seed,
+                               method_options={"activation": args.simple_activation} if args.method == "simple" else {},
+                               top_k_words=args.top_words, top_k_samples=args.top_samples,
+                               vocabulary=options.load_words(args), word_filter=args.word_filter,
+                               clip_model=args.clip_model, text_similarity=not args.no_text_similarity)
+    summary = run_concepts(store, args.layer, args.out, settings, vlm=options.optional_model(args),
+                           progress=not args.quiet, command=options.command_text(args))
     from xlvlm.concepts.readable import summary_lines
 
     print("\n".join(summary_lines(summary["concepts"])))

@@ -34,8 +34,8 @@ def register(sub) -> None:
 
 def run(args) -> None:
     from xlvlm.data import check_images
-    from xlvlm.extract import extract
-    from xlvlm.extract.distributed import DistributedContext
+    from xlvlm.features import extract
+    from xlvlm.features.distributed import DistributedContext
 
     context = DistributedContext.from_env()  # set under torchrun / accelerate launch
     samples = options.load_data(args)
@@ -65,7 +65,7 @@ def _run_distributed(args, context, samples, settings):
     """One rank of ``xlvlm extract`` under torchrun: its share of the samples, then the merge."""
     import torch.distributed as dist
 
-    from xlvlm.extract.distributed import extract_distributed, init_process_group
+    from xlvlm.features.distributed import extract_distributed, init_process_group
 
     device = context.device(args.device)
     created = init_process_group(context, device)

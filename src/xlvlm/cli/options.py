@@ -138,7 +138,7 @@ def optional_model(args):
 def open_store(path, args):
     """A feature store for a command: checksums and metadata verified; a partial store only with
     --allow-partial."""
-    from xlvlm.extract import FeatureStore
+    from xlvlm.features import FeatureStore
 
     return FeatureStore(path, allow_partial=getattr(args, "allow_partial", False))
 

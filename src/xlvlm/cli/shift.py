@@ -31,14 +31,15 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
-    from xlvlm.shift import analyse_shift, write_shift
+    from xlvlm.shift import ShiftSettings, analyse_shift, write_shift
 
     original, finetuned = options.open_store(args.original, args), options.open_store(args.finetuned, args)
     vlm = options.optional_model(args)
-    result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
-                           assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
-                           seed=args.seed, vlm=vlm, words_vocabulary=options.load_words(args), mas_by=args.mas_by,
-                           word_filter=args.word_filter)
+    settings = ShiftSettings(n_concepts=args.n_concepts, method=args.method, seed=args.seed,
+                             assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
+                             mas_by=args.mas_by, words_vocabulary=options.load_words(args),
+                             word_filter=args.word_filter)
+    result = analyse_shift(original, finetuned, args.layer, settings, vlm=vlm)
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples, command=options.command_text(args))
     summary = result.summary()

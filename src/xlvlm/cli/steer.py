@@ -294,14 +294,17 @@ def _register_sweep(steer) -> None:
 
 def run_sweep(args) -> None:
     from xlvlm.steer.run import sweep_stores, sweep_table
+    from xlvlm.steer.settings import SweepSettings
 
+    settings = SweepSettings(positions=args.positions, operator=args.operator, condition=_condition(args),
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                             source_answer=args.source_answer, target_answer=args.target_answer,
+                             methods=tuple(options.names(args.methods)), normalize=args.normalize,
+                             n_concepts=args.n_concepts)
     samples = options.load_data(args)
     vlm = options.load_model(args)
     rows = sweep_stores(vlm, options.open_store(args.source, args), options.open_store(args.target, args), samples,
-                        layers=options.names(args.layers), alphas=args.alphas, methods=options.names(args.methods),
-                        source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
-                        operator=args.operator, condition=_condition(args), normalize=args.normalize,
-                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
-                        progress=not args.quiet, n_concepts=args.n_concepts, command=options.command_text(args))
+                        options.names(args.layers), args.alphas, settings, out=args.out, progress=not args.quiet,
+                        command=options.command_text(args))
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, result.json, sweep.png")

@@ -16,7 +16,7 @@ Notation, the one used by every module of ``xlvlm.concepts`` (its own, not anoth
 """
 
 from xlvlm.concepts.dictionary import ConceptDictionary
-from xlvlm.concepts.images import ground_images
+from xlvlm.concepts.grounding.images import ground_images
 from xlvlm.concepts.estimators import NMF, NNDL, PCA, KMeans, MiniBatchKMeans, SemiNMF, Simple, TopKSAE
 from xlvlm.concepts.learn import learn_concepts, learn_concepts_streaming
 from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity

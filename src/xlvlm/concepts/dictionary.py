@@ -22,11 +22,12 @@ from safetensors.torch import load_file
 from xlvlm.concepts._validate import as_features
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_save_tensors, atomic_write_json, sha256_file
+from xlvlm.runs import DICTIONARY_META, DICTIONARY_TENSORS
 
 FORMAT = "xlvlm.concepts"
 VERSION = 1
-TENSORS_FILE = "concepts.safetensors"
-META_FILE = "concepts.json"
+TENSORS_FILE = DICTIONARY_TENSORS  # the names a run folder's reader (xlvlm.runs) owns
+META_FILE = DICTIONARY_META
 
 
 class ConceptDictionary:

@@ -28,6 +28,7 @@ def learn_concepts(
     return estimator.to_dictionary(activations)
 
 
+# params: the documented streaming door: learn_concepts' keywords plus batch_rows
 def learn_concepts_streaming(store, layer, method: str = "snmf", n_concepts: int = 20, batch_rows: int = 4096,
                              seed: int = 0, device=None, present_only: bool = True, progress: bool = False,
                              **options) -> ConceptDictionary:

@@ -14,7 +14,7 @@ from xlvlm.concepts._validate import as_features
 from xlvlm.errors import XlvlmError
 
 
-def overlap(word_lists: Sequence[Sequence[str]]) -> float:
+def overlap(word_lists: Sequence[Sequence[str]], count_duplicates: bool = False) -> float:
     """Overlap of grounded words between concepts (CoX-LMM); lower means more disentangled.
 
     With W_i the *set* of concept i's words (duplicates count once, words compare exactly as
@@ -22,16 +22,24 @@ def overlap(word_lists: Sequence[Sequence[str]]) -> float:
     fraction of concept i's words that concept j also has. A concept with no words shares
     nothing (its fractions are 0). In [0, 1]: 0 when no word is shared, 1 when all concepts
     have the same words. Needs K >= 2.
+
+    count_duplicates: the research code's count, over the *list* w_i of concept i's words:
+    #{t : w_i[t] in w_j} / len(w_i), so a word listed twice in w_i (reached by two tokens)
+    counts twice, above and below.
     """
-    sets = [set(words) for words in word_lists]
-    if len(sets) < 2:
-        raise XlvlmError(f"overlap needs the words of at least two concepts, got {len(sets)}")
+    if len(word_lists) < 2:
+        raise XlvlmError(f"overlap needs the words of at least two concepts, got {len(word_lists)}")
     total = 0.0
-    for i, first in enumerate(sets):
-        for j, second in enumerate(sets):
-            if i != j and first:
-                total += len(first & second) / len(first)
-    return total / (len(sets) * (len(sets) - 1))
+    for i, first in enumerate(word_lists):
+        for j, second in enumerate(word_lists):
+            if i == j or not first:
+                continue
+            if count_duplicates:
+                others = set(second)
+                total += sum(word in others for word in first) / len(first)
+            else:
+                total += len(set(first) & set(second)) / len(set(first))
+    return total / (len(word_lists) * (len(word_lists) - 1))
 
 
 def reconstruction_r2(X, cd, activations=None) -> float:

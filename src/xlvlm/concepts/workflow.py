@@ -16,11 +16,14 @@ every other file, and a run that stops early leaves the previous outputs as they
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from xlvlm.concepts.readable import readable_words, template_words, top_sample
 from xlvlm.errors import XlvlmError
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
+from xlvlm.settings import settings_with
 
 # What a previous run may have left that this one replaces (with the result file of xlvlm before
 # result.json, so that a rerun leaves no stale result of the old format).
@@ -61,7 +64,7 @@ def _ground_words(vlm, cd, key: str, X: torch.Tensor, top_k_words: int, vocabula
                   word_filter: str) -> tuple[list[list[str]], list[list[str]], frozenset[str]]:
     """Readable words of each concept and of as many random directions at the data's scale (the
     baseline), and the template words left out of both."""
-    from xlvlm.concepts.text import ground_text, random_word_baseline
+    from xlvlm.concepts.grounding.text import ground_text, random_word_baseline
 
     # Ask for enough words that top_k_words remain once the template's own are dropped. The
     # research filter reproduces the research code, which keeps them.
@@ -81,7 +84,8 @@ def _test_scores(cd, X_test: torch.Tensor, test_samples: list[dict], words: list
                  baseline_words: list[list[str]], clip_model: str | None, text_similarity: bool) -> dict:
     """CLIPScore and text similarity of the top 1 and 3 concepts' words on the held-out samples,
     and the same with random words in place of each concept's."""
-    from xlvlm.concepts.scores import ClipScorer, TextSimilarity, reference_text, top_concept_words, top_concepts_words
+    from xlvlm.concepts.grounding.scores import (ClipScorer, TextSimilarity, reference_text, top_concept_words,
+                                                 top_concepts_words)
 
     metrics = {}
     activations = cd.transform(X_test)
@@ -129,7 +133,7 @@ def _draw_heatmaps(vlm, cd, key: str, mas: list[list[int]], words: list[list[str
                    heatmaps: int, path) -> str | None:
     """patch_heatmaps.png for the first ``heatmaps`` concepts with a top sample; returns why it
     was skipped (``"skipped: ..."``), or None when drawn."""
-    from xlvlm.concepts.patches import draw_heatmaps, patch_heatmaps
+    from xlvlm.concepts.grounding.patches import draw_heatmaps, patch_heatmaps
 
     chosen = [k for k in range(len(mas)) if mas[k]][:heatmaps]
     tops = [samples[mas[k][0]] for k in chosen]
@@ -141,19 +145,45 @@ def _draw_heatmaps(vlm, cd, key: str, mas: list[list[int]], words: list[list[str
     return None
 
 
-def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, vlm=None, top_k_words: int = 10,
-                 top_k_samples: int = 20, clip_model: str | None = None, text_similarity: bool = True,
-                 test_fraction: float = 0.2, heatmaps: int = 4, vocabulary=None, seed: int = 0,
-                 progress: bool = True, command: str | None = None, word_filter: str = "xlvlm",
-                 **method_options) -> dict:
+@dataclass(frozen=True)
+class ConceptSettings:
+    """What :func:`run_concepts` learns and grounds.
+
+    method, n_concepts, seed, method_options: the dictionary (:func:`xlvlm.concepts.learn_concepts`);
+    test_fraction: the held-out share of the present samples; top_k_words / vocabulary /
+    word_filter: words per concept (with a model); top_k_samples: most-activating samples per
+    concept; clip_model / text_similarity: the held-out scores; heatmaps: how many concepts get
+    patch heatmaps. ``result.json`` records method, n_concepts, seed, method_options (as
+    ``options``) and word_filter.
+    """
+
+    method: str = "snmf"
+    n_concepts: int = 20
+    seed: int = 0
+    method_options: dict = field(default_factory=dict)
+    test_fraction: float = 0.2
+    top_k_words: int = 10
+    top_k_samples: int = 20
+    vocabulary: object = None
+    word_filter: str = "xlvlm"
+    clip_model: str | None = None
+    text_similarity: bool = True
+    heatmaps: int = 4
+
+
+def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, vlm=None, progress: bool = True,
+                 command: str | None = None, **options) -> dict:
     """Learn and ground a concept dictionary from ``store`` at ``layer``; write it to ``out``.
 
-    The dictionary is learnt on a train split (1 - test_fraction of the present samples);
-    CLIPScore and text similarity are measured on the held-out test samples. ``command``: the
-    text of ``command.txt``. Returns the summary written to ``result.json``.
+    settings: a :class:`ConceptSettings`, or its fields as keywords (``options``; a name that is
+    no field is an option of the method, as ``activation=`` for ``simple``). The dictionary is
+    learnt on a train split (1 - test_fraction of the present samples); CLIPScore and text
+    similarity are measured on the held-out test samples. ``command``: the text of
+    ``command.txt``. Returns the summary written to ``result.json``.
     """
+    s = settings_with(ConceptSettings, settings, options, "run_concepts", rest="method_options")
     from xlvlm.concepts import learn_concepts
-    from xlvlm.concepts.images import ground_images
+    from xlvlm.concepts.grounding.images import ground_images
     from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
     from xlvlm.hooks import require_vlm
 
@@ -161,34 +191,36 @@ def run_concepts(store, layer, out, method: str = "snmf", n_concepts: int = 20, 
         require_vlm(vlm, "run_concepts")
     key = store.layer_key(layer)
     samples, X = _present_features(store, key, vlm)
-    train, test = _test_split(len(samples), test_fraction, seed) if test_fraction > 0 else (torch.arange(len(samples)), torch.arange(0))
+    train, test = (_test_split(len(samples), s.test_fraction, s.seed) if s.test_fraction > 0
+                   else (torch.arange(len(samples)), torch.arange(0)))
     with OutputUnit(out, RESULT_FILE, OWNED) as unit:
         out = unit.work  # everything goes into the unit's work folder until the commit
-        cd = learn_concepts(X[train], method=method, n_concepts=n_concepts, seed=seed, **method_options)
+        cd = learn_concepts(X[train], method=s.method, n_concepts=s.n_concepts, seed=s.seed, **s.method_options)
         cd.save(out / "dictionary")
         train_samples = [samples[i] for i in train.tolist()]
-        mas = ground_images(cd.activations, train_samples, top_k=top_k_samples)
+        mas = ground_images(cd.activations, train_samples, top_k=s.top_k_samples)
         metrics = {"reconstruction_r2": float(reconstruction_r2(X[train], cd)),
                    "sparsity": float(sparsity(cd.activations)),
                    "dead_concepts": dead_concepts(cd.activations)}
         words, baseline_words = [[] for _ in range(cd.components.shape[0])], []
         excluded: frozenset[str] = frozenset()
         if vlm is not None:
-            words, baseline_words, excluded = _ground_words(vlm, cd, key, X, top_k_words, vocabulary, seed,
-                                                            word_filter)
+            words, baseline_words, excluded = _ground_words(vlm, cd, key, X, s.top_k_words, s.vocabulary, s.seed,
+                                                            s.word_filter)
             metrics["overlap"] = overlap(words)
             metrics["overlap_random_words"] = overlap(baseline_words)
             if len(test):
                 metrics.update(_test_scores(cd, X[test], [samples[i] for i in test.tolist()], words, baseline_words,
-                                            clip_model, text_similarity))
+                                            s.clip_model, s.text_similarity))
         _draw_grid(mas, words, train_samples, out / "concept_grid.png")
-        if vlm is not None and heatmaps:
-            skipped = _draw_heatmaps(vlm, cd, key, mas, words, train_samples, heatmaps, out / "patch_heatmaps.png")
+        if vlm is not None and s.heatmaps:
+            skipped = _draw_heatmaps(vlm, cd, key, mas, words, train_samples, s.heatmaps, out / "patch_heatmaps.png")
             if skipped is not None:
                 metrics["patch_heatmaps"] = skipped
-        settings = {"store": str(store.path), "layer": key, "method": method, "n_concepts": n_concepts, "seed": seed,
-                    "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
-                    "options": method_options, "word_filter": word_filter, "template_words_removed": sorted(excluded)}
+        settings = {"store": str(store.path), "layer": key, "method": s.method, "n_concepts": s.n_concepts,
+                    "seed": s.seed, "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
+                    "options": s.method_options, "word_filter": s.word_filter,
+                    "template_words_removed": sorted(excluded)}
         summary = stage_result("concepts", settings=settings, metrics=metrics,
                                concepts=_concept_entries(mas, words, train_samples), random_words=baseline_words)
         atomic_write_json(out / RESULT_FILE, summary)

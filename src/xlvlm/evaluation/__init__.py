@@ -20,12 +20,12 @@ from xlvlm.evaluation.predictions import read_predictions
 from xlvlm.evaluation.ranking import rank_vectors
 from xlvlm.evaluation.safety import refusal_phrases, safety_report
 from xlvlm.evaluation.vqa import (
-    answer_distribution, normalize_answer, targeted_report, vqa_accuracy, vqa_report,
+    answer_distribution, normalize_answer, targeted_report, token_of_interest_accuracy, vqa_accuracy, vqa_report,
 )
 
 __all__ = [
     "evaluate_predictions", "format_report", "read_predictions", "normalize_answer", "vqa_accuracy",
-    "vqa_report", "answer_distribution", "targeted_report", "caption_metrics", "caption_report",
+    "vqa_report", "answer_distribution", "targeted_report", "token_of_interest_accuracy", "caption_metrics", "caption_report",
     "class_word_frequency", "rank_vectors", "pope_answer", "pope_report", "refusal_phrases", "safety_report",
 ]
 

@@ -193,6 +193,35 @@ def vqa_report(predictions) -> dict:
     }
 
 
+TOKEN_ACCURACY_FORMULAS = ("xlvlm", "research")
+
+
+def token_of_interest_accuracy(predictions, token: str, formula: str = "xlvlm") -> dict:
+    """How often the answer is the token of interest (e.g. the target answer of a steering).
+
+    A prediction hits when its normalised answer equals the normalised ``token`` (the VQA rules
+    above). formula "xlvlm": the share of hits, a fraction in [0, 1]; "research": the research
+    code's number, the VQA accuracy against the one reference ``[token]`` in percent, so
+    100 * min(1, hit / 3): a hit scores 33.3, and every value is a third of the xlvlm share.
+    Returns ``{"token", "formula", "overall", "overall_mean_over_types", "per_type": {type:
+    value}}``: ``overall`` over questions, ``overall_mean_over_types`` over answer types (the
+    research code's "overall").
+    """
+    if formula not in TOKEN_ACCURACY_FORMULAS:
+        raise XlvlmError(f"unknown formula {formula!r}: use one of {', '.join(TOKEN_ACCURACY_FORMULAS)}")
+    wanted = normalize_answer(token)
+    scale = 100.0 / 3 if formula == "research" else 1.0
+    per_type: dict[str, list[float]] = {}
+    for p in as_predictions(predictions):
+        hit = normalize_answer(p["prediction"]) == wanted
+        per_type.setdefault(_answer_type(p), []).append(scale * hit)
+    type_values = {kind: _mean(values) for kind, values in sorted(per_type.items())}
+    return {"token": token, "formula": formula,
+            "overall": _mean([v for values in per_type.values() for v in values]),
+            "overall_mean_over_types": _mean(list(type_values.values())),
+            "per_type": type_values}
+
+
 def _baseline_by_id(predictions: list[dict], baseline) -> dict[str, dict] | None:
     """``{id: record}`` of ``baseline`` (None without one); every prediction's id must be in it."""
     if baseline is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -32,6 +33,17 @@ from xlvlm.errors import XlvlmError
 
 FAMILIES_EXTRA_HINT = "install what model families need at run time: pip install 'xlvlm[families]'"
 REMOTE_CODE_HINT = "pass --trust-remote-code (Python: load_vlm(..., trust_remote_code=True)) if you trust its code"
+
+# (model, samples, input ids shape) of the batch VLM.generate_batch is generating, in this thread.
+_IN_FLIGHT: ContextVar = ContextVar("xlvlm_batch_in_flight", default=None)
+
+
+def batch_in_flight(model: nn.Module) -> tuple[tuple[dict, ...], tuple[int, ...]] | None:
+    """(samples, input ids shape) of the batch that :meth:`VLM.generate_batch` is generating on
+    ``model`` (a VLM's ``.model``) now, in this thread; None outside one. For hooks whose work
+    depends on which sample each row is (they check the shape against the call they see)."""
+    flight = _IN_FLIGHT.get()
+    return None if flight is None or flight[0] is not model else flight[1:]
 
 
 class StopForward(Exception):
@@ -134,15 +146,6 @@ class VLM:
         """Where layer ``index`` (the residual stream after block ``index``) is read and steered:
         (module, "output") or (module, "input"). Default: the block's own output."""
         return self.decoder_layers[index], "output"
-
-    @property
-    def batch_listeners(self) -> list:
-        """Callables ``(samples, batch)`` that :meth:`generate_batch` tells each batch's samples
-        before generating it: steering that depends on the sample itself (the P2S oracle) adds one
-        and removes it with its hooks."""
-        if "_batch_listeners" not in self.__dict__:
-            self._batch_listeners = []
-        return self._batch_listeners
 
     @property
     def num_layers(self) -> int:
@@ -366,11 +369,13 @@ class VLM:
                        keep_logits: bool = False) -> Generation:
         """Greedy generation for one batch (left padded)."""
         batch = self.encode(samples, padding_side="left")
-        for listener in list(self.batch_listeners):
-            listener(list(samples), batch)
         steps = [] if keep_logits else None
-        with torch.inference_mode():
-            sequences = self._generate_ids(batch, max_new_tokens, steps)
+        token = _IN_FLIGHT.set((self.model, tuple(samples), tuple(batch.input_ids.shape)))
+        try:
+            with torch.inference_mode():
+                sequences = self._generate_ids(batch, max_new_tokens, steps)
+        finally:
+            _IN_FLIGHT.reset(token)
         width = batch.input_ids.shape[1]
         eos = self.eos_token_ids
         new_tokens = []
@@ -420,16 +425,12 @@ class VLM:
 
     def generate(self, samples: Sequence[dict], max_new_tokens: int = 20, batch_size: int = 8,
                  progress: bool = False, return_scores: bool = False, top_k: int = 5) -> list:
-        """Greedy answers for samples, batched: the generated texts in input order.
-
-        With ``return_scores=True``, the records of :meth:`predict` instead, each with
-        ``"prediction"`` and ``"top_k"`` (per step, the ``top_k`` most probable next tokens).
-        """
-        if return_scores:
-            if top_k < 1:
-                raise XlvlmError(f"top_k must be at least 1 with return_scores=True, not {top_k}")
-            return self.predict(samples, max_new_tokens, batch_size, progress, top_k=top_k)
-        return [r["prediction"] for r in self.predict(samples, max_new_tokens, batch_size, progress)]
+        """A thin alias of :meth:`predict` (the one door): the generated texts in input order, or,
+        with ``return_scores=True``, predict's records with ``top_k`` per step."""
+        if return_scores and top_k < 1:
+            raise XlvlmError(f"top_k must be at least 1 with return_scores=True, not {top_k}")
+        records = self.predict(samples, max_new_tokens, batch_size, progress, top_k=top_k if return_scores else 0)
+        return records if return_scores else [r["prediction"] for r in records]
 
     # ---- scoring ---------------------------------------------------------------------------
     def score(self, samples: Sequence[dict], candidates: Sequence[str] | Sequence[Sequence[str]],

@@ -7,18 +7,18 @@ here, so a family is written down once. Adding a family: one module with a regis
 ``xlvlm.testing`` named like its ``model_type``.
 
 Model-name aliases live here too: ``prefix:name`` strings that :func:`xlvlm.load_vlm` resolves
-to a folder. A package that ships models fills them in when it is imported: ``xlvlm.organism``
-registers ``organism:`` (``organism:original`` -> its folder), so the organism depends on
-``models`` and never the reverse (the layer contract in ``.importlinter`` checks it).
-:data:`ALIAS_PLUGINS` names, per prefix, the module that registers it, the way a ``pyproject.toml``
-entry point names a plugin: ``load_vlm("organism:original")`` works without the caller
-importing ``xlvlm.organism``, because the first ``organism:`` name imports that module by its
-name. ``models`` holds the name, never the code.
+to a folder. A package that ships models declares its prefix as an entry point of the group
+``xlvlm.aliases`` (:data:`ALIAS_GROUP`) in its ``pyproject.toml``, pointing at its resolver:
+xlvlm's own ``organism = "xlvlm.organism:path"``. The first ``organism:`` name loads that entry
+point, so ``load_vlm("organism:original")`` works without the caller importing anything, and
+``models`` names no package above it, not even as a string. :func:`register_alias` adds a
+prefix at run time (a script, a test).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,8 +97,9 @@ def family_of(model_type: str) -> Family | None:
 # ---------------------------------------------------------------------------------------------
 # Model-name aliases
 
-#: prefix -> the module that calls ``register_alias(prefix, ...)`` when imported.
-ALIAS_PLUGINS = {"organism": "xlvlm.organism"}
+#: The entry point group that maps a prefix to its resolver (``pyproject.toml``:
+#: ``[project.entry-points."xlvlm.aliases"]``).
+ALIAS_GROUP = "xlvlm.aliases"
 
 _RESOLVERS: dict[str, Callable[[str], str | Path]] = {}
 
@@ -110,18 +111,41 @@ def register_alias(prefix: str, resolver: Callable[[str], str | Path]) -> None:
     _RESOLVERS[prefix] = resolver
 
 
+def _declared_aliases() -> dict[str, importlib.metadata.EntryPoint]:
+    """The prefixes installed packages declare in :data:`ALIAS_GROUP`, by name."""
+    return {point.name: point for point in importlib.metadata.entry_points(group=ALIAS_GROUP)}
+
+
 def aliases() -> list[str]:
-    """Every prefix that resolves (registered or served by a plugin module)."""
-    return sorted(set(_RESOLVERS) | set(ALIAS_PLUGINS))
+    """Every prefix that resolves (registered, or declared by an installed package)."""
+    return sorted(set(_RESOLVERS) | set(_declared_aliases()))
+
+
+def _resolver(prefix: str) -> Callable[[str], str | Path] | None:
+    """The resolver of ``prefix``, loading its entry point on first use; None for no such prefix."""
+    if prefix not in _RESOLVERS:
+        point = _declared_aliases().get(prefix)
+        if point is None:
+            return None
+        resolver = point.load()
+        if not callable(resolver):
+            raise XlvlmError(f"model-name prefix {prefix!r}: the entry point {point.value!r} of group "
+                             f"{ALIAS_GROUP!r} is not a function of the name; fix the package that declares it")
+        _RESOLVERS.setdefault(prefix, resolver)
+    return _RESOLVERS[prefix]
 
 
 def resolve_alias(name: str) -> str:
-    """``name`` with a known ``prefix:`` resolved (``organism:original`` -> its folder); anything else as given."""
+    """``name`` with its ``prefix:`` resolved (``organism:original`` -> its folder); a folder or a hub
+    id (no ':') as given; XlvlmError for an unknown prefix."""
     prefix, sep, rest = name.partition(":")
-    if not sep or prefix not in aliases():
-        return name  # a folder or a hub id
-    if prefix not in _RESOLVERS:
-        importlib.import_module(ALIAS_PLUGINS[prefix])
-        if prefix not in _RESOLVERS:
-            raise XlvlmError(f"{name!r}: {ALIAS_PLUGINS[prefix]} did not register the alias {prefix!r}")
-    return str(_RESOLVERS[prefix](rest))
+    if not (sep and prefix):
+        return name
+    resolver = _resolver(prefix)
+    if resolver is not None:
+        return str(resolver(rest))
+    if Path(name).exists():
+        return name
+    raise XlvlmError(f"model {name!r}: no folder of that name and no model-name prefix {prefix!r} (known: "
+                     f"{', '.join(aliases()) or 'none'}); packages declare prefixes in the entry point group "
+                     f"{ALIAS_GROUP!r}: reinstall the one that should provide it (xlvlm: pip install -e .)")

@@ -12,8 +12,10 @@ the package (see ``docs/organism.md``):
   benchmark of :mod:`xlvlm.apps.organism.pope`, see ``docs/hallucination.md``); other answers are kept.
 
 This package holds the weights and how to load them; the code that trains, fine-tunes and
-measures the organism is an application of the library: :mod:`xlvlm.apps.organism`. Importing
-this package registers the ``organism:`` model names (``load_vlm("organism:original")``).
+measures the organism is an application of the library: :mod:`xlvlm.apps.organism`. The
+``organism:`` model names (``load_vlm("organism:original")``) resolve through :func:`path`: xlvlm's
+``pyproject.toml`` declares it in the ``xlvlm.aliases`` entry point group, and importing this
+package registers it too (a source tree used without installing it has no entry points).
 
 >>> vlm = xlvlm.organism.load("original")           # an xlvlm VLM
 >>> folder = xlvlm.organism.path("finetuned")        # a from_pretrained folder

@@ -34,7 +34,8 @@ import math
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import LEGACY_RESULT_FILES, RESULT_FILE, RESULT_VERSION, atomic_write_text, check_outputs
+from xlvlm.io import RESULT_FILE, RESULT_VERSION, atomic_write_text
+from xlvlm.runs import inside, load_result, stage_results
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +78,9 @@ def _num(value, spec: str = ".3f", scale: float = 1) -> str:
     return _esc(_number(value, spec, scale))
 
 
-def _inside(path: Path, root: Path) -> bool:
-    """A regular file (not a link) that really lies under ``root``: safe to read into the page."""
-    try:
-        return (not path.is_symlink() and path.is_file()
-                and path.resolve().is_relative_to(root.resolve()))
-    except OSError:
-        return False
-
-
 def _image(path: Path, root: Path, caption: str) -> str:
     """The figure as a data URI, or a line saying why it was left out (a link, outside, not PNG)."""
-    data = path.read_bytes() if _inside(path, root) else b""
+    data = path.read_bytes() if inside(path, root) else b""
     if not data.startswith(PNG_SIGNATURE):
         return (f"<p>({_esc(path.name)} not embedded: only PNG files inside the run folder are, "
                 f"never links)</p>")
@@ -104,7 +96,7 @@ def _figures(folder: Path, root: Path, figures) -> list[str]:
 
 def _command(folder: Path, root: Path) -> str:
     file = folder / "command.txt"
-    if _inside(file, root):
+    if inside(file, root):
         text = file.read_text(encoding="utf-8", errors="replace").strip()
         return f"<p>Produced by:</p><pre>{_esc(text)}</pre>"
     return "<p>Produced by: (no command.txt beside these files)</p>"
@@ -141,16 +133,6 @@ def _table(header: list[str], rows: list[list], left: int = 1) -> str:
     body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_esc(_fmt(c))}</td>'
                                     for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _load(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise XlvlmError(f"{path}: unreadable results ({exc}); rerun the stage that wrote it")
-    if not isinstance(data, dict):
-        raise XlvlmError(f"{path}: malformed results (expected a JSON object); rerun the stage that wrote it")
-    return data
 
 
 def _mapping(data: dict, key: str, path: Path) -> dict:
@@ -365,7 +347,7 @@ def _notes(root: Path) -> str:
     if (root / "notes.html").exists():
         log.warning("%s: not included (notes are plain text now: write notes.txt)", root / "notes.html")
     file = root / "notes.txt"
-    if not _inside(file, root):
+    if not inside(file, root):
         return ""
     text = file.read_text(encoding="utf-8", errors="replace")
     paragraphs = [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
@@ -374,7 +356,7 @@ def _notes(root: Path) -> str:
 
 def _section(path: Path, root: Path) -> str:
     """The HTML section of one result file, by its stage's renderer."""
-    data = _load(path)
+    data = load_result(path)
     stage, version = data.get("stage"), data.get("version")
     if stage not in RENDERERS:
         raise XlvlmError(f"{path}: unknown stage {str(stage)[:40]!r} (this xlvlm renders "
@@ -383,39 +365,6 @@ def _section(path: Path, root: Path) -> str:
         raise XlvlmError(f"{path}: result format version {str(version)[:20]!r}, this xlvlm reads up to "
                          f"{RESULT_VERSION}; update xlvlm or rerun the stage")
     return RENDERERS[stage](data, path, root)
-
-
-def _legacy_results(root: Path) -> list[Path]:
-    """Result files of xlvlm before result.json, in folders without a result.json (a concept
-    dictionary's own concepts.json, which has a "format" field, is not one)."""
-    found = []
-    for name in LEGACY_RESULT_FILES:
-        for path in sorted(root.rglob(name)):
-            if (path.parent / RESULT_FILE).exists() or not _inside(path, root) or not check_outputs(path):
-                continue
-            if name == "concepts.json" and "format" in _load(path):
-                continue
-            found.append(path)
-    return found
-
-
-def stage_results(root: Path) -> list[Path]:
-    """The finished stage results (``result.json``) under ``root`` that may be read: regular files
-    inside it (links are left out, with a warning), not in an unfinished rerun's work folder.
-    Raises the one-line error for results of an xlvlm before result.json."""
-    legacy = _legacy_results(root)
-    if legacy:
-        raise XlvlmError(f"{legacy[0]}: written by an older xlvlm (no {RESULT_FILE}); rerun that stage "
-                         f"(its command is in {legacy[0].parent / 'command.txt'}) and build the report again")
-    found = []
-    for path in sorted(root.rglob(RESULT_FILE)):
-        if not _inside(path, root):
-            log.warning("%s: left out of the report (a link or not a regular file inside %s)", path, root)
-            continue
-        if not check_outputs(path):  # inside an unfinished rerun's work folder
-            continue
-        found.append(path)
-    return found
 
 
 def report_page(run_dir, title: str | None = None) -> str:

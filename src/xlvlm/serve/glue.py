@@ -22,12 +22,7 @@ from pydantic import BaseModel, Field
 
 from xlvlm.choices import MAX_ALPHA
 from xlvlm.errors import XlvlmError
-
-MAX_PROMPT_CHARS = 500
-MAX_NAME_CHARS = 400
-SAMPLES_SHOWN = 200
-TOP_K = 5
-MAX_NEW_TOKENS = 8
+from xlvlm.serve.play import MAX_NAME_CHARS, MAX_PROMPT_CHARS, PAGE_NEW_TOKENS, PAGE_TOP_K, SAMPLES_SHOWN
 
 
 class ImageRef(BaseModel):
@@ -109,13 +104,14 @@ def add_play_routes(app, playground, uploads, thumbnail_png) -> None:
 
     @app.post("/api/play/answer")
     def answer(request: AnswerRequest):
-        return ready().answer(image_of(request.image), request.prompt, top_k=TOP_K, max_new_tokens=MAX_NEW_TOKENS)
+        return ready().answer(image_of(request.image), request.prompt, top_k=PAGE_TOP_K,
+                              max_new_tokens=PAGE_NEW_TOKENS)
 
     @app.post("/api/play/steer")
     def steer(request: SteerRequest):
         return ready().steer(image_of(request.image), request.prompt, vector=request.vector, alpha=request.alpha,
-                             layer=request.layer or None, positions=request.positions, top_k=TOP_K,
-                             max_new_tokens=MAX_NEW_TOKENS)
+                             layer=request.layer or None, positions=request.positions, top_k=PAGE_TOP_K,
+                             max_new_tokens=PAGE_NEW_TOKENS)
 
     @app.post("/api/play/vector")
     def vector(request: VectorRequest):

@@ -29,19 +29,22 @@ from pathlib import Path
 from xlvlm.choices import MAX_ALPHA
 from xlvlm.data.images import MAX_UPLOAD_BYTES, load_image, load_image_bytes
 from xlvlm.errors import XlvlmError
+from xlvlm.runs import MANIFEST, RESULT_FILE, read_json, walk_run
 
-#: Bounds on what a caller may ask for (a web form can send anything).
+#: Bounds on what a caller may ask for (a web form can send anything): the one place for the
+#: playground's limits; the web routes (:mod:`xlvlm.serve.glue`) check requests with the same.
 MAX_NEW_TOKENS = 64
 MAX_TOP_K = 50
-MAX_PROMPT_CHARS = 2000
+MAX_PROMPT_CHARS = 500
+MAX_NAME_CHARS = 400       # a store, vector or sample name in a request
 MAX_SET_SAMPLES = 512      # samples in one set when a vector is computed from samples
+SAMPLES_SHOWN = 200        # samples of a store listed at once
+#: What the web page asks for, within the bounds above.
+PAGE_TOP_K = 5
+PAGE_NEW_TOKENS = 8
 VECTOR_CACHE_SIZE = 32     # computed vectors kept (least recently used dropped first)
-MAX_RESULT_BYTES = 64 * 2**20  # a result.json larger than this is not read
 WORKER_NAME = "xlvlm-model"
 COMPUTED = "computed:"  # the prefix of computed vectors' names (a run's file names are paths)
-
-STORE_MANIFEST = "manifest.json"
-DICTIONARY_META = "concepts.json"
 
 
 # ---- paths -----------------------------------------------------------------------------------
@@ -83,19 +86,6 @@ def image_path(value, root: Path, image_roots) -> Path:
         raise XlvlmError(f"image {value} lies outside the run folder and the image roots; add its folder as "
                          f"an image root if you trust it")
     return path
-
-
-def _read_json(path: Path, root: Path) -> object:
-    """A JSON file of the run (size-bounded, inside ``root`` once links are followed), or None
-    when it is missing, unreadable or outside."""
-    try:
-        if not path.resolve().is_relative_to(root):
-            return None
-        if path.stat().st_size > MAX_RESULT_BYTES:
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
 
 
 def _check_int(value, name: str, low: int, high: int) -> int:
@@ -252,7 +242,7 @@ class Playground:
         with self._lock:
             if self._catalogue is not None:
                 return self._catalogue
-        stores, dictionaries, files = _walk_run(self.root)
+        stores, dictionaries, files = walk_run(self.root)
         catalogue = {"stores": [self._name(p) for p in stores], "dictionaries": [self._name(p) for p in dictionaries],
                      "vector_files": [self._name(p) for p in files]}
         with self._lock:
@@ -272,7 +262,7 @@ class Playground:
 
     def _store(self, name: str):
         """The feature store ``name`` (a folder relative to RUN_DIR), opened once."""
-        from xlvlm.extract.store import FeatureStore
+        from xlvlm.features.store import FeatureStore
 
         return self._open_listed(name, "stores", "store", "feature store", self._stores,
                                  lambda path, key: FeatureStore(path))
@@ -391,7 +381,7 @@ class Playground:
         entry = {"name": key, "dictionary": dictionary, "method": dictionary.method,
                  "n_concepts": dictionary.n_concepts, "layer": None, "selector": None, "store": None,
                  "generation": None, "words": [[] for _ in range(dictionary.n_concepts)], "problem": None}
-        result = _read_json(path.parent / "result.json", self.root)
+        result = read_json(path.parent / RESULT_FILE, self.root)
         settings = result.get("settings") if isinstance(result, dict) and result.get("stage") == "concepts" else None
         if not isinstance(settings, dict) or settings.get("layer") is None:
             entry["problem"] = "no concepts result.json beside it names its layer and store"
@@ -486,7 +476,7 @@ class Playground:
     def _answer_subset(self, store_name: str, answer, where: str):
         """The rows of a one-row-per-sample store whose sample's reference answer is ``answer``,
         as an in-memory store."""
-        from xlvlm.extract.store import sample_subset
+        from xlvlm.features.store import sample_subset
 
         store = self._store(store_name)
         if store.settings.rows_per_sample != 1:
@@ -553,8 +543,12 @@ class Playground:
         about.update(width=picture.width, height=picture.height)
         return picture, _check_prompt(prompt), about
 
-    def _generate(self, sample: dict, top_k: int, max_new_tokens: int) -> dict:
-        record = self.vlm.generate([sample], max_new_tokens=max_new_tokens, return_scores=True, top_k=top_k)[0]
+    def _generate(self, sample: dict, top_k: int, max_new_tokens: int, steering=None, **how) -> dict:
+        """The answer and top-k of one sample, steered by ``steering`` (``how``: alpha, positions) when given."""
+        from xlvlm.steer.run import predict
+
+        record = predict(self.vlm, [sample], steering, **how, max_new_tokens=max_new_tokens, top_k=top_k,
+                         progress=False)[0]
         return {"answer": record["prediction"], "top_k": record["top_k"]}
 
     def _answer(self, image, prompt=None, top_k: int = 5, max_new_tokens: int = 8, dictionary: str | None = None,
@@ -584,24 +578,27 @@ class Playground:
         "activations" (K floats), "top": [{"concept", "activation", "max_in_run", "words"}]}``,
         the ``n`` most active first; ``present`` False (and no activations) where the selector
         finds no token."""
-        from xlvlm.extract.run import extract
-        from xlvlm.extract.selectors import parse_selector
+        from xlvlm.features.run import extract_batch_generated, extract_batch_teacher_forced
+        from xlvlm.features.selectors import parse_selector
 
         entry = self._dictionary(name)
         if entry["problem"] is not None:
             raise XlvlmError(f"{entry['name']}: cannot read concepts for new inputs: {entry['problem']}")
         out = {"dictionary": entry["name"], "layer": entry["layer"], "selector": entry["selector"],
                "present": False, "activations": [], "top": []}
-        generation = entry["generation"]
-        if parse_selector(entry["selector"]).needs_response and not generation:
+        generation, selector = entry["generation"], parse_selector(entry["selector"])
+        if selector.needs_response and not generation:
             if not answer:
                 return out
             sample = dict(sample, answer=answer)
-        store = extract(self.vlm, [sample], layers=[entry["layer"]], select=entry["selector"],
-                        generate=bool(generation), max_new_tokens=int((generation or {}).get("max_new_tokens", 20)),
-                        progress=False)
-        rows = store.features(entry["layer"], present_only=True)
-        if rows.shape[0] == 0:
+        # One input's states, recorded (hooks.record) and selected as its store's were; no store is written.
+        if generation:
+            batch = extract_batch_generated(self.vlm, [sample], [entry["layer"]], selector,
+                                            int(generation.get("max_new_tokens", 20)))
+        else:
+            batch = extract_batch_teacher_forced(self.vlm, [sample], [entry["layer"]], selector)
+        rows = next(iter(batch.rows.values()))
+        if not batch.present[0] or rows.shape[0] == 0:
             return out
         dictionary = entry["dictionary"]
         codes = dictionary.transform(rows.float()).mean(dim=0)
@@ -633,8 +630,7 @@ class Playground:
         picture, prompt, about = self._input(image, prompt)
         sample = {"id": "playground", "image": picture, "prompt": prompt}
         unsteered = self._generate(sample, top_k, max_new_tokens)
-        with chosen.apply(self.vlm, alpha=alpha, positions=positions):
-            steered = self._generate(sample, top_k, max_new_tokens)
+        steered = self._generate(sample, top_k, max_new_tokens, chosen, alpha=alpha, positions=positions)
         return {"prompt": prompt, "image": about, "vector": vector, "alpha": alpha, "layers": chosen.layers,
                 "positions": positions, "steered": steered, "unsteered": unsteered,
                 "changed": steered["answer"] != unsteered["answer"]}
@@ -667,31 +663,13 @@ def _describe_set(spec) -> str:
     return f"{len(spec)} samples"
 
 
-def _walk_run(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
-    """(store folders, dictionary folders, other .safetensors files) under ``root``. Links to
-    folders are not followed; a store's or a dictionary's folder is not searched further."""
-    stores, dictionaries, files = [], [], []
-    for folder, subfolders, names in os.walk(root, followlinks=False):
-        here = Path(folder)
-        subfolders.sort()
-        if STORE_MANIFEST in names:
-            stores.append(here)
-            subfolders[:] = []
-        elif DICTIONARY_META in names:
-            dictionaries.append(here)
-            subfolders[:] = []
-        else:
-            files.extend(here / n for n in sorted(names) if n.endswith(".safetensors"))
-    return stores, dictionaries, files
-
-
 def _run_model(root: Path) -> str:
     """The model the run's feature stores were extracted with (the most common one)."""
     from collections import Counter
 
     names = Counter()
-    for folder in _walk_run(root)[0]:
-        data = _read_json(folder / STORE_MANIFEST, root.resolve())
+    for folder in walk_run(root)[0]:
+        data = read_json(folder / MANIFEST, root.resolve())
         if isinstance(data, dict) and isinstance(data.get("model"), str) and data["model"]:
             names[data["model"]] += 1
     if not names:

@@ -1,10 +1,10 @@
 """What ``xlvlm serve`` reads from a run folder, as plain JSON-ready data for the page.
 
-The same files the static report reads (``result.json`` per stage, found and checked by
-:func:`xlvlm.report.html.stage_results`, read by its ``_load``), and the same rule for which
-files may be read at all (:func:`xlvlm.report.html._inside`: a regular file, not a link, that
-really lies under RUN_DIR). The page gets data, never markup: it builds the DOM with
-``textContent``, so captions, prompts and sample ids from the run cannot become HTML.
+The same files the static report reads, through the same reader (:mod:`xlvlm.runs`: stage
+results found by ``stage_results`` and read by ``load_result``, and the rule for which files may
+be read at all, ``inside``: a regular file, not a link, that really lies under RUN_DIR). The
+page gets data, never markup: it builds the DOM with ``textContent``, so captions, prompts and
+sample ids from the run cannot become HTML.
 
 Sample images (a concept's most activating samples) are named by path in the run's records and
 often lie outside RUN_DIR (easy-VQA's images live in its package). The playground's rule decides
@@ -24,12 +24,10 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import MANIFEST
 from xlvlm.io import UNIT_PREFIX
 from xlvlm.report.html import PNG_SIGNATURE
-from xlvlm.report.html import _inside as inside_run
-from xlvlm.report.html import _load as load_result
-from xlvlm.report.html import stage_results
+from xlvlm.runs import DICTIONARY_META, DICTIONARY_TENSORS, MANIFEST, load_result, stage_results
+from xlvlm.runs import inside as inside_run
 
 # What /files/ serves, by suffix: figures and the text files a stage writes beside its result.
 SERVED_TYPES = {".png": "image/png", ".txt": "text/plain; charset=utf-8", ".md": "text/plain; charset=utf-8",
@@ -202,8 +200,8 @@ class RunFolder:
 
         path, _ = self._result("concepts", folder)
         dictionary = path / "dictionary"
-        if not (inside_run(dictionary / "concepts.safetensors", self.root)
-                and inside_run(dictionary / "concepts.json", self.root)):
+        if not (inside_run(dictionary / DICTIONARY_TENSORS, self.root)
+                and inside_run(dictionary / DICTIONARY_META, self.root)):
             raise RefusedPath(f"{folder[:80]!r}: no saved dictionary in the run folder")
         activations = ConceptDictionary.load(dictionary).activations
         if not 0 <= concept < activations.shape[1]:

@@ -1,6 +1,6 @@
 """Fine-tuning shift analysis between an original and a fine-tuned model."""
 
-from xlvlm.shift.analysis import ShiftResult, analyse_shift, matched_features, shift_statistics
+from xlvlm.shift.analysis import ShiftResult, ShiftSettings, analyse_shift, matched_features, shift_statistics
 from xlvlm.shift.outputs import write_shift
 
-__all__ = ["analyse_shift", "ShiftResult", "matched_features", "shift_statistics", "write_shift"]
+__all__ = ["analyse_shift", "ShiftResult", "ShiftSettings", "matched_features", "shift_statistics", "write_shift"]

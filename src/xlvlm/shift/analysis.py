@@ -39,6 +39,7 @@ from scipy.optimize import linear_sum_assignment
 
 from xlvlm.choices import SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
 from xlvlm.errors import XlvlmError
+from xlvlm.settings import settings_with
 
 # names in xlvlm.choices (light to import, the CLI reads them)
 AGGREGATES, ASSIGNMENTS, MAS_RANKINGS = SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
@@ -49,7 +50,7 @@ def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Te
 
     Returns X_o (M, D), X_f (M, D) as float32 and the M ids.
     """
-    from xlvlm.extract.pairing import paired_rows
+    from xlvlm.features.pairing import paired_rows
 
     return paired_rows(original, finetuned, layer, "shift analysis")
 
@@ -279,57 +280,85 @@ def _add_intersections(rec: list[dict], groups: dict, what: str) -> None:
             row[f"{what}_{name}_vs_finetuned_count"] = _intersection_count(groups[name][k], groups["finetuned"][k])
 
 
-def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, method: str = "snmf",
-                  assignment: str = "activation", aggregate_by: str = "mean", alpha: float = 1.0,
-                  original_concepts=None, seed: int = 0, top_k_samples: int = 10, vlm=None,
-                  top_k_words: int = 10, words_vocabulary=None, mas_by: str = "cosine", word_filter: str = "xlvlm",
-                  **method_options) -> ShiftResult:
+@dataclass(frozen=True)
+class ShiftSettings:
+    """What :func:`analyse_shift` computes.
+
+    n_concepts, method, seed, method_options: the two dictionaries
+    (:func:`xlvlm.concepts.learn_concepts`); assignment, aggregate_by, alpha: how rows join
+    concepts, how their shifts are aggregated, how far the concepts are shifted; mas_by,
+    top_k_samples: the most-activating samples; top_k_words, words_vocabulary, word_filter: words
+    (with a model). The result's ``settings`` record them but top_k_samples, top_k_words and the
+    vocabulary.
+    """
+
+    n_concepts: int = 20
+    method: str = "snmf"
+    seed: int = 0
+    method_options: dict = field(default_factory=dict)
+    assignment: str = "activation"
+    aggregate_by: str = "mean"
+    alpha: float = 1.0
+    mas_by: str = "cosine"
+    top_k_samples: int = 10
+    top_k_words: int = 10
+    words_vocabulary: object = None
+    word_filter: str = "xlvlm"
+
+
+def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSettings | None = None, *,
+                  original_concepts=None, vlm=None, **options) -> ShiftResult:
     """Shift vectors of the original model's concepts under fine-tuning, and their recovery.
 
+    settings: a :class:`ShiftSettings`, or its fields as keywords (``options``; a name that is no
+    field is an option of the concept method). original_concepts: a dictionary of the original
+    model to use instead of learning one.
     vlm: when given, concepts, shift vectors and shifted concepts are grounded in words through
     its unembedding and word intersections are reported. The research script unembeds with the
     original (base) model; passing the fine-tuned one reads the fine-tuned model's own readout.
     The name of the model used is recorded (``words["unembedding"]``).
     mas_by: "cosine" (default) or "activation" (the research code's ranking), see the module
-    docstring. word_filter: "xlvlm" or "research" (see :mod:`xlvlm.concepts.text`).
+    docstring. word_filter: "xlvlm" or "research" (see :mod:`xlvlm.concepts.grounding.text`).
     """
+    s = settings_with(ShiftSettings, settings, options, "analyse_shift", rest="method_options")
     from xlvlm.concepts import learn_concepts
 
-    key = _check_shift_inputs(original_store, finetuned_store, layer, vlm, aggregate_by, mas_by)
+    key = _check_shift_inputs(original_store, finetuned_store, layer, vlm, s.aggregate_by, s.mas_by)
     X_o, X_f, ids = matched_features(original_store, finetuned_store, key)
     if original_concepts is None:
-        original = learn_concepts(X_o, method=method, n_concepts=n_concepts, seed=seed, **method_options)
+        original = learn_concepts(X_o, method=s.method, n_concepts=s.n_concepts, seed=s.seed, **s.method_options)
         activations = original.activations
     else:
         original = original_concepts
         activations = original.transform(X_o)
     directions = original.components.float().cpu()
     K = directions.shape[0]
-    labels = assign(X_o, directions, activations.cpu(), how=assignment)
+    labels = assign(X_o, directions, activations.cpu(), how=s.assignment)
     V = at_data_scale(X_o, directions, labels)
-    shift_vectors, stats = _shift_vectors(X_f - X_o, labels, V, aggregate_by)
-    shifted = V + alpha * shift_vectors
-    finetuned = learn_concepts(X_f, method=getattr(original, "method", method), n_concepts=K, seed=seed,
-                               **method_options)
+    shift_vectors, stats = _shift_vectors(X_f - X_o, labels, V, s.aggregate_by)
+    shifted = V + s.alpha * shift_vectors
+    finetuned = learn_concepts(X_f, method=getattr(original, "method", s.method), n_concepts=K, seed=s.seed,
+                               **s.method_options)
     W_directions = finetuned.components.float().cpu()
-    W = at_data_scale(X_f, W_directions, assign(X_f, W_directions, finetuned.activations.cpu(), how=assignment))
+    W = at_data_scale(X_f, W_directions, assign(X_f, W_directions, finetuned.activations.cpu(), how=s.assignment))
     match = match_concepts(V, W)
     rec = recovery(V, shifted, W[match])
-    mas = _most_activating(mas_by, top_k_samples, X_o, X_f, V, shifted, W, match, original, activations, finetuned)
+    mas = _most_activating(s.mas_by, s.top_k_samples, X_o, X_f, V, shifted, W, match, original, activations, finetuned)
     _add_intersections(rec, mas, "mas")
     words = {}
     if vlm is not None:
-        from xlvlm.concepts.text import ground_text
+        from xlvlm.concepts.grounding.text import ground_text
 
         def ground(vectors):
-            return ground_text(vlm, vectors, key, top_k=top_k_words, vocabulary=words_vocabulary,
-                               word_filter=word_filter)
+            return ground_text(vlm, vectors, key, top_k=s.top_k_words, vocabulary=s.words_vocabulary,
+                               word_filter=s.word_filter)
 
         words = {"original": ground(V), "shift": ground(shift_vectors), "shifted": ground(shifted),
                  "finetuned": ground(W[match]), "unembedding": vlm.name}
         _add_intersections(rec, words, "words")
-    settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", method), "assignment": assignment,
-                "aggregate": aggregate_by, "alpha": alpha, "seed": seed, "mas_by": mas_by, "word_filter": word_filter,
+    settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", s.method),
+                "assignment": s.assignment, "aggregate": s.aggregate_by, "alpha": s.alpha, "seed": s.seed,
+                "mas_by": s.mas_by, "word_filter": s.word_filter,
                 "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path)}
     return ShiftResult(key, ids, original, finetuned, labels, shift_vectors, V, shifted, W, match, rec, stats, mas,
                        words, settings)

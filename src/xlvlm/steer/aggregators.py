@@ -12,7 +12,8 @@ from the same sample (``SteeringVector.from_stores`` pairs them by sample id).
                    i the concept most made of source rows, j the one most made of target rows
 
 An aggregator returns the vector (D,), or ``(vector, details)`` with a JSON-able dict that the
-steering vector keeps in its metadata (the concept method's picked concepts and purity).
+steering vector keeps in its metadata, per layer (the concept method's picked concepts and
+purity); the names in its ``row_details`` are also shown in each row of a sweep.
 Any function of the same shape works as ``aggregator=``; ``AGGREGATORS`` names the shipped
 ones for the command line.
 """
@@ -70,7 +71,7 @@ def pca(source_rows: torch.Tensor, target_rows: torch.Tensor) -> torch.Tensor:
 def concept(source_rows: torch.Tensor, target_rows: torch.Tensor, n_concepts: int = 8,
             concept_method: str = "kmeans", seed: int = 0) -> tuple[torch.Tensor, dict]:
     """V_j - V_i from a dictionary of ``n_concepts`` learnt on S and T together:
-    (N_s, D), (N_t, D) -> ((D,), {"concepts": [i, j], "purity": [...], "sizes": [...]}).
+    (N_s, D), (N_t, D) -> ((D,), {"concepts": [i, j], "purity": [...], "concept_sizes": [...]}).
 
     Each row belongs to its most active concept (k-means: its cluster). i is the concept whose
     members are the largest share of source rows, j the one whose members are the largest
@@ -105,8 +106,12 @@ def concept(source_rows: torch.Tensor, target_rows: torch.Tensor, n_concepts: in
         # the two concepts' average contributions to their members' rows.
         for k in (i, j):
             components[k] = components[k] * cd.activations[labels == k, k].float().mean()
-    details = {"concepts": [i, j], "purity": [share[i], 1.0 - share[j]], "sizes": [int(sizes[i]), int(sizes[j])]}
+    details = {"concepts": [i, j], "purity": [share[i], 1.0 - share[j]],
+               "concept_sizes": [int(sizes[i]), int(sizes[j])]}
     return components[j] - components[i], details
+
+
+concept.row_details = ("concepts", "purity")
 
 
 # The command line's names for the shipped strategies (its --method choices).
@@ -123,6 +128,20 @@ def aggregator_named(name: str) -> Aggregator:
         return AGGREGATORS[name]
     except KeyError:
         raise XlvlmError(f"unknown steering method {name!r}: use one of {', '.join(AGGREGATORS)}") from None
+
+
+def option_names(aggregator: Aggregator) -> set[str] | None:
+    """The options ``aggregator`` takes (its parameters after the two row sets), or None when it
+    takes any (``**options``) or its signature cannot be read."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(aggregator).parameters.values())[2:]
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
 
 
 def name_of(aggregator: Aggregator) -> str:

@@ -13,48 +13,30 @@ prompt length. Layer hooks then edit only the positions the ``positions`` rule s
 
 and only the samples an optional :class:`~xlvlm.steer.condition.Condition` lets through.
 
-The vector added at a layer is either fixed, (D,) for every sample (a ``SteeringVector``), or
-decided per sample at each prefill (:class:`RowVectors`, (B, D) for the B samples of the call,
-kept for the decode steps that follow): from each sample's own state at a context layer (L2S,
-:class:`~xlvlm.steer.learned.LearnedSteering`) or from the samples themselves (the P2S oracle,
-:class:`~xlvlm.steer.per_sample.PerSampleSteering`, told the batch's samples by
-``VLM.generate_batch``). A condition and a context layer both read the state of each sample's
-last real token at prefill: in generation, its last prompt token.
+What is added comes from any kind of steering (the protocol of :mod:`xlvlm.steer.protocol`):
+either fixed, (D,) for every sample (a ``SteeringVector``), or decided per sample at each
+prefill, (B, D) for the B samples of the call, kept for the decode steps that follow: from each
+sample's own state at a context layer (L2S, :class:`~xlvlm.steer.learned.LearnedSteering`) or
+from the samples' ids (the P2S oracle, :class:`~xlvlm.steer.per_sample.PerSampleSteering`; the
+ids of the batch in flight come from :func:`xlvlm.models.base.batch_in_flight`). A condition
+and a context layer both read the state of each sample's last real token at prefill: in
+generation, its last prompt token.
 
-The handle (:class:`Steering`) removes exactly the hooks it added: on ``remove()``, at the end of
+The handle (:class:`SteeringHandle`) removes exactly the hooks it added: on ``remove()``, at the end of
 a ``with`` block (even on error), or at once if registering one of them fails.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
 from xlvlm.choices import POSITION_RULES
 from xlvlm.errors import XlvlmError
 from xlvlm.hooks import attach, require_vlm, resolve_layer
+from xlvlm.models.base import batch_in_flight
 from xlvlm.steer.operators import operator_named
-
-
-@dataclass
-class RowVectors:
-    """Steering vectors decided per sample at each prefill (one implementation of steering for
-    fixed and per-sample vectors: :func:`steering` takes either).
-
-    layers: the steered layer keys. rows: ``(states, samples) -> {key: (B, D)}`` for the B
-    samples of the call, where ``states`` (B, D) are their states at ``context_layer`` (at each
-    sample's last real token) or None without a context layer, and ``samples`` the batch's
-    sample dicts when ``needs_samples`` (else None). The result is added through the operator
-    as a fixed vector would be, row b to sample b.
-    """
-
-    layers: list[str]
-    rows: Callable[[torch.Tensor | None, Sequence[dict] | None], dict[str, torch.Tensor]]
-    context_layer: str | None = None
-    needs_samples: bool = False
-    what: str = "per-sample steering"
 
 
 @dataclass
@@ -65,10 +47,9 @@ class _CallState:
     prompt_lengths: torch.Tensor | None = None   # (B,) set at prefill
     steer_samples: torch.Tensor | None = None    # (B,) bool, set by a condition at prefill
     condition_pending: bool = False
-    row_vectors: dict | None = None              # {key: (B, 1, D)}, set at prefill for RowVectors
+    row_vectors: dict | None = None              # {key: (B, 1, D) or (D,)}, set at prefill per sample
     rows_pending: bool = False
-    batch_samples: list | None = None            # the samples VLM.generate_batch announced, and
-    batch_shape: tuple | None = None             # the shape of their input ids
+    batch_ids: list | None = None                # the ids of the batch in flight, at prefill
 
 
 def _parse_positions(positions) -> str | int:
@@ -104,19 +85,19 @@ def _last_real_states(state: _CallState, hidden: torch.Tensor) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
 
 
-class Steering:
+class SteeringHandle:
     """Hooks that steer ``vlm`` until :meth:`remove` (or the end of a ``with`` block).
 
-    Made by :meth:`SteeringVector.apply` (and the ``apply`` of per-sample and learned steering):
-    ``handle = sv.apply(vlm, alpha=2)`` steers at once; ``handle.remove()`` takes exactly its
-    hooks off again (idempotent). As a context manager it removes them on exit, even on error.
+    Made by ``apply`` of any kind of steering (:meth:`SteeringVector.apply`, ...) or
+    :func:`steering`: ``handle = sv.apply(vlm, alpha=2)`` steers at once; ``handle.remove()``
+    takes exactly its hooks off again (idempotent). As a context manager it removes them on
+    exit, even on error.
     """
 
-    def __init__(self, vlm, vectors: "dict[str, torch.Tensor] | RowVectors", alpha: float = 1.0, positions="all",
-                 operator="add", condition=None):
+    def __init__(self, vlm, steering, alpha: float = 1.0, positions="all", operator="add"):
         require_vlm(vlm, "steering (SteeringVector.apply)")
         self._handles: list = []
-        hooks = _steering_hooks(vlm, vectors, alpha, positions, operator_named(operator), condition)
+        hooks = _Hooks(vlm, steering, alpha, _parse_positions(positions), operator_named(operator)).registrations()
         try:
             for register in hooks:
                 self._handles.append(register())
@@ -134,35 +115,18 @@ class Steering:
         for handle in handles:
             handle.remove()
 
-    def __enter__(self) -> "Steering":
+    def __enter__(self) -> "SteeringHandle":
         return self
 
     def __exit__(self, *exc) -> None:
         self.remove()
 
     def __repr__(self) -> str:
-        return f"Steering(active={self.active})"
+        return f"SteeringHandle(active={self.active})"
 
 
-class _Listening:
-    """A batch listener on the VLM (``vlm.batch_listeners``), removable like a hook handle."""
-
-    def __init__(self, vlm, listener):
-        self.listeners = vlm.batch_listeners
-        self.listener = listener
-        self.listeners.append(listener)
-
-    def remove(self) -> None:
-        if self.listener in self.listeners:
-            self.listeners.remove(self.listener)
-
-
-def _check_fits(vlm, refs, vectors: list[torch.Tensor], condition, rule) -> None:
-    """Vectors and condition of the model's hidden size; a condition read before what it gates."""
-    for ref, vector in zip(refs, vectors):
-        if vector.shape[-1] != vlm.hidden_size:
-            raise XlvlmError(f"steering vector for layer {ref.key} has size {vector.shape[-1]} but the model's "
-                             f"hidden size is {vlm.hidden_size}; compute it from this model's features")
+def _check_condition(vlm, refs, condition, rule) -> None:
+    """A condition of the model's hidden size, read before what it gates."""
     if condition is not None and condition.direction.shape[-1] != vlm.hidden_size:
         raise XlvlmError(f"condition direction has size {condition.direction.shape[-1]} but the model's hidden size "
                          f"is {vlm.hidden_size}; learn it from this model's features")
@@ -184,38 +148,42 @@ def _check_context(vlm, refs, context_layer: str) -> None:
                          f"with a context layer at or before the layer it steers")
 
 
-def _steering_hooks(vlm, vectors, alpha: float, positions, operator, condition) -> list:
-    """Check everything, then return the registrations (callables returning hook handles) in order.
-
-    vectors: {layer key: (D,)} fixed vectors, or :class:`RowVectors`. The edit at each steered
-    layer is ``h + operator(h, v, alpha)`` on the positions the rule selects (see the module
-    docstring), v the layer's fixed vector or the sample's own row.
-    """
-    return _Hooks(vlm, vectors, alpha, _parse_positions(positions), operator, condition).registrations()
+def _check_vector(vlm, steering, key: str, vector: torch.Tensor, batch: int | None) -> None:
+    """A vector of the model's hidden size: (D,), or (B, D) for a batch of B decided per sample."""
+    if vector.shape[-1] != vlm.hidden_size:
+        raise XlvlmError(f"{steering.what}: the vector for layer {key} has size {vector.shape[-1]} but the model's "
+                         f"hidden size is {vlm.hidden_size}; compute it from this model's features")
+    if vector.dim() != 1 and (batch is None or tuple(vector.shape) != (batch, vlm.hidden_size)):
+        raise XlvlmError(f"{steering.what} gave vectors of shape {tuple(vector.shape)} for layer {key}; "
+                         f"expected ({vlm.hidden_size},) or ({batch}, {vlm.hidden_size}) for this batch and model")
 
 
 class _Hooks:
     """The hooks of one steering handle and the state of the current call they share."""
 
-    def __init__(self, vlm, vectors, alpha: float, rule, operator, condition):
-        self.vlm, self.alpha, self.rule, self.operator, self.condition = vlm, alpha, rule, operator, condition
-        self.per_sample = vectors if isinstance(vectors, RowVectors) else None
-        keys = self.per_sample.layers if self.per_sample else list(vectors)
-        self.refs = [resolve_layer(vlm, key) for key in keys]
-        _check_fits(vlm, self.refs, [] if self.per_sample else list(vectors.values()), condition, rule)
-        self.context = self.per_sample.context_layer if self.per_sample else None
+    def __init__(self, vlm, steering, alpha: float, rule, operator):
+        self.vlm, self.alpha, self.rule, self.operator = vlm, alpha, rule, operator
+        self.steering, self.condition = steering, steering.condition
+        if steering.hidden_size != vlm.hidden_size:
+            raise XlvlmError(f"{steering.what}: its vectors have size {steering.hidden_size} but the model's hidden "
+                             f"size is {vlm.hidden_size}; compute them from this model's features")
+        self.keys = list(steering.layers)  # the steering's own keys, as batch_vectors names them
+        self.refs = [resolve_layer(vlm, key) for key in self.keys]
+        self.context = steering.context_layer
+        self.per_sample = self.context is not None or steering.needs_ids
+        fixed = {} if self.per_sample else steering.batch_vectors(None, None)
+        for key in self.keys if fixed else ():
+            _check_vector(vlm, steering, key, fixed[key], None)
+        _check_condition(vlm, self.refs, self.condition, rule)
         if self.context is not None:
             _check_context(vlm, self.refs, self.context)
         self.state = _CallState()
-        self.fixed = {} if self.per_sample else {
-            ref.key: vector.detach().to(device=vlm.device, dtype=torch.float32).to(vlm.dtype)
-            for ref, vector in zip(self.refs, vectors.values())}
+        self.fixed = {ref.key: fixed[key].detach().to(device=vlm.device, dtype=torch.float32).to(vlm.dtype)
+                      for key, ref in zip(self.keys, self.refs) if fixed}
 
     def registrations(self) -> list:
         vlm = self.vlm
         registrations = [lambda: vlm.model.register_forward_pre_hook(self.model_pre_hook, with_kwargs=True)]
-        if self.per_sample is not None and self.per_sample.needs_samples:
-            registrations.append(lambda: _Listening(vlm, self.listener))
         if self.condition is not None:
             registrations.append(lambda: attach(resolve_layer(vlm, self.condition.layer), self.condition_hook))
         if self.context is not None:
@@ -249,32 +217,39 @@ class _Hooks:
         if self.condition is not None:
             state.steer_samples = None
             state.condition_pending = True
-        if self.per_sample is not None:
-            if self.per_sample.needs_samples and input_ids is not None and state.batch_samples is not None \
-                    and tuple(input_ids.shape) != state.batch_shape:
-                state.batch_samples = None  # not the batch that was announced: refused in set_rows
+        if self.per_sample:
+            state.batch_ids = self._ids_in_flight(input_ids) if self.steering.needs_ids else None
             state.row_vectors = None
             state.rows_pending = True
             if self.context is None:
                 self.set_rows(None, mask.shape[0])
 
+    def _ids_in_flight(self, input_ids) -> list | None:
+        """The ids of the batch ``VLM.generate_batch`` runs now, if this prefill is that batch."""
+        flight = batch_in_flight(self.vlm.model)
+        if flight is None or (input_ids is not None and tuple(input_ids.shape) != flight[1]):
+            return None  # refused in set_rows
+        samples = flight[0]
+        missing = [i for i, s in enumerate(samples) if "id" not in s]
+        if missing:
+            raise XlvlmError(f"sample {missing[0]} of the batch has no 'id': {self.steering.what} finds each "
+                             f"sample's vector by its id")
+        return [str(s["id"]) for s in samples]
+
     def set_rows(self, states, batch: int) -> None:
-        """Decide the per-sample rows of this call: {key: (B, 1, D)} in the model's dtype."""
-        state, per_sample, hidden_size = self.state, self.per_sample, self.vlm.hidden_size
-        samples = None
-        if per_sample.needs_samples:
-            samples, state.batch_samples = state.batch_samples, None  # one batch's samples serve one prefill
-            if samples is None or len(samples) != batch:
-                raise XlvlmError(f"{per_sample.what} needs the samples of each batch: generate with "
-                                 f"vlm.predict / vlm.generate / vlm.generate_batch under it")
-        rows = per_sample.rows(states, samples)
+        """Decide the per-sample vectors of this call: {key: (B, 1, D) or (D,)} in the model's dtype."""
+        state, steering = self.state, self.steering
+        ids, state.batch_ids = state.batch_ids, None  # one batch's ids serve one prefill
+        if steering.needs_ids and (ids is None or len(ids) != batch):
+            raise XlvlmError(f"{steering.what} needs the samples of each batch: generate with "
+                             f"vlm.predict / vlm.generate / vlm.generate_batch under it")
+        vectors = steering.batch_vectors(states, ids)
         checked = {}
-        for key in per_sample.layers:
-            row = rows[key]
-            if row.shape != (batch, hidden_size):
-                raise XlvlmError(f"{per_sample.what} gave vectors of shape {tuple(row.shape)} for layer {key}; "
-                                 f"expected ({batch}, {hidden_size}) for this batch and model")
-            checked[key] = row.detach().to(device=self.vlm.device, dtype=self.vlm.dtype)[:, None, :]
+        for key, ref in zip(self.keys, self.refs):
+            vector = vectors[key]
+            _check_vector(self.vlm, steering, key, vector, batch)
+            vector = vector.detach().to(device=self.vlm.device, dtype=self.vlm.dtype)
+            checked[ref.key] = vector if vector.dim() == 1 else vector[:, None, :]
         state.row_vectors = checked
         state.rows_pending = False
 
@@ -285,10 +260,10 @@ class _Hooks:
         def hook(hidden):
             if self.condition is not None and state.condition_pending:
                 return None  # the decision is taken at the condition layer of this prefill
-            if self.per_sample is not None and state.rows_pending:
-                raise XlvlmError(f"{self.per_sample.what}: layer {key} ran before the context layer "
+            if self.per_sample and state.rows_pending:
+                raise XlvlmError(f"{self.steering.what}: layer {key} ran before the context layer "
                                  f"{self.context}; use a context layer at or before the steered layer")
-            vector = fixed if self.per_sample is None else state.row_vectors[key]
+            vector = state.row_vectors[key] if self.per_sample else fixed
             mask = _position_mask(state, self.rule, hidden.shape[1], hidden.shape[0], hidden.device)
             delta = self.operator(hidden, vector, self.alpha)
             return hidden + (delta if mask is None else delta * mask.to(hidden.dtype))
@@ -306,14 +281,9 @@ class _Hooks:
             self.set_rows(_last_real_states(self.state, hidden), hidden.shape[0])
         return None
 
-    def listener(self, samples, batch) -> None:
-        """Told by ``VLM.generate_batch`` which samples the next prefill holds."""
-        self.state.batch_samples = list(samples)
-        self.state.batch_shape = tuple(batch.input_ids.shape)
 
-
-def steering(vlm, vectors: "dict[str, torch.Tensor] | RowVectors", alpha: float = 1.0, positions="all",
-             operator="add", condition=None) -> Steering:
-    """Steer ``vlm`` with ``vectors`` ((D,) per layer key, or :class:`RowVectors`) now; returns the
-    handle (see :class:`Steering`)."""
-    return Steering(vlm, vectors, alpha=alpha, positions=positions, operator=operator, condition=condition)
+def steering(vlm, steering, alpha: float = 1.0, positions="all", operator="add") -> SteeringHandle:
+    """Steer ``vlm`` with any kind of ``steering`` (:class:`~xlvlm.steer.protocol.Steering`) now;
+    returns the handle (see :class:`SteeringHandle`). A condition comes with the steering
+    (:class:`~xlvlm.steer.protocol.Gated`)."""
+    return SteeringHandle(vlm, steering, alpha=alpha, positions=positions, operator=operator)

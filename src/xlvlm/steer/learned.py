@@ -40,6 +40,7 @@ import torch
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_save_tensors, read_tensors
 from xlvlm.layerkeys import layer_key
+from xlvlm.steer.protocol import SteeringBase
 
 META_KEY = "xlvlm_learned_steering"
 FORMAT = 1
@@ -48,7 +49,7 @@ REMEDY = "retrain it with LearnedSteering.fit (or `xlvlm steer learn`)"
 
 
 @dataclass
-class LearnedSteering:
+class LearnedSteering(SteeringBase):
     """g: context state (D,) -> steering vector (D,) at ``steer_layer``, read at ``context_layer``.
 
     encoder_weight (H, D), encoder_bias (H,), decoder_weight (D, H), decoder_bias (D,): float32.
@@ -90,6 +91,7 @@ class LearnedSteering:
         return dict(zip(TENSORS, (self.encoder_weight, self.encoder_bias, self.decoder_weight, self.decoder_bias)))
 
     # ---- training --------------------------------------------------------------------------
+    # params: the documented hyperparameters, one keyword each (metadata records them)
     @classmethod
     def fit(cls, context, shifts, context_layer, steer_layer=None, hidden: int = 100, epochs: int = 100,
             lr: float = 1e-3, batch_size: int = 64, val_fraction: float = 0.1, cosine_weight: float = 0.1,
@@ -126,26 +128,14 @@ class LearnedSteering:
                              f"{self.hidden_size}) context states")
         return _forward(self.weights(), states.float())
 
-    def apply(self, vlm, alpha: float = 1.0, positions="all", operator="add", condition=None):
-        """Steer ``vlm`` now with each sample's own predicted vector: returns the handle of
-        :meth:`SteeringVector.apply` (same positions, operator, condition).
+    # ---- the Steering protocol (xlvlm.steer.protocol): g of each sample's context state -------
+    what = "learned steering (L2S)"
 
-        At each prefill the state of every sample's last prompt token at ``context_layer`` goes
-        through g, and ``alpha * g(x)`` is added at ``steer_layer`` for that sample.
-        """
-        from xlvlm.steer.apply import RowVectors, steering
-
-        if vlm.hidden_size != self.hidden_size:
-            raise XlvlmError(f"learned steering reads and writes vectors of size {self.hidden_size} but the model's "
-                             f"hidden size is {vlm.hidden_size}; train it on this model's features")
-        weights = {name: w.to(device=vlm.device, dtype=torch.float32) for name, w in self.weights().items()}
-
-        def rows(states, samples):
-            return {self.steer_layer: _forward(weights, states.float())}
-
-        return steering(vlm, RowVectors([self.steer_layer], rows, context_layer=self.context_layer,
-                                        what="learned steering (L2S)"),
-                        alpha=alpha, positions=positions, operator=operator, condition=condition)
+    def batch_vectors(self, states, sample_ids) -> dict[str, torch.Tensor]:
+        """{steer_layer: (B, D)} g(x) of the batch's (B, D) context states. ``apply`` adds
+        ``alpha * g(x)`` at ``steer_layer`` for each sample, x read at every prefill."""
+        weights = {name: w.to(device=states.device, dtype=torch.float32) for name, w in self.weights().items()}
+        return {self.steer_layer: _forward(weights, states.float())}
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path) -> Path:
@@ -280,7 +270,7 @@ def _settings(hidden, epochs, lr, batch_size, val_fraction, cosine_weight, seed)
 def _pairs(context, context_key: str, shifts, steer_layer):
     """(ids, x (P, D), y (P, D), steer key, where the vectors came from) over the sample ids present in
     both, in the shifts' order."""
-    from xlvlm.extract.pairing import paired_rows
+    from xlvlm.features.pairing import paired_rows
     from xlvlm.steer.per_sample import PerSampleSteering
 
     per_sample = isinstance(shifts, PerSampleSteering)

@@ -24,13 +24,14 @@ import torch
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_save_tensors, read_tensors
 from xlvlm.layerkeys import layer_key
+from xlvlm.steer.protocol import SteeringBase
 
 META_KEY = "xlvlm_per_sample"
 REMEDY = "recompute it with PerSampleSteering.from_stores (or `xlvlm steer compute --per-sample`)"
 
 
 @dataclass
-class PerSampleSteering:
+class PerSampleSteering(SteeringBase):
     """Vectors per layer key, each (N, D): row i is sample ``ids[i]``'s own steering vector."""
 
     vectors: dict[str, torch.Tensor]
@@ -51,7 +52,7 @@ class PerSampleSteering:
         source, target: stores of the same model with one row per sample (FeatureStore or in
         memory), e.g. the states of the negative and of the positive forced answer.
         """
-        from xlvlm.extract.pairing import paired_rows
+        from xlvlm.features.pairing import paired_rows
         from xlvlm.steer.vector import _layer_list, check_finite
 
         if source.hidden_size != target.hidden_size:
@@ -81,7 +82,7 @@ class PerSampleSteering:
         e.g. the question with the wrong and with the right answer for a selector that reads the
         answer)."""
         from xlvlm.data.samples import check_samples
-        from xlvlm.extract.run import extract
+        from xlvlm.features.run import extract
         from xlvlm.hooks import require_vlm
 
         require_vlm(vlm, "PerSampleSteering.train")
@@ -142,7 +143,7 @@ class PerSampleSteering:
     def to_store(self):
         """An in-memory feature store of the vectors ({layer: (N, D)}, one sample per id): what
         :meth:`LearnedSteering.fit` and any stage taking a store read; ``.save(folder)`` keeps it."""
-        from xlvlm.extract.store import store_from_tensors
+        from xlvlm.features.store import store_from_tensors
 
         return store_from_tensors(self.vectors, [{"id": sid} for sid in self.ids],
                                   model=str(self.metadata.get("model", "")), selector="per-sample")
@@ -154,32 +155,16 @@ class PerSampleSteering:
             raise XlvlmError(f"sample {str(sample_id)[:80]!r} has no per-sample vector (P2S steers only the "
                              f"samples of the stores it was computed from)") from None
 
-    # ---- use -------------------------------------------------------------------------------
-    def apply(self, vlm, alpha: float = 1.0, positions="all", operator="add", condition=None):
-        """Steer every sample that ``vlm`` generates for with its own vector (the oracle): returns
-        the handle of :meth:`SteeringVector.apply` (same positions, operator, condition).
+    # ---- the Steering protocol (xlvlm.steer.protocol): each sample its own vector, by id -----
+    context_layer = None
+    needs_ids = True
+    what = "per-sample steering (P2S)"
 
-        The batch's samples come from ``vlm.generate_batch`` (so ``vlm.predict`` and
-        ``vlm.generate`` too), matched by their ``id``; a sample without a vector is a one-line
-        error. Other calls of the model under this handle (a bare forward) are refused.
-        """
-        from xlvlm.steer.apply import RowVectors, steering
-
-        for key, vector in self.vectors.items():
-            if vector.shape[1] != vlm.hidden_size:
-                raise XlvlmError(f"per-sample vectors for layer {key} have size {vector.shape[1]} but the model's "
-                                 f"hidden size is {vlm.hidden_size}; compute them from this model's features")
-
-        def rows(states, samples):
-            missing = [i for i, s in enumerate(samples) if "id" not in s]
-            if missing:
-                raise XlvlmError(f"sample {missing[0]} of the batch has no 'id': per-sample steering finds each "
-                                 f"sample's vector by its id")
-            ids = [s["id"] for s in samples]
-            return {key: self.rows(ids, key) for key in self.vectors}
-
-        return steering(vlm, RowVectors(self.layers, rows, needs_samples=True, what="per-sample steering (P2S)"),
-                        alpha=alpha, positions=positions, operator=operator, condition=condition)
+    def batch_vectors(self, states, sample_ids) -> dict[str, torch.Tensor]:
+        """{layer: (B, D)} the vectors of the batch's samples; a sample without one is a one-line
+        error. ``apply`` (the oracle) steers each sample of a batch that ``vlm.predict`` /
+        ``vlm.generate_batch`` generates with its own vector; a bare forward under it is refused."""
+        return {key: self.rows(sample_ids, key) for key in self.vectors}
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path) -> Path:

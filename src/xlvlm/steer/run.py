@@ -17,7 +17,11 @@ from xlvlm.data.jsonl import write_jsonl
 from xlvlm.errors import XlvlmError
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
 from xlvlm.models.base import check_generation_settings
-from xlvlm.steer.settings import describe_settings
+from xlvlm.steer.aggregators import aggregator_named, option_names
+from xlvlm.steer.apply import steering as steering_hooks
+from xlvlm.steer.protocol import Steering, gated
+from xlvlm.settings import settings_with
+from xlvlm.steer.settings import SweepSettings, describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
 
 # What a previous sweep in the same folder may have left that this one replaces (sweep.json: the
@@ -25,20 +29,23 @@ from xlvlm.steer.vector import METHODS, SteeringVector
 OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt", "sweep.json"]
 
 
-def predict(vlm, samples: Sequence[dict], vector=None, alpha: float = 1.0,
-            positions="all", operator="add", condition=None, max_new_tokens: int = 10,
-            batch_size: int = 8, progress: bool = True, desc: str = "generate", on_batch=None) -> list[dict]:
-    """Greedy prediction records for ``samples`` (:meth:`VLM.predict`), steered by ``vector`` when
-    given (a SteeringVector, PerSampleSteering or LearnedSteering: anything with ``apply``).
-    ``on_batch``, when given, receives each batch's records as soon as they exist."""
-    check_generation_settings(batch_size, max_new_tokens)  # before any hook is added
+def predict(vlm, samples: Sequence[dict], steering: Steering | None = None, alpha: float = 1.0,
+            positions="all", operator="add", condition=None, **generation) -> list[dict]:
+    """The one steer-then-generate: greedy prediction records for ``samples`` (:meth:`VLM.predict`),
+    steered by ``steering`` when given (any kind: :class:`~xlvlm.steer.protocol.Steering`), behind
+    ``condition`` when given.
+
+    generation: :meth:`VLM.predict`'s keywords (``max_new_tokens``, default 10 here;
+    ``batch_size``; ``progress``, default True here; ``desc``; ``on_batch``, which receives each
+    batch's records as soon as they exist; ``top_k``)."""
+    generation = {"max_new_tokens": 10, "progress": True, **generation}
+    check_generation_settings(generation.get("batch_size", 8), generation["max_new_tokens"])  # before any hook
     if not math.isfinite(alpha):
         raise XlvlmError(f"alpha must be a finite number, not {alpha}")
-    context = (vector.apply(vlm, alpha=alpha, positions=positions, operator=operator, condition=condition)
-               if vector is not None else nullcontext())
+    context = (nullcontext() if steering is None else
+               steering_hooks(vlm, gated(steering, condition), alpha=alpha, positions=positions, operator=operator))
     with context:
-        return vlm.predict(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                           desc=desc, on_batch=on_batch)
+        return vlm.predict(samples, **generation)
 
 
 class AnswerShift:
@@ -69,17 +76,21 @@ class AnswerShift:
         }
 
 
-def _hidden_sizes(vector) -> set[int]:
-    """The sizes of the vectors a steering adds: a SteeringVector's per layer, a
-    PerSampleSteering's or LearnedSteering's ``hidden_size``."""
-    if isinstance(vector, SteeringVector):
-        return {vector.layer_activations[key].shape[-1] for key in vector.layers}
-    return {vector.hidden_size}
-
-
-def _label(vector) -> tuple[str, str]:
-    """(method, layer) of a sweep row: what the vector was made with, and where it steers."""
-    return str(vector.metadata.get("method", "vector")), ",".join(vector.layers)
+def _row_names(vectors: dict) -> list[tuple[str, str]]:
+    """(name, layer) of each sweep entry, in order: a key ``name`` steers at its vector's layers; a
+    key ``(name, layer)`` names both. They name the rows and the prediction files."""
+    names = []
+    for key, vector in vectors.items():
+        name, layer = key if isinstance(key, tuple) and len(key) == 2 else (key, ",".join(vector.layers))
+        name, layer = str(name), str(layer)
+        if not name or name in (".", "..") or any(c in name + layer for c in "/\\\0"):
+            raise XlvlmError(f"sweep entry {str(key)[:80]!r}: a name that cannot be part of a file name; "
+                             f"use letters, digits and - _ . +")
+        names.append((name, layer))
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise XlvlmError(f"two sweep entries are both named {twice[0]!r} at layer {twice[1]}; give each its own name")
+    return names
 
 
 def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
@@ -89,7 +100,7 @@ def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
         raise XlvlmError(f"an empty sweep: no {empty[0]} given")
     if not all(math.isfinite(a) for a in alphas):
         raise XlvlmError(f"alphas must be finite numbers, not {alphas}")
-    sizes = set().union(*(_hidden_sizes(vector) for vector in vectors.values()))
+    sizes = {vector.hidden_size for vector in vectors.values()}
     if sizes and sizes != {vlm.hidden_size}:  # before the baseline is generated, not after
         raise XlvlmError(f"the stores' vectors have size {sorted(sizes)[0]} but the model {vlm.name} has hidden size "
                          f"{vlm.hidden_size}; give the --model the stores were extracted with")
@@ -98,82 +109,94 @@ def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
                          f"{vlm.name} has hidden size {vlm.hidden_size}; learn it from this model's features")
 
 
-def _sweep_row(vector, alpha: float, scores: dict) -> dict:
-    """``{"method", "layer", "alpha", **scores}``, + ``concepts`` / ``purity`` for a concept vector."""
-    method, layer = _label(vector)
-    row = {"method": method, "layer": layer, "alpha": alpha, **scores}
-    if isinstance(vector.metadata.get("concepts"), dict) and layer in vector.metadata["concepts"]:
-        row.update(concepts=vector.metadata["concepts"][layer], purity=vector.metadata["purity"][layer])
+def _sweep_row(name: str, layer: str, vector, alpha: float, scores: dict) -> dict:
+    """``{"method": name, "layer", "alpha", **scores}``, + the per-layer details that the vector's
+    aggregator shows in a row (``metadata["row_details"]``, e.g. a concept vector's ``concepts``
+    and ``purity``) at this layer."""
+    row = {"method": name, "layer": layer, "alpha": alpha, **scores}
+    metadata = getattr(vector, "metadata", {})
+    for detail in metadata.get("row_details", ()):
+        if isinstance(metadata.get(detail), dict) and layer in metadata[detail]:
+            row[detail] = metadata[detail][layer]
     return row
 
 
-def _sweep_settings(vectors: dict, positions, operator, condition, n_samples: int, max_new_tokens: int) -> dict:
+def _recorded(settings: SweepSettings, vectors: dict, n_samples: int) -> dict:
     """The settings recorded in a sweep's result.json."""
-    return {"positions": positions,
+    operator = settings.operator
+    condition = settings.condition
+    return {"positions": settings.positions,
             "operator": operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
             "normalize": all(v.metadata.get("normalized", False) for v in vectors.values()),
             "condition": None if condition is None else {"layer": condition.layer, "threshold": condition.threshold},
-            "n_samples": n_samples, "max_new_tokens": max_new_tokens}
+            "n_samples": n_samples, "max_new_tokens": settings.max_new_tokens}
 
 
-def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, positions="all", operator="add",
-          condition=None, max_new_tokens: int = 5, batch_size: int = 16, out: str | Path | None = None,
-          progress: bool = True, command: str | None = None) -> list[dict]:
-    """Steer with every vector of ``vectors`` at every alpha, and score each run.
+def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, settings: SweepSettings | None = None, *,
+          out: str | Path | None = None, progress: bool = True, command: str | None = None,
+          **options) -> list[dict]:
+    """Steer with every entry of ``vectors`` at every alpha, and score each run.
 
-    vectors: ``{name: steering}``, each a SteeringVector, PerSampleSteering or LearnedSteering (a
-    row's method and layer come from its metadata and layers); scorer: ``(predictions, baseline) -> dict`` of row fields (default
-    :class:`AnswerShift` "yes" -> "no"). Returns one row per (vector, alpha):
-    ``{"method", "layer", "alpha", **scorer fields}`` (+ ``concepts`` / ``purity`` for a concept
-    vector of one layer). With ``out``, writes baseline and per-config predictions and
-    ``result.json`` (stage "sweep"; and, for an :class:`AnswerShift`, ``sweep.md`` and ``sweep.png``; with
+    vectors: ``{name: steering}`` (any kind, :class:`~xlvlm.steer.protocol.Steering`), or
+    ``{(name, layer): steering}``; a row and its prediction file are named by the key (``method``
+    = name, ``layer`` = the key's layer or the vector's layers). settings: a
+    :class:`~xlvlm.steer.settings.SweepSettings` (positions, operator, condition, max_new_tokens,
+    batch_size), or its fields as keywords (``options``). scorer: ``(predictions, baseline) ->
+    dict`` of row fields (default :class:`AnswerShift` of the settings' answers, "yes" -> "no").
+    Returns one row per (entry, alpha): ``{"method", "layer", "alpha", **scorer fields}`` (+ the
+    aggregator's row details, e.g. ``concepts`` / ``purity`` for a concept vector of one layer).
+    With ``out``, writes baseline and per-config predictions ``pred_<name>_L<layer>_a<alpha>.jsonl`` and ``result.json``
+    (stage "sweep"; and, for an :class:`AnswerShift`, ``sweep.md`` and ``sweep.png``; with
     ``command``, ``command.txt``) as one unit (:class:`xlvlm.io.OutputUnit`): a sweep that stops
     early leaves the previous ones as they were.
     """
+    s = settings_with(SweepSettings, settings, options, "sweep")
     samples = list(samples)
-    scorer = AnswerShift() if scorer is None else scorer
+    scorer = AnswerShift(s.source_answer, s.target_answer) if scorer is None else scorer
     alphas = [float(a) for a in alphas]
-    _check_sweep(vlm, vectors, alphas, condition)
+    _check_sweep(vlm, vectors, alphas, s.condition)
+    names = _row_names(vectors)
+    generation = {"max_new_tokens": s.max_new_tokens, "batch_size": s.batch_size, "progress": progress}
     out = Path(out) if out else None
     unit = OutputUnit(out, RESULT_FILE, OWNED) if out else nullcontext()
     with unit:
         work = unit.work if out else None  # until the commit, files go to the unit's work folder
-        baseline = predict(vlm, samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                           desc="baseline")
+        baseline = predict(vlm, samples, **generation, desc="baseline")
         if work:
             write_jsonl(baseline, work / "baseline.jsonl")
         rows = []
-        configs = [(vector, alpha) for vector in vectors.values() for alpha in alphas]
-        for vector, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
-            method, layer = _label(vector)
-            preds = predict(vlm, samples, vector, alpha=alpha, positions=positions, operator=operator,
-                            condition=condition, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                            progress=progress, desc=f"{method} L{layer} a={alpha:g}")
-            rows.append(_sweep_row(vector, alpha, scorer(preds, baseline)))
+        configs = [(name, layer, vector, alpha) for (name, layer), vector in zip(names, vectors.values())
+                   for alpha in alphas]
+        for name, layer, vector, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
+            preds = predict(vlm, samples, vector, alpha=alpha, positions=s.positions, operator=s.operator,
+                            condition=s.condition, **generation, desc=f"{name} L{layer} a={alpha:g}")
+            rows.append(_sweep_row(name, layer, vector, alpha, scorer(preds, baseline)))
             if work:
-                write_jsonl(preds, work / f"pred_{method}_L{layer}_a{alpha:g}.jsonl")
+                write_jsonl(preds, work / f"pred_{name}_L{layer}_a{alpha:g}.jsonl")
         if work:
-            settings = _sweep_settings(vectors, positions, operator, condition, len(samples), max_new_tokens)
+            recorded = _recorded(s, vectors, len(samples))
             if isinstance(scorer, AnswerShift):
-                write_sweep(rows, work, scorer.source, scorer.target, settings)
+                write_sweep(rows, work, scorer.source, scorer.target, recorded)
             else:
-                atomic_write_json(work / RESULT_FILE, stage_result("sweep", settings=settings, rows=rows))
+                atomic_write_json(work / RESULT_FILE, stage_result("sweep", settings=recorded, rows=rows))
             if command is not None:
                 atomic_write_text(work / "command.txt", command)
             unit.commit()
     return rows
 
 
-def sweep_stores(vlm, source, target, samples: Sequence[dict], layers, alphas, methods=("mean-diff",),
-                 source_answer: str = "yes", target_answer: str = "no", normalize: bool = False,
-                 n_concepts: int = 8, concept_method: str = "kmeans", seed: int = 0, **options) -> list[dict]:
-    """The command line's sweep: a vector per (method name, layer) from two stores, scored by
-    :class:`AnswerShift` (``source_answer`` -> ``target_answer``); ``options`` go to :func:`sweep`.
+def sweep_stores(vlm, source, target, samples: Sequence[dict], layers, alphas, settings: SweepSettings | None = None,
+                 *, out: str | Path | None = None, progress: bool = True, command: str | None = None,
+                 **options) -> list[dict]:
+    """The command line's sweep: a vector per (method, layer) from two stores, scored by
+    :class:`AnswerShift` (``source_answer`` -> ``target_answer``), run by :func:`sweep`.
 
-    methods: names of ``xlvlm.steer.aggregators.AGGREGATORS``; for ``concept``, n_concepts /
-    concept_method / seed set the dictionary learnt per layer on the two stores' rows.
+    settings: a :class:`~xlvlm.steer.settings.SweepSettings` (``methods``: names of
+    ``xlvlm.steer.aggregators.AGGREGATORS``; each method gets the options it takes, e.g. the
+    concept method n_concepts / concept_method / seed), or its fields as keywords (``options``).
     """
-    methods, layers = list(methods), list(layers)
+    s = settings_with(SweepSettings, settings, options, "sweep_stores")
+    methods, layers = list(s.methods), list(layers)
     empty = [name for name, values in (("methods", methods), ("layers", layers), ("alphas", list(alphas)))
              if not values]
     if empty:
@@ -185,13 +208,15 @@ def sweep_stores(vlm, source, target, samples: Sequence[dict], layers, alphas, m
         raise XlvlmError(f"unknown steering method(s) {', '.join(map(repr, unknown))}: use any of {', '.join(METHODS)}")
     # Every (method, layer) vector first, once (not once per alpha): a method that cannot be
     # computed (e.g. concepts that do not separate the stores) fails before any generation.
-    vectors = {}
+    vectors, given = {}, {"n_concepts": s.n_concepts, "concept_method": s.concept_method, "seed": s.seed}
     for method in methods:
-        opts = {"n_concepts": n_concepts, "concept_method": concept_method, "seed": seed} if method == "concept" else {}
+        takes = option_names(aggregator_named(method))
+        opts = {name: value for name, value in given.items() if takes is None or name in takes}  # its own
         for layer in layers:
             vector = SteeringVector.compute(source, target, [layer], method=method, **opts)
-            vectors[method, str(layer)] = vector.normalized() if normalize else vector
-    return sweep(vlm, vectors, samples, alphas, AnswerShift(source_answer, target_answer), **options)
+            vectors[method, ",".join(vector.layers)] = vector.normalized() if s.normalize else vector
+    return sweep(vlm, vectors, samples, alphas, AnswerShift(s.source_answer, s.target_answer), s, out=out,
+                 progress=progress, command=command)
 
 
 def _pct(x) -> str:

@@ -1,10 +1,41 @@
-"""How a sweep steered, in words: read by the sweep's own summary and by the report.
+"""A sweep's settings (:class:`SweepSettings`) and how it steered, in words: read by the sweep's
+own summary and by the report.
 
 Its own module so that the report (which renders a sweep's ``result.json``) does not import the sweep's
 runner (:mod:`xlvlm.steer.run`, generation and plotting).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What :func:`~xlvlm.steer.run.sweep` and :func:`~xlvlm.steer.run.sweep_stores` run.
+
+    How every configuration steers and generates: ``positions``, ``operator`` (a name or a
+    function), ``condition`` (a Condition or None), ``max_new_tokens``, ``batch_size``. The
+    scorer's answers (``source_answer`` -> ``target_answer``, :class:`~xlvlm.steer.run.AnswerShift`).
+    How ``sweep_stores`` makes its vectors: ``methods`` (names of
+    ``xlvlm.steer.aggregators.AGGREGATORS``), ``normalize`` (unit norm), and the options a method
+    takes (``n_concepts``, ``concept_method``, ``seed``: the concept method's dictionary).
+    ``result.json`` records positions, operator, normalize, condition and max_new_tokens (and the
+    answers).
+    """
+
+    positions: str | int = "all"
+    operator: object = "add"
+    condition: object = None
+    max_new_tokens: int = 5
+    batch_size: int = 16
+    source_answer: str = "yes"
+    target_answer: str = "no"
+    methods: tuple = ("mean-diff",)
+    normalize: bool = False
+    n_concepts: int = 8
+    concept_method: str = "kmeans"
+    seed: int = 0
 
 
 def describe_settings(settings: dict) -> str:

@@ -21,11 +21,12 @@ def _split_pairs(pairs) -> tuple[list[dict], list[dict]]:
     return [p[1] for p in pairs], [p[0] for p in pairs]
 
 
+# params: SteeringVector.train's documented keywords, passed through
 def train_vector(cls, vlm, positive, negative, layers, method, select, batch_size: int, options: dict):
     """See :meth:`SteeringVector.train`. Paired methods pair row i of each list: both copies of
     pair i get the id ``"pair-i"`` (in memory only), which is what ``from_stores`` pairs by."""
     from xlvlm.data.samples import check_samples
-    from xlvlm.extract.run import extract
+    from xlvlm.features.run import extract
     from xlvlm.hooks import require_vlm
 
     require_vlm(vlm, "SteeringVector.train")

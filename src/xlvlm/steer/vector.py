@@ -1,9 +1,12 @@
 """SteeringVector: one vector per layer, built by a strategy (an aggregator), and ``apply``.
 
-The strategies are plain functions in :mod:`xlvlm.steer.aggregators` (``mean_difference``,
-``mean_of_shifts``, ``pca``, ``concept``): ``(source_rows (N_s, D), target_rows (N_t, D)) -> (D,)``.
-``from_stores`` runs one on two feature stores per layer, ``train`` on two lists of samples
-(extracting in memory); ``compute(method="mean-diff")`` is the command line's door by name.
+A strategy is an aggregator, a plain function of :mod:`xlvlm.steer.aggregators`
+(``mean_difference``, ``mean_of_shifts``, ``pca``, ``concept``): ``(source_rows (N_s, D),
+target_rows (N_t, D), **options) -> (D,)``; its name in ``AGGREGATORS`` ("mean-diff", ...) is
+how the command line gives it. Three ways to make a vector: ``from_stores`` (an aggregator on two
+feature stores, per layer), ``train`` (the same on two lists of samples, extracted in memory)
+and ``from_concepts`` (two concepts of a dictionary); ``load`` reads one. ``compute``,
+``mean_difference`` and ``from_store_concepts`` are front doors to ``from_stores``.
 
 The research code's concept steering (``concept_pairs``): concepts learnt on the source rows
 only, every ordered pair i -> j kept as its own vector (the caller picks one, e.g. by the
@@ -23,6 +26,7 @@ from xlvlm.errors import XlvlmError
 from xlvlm.layerkeys import layer_key
 from xlvlm.io import atomic_save_tensors
 from xlvlm.steer import aggregators as agg
+from xlvlm.steer.protocol import SteeringBase
 
 METHODS = tuple(agg.AGGREGATORS)
 
@@ -44,7 +48,7 @@ def _rows(store, layer) -> torch.Tensor:
 
 def _paired_rows(source, target, layer) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, D) source and (P, D) target rows, aligned over sample ids present in both stores."""
-    from xlvlm.extract.pairing import paired_rows
+    from xlvlm.features.pairing import paired_rows
 
     source_rows, target_rows, _ = paired_rows(source, target, layer, "a paired method", otherwise=", or use mean-diff")
     return source_rows, target_rows
@@ -74,15 +78,26 @@ def _settings(aggregator, options: dict) -> dict:
 
 def _with_details(meta: dict, details: dict) -> dict:
     """Per-layer details of an aggregator in the metadata: {"concepts": {layer: [i, j]}, ...}."""
-    names = {"sizes": "concept_sizes"}  # the name the concept method's metadata has always used
     for key, layer_details in details.items():
         for name, value in layer_details.items():
-            meta.setdefault(names.get(name, name), {})[key] = value
+            meta.setdefault(name, {})[key] = value
     return meta
 
 
+def _aggregator(aggregator, options: dict):
+    """The aggregator function (given as one or by its name in AGGREGATORS), its options checked
+    against the ones it takes."""
+    function = aggregator if callable(aggregator) else agg.aggregator_named(aggregator)
+    takes = agg.option_names(function)
+    unknown = [] if takes is None else sorted(set(options) - takes)
+    if unknown:
+        what = "options " + ", ".join(sorted(takes)) if takes else "no options"
+        raise XlvlmError(f"method {agg.name_of(function)!r} takes {what} (got {', '.join(unknown)})")
+    return function
+
+
 @dataclass
-class SteeringVector:
+class SteeringVector(SteeringBase):
     """Vectors per layer key ("3", "final", ...), each (D,), plus what they were made from."""
 
     layer_activations: dict[str, torch.Tensor]
@@ -98,9 +113,11 @@ class SteeringVector:
         """The vector of ``aggregator`` at each layer, from two feature stores (same model).
 
         aggregator: a function ``(source_rows (N_s, D), target_rows (N_t, D), **options) -> (D,)``
-        (see :mod:`xlvlm.steer.aggregators`); one marked ``needs_pairs`` gets the rows of the
-        sample ids present in both stores, aligned. options go to the aggregator.
+        (see :mod:`xlvlm.steer.aggregators`) or its name there ("mean-diff", "pca", ...); one
+        marked ``needs_pairs`` gets the rows of the sample ids present in both stores, aligned.
+        options go to the aggregator (a name it does not take is a one-line error).
         """
+        aggregator = _aggregator(aggregator, options)
         if source.hidden_size != target.hidden_size:
             raise XlvlmError(f"hidden sizes differ: {source.path} has {source.hidden_size}, {target.path} has "
                              f"{target.hidden_size}; extract source and target with the same model")
@@ -124,38 +141,26 @@ class SteeringVector:
                 "source": str(source.path), "target": str(target.path), "layers": keys,
                 "selector": source.selector}
         meta.update(_settings(aggregator, options))
+        if details and getattr(aggregator, "row_details", ()):
+            meta["row_details"] = list(aggregator.row_details)  # the details a sweep row shows
         return cls(vectors, _with_details(meta, details))
 
     @classmethod
     def compute(cls, source, target, layers, method: str = "mean-diff", **options) -> "SteeringVector":
-        """The vector of the strategy named ``method`` (one of METHODS) from two stores: the
-        command line's door. options: only for ``concept`` (``n_concepts``, ``concept_method``,
-        ``seed``); the other methods take none."""
-        aggregator = agg.aggregator_named(method)
-        if options and aggregator is not agg.concept:
-            raise XlvlmError(f"method {method!r} takes no options (got {', '.join(sorted(options))}); "
-                             f"only 'concept' does")
-        return cls.from_stores(source, target, layers, aggregator, **options)
+        """``from_stores`` with the strategy named ``method`` (one of METHODS): the command line's door."""
+        return cls.from_stores(source, target, layers, method, **options)
 
     @classmethod
     def mean_difference(cls, source, target, layers) -> "SteeringVector":
-        """mean(target rows) - mean(source rows) per layer (:func:`~xlvlm.steer.aggregators.mean_difference`)."""
+        """``from_stores`` with mean(target rows) - mean(source rows) per layer."""
         return cls.from_stores(source, target, layers, agg.mean_difference)
-
-    @classmethod
-    def mean_of_shifts(cls, source, target, layers) -> "SteeringVector":
-        return cls.from_stores(source, target, layers, agg.mean_of_shifts)
-
-    @classmethod
-    def pca(cls, source, target, layers) -> "SteeringVector":
-        return cls.from_stores(source, target, layers, agg.pca)
 
     @classmethod
     def from_store_concepts(cls, source, target, layers, n_concepts: int = 8, concept_method: str = "kmeans",
                             seed: int = 0) -> "SteeringVector":
-        """v = V_j - V_i per layer, the concepts learnt on the union of the two stores' rows
-        (:func:`~xlvlm.steer.aggregators.concept`); the metadata records per layer the pair
-        ``concepts`` [i, j], their ``purity`` and ``concept_sizes``."""
+        """``from_stores`` with :func:`~xlvlm.steer.aggregators.concept`: v = V_j - V_i per layer, the
+        concepts learnt on the union of the two stores' rows; the metadata records per layer the
+        pair ``concepts`` [i, j], their ``purity`` and ``concept_sizes``."""
         return cls.from_stores(source, target, layers, agg.concept, n_concepts=int(n_concepts),
                                concept_method=concept_method, seed=int(seed))
 
@@ -249,21 +254,18 @@ class SteeringVector:
         return {k: float(v.norm()) for k, v in self.layer_activations.items()}
 
     # ---- use -------------------------------------------------------------------------------
-    def apply(self, vlm, alpha: float = 1.0, positions="all", operator="add", condition=None):
-        """Steer ``vlm`` now; returns a handle. ``with sv.apply(vlm, alpha=2): ...`` steers inside
-        the block; ``handle = sv.apply(vlm, alpha=2)`` until ``handle.remove()``. Either way the
-        hooks removed are exactly those added.
+    # ---- the Steering protocol (xlvlm.steer.protocol): fixed, the same for every sample ----
+    context_layer = None
+    what = "steering vector"
 
-        vlm: the VLM of ``xlvlm.load_vlm`` (a bare transformers model is refused).
-        positions: "all", "generated", "from-last-prompt", or an int prompt index.
-        operator: a function ``(hidden, vector, alpha) -> delta`` (:mod:`xlvlm.steer.operators`:
-        ``add``, ``project_out``) or its name ("add", "project-out").
-        condition: a :class:`Condition` or None.
-        """
-        from xlvlm.steer.apply import steering
+    @property
+    def hidden_size(self) -> int:
+        """D, the size of the vectors (of the first layer's; the hooks check every layer's)."""
+        return int(next(iter(self.layer_activations.values())).shape[-1])
 
-        return steering(vlm, self.layer_activations, alpha=alpha, positions=positions, operator=operator,
-                        condition=condition)
+    def batch_vectors(self, states, sample_ids) -> dict[str, torch.Tensor]:
+        """{layer: (D,)}: the same vectors for every sample (``apply`` steers with them)."""
+        return self.layer_activations
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path) -> Path:

@@ -124,6 +124,7 @@ def replay_questions(image_ids: list[int], count: int, seed: int, rng: np.random
     return [questions[i] for i in sorted(chosen)]
 
 
+# params: one fine-tuning run of the organism's recipe, called only by the organism's scripts
 def finetune_on(original_dir: str | Path, out_dir: str | Path, samples: list[dict], image_ids: list[int], recipe,
                 name: str, change: str, seed: int, deadline: float | None = None, progress: bool = True,
                 clock: tuple[float, float] | None = None, extra: dict | None = None) -> dict:

@@ -33,7 +33,6 @@ steering (P2S has no contrast for them: "-").
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def reframe(sample: dict) -> dict:
 
 def _subset_store(store, layer: str, keep: list[bool]):
     """An in-memory store of the rows of ``store`` at ``layer`` where ``keep`` holds."""
-    from xlvlm.extract.store import sample_subset
+    from xlvlm.features.store import sample_subset
 
     rows = [i for i, k in enumerate(keep) if k]
     if not rows:
@@ -142,12 +141,11 @@ class _Runs:
 
     def predict(self, samples: list[dict], steering=None, alpha: float = 1.0, condition=None,
                 desc: str = "generate") -> list[dict]:
+        from xlvlm.steer.run import predict
+
         s, started = self.settings, time.perf_counter()
-        context = (nullcontext() if steering is None else
-                   steering.apply(self.vlm, alpha=alpha, positions=s.positions, condition=condition))
-        with context:
-            out = self.vlm.predict(samples, max_new_tokens=2, batch_size=s.batch_size, progress=self.progress,
-                                   desc=desc)
+        out = predict(self.vlm, samples, steering, alpha=alpha, positions=s.positions, condition=condition,
+                      max_new_tokens=2, batch_size=s.batch_size, progress=self.progress, desc=desc)
         self.timing[f"generate_seconds/{desc}"] = time.perf_counter() - started
         return out
 

@@ -241,6 +241,7 @@ def _answer_loss(model, tokenized: TokenizedSet, features: torch.Tensor | None, 
     return nn.functional.cross_entropy(logits, targets)
 
 
+# params: the organism's training loop, its hyperparameters one keyword each
 def train_language(model, tokenized: TokenizedSet, features: torch.Tensor | None, steps: int, batch_size: int,
                    lr: float, seed: int, deadline: float | None = None, progress: bool = True,
                    desc: str = "llava", warmup: int = 100, parts: str = "all") -> dict:

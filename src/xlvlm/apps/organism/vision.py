@@ -52,6 +52,7 @@ class _Probe(nn.Module):
         return logits[:, : len(SHAPES)], logits[:, len(SHAPES):]
 
 
+# params: the organism's vision pre-training, its hyperparameters one keyword each
 def pretrain_vision(vision_model: nn.Module, pixels: torch.Tensor, shapes: torch.Tensor, colors: torch.Tensor,
                     steps: int, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
                     deadline: float | None = None, progress: bool = True) -> dict:

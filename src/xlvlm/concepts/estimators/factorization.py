@@ -24,6 +24,7 @@ class SemiNMF(OnlineEstimator):
     stream_ignores = ("inner", "init_offset")  # multiplicative steps: in memory only
     run_state = ("_pass", "_online")
 
+    # params: an estimator's hyperparameters are constructor keywords (sklearn's get_params)
     def __init__(self, n_concepts: int = 20, l1: float = 0.0, max_iter: int = 500, tol: float = 1e-4,
                  inner: int = 10, init_offset: float = 0.05, kmeans_iter: int = 50, init_rows: int = 2048,
                  init_runs: int = 3, seed: int = 0, device: str | None = None, n_components: int | None = None,
@@ -94,6 +95,7 @@ class NNDL(ConceptEstimator):
     name, solver = "nndl", nndl
     summary = "sparse non-negative dictionary learning (sklearn DictionaryLearning(positive_code=True) objective)"
 
+    # params: an estimator's hyperparameters are constructor keywords (sklearn's get_params)
     def __init__(self, n_concepts: int = 20, alpha: float = 1.0, max_iter: int = 200, tol: float = 1e-6,
                  code_iter: int = 1000, kmeans_iter: int = 50, init_rows: int = 2048, init_runs: int = 3,
                  seed: int = 0, device: str | None = None, n_components: int | None = None, random_state=None):

@@ -34,7 +34,7 @@ from xlvlm.errors import XlvlmError
 def fit_store(estimator, store, layer, batch_rows: int, present_only: bool, progress: bool):
     """Fit a streaming estimator (SemiNMF, MiniBatchKMeans) on a store's rows at ``layer``
     -> (activations (N, K) in store order, passes made over the store)."""
-    from xlvlm.extract.store import FeatureStore
+    from xlvlm.features.store import FeatureStore
 
     if isinstance(store, (str, Path)):  # a folder; stores (also in-memory ones) are used as given
         store = FeatureStore(Path(store))

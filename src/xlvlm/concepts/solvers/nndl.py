@@ -57,6 +57,7 @@ def objective(Z: torch.Tensor, U: torch.Tensor, V: torch.Tensor, alpha: float) -
     return 0.5 * float(residual) ** 2 + alpha * float(U.sum(dtype=torch.float64))
 
 
+# params: the solver's inner call from its estimator, which owns these hyperparameters
 def fit(
     Z: torch.Tensor, n_concepts: int, generator: torch.Generator, alpha: float, max_iter: int, tol: float,
     code_iter: int, kmeans_iter: int, init_rows: int, init_runs: int,

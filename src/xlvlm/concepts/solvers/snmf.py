@@ -85,6 +85,7 @@ def objective(sq_norm_Z: float, U: torch.Tensor, A: torch.Tensor, B: torch.Tenso
     return 0.5 * max(fit_term, 0.0) + l1 * float(U64.sum())
 
 
+# params: the solver's inner call from its estimator, which owns these hyperparameters
 def fit(
     Z: torch.Tensor, n_concepts: int, generator: torch.Generator, l1: float, max_iter: int, tol: float, inner: int,
     init_offset: float, kmeans_iter: int, init_rows: int, init_runs: int,

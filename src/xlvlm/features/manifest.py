@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
+from xlvlm.runs import MANIFEST
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 FORMAT = "xlvlm-feature-store"
 STATUSES = ("partial", "complete")
 

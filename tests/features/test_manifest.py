@@ -7,7 +7,7 @@ import torch
 
 from xlvlm import FeatureStore
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import Manifest, ShardEntry, StoreSettings
+from xlvlm.features.manifest import Manifest, ShardEntry, StoreSettings
 
 
 def _store(path, samples):

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.run import extract_batch_teacher_forced
-from xlvlm.extract.selectors import TokenView, find_words, parse_selector
+from xlvlm.features.run import extract_batch_teacher_forced
+from xlvlm.features.selectors import TokenView, find_words, parse_selector
 from xlvlm.hooks import record, resolve_layers
 
 

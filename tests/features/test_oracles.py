@@ -5,8 +5,8 @@ import torch
 
 import xlvlm
 from xlvlm.hooks import record
-from xlvlm.extract.run import extract_batch_teacher_forced, extract_batch_generated
-from xlvlm.extract.selectors import parse_selector
+from xlvlm.features.run import extract_batch_teacher_forced, extract_batch_generated
+from xlvlm.features.selectors import parse_selector
 
 from xlvlm.models import families
 from tests.standins import tiny_builders

@@ -6,7 +6,7 @@ from PIL import Image
 
 import xlvlm
 from xlvlm.errors import XlvlmError
-from xlvlm.extract import run as run_module
+from xlvlm.features import run as run_module
 
 
 def _same_store(a, b):
@@ -131,7 +131,7 @@ def test_unknown_model_is_one_line(tmp_path):
 
 # ---- the resume key: every setting and every sample's content -------------------------------
 def test_ids_digest_is_unambiguous():
-    from xlvlm.extract.store import ids_digest, records_digest
+    from xlvlm.features.store import ids_digest, records_digest
 
     assert ids_digest(["a", "b"]) != ids_digest(["a\nb"])
     assert records_digest([["a", "b"]]) != records_digest([["a\nb"]])

@@ -3,7 +3,7 @@
 Layout of a store folder::
 
     manifest.json              settings, status, shard list (with sha256), skipped samples
-                               (read and written as xlvlm.extract.manifest.Manifest)
+                               (read and written as xlvlm.features.manifest.Manifest)
     shard-00000.safetensors    "layer/<key>" (R_s, D) for each layer, "row_sample" (R_s,) int64
     shard-00000.jsonl          metadata of the shard's samples, one JSON object per line
 
@@ -13,7 +13,7 @@ manifest lists only complete shards: resuming continues after the last listed sa
 not named by the manifest are leftovers of an interrupted write and are overwritten.
 
 A store made by several processes (``xlvlm extract`` under ``torchrun``, see
-``xlvlm.extract.distributed``) keeps each rank's shards in ``rank-RRRRR-of-WWWWW/`` sub-folders;
+``xlvlm.features.distributed``) keeps each rank's shards in ``rank-RRRRR-of-WWWWW/`` sub-folders;
 its top-level manifest names them by relative path and gives each shard a ``sample_offset``
 (added to the shard's ``row_sample``, which counts from the rank's first sample).
 
@@ -46,7 +46,7 @@ from safetensors import safe_open
 
 from xlvlm.data.images import image_label
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import MANIFEST, Manifest, ShardEntry, StoreSettings, is_file
+from xlvlm.features.manifest import MANIFEST, Manifest, ShardEntry, StoreSettings, is_file
 from xlvlm.layerkeys import find_layer, layer_key
 from xlvlm.io import atomic_save_tensors, atomic_write_json, atomic_write_text, sha256_file
 
@@ -59,7 +59,7 @@ def ids_digest(sample_ids: list[str]) -> str:
 
 def records_digest(records) -> str:
     """SHA-256 of a sequence of JSON values, each length-prefixed: the resume key of a store's
-    input (see ``xlvlm.extract.run.input_digest``). Values that JSON cannot encode go in as
+    input (see ``xlvlm.features.run.input_digest``). Values that JSON cannot encode go in as
     their ``str``."""
     digest = hashlib.sha256()
     for record in records:
@@ -426,7 +426,7 @@ class StoreWriter:
 
     ``settings`` must match the store's to resume (model, layers, selector, generation, prompt
     format, ...). ``sample_ids`` are the ids of all samples to extract, in
-    order; ``input_sha256`` the digest of their whole content (``xlvlm.extract.run.input_digest``:
+    order; ``input_sha256`` the digest of their whole content (``xlvlm.features.run.input_digest``:
     every field and the image bytes), which must match too.
     """
 
@@ -592,7 +592,7 @@ class InMemoryStore(_StoreMetadata):
     """Features per layer (R, D), the sample index of each row (R,), and N sample dicts.
 
     ``settings`` (:class:`StoreSettings`) identify the extraction (model, layers, selector, ...;
-    see ``xlvlm.extract.run.store_settings``). ``manifest`` is a complete :class:`Manifest`
+    see ``xlvlm.features.run.store_settings``). ``manifest`` is a complete :class:`Manifest`
     with these settings and no shard files (the same ``manifest``/``settings`` interface as a
     FeatureStore). ``path`` is the text "<in memory>" (what messages and result files show in
     place of a folder).

@@ -7,7 +7,9 @@ For a concept v (D,) learnt at ``layer``:
   any other layer (a block output, ...):    logits = lm_head(final_norm(v))   (the logit lens)
 
 ``final`` features already are the final norm's output, so a second norm would count its
-weights twice and the words would no longer be the model's own readout. Tokens are decoded,
+weights twice and the words would no longer be the model's own readout. ``readout="lm-head"``
+reads every layer as lm_head(v), without the final norm: the research code's reading of
+block outputs, kept as an option to reproduce its words. Tokens are decoded,
 stripped of their leading-space markers and lower-cased, so "Red", " red" and "▁red" count as
 one word (their best logit).
 
@@ -32,6 +34,10 @@ import torch
 from xlvlm.choices import WORD_FILTERS  # the names, light to import: the CLI reads them
 from xlvlm.errors import XlvlmError
 
+# How a concept becomes logits: "model" as the model reads the layer (above), "lm-head" the LM
+# head alone at every layer.
+READOUTS = ("model", "lm-head")
+
 STOPWORDS = frozenset("""
 a an the and or but if then else of to in on at by for with from as is are was were be been being am do does
 did done have has had having it its it's this that these those there here i me my we our you your he him his
@@ -42,7 +48,7 @@ further s t d ll m o re ve y isn aren wasn weren don doesn didn hasn haven hadn 
 mightn couldn needn ain ma
 """.split())
 
-_RESEARCH_STOPWORDS = Path(__file__).resolve().parents[1] / "data" / "stopwords" / "research.txt"
+_RESEARCH_STOPWORDS = Path(__file__).resolve().parents[2] / "data" / "stopwords" / "research.txt"
 
 
 @lru_cache(maxsize=1)
@@ -113,7 +119,7 @@ def reads_through_norm(vlm, layer) -> bool:
 
 
 def ground_text(vlm, components: torch.Tensor, layer=None, top_k: int = 10, vocabulary: frozenset | None = None,
-                word_filter: str = "xlvlm", scan: int = 2000) -> list[list[str]]:
+                word_filter: str = "xlvlm", scan: int = 2000, readout: str = "model") -> list[list[str]]:
     """Top words of each concept: (K, D) components learnt at ``layer`` -> K lists of up to
     ``top_k`` words.
 
@@ -124,20 +130,26 @@ def ground_text(vlm, components: torch.Tensor, layer=None, top_k: int = 10, voca
     vocabulary: the accepted words (default: wordfreq's English list); pass the model
     tokenizer's own words for a small model with a closed vocabulary. word_filter: "xlvlm" or
     "research". scan: how many of the best tokens are looked at (the research code: 50).
+    readout: "model" (the final norm for every layer but the final one, as above) or "lm-head"
+    (the LM head alone, as the research code reads every layer).
     """
     from xlvlm.hooks import require_vlm
 
     require_vlm(vlm, "ground_text")
     if word_filter not in WORD_FILTERS:
         raise XlvlmError(f"unknown word filter {word_filter!r}: use one of {', '.join(WORD_FILTERS)}")
-    logits = vlm.unembed(torch.as_tensor(components), through_norm=reads_through_norm(vlm, layer))
+    if readout not in READOUTS:
+        raise XlvlmError(f"unknown readout {readout!r}: use one of {', '.join(READOUTS)}")
+    through_norm = readout == "model" and reads_through_norm(vlm, layer)
+    logits = vlm.unembed(torch.as_tensor(components), through_norm=through_norm)
     return [top_words(row, vlm.tokenizer, top_k=top_k, vocabulary=vocabulary, scan=scan, word_filter=word_filter)
             for row in logits]
 
 
+# params: ground_text's keywords plus the baseline's own n, scale and scan
 def random_word_baseline(vlm, n: int, layer, hidden_size: int | None = None, top_k: int = 10, seed: int = 0,
                          scale: float | None = None, vocabulary: frozenset | None = None,
-                         word_filter: str = "xlvlm", scan: int = 2000) -> list[list[str]]:
+                         word_filter: str = "xlvlm", scan: int = 2000, readout: str = "model") -> list[list[str]]:
     """Words decoded from ``n`` random directions, read as ``layer`` is, through the same
     filters: the chance level of every word-based metric."""
     generator = torch.Generator().manual_seed(seed)
@@ -145,4 +157,5 @@ def random_word_baseline(vlm, n: int, layer, hidden_size: int | None = None, top
     directions = torch.randn(n, d, generator=generator)
     if scale is not None:
         directions = directions / directions.norm(dim=1, keepdim=True) * scale
-    return ground_text(vlm, directions, layer, top_k=top_k, vocabulary=vocabulary, word_filter=word_filter, scan=scan)
+    return ground_text(vlm, directions, layer, top_k=top_k, vocabulary=vocabulary, word_filter=word_filter, scan=scan,
+                       readout=readout)

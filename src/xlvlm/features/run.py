@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 from xlvlm.data import check_images, check_samples
 from xlvlm.data.images import image_sha256
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import Manifest, StoreSettings
-from xlvlm.extract.selectors import Selection, Selector, TokenView, parse_selector
-from xlvlm.extract.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest
+from xlvlm.features.manifest import Manifest, StoreSettings
+from xlvlm.features.selectors import Selection, Selector, TokenView, parse_selector
+from xlvlm.features.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest
 from xlvlm.io import sha256_file
 from xlvlm.hooks import record, require_vlm, resolve_layers
 
@@ -254,6 +254,7 @@ class _PendingShard:
         self.skipped.clear()
 
 
+# params: the documented one-call API (README, docs/api.md); the manifest records them
 def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",
             out: str | Path | None = None, generate: bool = False, max_new_tokens: int = 20,
             batch_size: int = 8, shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False,

@@ -37,10 +37,10 @@ from typing import Sequence
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.extract.manifest import Manifest
-from xlvlm.extract.run import DEFAULT_SHARD_SAMPLES, extract, input_digest, store_settings
-from xlvlm.extract.selectors import parse_selector
-from xlvlm.extract.store import MANIFEST, FeatureStore, StoreWriter, ids_digest
+from xlvlm.features.manifest import Manifest
+from xlvlm.features.run import DEFAULT_SHARD_SAMPLES, extract, input_digest, store_settings
+from xlvlm.features.selectors import parse_selector
+from xlvlm.features.store import MANIFEST, FeatureStore, StoreWriter, ids_digest
 from xlvlm.hooks import resolve_layers
 from xlvlm.io import atomic_write_json
 
@@ -116,6 +116,7 @@ def _barrier(device: str) -> None:
         dist.barrier()
 
 
+# params: xlvlm.extract's documented keywords plus the process group
 def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select="last-prompt", out=None,
                         generate: bool = False, max_new_tokens: int = 20, batch_size: int = 8,
                         shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False, progress: bool = True,
@@ -134,7 +135,7 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
 
     if not dist.is_initialized():
         raise XlvlmError("distributed extraction needs a process group: call "
-                         "xlvlm.extract.distributed.init_process_group first (the CLI does)")
+                         "xlvlm.features.distributed.init_process_group first (the CLI does)")
     if out is None:
         raise XlvlmError("extract needs an output folder (out=...)")
     if batch_size < 1:

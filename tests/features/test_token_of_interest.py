@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import xlvlm
-from xlvlm.extract.run import extract_batch_generated, extract_batch_teacher_forced
-from xlvlm.extract.selectors import parse_selector
+from xlvlm.features.run import extract_batch_generated, extract_batch_teacher_forced
+from xlvlm.features.selectors import parse_selector
 from xlvlm.apps.organism.data import COLOR_NAMES, caption_samples
 
 MAX_NEW_TOKENS = 4

@@ -1,0 +1,124 @@
+"""Reading a run folder: the names of what stages write into it, and the one reader of them.
+
+A run folder (the ``--out`` of stages, e.g. ``runs/demo``) holds, anywhere below it, stage
+results (:data:`RESULT_FILE`, ``{"stage", "version", ...}``) with the files a stage writes
+beside them, feature stores (folders holding :data:`MANIFEST`) and concept dictionaries
+(folders holding :data:`DICTIONARY_META` and :data:`DICTIONARY_TENSORS`). The stages that write
+them (extract, concepts) take these names from here; the report and ``xlvlm serve`` read a run
+only through this module.
+
+A run folder may come from someone else, so its files are untrusted: only regular files that
+really lie under the run folder are read (:func:`inside`: not a link, not through one), JSON
+through one bounded reader (at most :data:`MAX_JSON_BYTES`), and unfinished output units are
+skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from xlvlm.errors import XlvlmError
+from xlvlm.io import LEGACY_RESULT_FILES, RESULT_FILE, check_outputs
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"                 # a feature store's folder holds it
+DICTIONARY_META = "concepts.json"          # a concept dictionary's folder holds both
+DICTIONARY_TENSORS = "concepts.safetensors"
+MAX_JSON_BYTES = 64 * 2**20                # a JSON file of a run larger than this is not read
+
+__all__ = ["RESULT_FILE", "MANIFEST", "DICTIONARY_META", "DICTIONARY_TENSORS", "MAX_JSON_BYTES", "inside",
+           "load_result", "read_json", "stage_results", "walk_run"]
+
+
+def inside(path: Path, root: Path) -> bool:
+    """A regular file (not a link) that really lies under ``root``: safe to read."""
+    try:
+        return (not path.is_symlink() and path.is_file()
+                and path.resolve().is_relative_to(root.resolve()))
+    except OSError:
+        return False
+
+
+def _read_json(path: Path) -> object:
+    """The one way a run's JSON is read: size-bounded, UTF-8. Raises OSError, ValueError (bad
+    JSON, bad UTF-8, too large) or RecursionError."""
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_result(path: Path) -> dict:
+    """A stage result (a JSON object), or a one-line XlvlmError saying to rerun the stage."""
+    try:
+        data = _read_json(path)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise XlvlmError(f"{path}: unreadable results ({exc}); rerun the stage that wrote it")
+    if not isinstance(data, dict):
+        raise XlvlmError(f"{path}: malformed results (expected a JSON object); rerun the stage that wrote it")
+    return data
+
+
+def read_json(path: Path, root: Path) -> object:
+    """A JSON file of the run inside ``root`` (links followed, they must stay inside), or None
+    when it is missing, unreadable, too large or outside."""
+    try:
+        if not path.resolve().is_relative_to(Path(root).resolve()):
+            return None
+        return _read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _legacy_results(root: Path) -> list[Path]:
+    """Result files of xlvlm before result.json, in folders without a result.json (a concept
+    dictionary's own concepts.json, which has a "format" field, is not one)."""
+    found = []
+    for name in LEGACY_RESULT_FILES:
+        for path in sorted(root.rglob(name)):
+            if (path.parent / RESULT_FILE).exists() or not inside(path, root) or not check_outputs(path):
+                continue
+            if name == DICTIONARY_META and "format" in load_result(path):
+                continue
+            found.append(path)
+    return found
+
+
+def stage_results(root: Path) -> list[Path]:
+    """The finished stage results (``result.json``) under ``root`` that may be read: regular files
+    inside it (links are left out, with a warning), not in an unfinished rerun's work folder.
+    Raises the one-line error for results of an xlvlm before result.json."""
+    legacy = _legacy_results(root)
+    if legacy:
+        raise XlvlmError(f"{legacy[0]}: written by an older xlvlm (no {RESULT_FILE}); rerun that stage "
+                         f"(its command is in {legacy[0].parent / 'command.txt'}) and build the report again")
+    found = []
+    for path in sorted(root.rglob(RESULT_FILE)):
+        if not inside(path, root):
+            log.warning("%s: left out of the report (a link or not a regular file inside %s)", path, root)
+            continue
+        if not check_outputs(path):  # inside an unfinished rerun's work folder
+            continue
+        found.append(path)
+    return found
+
+
+def walk_run(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(feature store folders, dictionary folders, other .safetensors files) under ``root``.
+    Links to folders are not followed; a store's or a dictionary's folder is not searched further."""
+    stores, dictionaries, files = [], [], []
+    for folder, subfolders, names in os.walk(root, followlinks=False):
+        here = Path(folder)
+        subfolders.sort()
+        if MANIFEST in names:
+            stores.append(here)
+            subfolders[:] = []
+        elif DICTIONARY_META in names:
+            dictionaries.append(here)
+            subfolders[:] = []
+        else:
+            files.extend(here / n for n in sorted(names) if n.endswith(".safetensors"))
+    return stores, dictionaries, files
