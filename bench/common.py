@@ -10,6 +10,7 @@ times like the real one. Shapes:
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -148,6 +149,15 @@ def append_results(section: str, lines: list[str]) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEvery number here comes from a run of the script named in its section.\n"
     block = f"\n### {section}, {date.today().isoformat()}\n\nMachine: {machine()}\n\n" + "\n".join(lines) + "\n"
     RESULTS.write_text(text.rstrip("\n") + "\n" + block)
+
+
+def report(section: str, lines: list[str], write: bool) -> None:
+    """Add the load average to a result block, print it, and append it to RESULTS.md if ``write``."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [*lines, "", f"- Load average when the run ended: {load} (timings on shared cores vary between runs)."]
+    print("\n".join(lines))
+    if write:
+        append_results(section, lines)
 
 
 def git_revision() -> str:

@@ -18,7 +18,6 @@ average at the end is printed with the table: the cores may be shared.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_results, git_revision  # noqa: E402
+from common import git_revision, report  # noqa: E402
 
 from xlvlm.concepts import KMeans, MiniBatchKMeans  # noqa: E402
 from xlvlm.concepts.planted import planted_matrix  # noqa: E402
@@ -98,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
              "| fit | time (s) | time ratio | inertia | inertia vs minibatch-kmeans |", "|---|---|---|---|---|"]
     for name, (seconds, value) in results.items():
         lines.append(f"| {name} | {seconds:.3f} | {seconds / ours_t:.2f}x | {value:.6g} | {value / ours_i - 1:+.2%} |")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    lines += ["", f"- Load average when the run ended: {load} (timings on shared cores vary between runs)."]
-    print("\n".join(lines))
-    if not args.quick:
-        append_results("minibatch-kmeans", lines)
+    report("minibatch-kmeans", lines, write=not args.quick)
     return 0
 
 

@@ -76,7 +76,7 @@ def test_choices_are_the_registries_names():
     assert tuple(concept_methods) == choices.CONCEPT_METHODS
     assert steer_methods == choices.STEER_METHODS
     assert (AGGREGATES, ASSIGNMENTS) == (choices.SHIFT_AGGREGATES, choices.SHIFT_ASSIGNMENTS)
-    from xlvlm.concepts.simple import ACTIVATIONS
+    from xlvlm.concepts.solvers.simple import ACTIVATIONS
     from xlvlm.concepts.grounding.text import WORD_FILTERS
     from xlvlm.shift.analysis import MAS_RANKINGS
     from xlvlm.steer.apply import POSITION_RULES

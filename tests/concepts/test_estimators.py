@@ -33,7 +33,7 @@ def test_init_stores_parameters_only_and_get_set_params(method):
     est = cls(n_concepts=3, seed=7)
     params = est.get_params()
     assert params["n_concepts"] == 3 and params["seed"] == 7 and params["device"] is None
-    assert set(params) == {"n_concepts", "seed", "device", *cls.defaults}
+    assert set(params) == {"n_concepts", "seed", "device", "n_components", "random_state", *cls.defaults}
     assert not [name for name in vars(est) if name.endswith("_")]  # nothing learned yet
     assert est.set_params(n_concepts=4) is est and est.n_concepts == 4
     with pytest.raises(XlvlmError, match="unknown option"):
@@ -66,6 +66,7 @@ def test_dictionary_round_trip_keeps_class_params_and_tensors(method, planted, p
     assert type(again) is type(est) and again.get_params() == est.get_params()
     assert torch.equal(again.components_, est.components_)
     torch.testing.assert_close(again.transform(Z[:20]), est.transform(Z[:20]), rtol=0, atol=1e-6)
+    assert again.n_features_in_ == Z.shape[1] and again.transform(Z[:5].numpy()).shape == (5, 3)
 
 
 def test_from_dictionary_of_an_older_streamed_save_ignores_its_extra_params():
@@ -105,15 +106,21 @@ def test_nmf_pca_sae_simple_on_planted_structure(planted, planted_nonnegative):
     torch.testing.assert_close(simple.components_, torch.nn.functional.normalize(Z[top], dim=1))
 
 
-def test_partial_fit_is_refused_by_whole_matrix_methods_and_after_fit():
-    with pytest.raises(XlvlmError, match="cannot learn from minibatches"):
-        PCA(2).partial_fit(torch.randn(10, 3))
-    for cls in (SemiNMF, KMeans):
-        with pytest.raises(XlvlmError, match="start one on a new estimator"):
-            cls(2).fit(torch.randn(10, 3)).partial_fit(torch.randn(4, 3))
+def test_partial_fit_only_where_it_applies_and_continues_a_fit(planted):
+    assert not hasattr(PCA(2), "partial_fit") and not hasattr(NMF(2), "partial_fit")
+    Z = planted[0]
+    for cls in (SemiNMF, KMeans, TopKSAE):
+        est = cls(K, **FAST.get(cls.name, {})).fit(Z[:300])
+        before = est.components_.clone()
+        est.partial_fit(Z[300:400])
+        assert not torch.equal(est.components_, before)  # the minibatch moved the fitted concepts
+        assert matched_cosines(before, est.components_).mean() > 0.9  # from where fit left them
     for cls in (SemiNMF, KMeans, MiniBatchKMeans):
         with pytest.raises(XlvlmError, match="end_pass"):
             cls(2).end_pass()
+    for cls in (SemiNMF, MiniBatchKMeans):
+        with pytest.raises(XlvlmError, match="before a start"):
+            cls(2).fit_passes(lambda: [torch.randn(4, 3)])
     # MiniBatchKMeans' fit is itself a partial_fit run: more minibatches continue it
     mbk = MiniBatchKMeans(2).fit(torch.randn(10, 3))
     before = mbk.components_.clone()
@@ -139,12 +146,10 @@ def test_semi_nmf_one_pass_is_the_exact_least_squares_step(planted):
     exact non-negative codes (scipy's NNLS, row by row)."""
     nnls = pytest.importorskip("scipy.optimize").nnls
     Z = planted[0][:200].double()
-    est = SemiNMF(n_concepts=3, seed=0)
+    est = SemiNMF(n_concepts=3, seed=0, max_iter=1)
     est.partial_fit(Z[:50])
     V0 = est.components_.clone().double()
-    for Z_b in Z.float().split(32):
-        est.partial_fit(Z_b)
-    est.end_pass()
+    est.fit_passes(lambda: Z.float().split(32))
     U = torch.stack([torch.as_tensor(nnls(V0.T.numpy(), z.numpy())[0]) for z in Z])
     V = torch.linalg.lstsq(U, Z).solution
     V = V / V.norm(dim=1, keepdim=True)

@@ -2,6 +2,14 @@
 ground and measure the concepts. The decomposition methods, image grounding (MAS) and the
 metrics here need no model.
 
+Notation, the one used by every module of ``xlvlm.concepts`` (its own, not another library's)::
+
+    N samples, D features per sample (the layer's width), K concepts
+    Z  (N, D)  features, one sample per row (the argument called X, as in scikit-learn)
+    U  (N, K)  activations / codes: how much of each concept a sample holds
+    V  (K, D)  components / dictionary (an estimator's ``components_``): one concept per row
+    Z ~= U V   for the linear methods; method-specific encoders otherwise (k-means, TopK SAE)
+
     cd = learn_concepts(Z, method="snmf", n_concepts=20)   # .components (K, D), .activations (N, K)
     est = SemiNMF(n_concepts=20).fit(Z)                     # the same as an estimator: .components_
     mas = ground_images(cd.activations, store.samples)     # K lists of sample indices

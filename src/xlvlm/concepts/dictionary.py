@@ -1,6 +1,6 @@
 """ConceptDictionary: a learned concept basis, its training activations, and how to use it.
 
-Notation: Z (N, D) features, V = components (K, D), U = activations (N, K).
+Notation: ``xlvlm.concepts``'s: Z (N, D) features, U (N, K) activations, V (K, D) components.
 
 Saved as a folder holding ``concepts.safetensors`` (components, activations and any
 method state, float32) and ``concepts.json`` (method, parameters, fit diagnostics, shapes and

@@ -24,7 +24,7 @@ def learn_concepts(
     The same seed on the same device and input gives the same result.
     """
     estimator = _estimator(method, n_concepts, seed, device, options, ignored=())
-    activations = estimator.fit_transform(X)
+    activations = estimator.fit_transform(X)  # as X's kind; to_dictionary takes it back to the fit's device
     return estimator.to_dictionary(activations)
 
 
@@ -42,7 +42,7 @@ def learn_concepts_streaming(store, layer, method: str = "snmf", n_concepts: int
     the store, so mind ``max_iter``: e.g. ``max_iter=10, tol=1e-3`` for snmf. Returns a
     ConceptDictionary: components (K, D), activations (N, K) in store order.
     """
-    from xlvlm.concepts.streaming import fit_store
+    from xlvlm.concepts.estimators.streaming import fit_store
 
     name = {"kmeans": "minibatch-kmeans"}.get(method, method)
     if not hasattr(get_method(name), "fit_passes"):

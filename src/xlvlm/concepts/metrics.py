@@ -1,7 +1,7 @@
 """Model-free metrics of a concept dictionary.
 
-Notation: X (N, D) features, U (N, K) activations, V (K, D) components, W_k the set of words
-grounded for concept k.
+Notation (``xlvlm.concepts``): the features Z (N, D) (passed as X), U (N, K) activations,
+V (K, D) components; W_k the set of words grounded for concept k.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Planted concept structure for tests and benchmarks: Z = U V + noise with known U and V.
 
-Notation: U (N, K) >= 0 codes, V (K, D) components, Z (N, D) = U V + E.
+Notation (``xlvlm.concepts``): U (N, K) >= 0 codes, V (K, D) components, Z (N, D) = U V + E.
 
 Cluster-like codes, as hidden states of a model that answers a few kinds of question: every
 sample holds one main concept (weight uniform in [1, 2]) and a fraction of them also a weaker

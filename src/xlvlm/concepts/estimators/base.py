@@ -1,26 +1,42 @@
-"""The shared behaviour of the concept estimators: parameters, fit/transform, minibatches,
-and the dictionary view (see :mod:`xlvlm.concepts.estimators`)."""
+"""The shared behaviour of the concept estimators: scikit-learn parameters and checks,
+fit/transform, and the dictionary view (see :mod:`xlvlm.concepts.estimators`)."""
 
 from __future__ import annotations
 
 import inspect
 import json
-from typing import Any, Callable, ClassVar, Iterable
+import numbers
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
 
-from xlvlm.concepts._validate import as_features
+from xlvlm.concepts._validate import InputError, NotFitted, as_features
 from xlvlm.concepts.dictionary import ConceptDictionary
-from xlvlm.errors import XlvlmError
 
-_NOT_OPTIONS = ("n_concepts", "seed", "device")
+# Parameters every estimator has that are not the method's own options; the scikit-learn
+# names n_components and random_state, when not None, stand for n_concepts and seed.
+_NOT_OPTIONS = ("n_concepts", "seed", "device", "n_components", "random_state")
 
 
-class ConceptEstimator:
+class ConceptEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """The shared behaviour; subclasses name their parameters in ``__init__`` and their solver.
 
+    A scikit-learn transformer: ``clone``, ``Pipeline``, ``GridSearchCV`` (``score`` is the
+    reconstruction R^2) and ``set_output`` work. Array in, same kind out: numpy (or anything
+    array-like) in gives numpy out, a torch tensor in gives a tensor on its device out; the
+    work runs in float32 on ``device`` (default: the input's device).
+
     ``defaults`` (class attribute): the method's own options and their defaults, i.e. every
-    ``__init__`` parameter except n_concepts, seed and device.
+    ``__init__`` parameter except n_concepts, seed, device, n_components and random_state.
+
+    An estimator of given tensors (e.g. a pretrained SAE's encoder and decoder) is a subclass
+    whose solver module has ``encode``/``decode``; ``from_dictionary`` (or ``_learned`` plus
+    ``n_features_in_``) makes it fitted, and transform, inverse_transform, score and
+    components_ then work as for a learned one.
     """
 
     name: ClassVar[str]
@@ -28,56 +44,65 @@ class ConceptEstimator:
     solver: ClassVar[Any]  # a module with encode(Z, components, state, options) and decode(...)
     defaults: ClassVar[dict[str, Any]]
     stream_ignores: ClassVar[tuple[str, ...]] = ()  # options a streaming fit does not read
+    run_state: ClassVar[tuple[str, ...]] = ()  # private attributes of a minibatch run (forgotten by a new fit)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
         cls.defaults = {p.name: p.default for p in parameters if p.name not in _NOT_OPTIONS}
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # the work runs in float32
+        return tags
+
     # ---- parameters ----------------------------------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
         return list(inspect.signature(cls.__init__).parameters)[1:]
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Every constructor parameter and its current value."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
     def set_params(self, **params) -> "ConceptEstimator":
         """Change parameters (takes effect at the next fit); returns self."""
         unknown = sorted(set(params) - set(self._param_names()))
         if unknown:
-            raise XlvlmError(f"unknown option(s) {', '.join(unknown)} for method {self.name!r}; "
+            raise InputError(f"unknown option(s) {', '.join(unknown)} for method {self.name!r}; "
                              f"its options are: {', '.join(self.defaults) or 'none'}")
-        for name, value in params.items():
-            setattr(self, name, value)
-        return self
+        return super().set_params(**params)
 
     def options(self) -> dict[str, Any]:
         """The method's own options (``defaults``' keys) with their current values."""
         return {name: getattr(self, name) for name in self.defaults}
 
-    def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items() if k == "n_concepts" or v != self._default(k)}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+    def concepts_count(self) -> int:
+        """K: ``n_components`` when given, else ``n_concepts``."""
+        return self.n_concepts if self.n_components is None else self.n_components
 
-    @classmethod
-    def _default(cls, name: str) -> Any:
-        return inspect.signature(cls.__init__).parameters[name].default
+    def _seed(self) -> int:
+        """The seed of this fit: ``random_state`` when given (an int, or a draw from a
+        numpy RandomState), else ``seed``; fixed for the fit at its first use."""
+        if "_run_seed" not in self.__dict__:
+            state = self.random_state
+            if state is None:
+                self._run_seed = int(self.seed)
+            elif isinstance(state, numbers.Integral):
+                self._run_seed = int(state)
+            else:
+                self._run_seed = int(check_random_state(state).randint(np.iinfo(np.int32).max))
+        return self._run_seed
 
     def _check_params(self) -> None:
-        k = self.n_concepts
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise XlvlmError(f"n_concepts must be a positive integer, got {k!r}")
+        k = self.concepts_count()
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise InputError(f"n_concepts (or n_components) must be a positive integer, got {k!r}")
         try:
-            json.dumps({"seed": int(self.seed), **self.options()}, allow_nan=False)
+            json.dumps({"seed": self._seed(), **self.options()}, allow_nan=False)
         except (TypeError, ValueError):
-            raise XlvlmError(f"options for {self.name!r} must be plain numbers, strings or None, "
+            raise InputError(f"options for {self.name!r} must be plain numbers, strings or None, "
                              f"got {self.options()!r}") from None
 
     def _check_rows(self, n_rows: int) -> None:
-        if self.n_concepts > n_rows:
-            raise XlvlmError(f"n_concepts={self.n_concepts} is more than the {n_rows} samples in X; "
+        if self.concepts_count() > n_rows:
+            raise InputError(f"n_concepts={self.concepts_count()} is more than the {n_rows} samples in X; "
                              f"ask for at most {n_rows} concepts or give more samples")
 
     def _generator(self, device: torch.device) -> torch.Generator:
@@ -85,34 +110,60 @@ class ConceptEstimator:
         generators = self.__dict__.setdefault("_generators", {})
         key = str(torch.device(device))
         if key not in generators:
-            generators[key] = torch.Generator(device=device).manual_seed(int(self.seed))
+            generators[key] = torch.Generator(device=device).manual_seed(self._seed())
         return generators[key]
 
     def _reset(self) -> None:
-        for name in [n for n in vars(self) if n.endswith("_") or n.startswith("_")]:
+        """Forget what a previous fit learned and its run state (attributes scikit-learn sets,
+        e.g. set_output's or a Pipeline's, stay)."""
+        own = ("_generators", "_run_seed", "_minibatches", *self.run_state)
+        for name in [n for n in vars(self) if (n.endswith("_") and not n.startswith("_")) or n in own]:
             delattr(self, name)
+
+    # ---- input and output ----------------------------------------------------------------------
+    def _rows(self, X, reset: bool, device=None) -> torch.Tensor:
+        """X (N, D) as checked float32 rows on ``device`` (X's own by default); ``reset``
+        records its width (and column names), otherwise they must match the fit's."""
+        Z = as_features(X, device=device)
+        try:
+            validate_data(self, X, reset=reset, skip_check_array=True)
+        except ValueError as exc:
+            raise InputError(f"{exc}; use features from the same layer and model") from None
+        return Z
+
+    def _begin(self, X) -> torch.Tensor:
+        """A new fit on X (N, D): forget the last one, check parameters and rows -> Z (N, D)."""
+        self._reset()
+        self._check_params()
+        Z = self._rows(X, reset=True, device=self.device)
+        self._check_rows(Z.shape[0])
+        return Z
+
+    @staticmethod
+    def _like(X, result: torch.Tensor):
+        """``result`` as the kind of array X is: a tensor on X's device, or numpy."""
+        if isinstance(X, torch.Tensor):
+            return result.to(X.device)
+        return result.cpu().numpy()
 
     # ---- fitting and using -------------------------------------------------------------------
     def fit(self, X, y=None) -> "ConceptEstimator":
-        """Learn the concepts of X (N, D) (torch or numpy, any real dtype); returns self."""
+        """Learn the concepts of X (N, D) (torch, numpy or array-like, any real dtype); returns self."""
         self.fit_transform(X)
         return self
 
-    def fit_transform(self, X, y=None) -> torch.Tensor:
+    def fit_transform(self, X, y=None):
         """Learn from X (N, D) and return its activations (N, K), float32 (= ``transform(X)``,
-        up to the solver's tolerance for the iterative methods)."""
-        self._check_params()
-        Z = as_features(X, device=self.device)
-        self._check_rows(Z.shape[0])
-        self._reset()
+        up to the solver's tolerance for the iterative methods), as the kind of array X is."""
+        Z = self._begin(X)
         with torch.no_grad():
             components, activations, state, info = self._fit(Z, self._generator(Z.device))
         self._learned(components, state, info)
-        return activations.contiguous()
+        return self._like(X, activations.contiguous())
 
     def _fit(self, Z: torch.Tensor, generator: torch.Generator):
         """-> (components (K, D), activations (N, K), state, info), from the solver."""
-        return self.solver.fit(Z, self.n_concepts, generator, **self.options())
+        return self.solver.fit(Z, self.concepts_count(), generator, **self.options())
 
     def _learned(self, components: torch.Tensor, state: dict, info: dict) -> None:
         # Contiguous row-major tensors: matmul kernels pick their path by layout, so a dictionary
@@ -122,60 +173,45 @@ class ConceptEstimator:
         self.info_ = info
         self.n_iter_ = info.get("n_iter")
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "components_")
+
+    @property
+    def _n_features_out(self) -> int:
+        return self._fitted().shape[0]
+
     def _fitted(self) -> torch.Tensor:
         if not hasattr(self, "components_"):
-            raise XlvlmError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+            raise NotFitted(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
         return self.components_
 
-    def transform(self, X) -> torch.Tensor:
-        """Codes of rows X (N', D) with the components fixed -> (N', K), float32."""
+    def transform(self, X):
+        """Codes of rows X (N', D) with the components fixed -> (N', K), float32, as X's kind."""
         components = self._fitted()
-        Z = as_features(X, device=components.device)
-        if Z.shape[1] != components.shape[1]:
-            raise XlvlmError(f"X has {Z.shape[1]} features but the concepts were learned on "
-                             f"{components.shape[1]}; use features from the same layer and model")
+        Z = self._rows(X, reset=False, device=components.device)
         with torch.no_grad():
-            return self.solver.encode(Z, components, self.state_, self.options())
+            return self._like(X, self.solver.encode(Z, components, self.state_, self.options()))
 
-    def inverse_transform(self, A) -> torch.Tensor:
-        """Reconstruction in feature space: activations A (N', K) -> (N', D), float32."""
+    def inverse_transform(self, X):
+        """Reconstruction in feature space: activations X (N', K) -> (N', D), float32, as X's kind."""
         components = self._fitted()
-        codes = as_features(A, device=components.device, name="activations")
+        codes = as_features(X, device=components.device, name="activations")
         if codes.shape[1] != components.shape[0]:
-            raise XlvlmError(f"activations have {codes.shape[1]} columns; there are {components.shape[0]} concepts")
+            raise InputError(f"activations have {codes.shape[1]} columns; there are {components.shape[0]} concepts")
         with torch.no_grad():
-            return self.solver.decode(codes, components, self.state_, self.options())
+            return self._like(X, self.solver.decode(codes, components, self.state_, self.options()))
 
-    # ---- minibatches -------------------------------------------------------------------------
-    def partial_fit(self, X, y=None) -> "ConceptEstimator":
-        """Learn from one minibatch X (B, D): the first call starts the model from X's rows (give
-        it a uniform sample), each later one is a minibatch of the current pass. Returns self."""
-        Z = _minibatch(self, X)
+    def score(self, X, y=None) -> float:
+        """Reconstruction R^2 of rows X (N', D): 1 - ||Z - Z_hat||^2 / ||Z - mean(Z)||^2, with
+        Z_hat = inverse_transform(transform(Z)); higher is better (GridSearchCV's default)."""
+        components = self._fitted()
+        Z = self._rows(X, reset=False, device=components.device)
         with torch.no_grad():
-            if not hasattr(self, "components_"):
-                self._check_params()
-                self._check_rows(Z.shape[0])
-                self._start(Z)
-                self._minibatches = True
-            elif not hasattr(self, "_minibatches"):
-                raise XlvlmError(f"this {type(self).__name__} was fitted by fit() or loaded; minibatches continue "
-                                 "only a partial_fit run: start one on a new estimator")
-            else:
-                self._update(Z)
-        return self
-
-    def _start(self, Z: torch.Tensor) -> None:
-        raise XlvlmError(f"{type(self).__name__} cannot learn from minibatches; call fit on the whole matrix, "
-                         "or use SemiNMF, KMeans or MiniBatchKMeans")
-
-    def _update(self, Z: torch.Tensor) -> None:
-        raise NotImplementedError  # only reached after a _start that a subclass provides
-
-    def _one_pass(self, read_pass: Callable[[], Iterable[torch.Tensor]]):
-        """partial_fit on every minibatch of ``read_pass()``, then end_pass(); its result."""
-        for Z in read_pass():
-            self.partial_fit(Z)
-        return self.end_pass()
+            Z_hat = self.solver.decode(self.solver.encode(Z, components, self.state_, self.options()), components,
+                                       self.state_, self.options())
+        Z64 = Z.double()
+        total = float((Z64 - Z64.mean(0)).square().sum())
+        return 1.0 - float((Z64 - Z_hat.double()).square().sum()) / max(total, 1e-300)
 
     # ---- the dictionary view (what learn_concepts returns and save/load keeps) ----------------
     @classmethod
@@ -184,15 +220,16 @@ class ConceptEstimator:
         return cls.solver.encode(Z, components, state, options)
 
     @classmethod
-    def decode(cls, A, components, state, options) -> torch.Tensor:
+    def decode(cls, U, components, state, options) -> torch.Tensor:
         """The method's decoder as a function (used by ConceptDictionary.inverse_transform)."""
-        return cls.solver.decode(A, components, state, options)
+        return cls.solver.decode(U, components, state, options)
 
-    def to_dictionary(self, activations: torch.Tensor, **extra_params) -> ConceptDictionary:
+    def to_dictionary(self, activations, **extra_params) -> ConceptDictionary:
         """A ConceptDictionary of the fitted concepts and the training ``activations`` (N, K)."""
-        params = {"n_concepts": self.n_concepts, "seed": int(self.seed), **self.options(), **extra_params}
-        return ConceptDictionary(self._fitted(), activations.contiguous(), self.name, params,
-                                 dict(self.state_), dict(self.info_))
+        components = self._fitted()
+        params = {"n_concepts": int(components.shape[0]), "seed": self._seed(), **self.options(), **extra_params}
+        U = as_features(activations, device=components.device, name="activations")
+        return ConceptDictionary(components, U.contiguous(), self.name, params, dict(self.state_), dict(self.info_))
 
     @classmethod
     def from_dictionary(cls, cd: ConceptDictionary) -> "ConceptEstimator":
@@ -200,14 +237,5 @@ class ConceptEstimator:
         (e.g. ``batch_rows`` of a streamed fit) are left out."""
         estimator = cls(**{k: v for k, v in cd.params.items() if k in cls._param_names()})
         estimator._learned(cd.components, cd.state, cd.info)
+        estimator.n_features_in_ = cd.n_features
         return estimator
-
-
-def _minibatch(estimator: ConceptEstimator, X) -> torch.Tensor:
-    """X (B, D) as float32 on the estimator's device (its components' once fitted), width checked."""
-    if hasattr(estimator, "components_"):
-        Z = as_features(X, device=estimator.components_.device)
-        if Z.shape[1] != estimator.components_.shape[1]:
-            raise XlvlmError(f"minibatch has {Z.shape[1]} features, the first had {estimator.components_.shape[1]}")
-        return Z
-    return as_features(X, device=estimator.device)

@@ -6,23 +6,28 @@ from typing import Callable, Iterable
 
 import torch
 
-from xlvlm.concepts.estimators.base import ConceptEstimator
+from xlvlm.concepts._validate import InputError
+from xlvlm.concepts.estimators.online import OnlineEstimator
 from xlvlm.concepts.solvers import kmeans
-from xlvlm.errors import XlvlmError
 
 
-class _KMeansUpdates(ConceptEstimator):
+class _KMeansUpdates(OnlineEstimator):
     """k-means' encoder (activations 1 / (1 + distance)) and its minibatch updates (Sculley):
-    ``partial_fit`` starts from Lloyd on the first call's rows, then takes one step per call."""
+    ``partial_fit`` starts from Lloyd on the first call's rows, and every call takes one step."""
 
     solver = kmeans
+    run_state = ("_counts", "_given", "_last")
 
     def _start(self, Z: torch.Tensor) -> None:
         """Centroids from the best of n_init k-means++/Lloyd runs on Z's rows."""
-        C = kmeans.lloyd(Z, self.n_concepts, self._generator(Z.device), self.max_iter, self.n_init)[0]
+        C = kmeans.lloyd(Z, self.concepts_count(), self._generator(Z.device), self.max_iter, self.n_init)[0]
         self._learned(C, {}, {"n_iter": 0})
-        self._counts = torch.zeros(self.n_concepts, dtype=torch.float64, device=Z.device)
+        self._resume()
+
+    def _resume(self) -> None:
+        self._counts = torch.zeros(self.components_.shape[0], dtype=torch.float64, device=self.components_.device)
         self._given = torch.zeros_like(self._counts)
+        self.n_iter_ = self.n_iter_ or 0
 
     def _update(self, Z: torch.Tensor) -> None:
         self.components_, given = kmeans.minibatch_step(Z, self.components_, self._counts)
@@ -32,7 +37,7 @@ class _KMeansUpdates(ConceptEstimator):
     def end_pass(self) -> None:
         """Move each centroid that got no row this pass onto the farthest row of its last minibatch."""
         if not hasattr(self, "_last"):
-            raise XlvlmError("end_pass() without a minibatch in the pass; call partial_fit(Z_b) first")
+            raise InputError("end_pass() without a minibatch in the pass; call partial_fit(Z_b) first")
         kmeans.revive_dead(self.components_, self._counts, self._given, self._last)
         del self._last  # not held while the next pass reads its first minibatch (memory bound)
         self._given.zero_()
@@ -47,8 +52,9 @@ class KMeans(_KMeansUpdates):
     name, summary = "kmeans", "k-means++ then Lloyd; activations 1/(1 + distance to each centroid)"
 
     def __init__(self, n_concepts: int = 20, max_iter: int = 100, n_init: int = 3, seed: int = 0,
-                 device: str | None = None):
+                 device: str | None = None, n_components: int | None = None, random_state=None):
         self.n_concepts, self.max_iter, self.n_init, self.seed, self.device = n_concepts, max_iter, n_init, seed, device
+        self.n_components, self.random_state = n_components, random_state
 
 
 class MiniBatchKMeans(_KMeansUpdates):
@@ -60,14 +66,16 @@ class MiniBatchKMeans(_KMeansUpdates):
     stream_ignores = ("batch_size",)  # a store's minibatches are batch_rows rows
 
     def __init__(self, n_concepts: int = 20, batch_size: int = 1024, epochs: int = 3, init_rows: int = 4096,
-                 n_init: int = 3, max_iter: int = 100, seed: int = 0, device: str | None = None):
+                 n_init: int = 3, max_iter: int = 100, seed: int = 0, device: str | None = None,
+                 n_components: int | None = None, random_state=None):
         self.n_concepts, self.batch_size, self.epochs, self.init_rows = n_concepts, batch_size, epochs, init_rows
         self.n_init, self.max_iter, self.seed, self.device = n_init, max_iter, seed, device
+        self.n_components, self.random_state = n_components, random_state
 
     def _fit(self, Z: torch.Tensor, generator: torch.Generator):
         n = Z.shape[0]
-        start = torch.randperm(n, generator=generator, device=Z.device)[:max(self.init_rows, self.n_concepts)]
-        self.partial_fit(Z[start.sort().values])
+        start = torch.randperm(n, generator=generator, device=Z.device)[:max(self.init_rows, self.concepts_count())]
+        self._start_on(Z[start.sort().values])
         batch = max(1, int(self.batch_size))
 
         def read_pass():
@@ -81,6 +89,8 @@ class MiniBatchKMeans(_KMeansUpdates):
 
     def fit_passes(self, read_pass: Callable[[], Iterable[torch.Tensor]]) -> "MiniBatchKMeans":
         """``epochs`` passes over ``read_pass()``'s minibatches (after a first partial_fit)."""
-        for _ in range(self.epochs):
-            self._one_pass(read_pass)
+        self._require_start()
+        with torch.no_grad():
+            for _ in range(self.epochs):
+                self._one_pass(read_pass)
         return self

@@ -21,19 +21,19 @@ def ground_images(
     <= 0 does not count as activating the concept, so a rarely used concept gets a short list
     rather than arbitrary filler.
     """
-    A = as_features(activations, name="activations").cpu()
+    U = as_features(activations, name="activations").cpu()
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise XlvlmError(f"top_k must be a positive integer, got {top_k!r}")
-    eligible = torch.ones(A.shape[0], dtype=torch.bool)
+    eligible = torch.ones(U.shape[0], dtype=torch.bool)
     if samples is not None:
-        if len(samples) != A.shape[0]:
+        if len(samples) != U.shape[0]:
             raise XlvlmError(
-                f"{len(samples)} samples but {A.shape[0]} activation rows; pass the samples the features came from"
+                f"{len(samples)} samples but {U.shape[0]} activation rows; pass the samples the features came from"
             )
         eligible = torch.tensor([bool(s.get("present", True)) for s in samples], dtype=torch.bool)
     grounded = []
-    for k in range(A.shape[1]):
-        column = A[:, k]
+    for k in range(U.shape[1]):
+        column = U[:, k]
         keep = eligible & (column > 0) if positive_only else eligible
         order = torch.sort(column, descending=True, stable=True).indices
         grounded.append([int(i) for i in order[keep[order]][:top_k]])

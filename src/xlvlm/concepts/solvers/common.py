@@ -1,7 +1,7 @@
 """Pieces every solver shares: the ridge-regularised Gram solve and the convergence loop.
 
-Notation: A (N, K) codes, D (K, D) dictionary, G = A^T A (K, K) a Gram matrix,
-H (K, M) right-hand sides.
+Notation (``xlvlm.concepts``): U (N, K) codes, V (K, D) components, G = U^T U (K, K) a Gram
+matrix, H (K, M) right-hand sides.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ def ridge_solve(G: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
     Solved in float64 (K is small, and squaring a condition number in float32 would lose
     digits), with eps = 1e-10 * mean(diag G): an unused concept (a zero row and column of G)
     gives a zero row instead of a singular matrix. This is the least-squares step of every
-    linear method: D = argmin ||Z - A D||^2 is ridge_solve(A^T A, A^T Z), and the codes
-    A = argmin ||Z - A D||^2 are ridge_solve(D D^T, D Z^T)^T.
+    linear method: V = argmin ||Z - U V||^2 is ridge_solve(U^T U, U^T Z), and the codes
+    U = argmin ||Z - U V||^2 are ridge_solve(V V^T, V Z^T)^T.
     """
     G = G.double()
     eps = 1e-10 * G.diagonal().mean().clamp_min(1e-30)

@@ -1,7 +1,7 @@
 """k-means concepts (CoX-LMM's clustering baseline), seeded k-means++ and Lloyd in torch.
 
-Notation (``xlvlm.concepts.solvers``): Z (N, D) features, C = D (K, D) centroids, A (N, K)
-activations (U and V in the formulas below, as in the other modules).
+Notation (``xlvlm.concepts``): Z (N, D) features, C = V (K, D) the centroids (the
+components), U (N, K) activations.
 
     minimise  sum_n min_k ||Z_n - C_k||^2     (Lloyd: assign to nearest, move to the mean)
     U[n, k] = 1 / (1 + ||Z_n - C_k||)          (soft activation, as CoX-LMM)

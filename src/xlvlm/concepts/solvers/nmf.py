@@ -1,7 +1,7 @@
 """NMF concepts for non-negative features (e.g. post-ReLU or SAE activations).
 
-Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) >= 0 features, U = A (N, K) >= 0
-activations, V = D (K, D) >= 0 components.
+Notation (``xlvlm.concepts``): Z (N, D) >= 0 features, U (N, K) >= 0 activations, V (K, D) >= 0
+components.
 
     min_{U >= 0, V >= 0}  0.5 ||Z - U V||_F^2
 
@@ -23,7 +23,7 @@ import torch
 from xlvlm.concepts.solvers.common import flush_denormals, until_converged
 from xlvlm.concepts.solvers.kmeans import initial_centroids
 from xlvlm.concepts.solvers.nnls import nonneg_codes
-from xlvlm.errors import XlvlmError
+from xlvlm.concepts._validate import InputError
 
 
 def update_components(Z: torch.Tensor, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
@@ -42,9 +42,10 @@ def fit(
 ) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
     """NMF of Z (N, D) >= 0 -> (V (K, D) >= 0, U (N, K) >= 0, state, info)."""
     if float(Z.min()) < 0:
-        raise XlvlmError(
-            f"method 'nmf' needs non-negative features, but X has {int((Z < 0).sum())} negative entries "
-            f"(min {float(Z.min()):.4g}); use method='snmf', which allows signed features"
+        raise InputError(
+            f"Negative values in data passed to method 'nmf', which needs non-negative features: X has "
+            f"{int((Z < 0).sum())} negative entries (min {float(Z.min()):.4g}); use method='snmf', which allows "
+            "signed features"
         )
     V = initial_centroids(Z, n_concepts, generator, kmeans_iter, init_rows, init_runs).clamp_min(0)
     current = {"U": None, "V": V / V.norm(dim=1, keepdim=True).clamp_min(1e-12)}

@@ -1,8 +1,8 @@
 """Sparse non-negative dictionary learning: the objective of scikit-learn's
 ``DictionaryLearning(positive_code=True)``, which the CoX-LMM research code used, in torch.
 
-Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) features, U = A (N, K) codes >= 0,
-V = D (K, D) dictionary atoms (rows).
+Notation (``xlvlm.concepts``): Z (N, D) features, U (N, K) codes >= 0, V (K, D) dictionary
+atoms (rows).
 
     min_{U >= 0, V}  0.5 ||Z - U V||_F^2 + alpha * sum(U)    subject to ||V_k||_2 <= 1
 

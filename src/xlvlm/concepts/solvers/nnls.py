@@ -1,7 +1,7 @@
 """Non-negative (optionally L1-penalised) least-squares codes with the dictionary fixed.
 
-Notation (``xlvlm.concepts.solvers``; U = A, V = D there): Z (N, D) features, V (K, D)
-components held fixed, U (N, K) codes to find.
+Notation (``xlvlm.concepts``): Z (N, D) features, V (K, D) components held fixed, U (N, K)
+codes to find.
 
 Solves, for every row independently, ::
 

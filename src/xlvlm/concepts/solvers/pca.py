@@ -1,7 +1,7 @@
 """PCA concepts: the top-K principal directions.
 
-Notation (Overcomplete's A, Z, D as U, Z, V): Z (N, D) features, m (D,) their mean,
-V = D (K, D) orthonormal principal directions, U = A (N, K) activations.
+Notation (``xlvlm.concepts``): Z (N, D) features, m (D,) their mean, V (K, D) orthonormal
+principal directions, U (N, K) activations.
 
     V = top-K right singular vectors of (Z - m),   U = (Z - m) V^T,   Z ~= U V + m
 

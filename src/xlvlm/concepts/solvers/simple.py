@@ -1,6 +1,7 @@
 """The "simple" baseline: the K largest-norm samples are the concepts.
 
-Notation: Z (N, D) features, i_1..i_K the rows of largest norm, V (K, D), U (N, K).
+Notation (``xlvlm.concepts``): Z (N, D) features, V (K, D) components, U (N, K) codes;
+i_1..i_K the rows of largest norm.
 
 ``activation="projection"`` (default, xlvlm):
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import torch
 
 from xlvlm.concepts.solvers import kmeans
-from xlvlm.concepts._method import Fitted, Method
 from xlvlm.choices import SIMPLE_ACTIVATIONS
 from xlvlm.errors import XlvlmError
 
@@ -35,8 +35,11 @@ def _check(activation: str) -> None:
         raise XlvlmError(f"unknown activation {activation!r} for method 'simple': use one of {', '.join(ACTIVATIONS)}")
 
 
-def fit(Z: torch.Tensor, n_concepts: int, generator: torch.Generator, activation: str = "projection") -> Fitted:
-    """Z (N, D) -> the top-norm samples (K, D) (unit rows, or raw for "distance") and codes (N, K)."""
+def fit(
+    Z: torch.Tensor, n_concepts: int, generator: torch.Generator, activation: str = "projection"
+) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """Z (N, D) -> (the top-norm samples V (K, D): unit rows, or raw for "distance"; codes U
+    (N, K); state; info). The generator is unused: the choice is deterministic."""
     _check(activation)
     norms = Z.norm(dim=1)
     # Stable sort: ties keep sample order, so the choice is deterministic.
@@ -44,11 +47,11 @@ def fit(Z: torch.Tensor, n_concepts: int, generator: torch.Generator, activation
     info = {"sample_indices": order.tolist()}
     if activation == "distance":
         V = Z[order].clone()
-        return Fitted(V, kmeans.encode(Z, V, {}, {}), info=info)
+        return V, kmeans.encode(Z, V, {}, {}), {}, info
     V = Z[order] / norms[order].clamp_min(1e-12).unsqueeze(1)
     decoder = torch.linalg.pinv((V @ V.T).double()).to(V.dtype) @ V
     state = {"decoder": decoder}
-    return Fitted(V, encode(Z, V, state, {}), state=state, info=info)
+    return V, encode(Z, V, state, {}), state, info
 
 
 def encode(Z: torch.Tensor, components: torch.Tensor, state: dict, options: dict) -> torch.Tensor:
@@ -64,7 +67,3 @@ def decode(U: torch.Tensor, components: torch.Tensor, state: dict, options: dict
         return kmeans.decode(U, components, state, options)
     return U @ state["decoder"]
 
-
-METHOD = Method("simple", fit, encode, decode, {"activation": "projection"},
-                "the K largest-norm samples as directions; activations = projections, or "
-                "1/(1 + distance) to the raw rows with activation='distance' (the research code's)")

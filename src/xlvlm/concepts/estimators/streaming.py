@@ -1,15 +1,17 @@
-"""Reading a feature store's layer in minibatches, for the estimators' ``partial_fit``.
+"""Reading a feature store's layer in minibatches, for the estimators' ``fit_passes``.
 
-Notation: Z (N, D) the store's rows at one layer, never in memory at once; Z_b (B, D) one
-minibatch (B = batch_rows; shards are read through slices); A (N, K) the codes returned.
+Notation (``xlvlm.concepts``): Z (N, D) the store's rows at one layer, never in memory at
+once; Z_b (B, D) one minibatch (B = batch_rows; shards are read through slices); U (N, K) the
+codes returned.
 
 Memory: one minibatch and the pages of one open shard, the ``init_rows`` sample, O(K D)
 statistics, and the (N, K) activations returned (K/D of the store's size); never Z.
 ``fit_store`` makes these passes over the store:
 
 1. **Sample pass**: ``init_rows`` rows drawn uniformly without replacement (each row gets a
-   random key; the rows with the smallest keys are kept). The estimator's first
-   ``partial_fit`` starts from them, as the in-memory fits start from their own sample.
+   random key; the rows with the smallest keys are kept). The estimator starts from them
+   (as a first ``partial_fit`` does, without its online step), as the in-memory fits start
+   from their own sample.
 2. **Fitting passes**: ``estimator.fit_passes`` (SemiNMF: until converged, each pass one
    outer iteration; MiniBatchKMeans: ``epochs`` passes, the shards in a new random order each).
 3. **Codes pass**: the activations for the final components, exactly as
@@ -38,17 +40,19 @@ def fit_store(estimator, store, layer, batch_rows: int, present_only: bool, prog
         store = FeatureStore(Path(store))
     stream = _Stream(store, store.layer_key(layer), batch_rows, present_only, estimator.device, progress)
     estimator._reset()
+    estimator._check_params()
     generator = estimator._generator("cpu")  # sample keys and shard orders, on the CPU
     n_shards = len(store.manifest.shards)
+    k = estimator.concepts_count()
     with torch.no_grad():
-        sample, n_rows = stream.sample(estimator.init_rows, estimator.n_concepts, generator)
-        estimator.partial_fit(sample)
+        sample, n_rows = stream.sample(estimator.init_rows, k, generator)
+        estimator._start_on(estimator._rows(sample, reset=True, device=stream.device))
         del sample
         estimator.fit_passes(lambda: stream.batches("fit", torch.randperm(n_shards, generator=generator).tolist()))
-        activations = torch.empty(n_rows, estimator.n_concepts, device=stream.device)
+        activations = torch.empty(n_rows, k, device=stream.device)
         filled = 0
         for Z in stream.batches("codes"):
-            activations[filled:filled + Z.shape[0]] = estimator.transform(Z)
+            activations[filled:filled + Z.shape[0]] = estimator.transform(Z).to(stream.device)
             filled += Z.shape[0]
     if hasattr(estimator, "_counts"):  # k-means: the nearest distance comes back from the largest activation
         estimator.info_["inertia"] = float((1.0 / activations.max(1).values.double() - 1.0).square().sum())
