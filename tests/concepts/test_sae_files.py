@@ -145,10 +145,18 @@ def test_selected_features_code_as_in_the_whole_sae_and_survive_save(tmp_path):
         torch.testing.assert_close(loaded.transform(X), codes[:, top])
 
 
-def test_steering_along_one_sae_feature(tmp_path):
-    sae = load_sae(_saelens_folder(tmp_path / "s", "jumprelu", _weights()))
+def test_steering_along_one_sae_feature(tmp_path, capsys):
+    folder = _saelens_folder(tmp_path / "s", "jumprelu", _weights())
+    sae = load_sae(folder)
     vector = xlvlm.SteeringVector.from_concepts(sae.select([7, 40]).to_dictionary(torch.zeros(1, 2)), None, 1, "1")
     torch.testing.assert_close(vector.layer_activations["1"], sae.components_[40])
+    out = tmp_path / "v.safetensors"
+    assert main(["steer", "compute", "--method", "concept", "--concepts", str(folder), "--to", "40", "--layer", "1",
+                 "--out", str(out)]) == 0
+    torch.testing.assert_close(xlvlm.SteeringVector.load(out).layer_activations["1"], sae.components_[40])
+    assert main(["steer", "compute", "--method", "concept", "--concepts", str(folder), "--to", "40", "--layer", "0",
+                 "--out", str(tmp_path / "w.safetensors")]) == 2
+    assert "the SAE reads layer 1" in capsys.readouterr().err
 
 
 def test_concepts_cli_grounds_only_the_most_activated_features(tmp_path, samples, capsys):
