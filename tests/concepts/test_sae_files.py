@@ -143,6 +143,9 @@ def test_selected_features_code_as_in_the_whole_sae_and_survive_save(tmp_path):
         loaded = ConceptDictionary.load(tmp_path / f"cd-{architecture}")
         assert loaded.method == "sae" and loaded.params["features"] == top
         torch.testing.assert_close(loaded.transform(X), codes[:, top])
+        every = list(range(K))[::-1]  # all features, reordered: codes and components follow the order
+        torch.testing.assert_close(sae.select(every).transform(X), codes[:, every])
+        torch.testing.assert_close(sae.select(every).components_, sae.components_[every])
 
 
 def test_steering_along_one_sae_feature(tmp_path, capsys):

@@ -60,8 +60,8 @@ def encode(Z: torch.Tensor, components: torch.Tensor, state: dict, options: dict
         return torch.relu(pre)
     # topk: every feature takes part in the ranking, then the selected ones are kept
     codes = _topk(pre, int(options["k"]))
-    features = options.get("features")
-    return codes[:, features] if features is not None and codes.shape[1] != components.shape[0] else codes
+    features = options.get("features")  # SAE indices, as the encoder rows here are all the SAE's
+    return codes if features is None else codes[:, features]
 
 
 @torch.no_grad()
