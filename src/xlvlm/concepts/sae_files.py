@@ -20,7 +20,6 @@ scale folded into the weights, so SAELens's codes are this package's codes).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from xlvlm.concepts.dictionary import read_json
 from xlvlm.concepts.estimators.pretrained import PretrainedSAE
 from xlvlm.concepts.solvers.pretrained_sae import ARCHITECTURES
 from xlvlm.errors import XlvlmError
@@ -82,12 +82,7 @@ def _moved(sae: PretrainedSAE, device) -> PretrainedSAE:
 
 # ---- reading -------------------------------------------------------------------------------------
 def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise XlvlmError(f"{path}: not valid JSON ({type(exc).__name__}); download the SAE again")
-    except OSError as exc:
-        raise XlvlmError(f"{path}: cannot read ({exc.strerror or exc})")
+    value = read_json(path, "download the SAE again")
     if not isinstance(value, dict):
         raise XlvlmError(f"{path}: not a JSON object; download the SAE again")
     return value
