@@ -184,3 +184,14 @@ def test_concepts_cli_grounds_only_the_most_activated_features(tmp_path, samples
                  "--out", str(tmp_path / "c2"), "--quiet"])
     assert code == 2 and "differs from the layer the SAE reads" in capsys.readouterr().err
     assert not (tmp_path / "c2").exists()
+
+
+def test_analyse_shift_starts_from_an_sae_selection(tmp_path):
+    sae = load_sae(_saelens_folder(tmp_path / "s", "jumprelu", _weights(3)))
+    rows = [{"id": f"q{i}"} for i in range(X.shape[0])]
+    o = xlvlm.FeatureStore.from_tensors(tmp_path / "o", {"1": X}, rows)
+    f = xlvlm.FeatureStore.from_tensors(tmp_path / "f", {"1": X + 1.0}, rows)
+    picked = sae.select(sae.top_features(X, 4))
+    result = xlvlm.analyse_shift(o, f, 1, original_concepts=picked.to_dictionary(picked.transform(X)), method="kmeans")
+    assert result.settings["method"] == "sae" and result.settings["finetuned_method"] == "kmeans"
+    assert result.shift_vectors.shape == (4, D)

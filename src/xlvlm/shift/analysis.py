@@ -279,6 +279,15 @@ def _add_intersections(rec: list[dict], groups: dict, what: str) -> None:
             row[f"{what}_{name}_vs_finetuned_count"] = _intersection_count(groups[name][k], groups["finetuned"][k])
 
 
+def _refit_method(original, method: str) -> str:
+    """The method of the fine-tuned model's concepts: the original dictionary's, unless it was
+    loaded rather than learnt (a pretrained SAE), which ``method`` then stands in for."""
+    from xlvlm.concepts import METHODS
+
+    own = getattr(original, "method", method)
+    return own if own in METHODS else method
+
+
 def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, method: str = "snmf",
                   assignment: str = "activation", aggregate_by: str = "mean", alpha: float = 1.0,
                   original_concepts=None, seed: int = 0, top_k_samples: int = 10, vlm=None,
@@ -292,6 +301,9 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
     The name of the model used is recorded (``words["unembedding"]``).
     mas_by: "cosine" (default) or "activation" (the research code's ranking), see the module
     docstring. word_filter: "xlvlm" or "research" (see :mod:`xlvlm.concepts.text`).
+    original_concepts: a dictionary to start from instead of learning one (e.g. a pretrained
+    SAE's selected features); the fine-tuned concepts are then learnt with its method, or with
+    ``method`` when it was loaded rather than learnt.
     """
     from xlvlm.concepts import learn_concepts
 
@@ -309,7 +321,7 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
     V = at_data_scale(X_o, directions, labels)
     shift_vectors, stats = _shift_vectors(X_f - X_o, labels, V, aggregate_by)
     shifted = V + alpha * shift_vectors
-    finetuned = learn_concepts(X_f, method=getattr(original, "method", method), n_concepts=K, seed=seed,
+    finetuned = learn_concepts(X_f, method=_refit_method(original, method), n_concepts=K, seed=seed,
                                **method_options)
     W_directions = finetuned.components.float().cpu()
     W = at_data_scale(X_f, W_directions, assign(X_f, W_directions, finetuned.activations.cpu(), how=assignment))
@@ -328,7 +340,8 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
         words = {"original": ground(V), "shift": ground(shift_vectors), "shifted": ground(shifted),
                  "finetuned": ground(W[match]), "unembedding": vlm.name}
         _add_intersections(rec, words, "words")
-    settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", method), "assignment": assignment,
+    settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", method),
+                "finetuned_method": finetuned.method, "assignment": assignment,
                 "aggregate": aggregate_by, "alpha": alpha, "seed": seed, "mas_by": mas_by, "word_filter": word_filter,
                 "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path)}
     return ShiftResult(key, ids, original, finetuned, labels, shift_vectors, V, shifted, W, match, rec, stats, mas,
