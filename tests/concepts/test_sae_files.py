@@ -64,6 +64,18 @@ def test_topk_keeps_k_features_per_row_and_gated_uses_its_gate(tmp_path):
     torch.testing.assert_close(gated.transform(X), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_saelens_configs_before_6_0_read_too(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    w = {k: v for k, v in _weights().items() if k != "threshold"}
+    save_file(w, str(folder / "sae_weights.safetensors"))
+    (folder / "cfg.json").write_text(json.dumps({"d_in": D, "d_sae": K, "hook_point": "blocks.3.hook_resid_pre",
+                                                 "activation_fn": "topk", "activation_fn_kwargs": {"k": 7}}))
+    sae = load_sae(folder)
+    assert sae.architecture == "topk" and sae.k == 7 and sae.layer == "2" and sae.apply_b_dec_to_input
+    assert int((sae.transform(X) > 0).sum(1).max()) == 7
+
+
 def test_gemma_scope_npz_and_gemma_scope_2_safetensors_as_published(tmp_path):
     w = _weights(1)
     one = tmp_path / "gemma-scope-2b-pt-res" / "layer_3" / "width_16k" / "average_l0_71"

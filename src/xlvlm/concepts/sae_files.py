@@ -103,15 +103,16 @@ def _read_npz(path: Path) -> dict[str, torch.Tensor]:
         raise XlvlmError(f"{path}: not a readable numpy .npz of arrays ({exc}); download the SAE again")
 
 
-def _config_value(cfg: dict, key: str, kind: type, path: Path, default=None):
-    """``cfg[key]`` (or ``cfg["metadata"][key]``) checked to be a ``kind``; ``default`` when absent."""
-    value = cfg.get(key, (cfg.get("metadata") or {}).get(key, default) if isinstance(cfg.get("metadata"), dict)
-                    else default)
-    if value is None or value is default:
-        return value
+def _config_value(cfg: dict, key: str, kind: type, path: Path):
+    """``cfg[key]`` (or SAELens 6's ``cfg["metadata"][key]``) checked to be a ``kind`` (an int:
+    a positive one); None when absent."""
+    metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    value = cfg.get(key, metadata.get(key))
+    if value is None:
+        return None
     if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise XlvlmError(f"{path}: field {key!r} is {value!r}, not a positive integer; download the SAE again")
-    if kind is not int and not isinstance(value, kind):
+    if not isinstance(value, kind):
         raise XlvlmError(f"{path}: field {key!r} is {value!r}, not a {kind.__name__}; download the SAE again")
     return value
 
@@ -130,12 +131,11 @@ def _read_saelens(folder: Path) -> PretrainedSAE:
         raise XlvlmError(f"{cfg_path}: normalize_activations {norm!r} rescales each input at run time, which "
                          "xlvlm does not do; fold it into the weights or use an SAE without it")
     architecture = _SAELENS_NAMES[name]
-    k = _config_value(cfg, "k", int, cfg_path)
-    if k is None and isinstance(cfg.get("activation_fn_kwargs"), dict):
-        k = cfg["activation_fn_kwargs"].get("k")
-        architecture = "topk" if k is not None and cfg.get("activation_fn") == "topk" else architecture
-    options = {"architecture": architecture, "k": k, "hook_name": hook,
-               "apply_b_dec_to_input": bool(cfg.get("apply_b_dec_to_input", True)),
+    if cfg.get("activation_fn") == "topk" and isinstance(cfg.get("activation_fn_kwargs"), dict):
+        architecture, cfg = "topk", {**cfg, "k": cfg["activation_fn_kwargs"].get("k")}  # SAELens before 6.0
+    apply_bias = _config_value(cfg, "apply_b_dec_to_input", bool, cfg_path)
+    options = {"architecture": architecture, "k": _config_value(cfg, "k", int, cfg_path) if architecture == "topk"
+               else None, "hook_name": hook, "apply_b_dec_to_input": True if apply_bias is None else apply_bias,
                "model_name": _config_value(cfg, "model_name", str, cfg_path)}
     tensors = _read_safetensors(folder / WEIGHTS_FILE)
     sae = _build(tensors, options, folder / WEIGHTS_FILE, _config_value(cfg, "d_in", int, cfg_path),
