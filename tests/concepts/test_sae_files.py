@@ -192,6 +192,12 @@ def test_concepts_cli_grounds_only_the_most_activated_features(tmp_path, samples
     assert cd.components.shape == (5, D)
     assert main(["report", str(tmp_path / "run")]) == 0
     assert "Concepts: c" in (tmp_path / "run" / "report.html").read_text()
+    # a saved dictionary is grounded as it is (no learning), at the --layer it needs
+    assert main(["concepts", "--features", str(store.path), "--dictionary", str(tmp_path / "run" / "c" / "dictionary"),
+                 "--layer", "1", "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    again = json.loads((tmp_path / "again" / "result.json").read_text())
+    assert again["settings"]["features"] == features and again["concepts"][0]["words"] == []
+    assert ConceptDictionary.load(tmp_path / "again" / "dictionary").components.equal(cd.components)
     code = main(["concepts", "--features", str(store.path), "--dictionary", str(sae_dir), "--layer", "0",
                  "--out", str(tmp_path / "c2"), "--quiet"])
     assert code == 2 and "differs from the layer the SAE reads" in capsys.readouterr().err
