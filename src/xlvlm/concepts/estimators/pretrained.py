@@ -41,8 +41,9 @@ class PretrainedSAE(ConceptEstimator):
     summary = "a sparse autoencoder trained elsewhere (SAELens, Gemma Scope); load it with load_sae"
 
     def __init__(self, n_concepts: int = 1, architecture: str = "relu", k: int | None = None,
-                 apply_b_dec_to_input: bool = True, features: list[int] | None = None, d_sae: int | None = None, hook_name: str | None = None,
-                 model_name: str | None = None, seed: int = 0, device: str | None = None):
+                 apply_b_dec_to_input: bool = True, features: list[int] | None = None, d_sae: int | None = None,
+                 hook_name: str | None = None, model_name: str | None = None, seed: int = 0,
+                 device: str | None = None):
         self.n_concepts, self.architecture, self.k = n_concepts, architecture, k
         self.apply_b_dec_to_input = apply_b_dec_to_input
         self.features, self.d_sae, self.hook_name, self.model_name = features, d_sae, hook_name, model_name
