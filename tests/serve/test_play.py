@@ -444,3 +444,28 @@ def test_concepts_of_a_response_selector_read_the_models_own_answer(run, organis
     expected = ConceptDictionary.load(copy / "answer-concepts" / "dictionary").transform(state)[0]
     assert got["concepts"]["present"] and got["answer"] == "yes"
     assert torch.allclose(torch.tensor(got["concepts"]["activations"]), expected, atol=1e-5)
+
+
+def test_a_pretrained_sae_grounded_by_concepts_is_read_by_the_playground(run, organism, tmp_path):
+    """An SAE in SAELens's format, grounded by run_concepts(dictionary=...): the playground's
+    concepts of an answer are the SAE's selected features' codes of that answer's state."""
+    from xlvlm.concepts import ConceptDictionary, TopKSAE, save_sae
+    from xlvlm.concepts.workflow import run_concepts
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "concepts")
+    qa = xlvlm.FeatureStore(copy / "features" / "qa")
+    sae = TopKSAE(n_concepts=16, k_active=2, steps=200).fit(qa.features(LAYER, present_only=True))
+    folder = save_sae(sae, tmp_path / "sae", hook_name=f"blocks.{LAYER}.hook_resid_post")
+    run_concepts(qa, None, copy / "sae-concepts", dictionary=folder, n_concepts=3, vlm=organism,
+                 text_similarity=False, heatmaps=0, top_k_samples=3, progress=False)
+    with Playground(copy, organism, image_roots=[run]) as play:
+        listed = play.dictionaries()[0]
+        assert listed["method"] == "sae" and listed["usable"]
+        ref = _test_yes(play)[0]
+        got = play.answer(ref)
+    sample = next(s for s in xlvlm.FeatureStore(run / "features" / "test-yes").samples if s["id"] == ref["id"])
+    state = xlvlm.extract(organism, [sample], layers=[LAYER], progress=False).features(LAYER)
+    expected = ConceptDictionary.load(copy / "sae-concepts" / "dictionary").transform(state)[0]
+    assert torch.allclose(torch.tensor(got["concepts"]["activations"]), expected, atol=1e-5)

@@ -5,14 +5,20 @@ from __future__ import annotations
 from xlvlm.choices import CONCEPT_METHODS, SIMPLE_ACTIVATIONS
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
+from xlvlm.errors import XlvlmError
 
 
 def register(sub) -> None:
     p = sub.add_parser("concepts", help="learn, ground and evaluate a concept dictionary from a feature store")
     p.add_argument("--features", type=valid.path, help="feature store")
-    p.add_argument("--layer", help="layer in the store")
+    p.add_argument("--layer", help="layer in the store (with --dictionary: by default the one the SAE reads)")
     p.add_argument("--method", default="snmf", help=options.choice_list(CONCEPT_METHODS))
-    p.add_argument("--n-concepts", type=valid.positive_int, default=20)
+    p.add_argument("--n-concepts", type=valid.positive_int, default=20,
+                   help="concepts to learn; with --dictionary SAE: its features to ground (the most activated)")
+    p.add_argument("--dictionary", type=valid.path,
+                   help="ground this dictionary instead of learning one: a saved one (its folder) or a pretrained SAE "
+                        "(SAELens folder, Gemma Scope params.npz, Gemma Scope 2 params.safetensors)")
+    p.add_argument("--sae-features", type=valid.indices, help="with --dictionary SAE: ground these features (comma list)")
     p.add_argument("--simple-activation", default="projection", choices=SIMPLE_ACTIVATIONS,
                    help="--method simple: unit rows and projections, or raw rows and 1/(1 + distance) (research code)")
     options.add_model(p, help="the model (for words, scores and heatmaps); without it, no text grounding")
@@ -30,19 +36,24 @@ def register(sub) -> None:
     options.add_quiet(p)
     options.add_out(p, "output folder")
     options.add_partial(p)
-    p.set_defaults(func=run, required=("features", "layer", "out"))
+    p.set_defaults(func=run, required=("features", "out"))
 
 
 def run(args) -> None:
     from xlvlm.concepts.workflow import ConceptSettings, run_concepts
 
+    if args.layer in (None, "") and args.dictionary is None:
+        raise XlvlmError("--layer is required (on the command line or in --config)")
+    if args.sae_features is not None and args.dictionary is None:
+        raise XlvlmError("--sae-features picks features of a pretrained SAE: give it with --dictionary")
     store = options.open_store(args.features, args)
     settings = ConceptSettings(method=args.method, n_concepts=args.n_concepts, seed=args.seed,
                                method_options={"activation": args.simple_activation} if args.method == "simple" else {},
                                top_k_words=args.top_words, top_k_samples=args.top_samples,
                                vocabulary=options.load_words(args), word_filter=args.word_filter,
-                               clip_model=args.clip_model, text_similarity=not args.no_text_similarity)
-    summary = run_concepts(store, args.layer, args.out, settings, vlm=options.optional_model(args),
+                               clip_model=args.clip_model, text_similarity=not args.no_text_similarity,
+                               dictionary=args.dictionary, features=args.sae_features)
+    summary = run_concepts(store, args.layer or None, args.out, settings, vlm=options.optional_model(args),
                            progress=not args.quiet, command=options.command_text(args))
     from xlvlm.concepts.readable import summary_lines
 

@@ -53,9 +53,10 @@ def _register_compute(steer) -> None:
     p.add_argument("--target", type=valid.path, help="store of the representations to move towards")
     p.add_argument("--layer", "--layers", dest="layer", type=valid.names, default=None, help="layer(s), comma list")
     p.add_argument("--method", default="mean-diff", choices=STEER_METHODS)
-    p.add_argument("--concepts", type=valid.path, help="concept dictionary folder (for --method concept)")
+    p.add_argument("--concepts", type=valid.path, help="concept dictionary folder or pretrained SAE (SAELens folder, "
+                   "Gemma Scope params file) for --method concept")
     p.add_argument("--from", dest="concept_from", type=valid.index,
-                   help="concept index to move from (--method concept)")
+                   help="concept index to move from (--method concept); without it, steer along --to alone")
     p.add_argument("--to", dest="concept_to", type=valid.index, help="concept index to move to (--method concept)")
     p.add_argument("--n-concepts", type=valid.positive_int, default=8,
                    help=f"--method concept without --concepts: {N_CONCEPTS_HELP}; the vector goes from the "
@@ -83,11 +84,15 @@ def run_compute(args) -> None:
         _write_all_pairs(args, layers)
         return
     if args.method == "concept" and args.concepts:
-        from xlvlm.concepts import ConceptDictionary
+        from xlvlm.concepts.given_dictionary import open_dictionary
+        from xlvlm.layerkeys import layer_key
 
-        if args.concept_from is None or args.concept_to is None:
-            raise XlvlmError("--method concept --concepts DIR needs --from I --to J")
-        dictionary = ConceptDictionary.load(args.concepts)
+        if args.concept_to is None:
+            raise XlvlmError("--method concept --concepts DIR needs --to J (and --from I; without it: along J alone)")
+        dictionary = open_dictionary(args.concepts)
+        own = getattr(dictionary, "layer", None)  # a pretrained SAE's layer
+        if own is not None and layer_key(layers[0]) != own:
+            raise XlvlmError(f"--layer {layers[0]}: the SAE reads layer {own} ({dictionary.hook_name}); give --layer {own}")
         vector = SteeringVector.from_concepts(dictionary, args.concept_from, args.concept_to, layers[0])
     else:
         if args.concept_from is not None or args.concept_to is not None:

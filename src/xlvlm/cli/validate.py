@@ -51,6 +51,14 @@ def index(text) -> int:
     return value
 
 
+def indices(text) -> list[int]:
+    """A comma list of positions (0 or more), e.g. an SAE's feature indices: ``12,3400``."""
+    parts = [part for part in str(text).split(",") if part.strip()]
+    if not parts:
+        raise ArgumentTypeError(f"expected a comma list of indices, not {text!r}")
+    return [index(part) for part in parts]
+
+
 def seed(text) -> int:
     value = _integer(text)
     if not 0 <= value <= MAX_SEED:

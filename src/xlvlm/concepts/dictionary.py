@@ -140,12 +140,7 @@ class ConceptDictionary:
         meta_path, tensor_path = folder / META_FILE, folder / TENSORS_FILE
         if not meta_path.is_file() or not tensor_path.is_file():
             raise XlvlmError(f"{folder}: no saved concept dictionary ({META_FILE} + {TENSORS_FILE}); check the path")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise XlvlmError(f"{meta_path}: not valid JSON ({type(exc).__name__}); save the dictionary again")
-        except OSError as exc:
-            raise XlvlmError(f"{meta_path}: cannot read ({exc.strerror or exc})")
+        meta = read_json(meta_path, "save the dictionary again")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise XlvlmError(f"{meta_path}: not an xlvlm concept dictionary; check the path")
         _check_meta(meta, meta_path)
@@ -163,6 +158,17 @@ class ConceptDictionary:
         state = {name[len("state."):]: t for name, t in tensors.items() if name.startswith("state.")}
         loaded = cls(tensors["components"], tensors["activations"], meta["method"], meta["params"], state, meta["info"])
         return loaded.to(device) if device is not None else loaded
+
+
+def read_json(path: Path, remedy: str):
+    """The JSON value in the file ``path``; a one-line XlvlmError ending in ``remedy`` (what to
+    do) when it is unreadable or not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise XlvlmError(f"{path}: not valid JSON ({type(exc).__name__}); {remedy}") from None
+    except OSError as exc:
+        raise XlvlmError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _check_meta(meta: dict, path: Path) -> None:

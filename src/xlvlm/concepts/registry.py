@@ -12,6 +12,9 @@ from xlvlm.errors import XlvlmError
 
 #: name -> a ConceptEstimator subclass.
 METHODS: dict[str, type] = {}
+#: name -> the class of a dictionary that is loaded, not learnt (a pretrained SAE): a saved
+#: dictionary of it transforms like any other; learn_concepts does not offer it.
+LOADED: dict[str, type] = {}
 
 
 def register(cls: type) -> type:
@@ -23,6 +26,6 @@ def register(cls: type) -> type:
 def get_method(name: str) -> type:
     """The estimator class called ``name``, or an XlvlmError listing the known ones."""
     try:
-        return METHODS[name]
+        return METHODS[name] if name in METHODS else LOADED[name]
     except (KeyError, TypeError):
         raise XlvlmError(f"unknown concept method {name!r}; use one of: {', '.join(METHODS)}") from None

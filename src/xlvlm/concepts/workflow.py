@@ -16,6 +16,7 @@ every other file, and a run that stops early leaves the previous outputs as they
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -111,11 +112,18 @@ def _test_scores(cd, X_test: torch.Tensor, test_samples: list[dict], words: list
     return metrics
 
 
-def _concept_entries(mas: list[list[int]], words: list[list[str]], samples: list[dict]) -> list[dict]:
-    """result.json's entry of each concept: its words and most activating samples."""
-    return [{"concept": k, "words": words[k], "mas": [samples[i]["id"] for i in mas[k]],
-             "mas_answers": [samples[i].get("answer") for i in mas[k]],
+def _concept_entries(mas: list[list[int]], words: list[list[str]], samples: list[dict],
+                     features: list[int] | None = None) -> list[dict]:
+    """result.json's entry of each concept: its words and most activating samples (and, for
+    an SAE's selected features, the feature's index in the SAE)."""
+    return [{"concept": k, **({} if features is None else {"feature": features[k]}), "words": words[k],
+             "mas": [samples[i]["id"] for i in mas[k]], "mas_answers": [samples[i].get("answer") for i in mas[k]],
              "top_samples": [top_sample(samples[i]) for i in mas[k]]} for k in range(len(mas))]
+
+
+def _source_name(dictionary) -> str:
+    """How result.json names a given dictionary: its path, or that it was passed in memory."""
+    return str(dictionary) if isinstance(dictionary, (str, os.PathLike)) else "(in memory)"
 
 
 def _draw_grid(mas: list[list[int]], words: list[list[str]], samples: list[dict], path) -> None:
@@ -168,6 +176,24 @@ class ConceptSettings:
     clip_model: str | None = None
     text_similarity: bool = True
     heatmaps: int = 4
+    dictionary: object = None
+    features: object = None
+
+
+def _dictionary(X: torch.Tensor, given, method: str, n_concepts: int, seed: int, features, options: dict):
+    """The dictionary of the run (learnt from X (N, D), or the given one with its codes of X)
+    and its model-free metrics (an SAE's own, over all its features, beside)."""
+    from xlvlm.concepts import learn_concepts
+    from xlvlm.concepts.metrics import dead_concepts, reconstruction_r2, sparsity
+
+    if given is None:
+        cd, metrics = learn_concepts(X, method=method, n_concepts=n_concepts, seed=seed, **options), {}
+    else:
+        from xlvlm.concepts.given_dictionary import dictionary_for
+
+        cd, metrics = dictionary_for(given, X, n_concepts, features)
+    return cd, {"reconstruction_r2": float(reconstruction_r2(X, cd)),
+                "sparsity": float(sparsity(cd.activations)), "dead_concepts": dead_concepts(cd.activations), **metrics}
 
 
 def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, vlm=None, progress: bool = True,
@@ -178,29 +204,33 @@ def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, 
     no field is an option of the method, as ``activation=`` for ``simple``). The dictionary is
     learnt on a train split (1 - test_fraction of the present samples); CLIPScore and text
     similarity are measured on the held-out test samples. ``command``: the text of
-    ``command.txt``. Returns the summary written to ``result.json``.
+    ``command.txt``. Returns the summary written to ``result.json``. ``dictionary``: ground this
+    one instead of learning one (a saved dictionary or a pretrained SAE,
+    :mod:`xlvlm.concepts.given_dictionary`; ``layer`` None: the SAE's own): an SAE grounds
+    ``features`` (its indices) or its ``n_concepts`` features most activated on the train split.
     """
     s = settings_with(ConceptSettings, settings, options, "run_concepts", rest="method_options")
-    from xlvlm.concepts import learn_concepts
     from xlvlm.concepts.grounding.images import ground_images
-    from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
+    from xlvlm.concepts.metrics import overlap
     from xlvlm.hooks import require_vlm
 
     if vlm is not None:  # before any output exists: a bare transformers model fails in one line
         require_vlm(vlm, "run_concepts")
+    given = None
+    if s.dictionary is not None:  # opened and checked against the store before any output exists
+        from xlvlm.concepts.given_dictionary import open_for_store
+
+        given, layer = open_for_store(s.dictionary, layer, store, vlm)
     key = store.layer_key(layer)
     samples, X = _present_features(store, key, vlm)
     train, test = (_test_split(len(samples), s.test_fraction, s.seed) if s.test_fraction > 0
                    else (torch.arange(len(samples)), torch.arange(0)))
     with OutputUnit(out, RESULT_FILE, OWNED) as unit:
         out = unit.work  # everything goes into the unit's work folder until the commit
-        cd = learn_concepts(X[train], method=s.method, n_concepts=s.n_concepts, seed=s.seed, **s.method_options)
+        cd, metrics = _dictionary(X[train], given, s.method, s.n_concepts, s.seed, s.features, s.method_options)
         cd.save(out / "dictionary")
         train_samples = [samples[i] for i in train.tolist()]
         mas = ground_images(cd.activations, train_samples, top_k=s.top_k_samples)
-        metrics = {"reconstruction_r2": float(reconstruction_r2(X[train], cd)),
-                   "sparsity": float(sparsity(cd.activations)),
-                   "dead_concepts": dead_concepts(cd.activations)}
         words, baseline_words = [[] for _ in range(cd.components.shape[0])], []
         excluded: frozenset[str] = frozenset()
         if vlm is not None:
@@ -216,12 +246,15 @@ def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, 
             skipped = _draw_heatmaps(vlm, cd, key, mas, words, train_samples, s.heatmaps, out / "patch_heatmaps.png")
             if skipped is not None:
                 metrics["patch_heatmaps"] = skipped
-        settings = {"store": str(store.path), "layer": key, "method": s.method, "n_concepts": s.n_concepts,
+        settings = {"store": str(store.path), "layer": key, "method": cd.method, "n_concepts": cd.n_concepts,
                     "seed": s.seed, "n_train": len(train), "n_test": len(test), "model": getattr(vlm, "name", None),
                     "options": s.method_options, "word_filter": s.word_filter,
-                    "template_words_removed": sorted(excluded)}
+                    "template_words_removed": sorted(excluded),
+                    **({} if given is None else {"dictionary": _source_name(s.dictionary),
+                                                 "features": cd.params.get("features")})}
         summary = stage_result("concepts", settings=settings, metrics=metrics,
-                               concepts=_concept_entries(mas, words, train_samples), random_words=baseline_words)
+                               concepts=_concept_entries(mas, words, train_samples, cd.params.get("features")),
+                               random_words=baseline_words)
         atomic_write_json(out / RESULT_FILE, summary)
         if command is not None:
             atomic_write_text(out / "command.txt", command)

@@ -328,6 +328,15 @@ class ShiftSettings:
     aggregate_sides: bool = False
 
 
+def _refit_method(original, method: str) -> str:
+    """The method of the fine-tuned model's concepts: the original dictionary's, unless it was
+    loaded rather than learnt (a pretrained SAE), which ``method`` then stands in for."""
+    from xlvlm.concepts import METHODS
+
+    own = getattr(original, "method", method)
+    return own if own in METHODS else method
+
+
 def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSettings | None = None, *,
                   original_concepts=None, vlm=None, **options) -> ShiftResult:
     """Shift vectors of the original model's concepts under fine-tuning, and their recovery.
@@ -341,6 +350,9 @@ def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSetting
     The name of the model used is recorded (``words["unembedding"]``).
     mas_by: "cosine" (default) or "activation" (the research code's ranking), see the module
     docstring. word_filter: "xlvlm" or "research" (see :mod:`xlvlm.concepts.grounding.text`).
+    original_concepts: a dictionary to start from instead of learning one (e.g. a pretrained
+    SAE's selected features); the fine-tuned concepts are then learnt with its method, or with
+    ``method`` when it was loaded rather than learnt.
     """
     s = settings_with(ShiftSettings, settings, options, "analyse_shift", rest="method_options")
     from xlvlm.concepts import learn_concepts
@@ -361,7 +373,7 @@ def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSetting
     V = _concepts_at(s.concept_scale, X_o, directions, labels)
     shift_vectors, stats = _shift_vectors(X_o, X_f, labels, V, s)
     shifted = V + s.alpha * shift_vectors
-    finetuned = learn_concepts(X_f, method=getattr(original, "method", s.method), n_concepts=K, seed=s.seed,
+    finetuned = learn_concepts(X_f, method=_refit_method(original, s.method), n_concepts=K, seed=s.seed,
                                **s.method_options)
     W_directions = finetuned.components.float().cpu()
     W = _concepts_at(s.concept_scale, X_f, W_directions,
@@ -385,6 +397,8 @@ def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSetting
                 "assignment": s.assignment, "aggregate": s.aggregate_by, "alpha": s.alpha, "seed": s.seed,
                 "mas_by": s.mas_by, "word_filter": s.word_filter,
                 "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path),
-                **_research_options(s)}
+                **_research_options(s),
+                **({"finetuned_method": finetuned.method} if finetuned.method != getattr(original, "method", s.method)
+                   else {})}
     return ShiftResult(key, ids, original, finetuned, labels, shift_vectors, V, shifted, W, match, rec, stats, mas,
                        words, settings)

@@ -206,13 +206,15 @@ class SteeringVector(SteeringBase):
         return pairs
 
     @classmethod
-    def from_concepts(cls, dictionary, i: int, j: int, layer, model: str = "") -> "SteeringVector":
-        """v = V_j - V_i: move from concept i towards concept j (a dictionary's components (K, D))."""
-        components = dictionary.components if hasattr(dictionary, "components") else dictionary
+    def from_concepts(cls, dictionary, i: int | None, j: int, layer, model: str = "") -> "SteeringVector":
+        """v = V_j - V_i: move from concept i towards concept j; with i None, v = V_j: along
+        concept j alone (e.g. one feature of a pretrained SAE). ``dictionary``: a
+        ConceptDictionary, a fitted estimator (``components_``) or the components (K, D)."""
+        components = getattr(dictionary, "components", getattr(dictionary, "components_", dictionary))
         k = components.shape[0]
-        if not (0 <= i < k and 0 <= j < k):
+        if not ((i is None or 0 <= i < k) and 0 <= j < k):
             raise XlvlmError(f"concept indices {i}, {j} out of range: the dictionary has {k} concepts")
-        vector = components[j].float() - components[i].float()
+        vector = components[j].float() - (0 if i is None else components[i].float())
         return cls({str(layer): vector}, {"method": "concept", "model": model, "layers": [str(layer)],
                                           "concepts": [i, j]})
 

@@ -31,12 +31,14 @@ from xlvlm.concepts.estimators.autoencoder import TopKSAE
 from xlvlm.concepts.estimators.base import ConceptEstimator
 from xlvlm.concepts.estimators.clustering import KMeans, MiniBatchKMeans
 from xlvlm.concepts.estimators.factorization import NMF, NNDL, SemiNMF
+from xlvlm.concepts.estimators.pretrained import PretrainedSAE
 from xlvlm.concepts.estimators.projection import PCA, Simple
-from xlvlm.concepts.registry import register
+from xlvlm.concepts.registry import LOADED, register
 
 ESTIMATORS: tuple[type[ConceptEstimator], ...] = (SemiNMF, NNDL, KMeans, PCA, NMF, Simple, TopKSAE, MiniBatchKMeans)
 for _cls in ESTIMATORS:
     register(_cls)
+LOADED[PretrainedSAE.name] = PretrainedSAE  # loaded by xlvlm.concepts.load_sae, never fitted
 
-__all__ = ["ConceptEstimator", "ESTIMATORS", "KMeans", "MiniBatchKMeans", "NMF", "NNDL", "PCA", "SemiNMF", "Simple",
-           "TopKSAE"]
+__all__ = ["ConceptEstimator", "ESTIMATORS", "KMeans", "MiniBatchKMeans", "NMF", "NNDL", "PCA", "PretrainedSAE",
+           "SemiNMF", "Simple", "TopKSAE"]
