@@ -264,3 +264,70 @@ def read_tensors(path: str | Path, what: str, remedy: str, header_key: str | Non
         return json.loads(header[header_key]), tensors
     except (KeyError, ValueError, RecursionError):
         raise XlvlmError(f"{path}: no readable '{header_key}' header; {remedy}") from None
+
+
+# ---- untrusted JSON --------------------------------------------------------------------------------
+#: Limits on a JSON file read from a run folder (which may come from someone else).
+MAX_JSON_BYTES = 64 * 2**20
+MAX_JSON_DEPTH = 64
+#: Integers longer than this are refused: every number must survive float() and str() (Python
+#: refuses int <-> str past 4300 digits, and float() overflows past 308).
+MAX_JSON_INT_DIGITS = 100
+
+
+def read_untrusted_json(path: str | Path, what: str = "results", remedy: str = "rerun the stage that wrote it",
+                        max_bytes: int = MAX_JSON_BYTES):
+    """The JSON value in ``path``, read with limits: at most ``max_bytes`` bytes, nesting at most
+    :data:`MAX_JSON_DEPTH` deep, integers of at most :data:`MAX_JSON_INT_DIGITS` digits and
+    floats within float range (1e999 is refused, not read as inf). Anything else (missing,
+    not UTF-8, malformed, over a limit) is a one-line XlvlmError naming the file, ``what`` it
+    should be and the ``remedy``. NaN and Infinity (which Python's json writes) are kept."""
+    from xlvlm.errors import XlvlmError
+
+    path = Path(path)
+
+    def refuse(reason: str) -> XlvlmError:
+        return XlvlmError(f"{path}: unreadable {what} ({reason}); {remedy}")
+
+    def parse_int(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+            raise refuse(f"an integer of {len(text.lstrip('-'))} digits, the limit is {MAX_JSON_INT_DIGITS}")
+        return int(text)
+
+    def parse_float(text: str) -> float:
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            raise refuse(f"the number {text[:40]} is out of float range")
+        return value
+
+    try:
+        if path.stat().st_size > max_bytes:
+            raise refuse(f"{path.stat().st_size:,} bytes, the limit is {max_bytes:,}")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("not UTF-8 text") from None
+    except OSError as exc:
+        raise refuse(exc.strerror or type(exc).__name__) from None
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise refuse(f"nested {depth} deep, the limit is {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text, parse_int=parse_int, parse_float=parse_float)
+    except json.JSONDecodeError as exc:
+        raise refuse(f"malformed JSON: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise refuse(type(exc).__name__) from None
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of [ and { in JSON ``text`` (brackets inside strings not counted),
+    found without parsing, so that a hostile file never reaches the recursive parser."""
+    depth = deepest = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest

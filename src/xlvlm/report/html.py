@@ -34,7 +34,8 @@ import math
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import LEGACY_RESULT_FILES, RESULT_FILE, RESULT_VERSION, atomic_write_text, check_outputs
+from xlvlm.io import (LEGACY_RESULT_FILES, RESULT_FILE, RESULT_VERSION, atomic_write_text, check_outputs,
+                      read_untrusted_json)
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,18 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _image(path: Path, root: Path, caption: str) -> str:
-    """The figure as a data URI, or a line saying why it was left out (a link, outside, not PNG)."""
-    data = path.read_bytes() if _inside(path, root) else b""
-    if not data.startswith(PNG_SIGNATURE):
+    """The figure as a data URI, or a line saying why it was left out (a link, outside, not a
+    PNG, or one a browser should not have to decode: :func:`~xlvlm.data.images.checked_figure`)."""
+    from xlvlm.data.images import checked_figure
+
+    if not _inside(path, root):
         return (f"<p>({_esc(path.name)} not embedded: only PNG files inside the run folder are, "
                 f"never links)</p>")
+    try:
+        data = checked_figure(path)
+    except XlvlmError as exc:
+        log.warning("%s", exc)
+        return f"<p>({_esc(path.name)} not embedded: {_esc(exc)})</p>"
     encoded = base64.b64encode(data).decode("ascii")
     return (f'<figure><img alt="{_esc(path.name)}" src="data:image/png;base64,{encoded}">'
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
@@ -144,10 +152,7 @@ def _table(header: list[str], rows: list[list], left: int = 1) -> str:
 
 
 def _load(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise XlvlmError(f"{path}: unreadable results ({exc}); rerun the stage that wrote it")
+    data = read_untrusted_json(path)
     if not isinstance(data, dict):
         raise XlvlmError(f"{path}: malformed results (expected a JSON object); rerun the stage that wrote it")
     return data

@@ -162,6 +162,8 @@ def _add_page_routes(app, run: RunFolder) -> None:
     @app.get("/files/{path:path}")
     def files(path: str):
         file = run.file(path)
+        if file.suffix.lower() == ".png":
+            run.check_figure(file)
         return Response(file.read_bytes(), media_type=SERVED_TYPES[file.suffix.lower()])
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from xlvlm.choices import MAX_ALPHA
 from xlvlm.data.images import MAX_UPLOAD_BYTES, load_image, load_image_bytes
 from xlvlm.errors import XlvlmError
+from xlvlm.io import read_untrusted_json
 
 #: Bounds on what a caller may ask for (a web form can send anything).
 MAX_NEW_TOKENS = 64
@@ -91,10 +92,8 @@ def _read_json(path: Path, root: Path) -> object:
     try:
         if not path.resolve().is_relative_to(root):
             return None
-        if path.stat().st_size > MAX_RESULT_BYTES:
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return read_untrusted_json(path, max_bytes=MAX_RESULT_BYTES)
+    except (OSError, XlvlmError):
         return None
 
 
