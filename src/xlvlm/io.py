@@ -331,3 +331,28 @@ def _json_depth(text: str) -> int:
         elif token in "]}":
             depth -= 1
     return deepest
+
+
+# ---- numbers that stay usable ------------------------------------------------------------------------
+#: The largest norm a state or vector may have (about 1.8e19): past it, the sum of squares that
+#: a norm, a cosine or a model's layer norm computes in float32 overflows to inf.
+MAX_VECTOR_NORM = float(torch.finfo(torch.float32).max) ** 0.5
+
+
+def check_magnitudes(tensors: dict[str, torch.Tensor], where: str, remedy: str, noun: str = "vector") -> None:
+    """Refuse, in one line naming ``where`` and the layer key, a tensor (any shape; norms over its
+    last dimension) that holds NaN or inf, or a row whose norm exceeds :data:`MAX_VECTOR_NORM`:
+    finite but absurd values (1e36) would turn into inf or NaN in the first norm computed from
+    them. noun: what the tensors are, in the message ("vector", "vectors", "states")."""
+    from xlvlm.errors import XlvlmError
+
+    verb = "holds" if noun == "vector" else "hold"
+    for key, tensor in tensors.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise XlvlmError(f"{where}: the {noun} for layer {key} {verb} NaN or inf; {remedy}")
+        if tensor.numel() == 0:
+            continue
+        largest = float(torch.linalg.vector_norm(tensor.detach().double(), dim=-1).max())
+        if largest > MAX_VECTOR_NORM:
+            raise XlvlmError(f"{where}: the {noun} for layer {key} reach a norm of {largest:.3g}, past what float32 "
+                             f"arithmetic holds ({MAX_VECTOR_NORM:.3g}); {remedy}")

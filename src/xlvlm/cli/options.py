@@ -74,6 +74,10 @@ def add_out(p: argparse.ArgumentParser, help: str, default=None) -> None:
     p.add_argument("--out", type=valid.path, default=default, help=help)
 
 
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it already exists")
+
+
 def add_data(p: argparse.ArgumentParser) -> None:
     """The samples (--data and its reader's options) and the subset of them to keep."""
     p.add_argument("--data", type=valid.path, required=False,

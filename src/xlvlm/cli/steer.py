@@ -232,6 +232,7 @@ def _register_apply(steer) -> None:
                    help="steering strength: a finite number, at most 1e6 in magnitude")
     _add_steering(p)
     options.add_out(p, "predictions .jsonl")
+    options.add_overwrite(p)
     p.set_defaults(func=run_apply, required=("model", "data", "out"))
 
 
@@ -251,7 +252,17 @@ def run_apply(args) -> None:
     from xlvlm.data.jsonl import JsonlAppender
     from xlvlm.steer.run import predict
 
+    from pathlib import Path
+
+    from xlvlm.io import refuse_existing_output
+    from xlvlm.steer.apply import parse_positions
+
+    if Path(args.out).is_dir():
+        raise XlvlmError(f"--out {args.out}: a folder; name the predictions file (.jsonl) to write")
+    refuse_existing_output(args.out, overwrite=args.overwrite)
+    parse_positions(args.positions)
     vector = _steering_to_apply(args)
+    condition = _condition(args)
     samples = options.load_data(args)
     # Predictions are written as they come (OUT.partial, renamed to OUT at the end): an odd --out
     # fails before the model loads, and a full disk late in the run keeps what was generated.
@@ -259,7 +270,7 @@ def run_apply(args) -> None:
         vlm = options.load_model(args)
         try:
             records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions,
-                              operator=args.operator, condition=_condition(args), max_new_tokens=args.max_new_tokens,
+                              operator=args.operator, condition=condition, max_new_tokens=args.max_new_tokens,
                               batch_size=args.batch_size, progress=not args.quiet, on_batch=out.write)
             out.commit()
         except OSError as exc:

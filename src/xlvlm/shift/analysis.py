@@ -39,6 +39,7 @@ from scipy.optimize import linear_sum_assignment
 
 from xlvlm.choices import SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
 from xlvlm.errors import XlvlmError
+from xlvlm.io import check_magnitudes
 
 # names in xlvlm.choices (light to import, the CLI reads them)
 AGGREGATES, ASSIGNMENTS, MAS_RANKINGS = SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
@@ -297,6 +298,9 @@ def analyse_shift(original_store, finetuned_store, layer, n_concepts: int = 20, 
 
     key = _check_shift_inputs(original_store, finetuned_store, layer, vlm, aggregate_by, mas_by)
     X_o, X_f, ids = matched_features(original_store, finetuned_store, key)
+    remedy = "check the stores with FeatureStore.verify() and extract them again"
+    for store, states in ((original_store, X_o), (finetuned_store, X_f), (finetuned_store, X_f - X_o)):
+        check_magnitudes({key: states}, f"shift analysis of {store.path}", remedy, noun="states")
     if original_concepts is None:
         original = learn_concepts(X_o, method=method, n_concepts=n_concepts, seed=seed, **method_options)
         activations = original.activations

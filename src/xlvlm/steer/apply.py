@@ -69,9 +69,25 @@ class _CallState:
     rows_pending: bool = False
     batch_samples: list | None = None            # the samples VLM.generate_batch announced, and
     batch_shape: tuple | None = None             # the shape of their input ids
+    touched: torch.Tensor | None = None          # (B,) bool: samples of this sequence edited so far
+    sequence_rows: int = 0                       # B of this sequence
+    rows_seen: int = 0                           # samples of the finished sequences, and how many
+    rows_steered: int = 0                        # of them had at least one position edited
+
+    def fold(self) -> None:
+        """Count the current sequence's samples into rows_seen / rows_steered (at its end)."""
+        self.rows_seen += self.sequence_rows
+        self.rows_steered += 0 if self.touched is None else int(self.touched.sum())
+        self.touched, self.sequence_rows = None, 0
+
+    def touch(self, mask: torch.Tensor | None, batch: int) -> None:
+        """Record which samples a layer edit reached (mask (B, t, 1) or None for all)."""
+        rows = torch.ones(batch, dtype=torch.bool) if mask is None else mask.reshape(batch, -1).any(1).cpu()
+        self.touched = rows if self.touched is None or self.touched.shape != rows.shape else self.touched | rows
 
 
-def _parse_positions(positions) -> str | int:
+def parse_positions(positions) -> str | int:
+    """A positions rule as the hooks use it: one of POSITION_RULES, or a prompt index (int)."""
     if isinstance(positions, int) or (isinstance(positions, str) and positions.lstrip("-").isdigit()):
         return int(positions)
     if positions not in POSITION_RULES:
@@ -116,9 +132,9 @@ class Steering:
                  operator="add", condition=None):
         require_vlm(vlm, "steering (SteeringVector.apply)")
         self._handles: list = []
-        hooks = _steering_hooks(vlm, vectors, alpha, positions, operator_named(operator), condition)
+        self._hooks = _Hooks(vlm, vectors, alpha, parse_positions(positions), operator_named(operator), condition)
         try:
-            for register in hooks:
+            for register in self._hooks.registrations():
                 self._handles.append(register())
         except BaseException:
             self.remove()
@@ -127,6 +143,13 @@ class Steering:
     @property
     def active(self) -> bool:
         return bool(self._handles)
+
+    def counts(self) -> tuple[int, int]:
+        """(samples steered, samples seen) so far: a sample counts as steered when at least one
+        of its positions was edited (a position rule or condition may leave it alone)."""
+        state = self._hooks.state
+        return state.rows_steered + (0 if state.touched is None else int(state.touched.sum())), \
+            state.rows_seen + state.sequence_rows
 
     def remove(self) -> None:
         """Take off every hook this handle added (and nothing else)."""
@@ -174,6 +197,24 @@ def _check_fits(vlm, refs, vectors: list[torch.Tensor], condition, rule) -> None
                              f"(or steer positions='generated') so the decision exists when prompt tokens are steered")
 
 
+def check_steering_range(vectors: dict[str, torch.Tensor], alpha: float, dtype: torch.dtype, what: str) -> None:
+    """Refuse steering whose edit would overflow the model's arithmetic: an entry of alpha x v past
+    the largest number of ``dtype``, or a norm of alpha x v past :data:`xlvlm.io.MAX_VECTOR_NORM`
+    (the squares of a layer norm overflow). vectors: {layer key: (D,) or (B, D)}."""
+    from xlvlm.io import MAX_VECTOR_NORM
+
+    largest_entry = torch.finfo(dtype).max if dtype.is_floating_point else float("inf")
+    for key, vector in vectors.items():
+        scaled = vector.detach().double() * abs(float(alpha))
+        if not bool(torch.isfinite(scaled).all()):
+            raise XlvlmError(f"{what}: the vector for layer {key} holds NaN or inf; recompute it")
+        entry, norm = float(scaled.abs().max()), float(torch.linalg.vector_norm(scaled, dim=-1).max())
+        if entry > largest_entry or norm > MAX_VECTOR_NORM:
+            raise XlvlmError(f"{what}: alpha x the vector for layer {key} reaches {entry:.3g} (norm {norm:.3g}), past "
+                             f"what the model's {str(dtype).replace('torch.', '')} arithmetic holds; lower --alpha "
+                             f"or recompute the vector")
+
+
 def _check_context(vlm, refs, context_layer: str) -> None:
     """A context layer read at or before every steered layer: its state exists when they are steered
     (at the same layer, the state is read before the layer's own edit)."""
@@ -184,18 +225,14 @@ def _check_context(vlm, refs, context_layer: str) -> None:
                          f"with a context layer at or before the layer it steers")
 
 
-def _steering_hooks(vlm, vectors, alpha: float, positions, operator, condition) -> list:
-    """Check everything, then return the registrations (callables returning hook handles) in order.
+class _Hooks:
+    """The hooks of one steering handle and the state of the current call they share; made with
+    every check done, :meth:`registrations` gives the callables that add them, in order.
 
     vectors: {layer key: (D,)} fixed vectors, or :class:`RowVectors`. The edit at each steered
     layer is ``h + operator(h, v, alpha)`` on the positions the rule selects (see the module
     docstring), v the layer's fixed vector or the sample's own row.
     """
-    return _Hooks(vlm, vectors, alpha, _parse_positions(positions), operator, condition).registrations()
-
-
-class _Hooks:
-    """The hooks of one steering handle and the state of the current call they share."""
 
     def __init__(self, vlm, vectors, alpha: float, rule, operator, condition):
         self.vlm, self.alpha, self.rule, self.operator, self.condition = vlm, alpha, rule, operator, condition
@@ -203,6 +240,8 @@ class _Hooks:
         keys = self.per_sample.layers if self.per_sample else list(vectors)
         self.refs = [resolve_layer(vlm, key) for key in keys]
         _check_fits(vlm, self.refs, [] if self.per_sample else list(vectors.values()), condition, rule)
+        if not self.per_sample:
+            check_steering_range(vectors, alpha, vlm.dtype, "steering vector")
         self.context = self.per_sample.context_layer if self.per_sample else None
         if self.context is not None:
             _check_context(vlm, self.refs, self.context)
@@ -245,6 +284,8 @@ class _Hooks:
     def _start_sequence(self, mask: torch.Tensor, input_ids) -> None:
         """At prefill: prompt lengths; a pending condition decision; per-sample rows to decide."""
         state = self.state
+        state.fold()
+        state.sequence_rows = mask.shape[0]
         state.prompt_lengths = mask.long().sum(dim=1)
         if self.condition is not None:
             state.steer_samples = None
@@ -268,6 +309,8 @@ class _Hooks:
                 raise XlvlmError(f"{per_sample.what} needs the samples of each batch: generate with "
                                  f"vlm.predict / vlm.generate / vlm.generate_batch under it")
         rows = per_sample.rows(states, samples)
+        check_steering_range({key: rows[key] for key in per_sample.layers if key in rows}, self.alpha, self.vlm.dtype,
+                             per_sample.what)
         checked = {}
         for key in per_sample.layers:
             row = rows[key]
@@ -290,6 +333,7 @@ class _Hooks:
                                  f"{self.context}; use a context layer at or before the steered layer")
             vector = fixed if self.per_sample is None else state.row_vectors[key]
             mask = _position_mask(state, self.rule, hidden.shape[1], hidden.shape[0], hidden.device)
+            state.touch(mask, hidden.shape[0])
             delta = self.operator(hidden, vector, self.alpha)
             return hidden + (delta if mask is None else delta * mask.to(hidden.dtype))
 

@@ -6,6 +6,7 @@ per line, the input of ``xlvlm evaluate``.
 
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import nullcontext
 from pathlib import Path
@@ -19,6 +20,8 @@ from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_te
 from xlvlm.models.base import check_generation_settings
 from xlvlm.steer.settings import describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
+
+log = logging.getLogger(__name__)
 
 # What a previous sweep in the same folder may have left that this one replaces (sweep.json: the
 # result file of xlvlm before result.json, so that no stale result of the old format stays).
@@ -36,9 +39,29 @@ def predict(vlm, samples: Sequence[dict], vector=None, alpha: float = 1.0,
         raise XlvlmError(f"alpha must be a finite number, not {alpha}")
     context = (vector.apply(vlm, alpha=alpha, positions=positions, operator=operator, condition=condition)
                if vector is not None else nullcontext())
-    with context:
-        return vlm.predict(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                           desc=desc, on_batch=on_batch)
+    with context as handle:
+        records = vlm.predict(samples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                              desc=desc, on_batch=on_batch)
+        if handle is not None and hasattr(handle, "counts"):
+            _check_steered(handle.counts(), positions, condition is not None)
+    return records
+
+
+def _check_steered(counts: tuple[int, int], positions, gated: bool) -> None:
+    """A prompt index that no sample reaches steers nothing: an error, not a run that looks
+    steered; one that some samples do not reach is a warning with the count steered (a
+    condition, ``gated``, may leave samples alone on purpose)."""
+    steered, seen = counts
+    from xlvlm.steer.apply import parse_positions
+
+    if not isinstance(parse_positions(positions), int):
+        return
+    if seen and not steered and not gated:
+        raise XlvlmError(f"positions {positions}: no sample has a position at or past index {positions}, so nothing "
+                         f"was steered; use a smaller index (prompt and image tokens count) or 'all'")
+    if steered < seen:
+        log.warning("positions %s: steered %d of %d samples (the others are shorter, or left alone by "
+                    "the condition)", positions, steered, seen)
 
 
 class AnswerShift:
