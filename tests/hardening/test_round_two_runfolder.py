@@ -10,7 +10,6 @@ from PIL import Image
 
 from xlvlm.cli import main
 from xlvlm.errors import XlvlmError
-from xlvlm.io import MAX_JSON_DEPTH, read_untrusted_json
 
 
 def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
@@ -128,6 +127,8 @@ def test_finding_3_serve_answers_400_with_the_file_named(tmp_path, kind):
 
 
 def test_finding_3_read_untrusted_json_limits(tmp_path):
+    from xlvlm.io import MAX_JSON_DEPTH, read_untrusted_json
+
     path = tmp_path / "x.json"
     path.write_text("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH)
     read_untrusted_json(path)  # at the limit: read

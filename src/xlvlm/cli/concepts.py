@@ -37,16 +37,17 @@ def run(args) -> None:
     from xlvlm.concepts.workflow import run_concepts
 
     store = options.open_store(args.features, args)
+    vlm, words = options.model_and_words(args)
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts,
-                           vlm=options.optional_model(args), top_k_words=args.top_words,
+                           vlm=vlm, top_k_words=args.top_words,
                            top_k_samples=args.top_samples, clip_model=args.clip_model,
                            text_similarity=not args.no_text_similarity, seed=args.seed, progress=not args.quiet,
-                           vocabulary=options.load_words(args), word_filter=args.word_filter,
+                           vocabulary=words, word_filter=args.word_filter,
                            command=options.command_text(args),
                            **({"activation": args.simple_activation} if args.method == "simple" else {}))
     from xlvlm.concepts.readable import summary_lines
 
-    print("\n".join(summary_lines(summary["concepts"])))
+    print("\n".join(summary_lines(summary["concepts"], grounded=vlm is not None)))
     for name, value in summary["metrics"].items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
     print(f"wrote {args.out}/result.json, concept_grid.png, dictionary/")

@@ -154,5 +154,17 @@ def load_words(args):
     return frozenset(load_word_class(args.words)) if args.words else None
 
 
+def model_and_words(args):
+    """(the VLM of --model or None, the --words vocabulary or None): the words read first (a bad
+    file fails before the model loads), then refused when none is a token of the model."""
+    words = load_words(args)
+    vlm = optional_model(args)
+    if vlm is not None:
+        from xlvlm.concepts.text import check_vocabulary
+
+        check_vocabulary(vlm.tokenizer, words, f"--words {args.words}")
+    return vlm, words
+
+
 def warn(message: str) -> None:
     print(f"xlvlm: warning: {message}", file=sys.stderr)

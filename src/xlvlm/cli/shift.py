@@ -34,10 +34,10 @@ def run(args) -> None:
     from xlvlm.shift import analyse_shift, write_shift
 
     original, finetuned = options.open_store(args.original, args), options.open_store(args.finetuned, args)
-    vlm = options.optional_model(args)
+    vlm, words = options.model_and_words(args)
     result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,
                            assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
-                           seed=args.seed, vlm=vlm, words_vocabulary=options.load_words(args), mas_by=args.mas_by,
+                           seed=args.seed, vlm=vlm, words_vocabulary=words, mas_by=args.mas_by,
                            word_filter=args.word_filter)
     samples = {s["id"]: s for s in finetuned.samples}
     paths = write_shift(result, args.out, samples, command=options.command_text(args))

@@ -56,6 +56,11 @@ def evaluate_predictions(
     if task not in TASKS:
         raise XlvlmError(f"unknown task {task!r}; use --task vqa, caption, pope or safety")
     predictions = read_predictions(path)
+    compared = baseline is None or task == "caption" or (task == "vqa" and source is not None)
+    if not compared:
+        raise XlvlmError(f"baseline {baseline}: only a targeted report (source and target, --task vqa) or --task "
+                         f"caption compares with a baseline; give those, or leave the baseline out")
+    baseline_records = None if baseline is None else _same_samples(predictions, read_predictions(baseline), baseline)
     if task in ("pope", "safety"):
         if source is not None or target is not None:
             raise XlvlmError("source/target apply to --task vqa only")
@@ -65,15 +70,25 @@ def evaluate_predictions(
         if (source is None) != (target is None):
             raise XlvlmError("a targeted report needs both source and target (e.g. --source yes --target no)")
         if source is not None:
-            result["targeted"] = targeted_report(predictions, source, target, baseline=baseline)
+            result["targeted"] = targeted_report(predictions, source, target, baseline=baseline_records)
     else:
         if source is not None or target is not None:
             raise XlvlmError("source/target apply to --task vqa only")
-        result = caption_report(predictions, word_classes=word_classes, meteor=meteor, baseline=baseline)
+        result = caption_report(predictions, word_classes=word_classes, meteor=meteor, baseline=baseline_records)
     result["predictions"] = str(path)
     if baseline is not None:
         result["baseline"] = str(baseline)
     return result
+
+
+def _same_samples(predictions: list[dict], baseline: list[dict], path) -> list[dict]:
+    """The baseline's records, when they cover every prediction's id (the same samples, unsteered)."""
+    ids = {r["id"] for r in baseline}
+    missing = [r["id"] for r in predictions if r["id"] not in ids]
+    if missing:
+        raise XlvlmError(f"{path}: no baseline prediction for id {missing[0][:80]!r} ({len(missing)} of "
+                         f"{len(predictions)} missing); use the baseline run on the same samples")
+    return baseline
 
 
 def _pct(value) -> str:
