@@ -50,7 +50,7 @@ def test_steer_apply_disk_full_midway_keeps_the_old_file_and_what_was_generated(
         original(self, records)
 
     monkeypatch.setattr(JsonlAppender, "write", write_then_fill_the_disk)
-    code, _, err = cli(["steer", "apply", *args, "--out", out])
+    code, _, err = cli(["steer", "apply", *args, "--out", out, "--overwrite"])
     assert code == 2 and len(err.splitlines()) == 1 and "no space left" in err and "p.jsonl.partial" in err, err
     assert out.read_text() == "old predictions\n"
     kept = [json.loads(line) for line in (tmp_path / "p.jsonl.partial").read_text().splitlines()]
