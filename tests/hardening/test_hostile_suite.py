@@ -192,6 +192,19 @@ def test_shift_on_hostile_stores(fresh, capsys, original, finetuned, n_concepts)
                  "kmeans", "--n-concepts", n_concepts, "--out", folder / "out"], capsys, folder / "out")
 
 
+@HOSTILE
+@given(context=matrices(rows=5, dim=4), source=matrices(rows=5, dim=4), target=matrices(rows=5, dim=4),
+       val_fraction=st.sampled_from(["0", "0.2", "0.9"]))
+def test_steer_learn_on_hostile_stores(fresh, capsys, context, source, target, val_fraction):
+    folder = fresh()
+    ids_ = [str(i) for i in range(5)]
+    if not all(_store(folder / name, rows, ids_) for name, rows in (("c", context), ("s", source), ("t", target))):
+        return
+    run_command(["steer", "learn", "--context", folder / "c", "--source", folder / "s", "--target", folder / "t",
+                 "--layer", "1", "--epochs", "2", "--hidden", "3", "--val-fraction", val_fraction,
+                 "--out", folder / "l"], capsys, folder / "l")
+
+
 # ---- vector files ---------------------------------------------------------------------------------
 @HOSTILE
 @given(values=matrices(rows=1), header=json_values | st.just("{not json") | st.just(deep(5000)),

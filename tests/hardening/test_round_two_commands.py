@@ -10,16 +10,7 @@ import torch
 import xlvlm
 from xlvlm.cli import main
 
-
-def _jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
-def _one_line(capsys):
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err[:800]
-    return err
+from tests.hardening.test_round_two_steer import _jsonl, _one_line
 
 
 @pytest.fixture

@@ -62,6 +62,17 @@ def test_finding_4_apply_refuses_steering_that_overflows_the_model_dtype(vlm_of)
         check_steering_range({"1": torch.ones(4)}, 1e5, torch.float16, "per-sample steering")
 
 
+def test_finding_4_per_sample_rows_that_overflow_are_refused_at_generation(vlm_of, samples):
+    from xlvlm.steer import PerSampleSteering
+
+    vlm = vlm_of("llava")
+    chosen = samples[:2]
+    large = PerSampleSteering({"1": torch.full((2, vlm.hidden_size), 1e14)}, [s["id"] for s in chosen], {})
+    with pytest.raises(XlvlmError, match="per-sample steering .*lower --alpha"):
+        with large.apply(vlm, alpha=1e6):
+            vlm.predict(chosen, max_new_tokens=1, progress=False)
+
+
 def test_finding_4_shift_refuses_huge_states_in_one_line(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     _store(tmp_path / "o", 1e36 * torch.rand(12, 8, generator=g))
