@@ -121,6 +121,7 @@ def test_finding_6_a_position_past_every_sequence_is_an_error(apply_setup, tmp_p
     code = main([*apply_setup, "--positions", "99999", "--out", str(tmp_path / "p.jsonl")])
     err = _one_line(capsys)
     assert code == 2 and "nothing was steered" in err and not (tmp_path / "p.jsonl").exists()
+    assert "p.jsonl.partial" in err  # what was generated is kept, under a name that does not look complete
     assert main([*apply_setup, "--positions", "0", "--out", str(tmp_path / "q.jsonl")]) == 0
 
 

@@ -278,6 +278,11 @@ def run_apply(args) -> None:
                 raise
             raise XlvlmError(f"{describe_os_error(exc, out.partial)}; the {out.count} predictions written before "
                              f"are in {out.partial} ({args.out} is unchanged)") from None
+        except XlvlmError as exc:  # found while generating (nothing steered, a vector past the dtype)
+            if not out.count:
+                raise
+            raise XlvlmError(f"{exc} (the {out.count} predictions made are in {out.partial}; {args.out} is "
+                             f"unchanged)") from None
     print(f"wrote {args.out}: {len(records)} predictions (alpha {args.alpha:g}, {vector})")
 
 
