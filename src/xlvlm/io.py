@@ -1,5 +1,7 @@
 """Atomic writes: a reader never sees a half-written file, an interrupted write loses nothing;
-and output units: a stage's files replaced together (:class:`OutputUnit`)."""
+output units: a stage's files replaced together (:class:`OutputUnit`); and the limits on what is
+read from others: JSON of a run folder (:func:`read_untrusted_json`) and numbers that must stay
+usable in float32 arithmetic (:func:`check_magnitudes`)."""
 
 from __future__ import annotations
 
