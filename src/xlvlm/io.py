@@ -310,7 +310,7 @@ def read_untrusted_json(path: str | Path, what: str = "results", remedy: str = "
         raise refuse("not UTF-8 text") from None
     except OSError as exc:
         raise refuse(exc.strerror or type(exc).__name__) from None
-    depth = _json_depth(text)
+    depth = nesting_depth(text)
     if depth > MAX_JSON_DEPTH:
         raise refuse(f"nested {depth} deep, the limit is {MAX_JSON_DEPTH}")
     try:
@@ -321,9 +321,10 @@ def read_untrusted_json(path: str | Path, what: str = "results", remedy: str = "
         raise refuse(type(exc).__name__) from None
 
 
-def _json_depth(text: str) -> int:
-    """The deepest nesting of [ and { in JSON ``text`` (brackets inside strings not counted),
-    found without parsing, so that a hostile file never reaches the recursive parser."""
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of [ and { in JSON (or YAML flow) ``text``, brackets inside
+    double-quoted strings not counted, found without parsing: a hostile file is refused before
+    it reaches a recursive (or, for YAML, quadratic) parser."""
     depth = deepest = 0
     for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
         token = match.group()

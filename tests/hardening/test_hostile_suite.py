@@ -6,8 +6,9 @@ through serve's routes. The contract, whatever the input:
 - never a traceback (any other exception fails the test), never a non-finite number written;
 - never an output that looks complete when the command failed (its --out is not created).
 
-``make test`` runs a few examples per command (HOSTILE_EXAMPLES, default 6); ``make fuzz`` runs
-many more (XLVLM_FUZZ_EXAMPLES=200). The database is off so every run draws afresh.
+``make test`` runs a few examples per command (HOSTILE_EXAMPLES, default 6, half that for the
+commands that train or draw); ``make fuzz`` runs many more (XLVLM_FUZZ_EXAMPLES=200) and shrinks
+what fails. The database is off so every run draws afresh.
 """
 
 import json
@@ -31,6 +32,8 @@ HOSTILE = settings(max_examples=EXAMPLES, deadline=None, database=None, print_bl
                    phases=list(Phase) if FUZZ else [Phase.explicit, Phase.generate],
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                           HealthCheck.data_too_large])
+# Commands that train or draw figures (seconds an example): half as many.
+HOSTILE_SLOW = settings(HOSTILE, max_examples=max(2, EXAMPLES // 2))
 
 # ---- values --------------------------------------------------------------------------------------
 EXTREME_FLOATS = [0.0, -0.0, 1e-45, 1e-38, 1e-300, 1e18, 1e30, 1e36, 3.4e38, -3.4e38, 1e308,
@@ -170,7 +173,7 @@ def test_steer_condition_on_hostile_stores(fresh, capsys, positive, negative, me
                  "--method", method, "--out", folder / "c.safetensors"], capsys, folder / "c.safetensors")
 
 
-@HOSTILE
+@HOSTILE_SLOW
 @given(features=matrices(), method=st.sampled_from(["kmeans", "pca", "snmf", "nmf", "simple"]),
        n_concepts=st.integers(1, 4))
 def test_concepts_on_a_hostile_store(fresh, capsys, features, method, n_concepts):
@@ -181,7 +184,7 @@ def test_concepts_on_a_hostile_store(fresh, capsys, features, method, n_concepts
                  n_concepts, "--out", folder / "c", "--quiet", "--no-text-similarity"], capsys, folder / "c")
 
 
-@HOSTILE
+@HOSTILE_SLOW
 @given(original=matrices(rows=6, dim=4), finetuned=matrices(rows=6, dim=4), n_concepts=st.integers(1, 3))
 def test_shift_on_hostile_stores(fresh, capsys, original, finetuned, n_concepts):
     folder = fresh()
@@ -192,7 +195,7 @@ def test_shift_on_hostile_stores(fresh, capsys, original, finetuned, n_concepts)
                  "kmeans", "--n-concepts", n_concepts, "--out", folder / "out"], capsys, folder / "out")
 
 
-@HOSTILE
+@HOSTILE_SLOW
 @given(context=matrices(rows=5, dim=4), source=matrices(rows=5, dim=4), target=matrices(rows=5, dim=4),
        val_fraction=st.sampled_from(["0", "0.2", "0.9"]))
 def test_steer_learn_on_hostile_stores(fresh, capsys, context, source, target, val_fraction):

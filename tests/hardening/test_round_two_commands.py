@@ -137,3 +137,15 @@ def test_finding_10_serve_on_a_port_in_use_says_so_before_loading_the_model(tmp_
         code = main(["serve", str(tmp_path / "run"), "--model", "organism:original", "--port", str(port)])
     err = _one_line(capsys)
     assert code == 2 and f"--port {port}" in err and "in use" in err
+
+
+# ---- found by the hostile suite ------------------------------------------------------------------
+def test_a_deeply_nested_config_is_refused_unparsed(tmp_path, capsys):
+    from xlvlm.cli.config import load_config
+    from xlvlm.errors import XlvlmError
+
+    (tmp_path / "c.yaml").write_text("{" * 5000)  # PyYAML needs tens of seconds to refuse this itself
+    with pytest.raises(XlvlmError, match="nested more than"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "ok.yaml").write_text("layers: [1, 2]\nmethod: kmeans\n")
+    assert load_config(tmp_path / "ok.yaml") == {"layers": [1, 2], "method": "kmeans"}
