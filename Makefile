@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # keep their own torch.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test bench notebooks clean
+.PHONY: setup demo test fuzz bench notebooks clean
 
 $(BIN)/xlvlm: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+
+# The hostile-input suite with many examples per command (make test runs a few), failures shrunk.
+fuzz: setup
+	HF_HUB_OFFLINE=1 XLVLM_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/hardening/test_hostile_suite.py tests/scale/test_fuzz.py
 
 # Re-execute the example notebooks in place (commit them executed: tests/test_notebooks.py checks).
 notebooks: setup

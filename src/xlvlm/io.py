@@ -1,5 +1,7 @@
 """Atomic writes: a reader never sees a half-written file, an interrupted write loses nothing;
-and output units: a stage's files replaced together (:class:`OutputUnit`)."""
+output units: a stage's files replaced together (:class:`OutputUnit`); and the limits on what is
+read from others: JSON of a run folder (:func:`read_untrusted_json`) and numbers that must stay
+usable in float32 arithmetic (:func:`check_magnitudes`)."""
 
 from __future__ import annotations
 
@@ -261,3 +263,96 @@ def read_tensors(path: str | Path, what: str, remedy: str, header_key: str | Non
         return json.loads(header[header_key]), tensors
     except (KeyError, ValueError, RecursionError):
         raise XlvlmError(f"{path}: no readable '{header_key}' header; {remedy}") from None
+
+
+# ---- untrusted JSON --------------------------------------------------------------------------------
+#: Limits on a JSON file read from a run folder (which may come from someone else).
+MAX_JSON_BYTES = 64 * 2**20
+MAX_JSON_DEPTH = 64
+#: Integers longer than this are refused: every number must survive float() and str() (Python
+#: refuses int <-> str past 4300 digits, and float() overflows past 308).
+MAX_JSON_INT_DIGITS = 100
+
+
+def read_untrusted_json(path: str | Path, what: str = "results", remedy: str = "rerun the stage that wrote it",
+                        max_bytes: int = MAX_JSON_BYTES):
+    """The JSON value in ``path``, read with limits: at most ``max_bytes`` bytes, nesting at most
+    :data:`MAX_JSON_DEPTH` deep, integers of at most :data:`MAX_JSON_INT_DIGITS` digits and
+    floats within float range (1e999 is refused, not read as inf). Anything else (missing,
+    not UTF-8, malformed, over a limit) is a one-line XlvlmError naming the file, ``what`` it
+    should be and the ``remedy``. NaN and Infinity (which Python's json writes) are kept."""
+    from xlvlm.errors import XlvlmError
+
+    path = Path(path)
+
+    def refuse(reason: str) -> XlvlmError:
+        return XlvlmError(f"{path}: unreadable {what} ({reason}); {remedy}")
+
+    def parse_int(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+            raise refuse(f"an integer of {len(text.lstrip('-'))} digits, the limit is {MAX_JSON_INT_DIGITS}")
+        return int(text)
+
+    def parse_float(text: str) -> float:
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            raise refuse(f"the number {text[:40]} is out of float range")
+        return value
+
+    try:
+        if path.stat().st_size > max_bytes:
+            raise refuse(f"{path.stat().st_size:,} bytes, the limit is {max_bytes:,}")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("not UTF-8 text") from None
+    except OSError as exc:
+        raise refuse(exc.strerror or type(exc).__name__) from None
+    depth = nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise refuse(f"nested {depth} deep, the limit is {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text, parse_int=parse_int, parse_float=parse_float)
+    except json.JSONDecodeError as exc:
+        raise refuse(f"malformed JSON: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise refuse(type(exc).__name__) from None
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of [ and { in JSON (or YAML flow) ``text``, brackets inside
+    double-quoted strings not counted, found without parsing: a hostile file is refused before
+    it reaches a recursive (or, for YAML, quadratic) parser."""
+    depth = deepest = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+# ---- numbers that stay usable ------------------------------------------------------------------------
+#: The largest norm a state or vector may have (about 1.8e19): past it, the sum of squares that
+#: a norm, a cosine or a model's layer norm computes in float32 overflows to inf.
+MAX_VECTOR_NORM = float(torch.finfo(torch.float32).max) ** 0.5
+
+
+def check_magnitudes(tensors: dict[str, torch.Tensor], where: str, remedy: str, noun: str = "vector") -> None:
+    """Refuse, in one line naming ``where`` and the layer key, a tensor (any shape; norms over its
+    last dimension) that holds NaN or inf, or a row whose norm exceeds :data:`MAX_VECTOR_NORM`:
+    finite but absurd values (1e36) would turn into inf or NaN in the first norm computed from
+    them. noun: what the tensors are, in the message ("vector", "vectors", "states")."""
+    from xlvlm.errors import XlvlmError
+
+    verb = "holds" if noun == "vector" else "hold"
+    for key, tensor in tensors.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise XlvlmError(f"{where}: the {noun} for layer {key} {verb} NaN or inf; {remedy}")
+        if tensor.numel() == 0:
+            continue
+        largest = float(torch.linalg.vector_norm(tensor.detach().double(), dim=-1).max())
+        if largest > MAX_VECTOR_NORM:
+            raise XlvlmError(f"{where}: the {noun} for layer {key} reach a norm of {largest:.3g}, past what float32 "
+                             f"arithmetic holds ({MAX_VECTOR_NORM:.3g}); {remedy}")

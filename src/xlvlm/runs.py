@@ -15,13 +15,12 @@ skipped.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import RESULT_FILE, check_outputs
+from xlvlm.io import RESULT_FILE, check_outputs, read_untrusted_json
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,9 @@ def inside(path: Path, root: Path) -> bool:
 
 
 def _read_json(path: Path) -> object:
-    """The one way a run's JSON is read: size-bounded, UTF-8. Raises OSError, ValueError (bad
-    JSON, bad UTF-8, too large) or RecursionError."""
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The one way a run's JSON is read: :func:`xlvlm.io.read_untrusted_json` (size, depth and
+    number limits; a bad file is a one-line XlvlmError naming it). Raises OSError too."""
+    return read_untrusted_json(path, max_bytes=MAX_JSON_BYTES)
 
 
 def load_result(path: Path) -> dict:
@@ -56,7 +53,7 @@ def load_result(path: Path) -> dict:
     try:
         data = _read_json(path)
     except (OSError, ValueError, RecursionError) as exc:
-        raise XlvlmError(f"{path}: unreadable results ({exc}); rerun the stage that wrote it")
+        raise XlvlmError(f"{path}: unreadable results ({exc}); rerun the stage that wrote it") from None
     if not isinstance(data, dict):
         raise XlvlmError(f"{path}: malformed results (expected a JSON object); rerun the stage that wrote it")
     return data
@@ -69,7 +66,7 @@ def read_json(path: Path, root: Path) -> object:
         if not path.resolve().is_relative_to(Path(root).resolve()):
             return None
         return _read_json(path)
-    except (OSError, ValueError, RecursionError):
+    except (OSError, ValueError, RecursionError, XlvlmError):
         return None
 
 

@@ -50,7 +50,7 @@ def test_steer_apply_disk_full_midway_keeps_the_old_file_and_what_was_generated(
         original(self, records)
 
     monkeypatch.setattr(JsonlAppender, "write", write_then_fill_the_disk)
-    code, _, err = cli(["steer", "apply", *args, "--out", out])
+    code, _, err = cli(["steer", "apply", *args, "--out", out, "--overwrite"])
     assert code == 2 and len(err.splitlines()) == 1 and "no space left" in err and "p.jsonl.partial" in err, err
     assert out.read_text() == "old predictions\n"
     kept = [json.loads(line) for line in (tmp_path / "p.jsonl.partial").read_text().splitlines()]
@@ -110,7 +110,8 @@ def test_a_file_where_a_folder_is_expected_is_one_line(cli, tiny_dir, samples, t
     if command == "apply":
         argv = ["steer", "apply", *_vector_and_data(tmp_path, samples, tiny_dir), "--out", blocker / "p.jsonl"]
     elif command == "compute":
-        argv = ["steer", "compute", "--source", tmp_path / "a", "--target", tmp_path / "a", "--layer", "1",
+        xlvlm.FeatureStore.from_tensors(tmp_path / "b", {"1": torch.rand(6, 8) + 1}, rows)
+        argv = ["steer", "compute", "--source", tmp_path / "a", "--target", tmp_path / "b", "--layer", "1",
                 "--out", blocker / "sub" / "v.safetensors"]
     elif command == "concepts":
         argv = ["concepts", "--features", tmp_path / "a", "--layer", "1", "--method", "kmeans", "--n-concepts", "2",

@@ -49,8 +49,8 @@ def test_sweep_runs_every_method_including_concept(vlm_of, samples, tmp_path):
     with pytest.raises(XlvlmError, match="unknown steering method"):
         sweep_stores(vlm, source, target, _eval_samples(samples), layers=[1], alphas=[1], methods=["lda"],
                      progress=False)
-    # concepts that cannot separate (a store against itself) fail before any generation
-    with pytest.raises(XlvlmError, match="do not separate"):
+    # vectors that cannot separate (a store against itself) fail before any generation
+    with pytest.raises(XlvlmError, match="do not (separate|differ)"):
         sweep_stores(vlm, source, source, _eval_samples(samples), layers=[1], alphas=[1],
                      methods=["mean-diff", "concept"],
                      out=tmp_path / "bad", progress=False, n_concepts=2)

@@ -47,17 +47,18 @@ def run(args) -> None:
     if args.sae_features is not None and args.dictionary is None:
         raise XlvlmError("--sae-features picks features of a pretrained SAE: give it with --dictionary")
     store = options.open_store(args.features, args)
+    vlm, words = options.model_and_words(args)
     settings = ConceptSettings(method=args.method, n_concepts=args.n_concepts, seed=args.seed,
                                method_options={"activation": args.simple_activation} if args.method == "simple" else {},
                                top_k_words=args.top_words, top_k_samples=args.top_samples,
-                               vocabulary=options.load_words(args), word_filter=args.word_filter,
+                               vocabulary=words, word_filter=args.word_filter,
                                clip_model=args.clip_model, text_similarity=not args.no_text_similarity,
                                dictionary=args.dictionary, features=args.sae_features)
-    summary = run_concepts(store, args.layer or None, args.out, settings, vlm=options.optional_model(args),
+    summary = run_concepts(store, args.layer or None, args.out, settings, vlm=vlm,
                            progress=not args.quiet, command=options.command_text(args))
     from xlvlm.concepts.readable import summary_lines
 
-    print("\n".join(summary_lines(summary["concepts"])))
+    print("\n".join(summary_lines(summary["concepts"], grounded=vlm is not None)))
     for name, value in summary["metrics"].items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
     print(f"wrote {args.out}/result.json, concept_grid.png, dictionary/")

@@ -26,6 +26,9 @@ from xlvlm.cli.validate import path as path_type
 from xlvlm.errors import XlvlmError
 
 MAX_CONFIG_BYTES = 1 << 20
+#: Nesting of [ and { in a config: an option's value is at most a list. PyYAML takes time
+#: quadratic in the depth (5,000 "{" take it tens of seconds), so deeper is refused unparsed.
+MAX_CONFIG_DEPTH = 8
 _UNSET = object()
 
 
@@ -42,6 +45,11 @@ def load_config(file: str | Path) -> dict:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise XlvlmError(f"{file}: not UTF-8 text; give a YAML file of option: value lines") from None
+    from xlvlm.io import nesting_depth
+
+    if nesting_depth(text) > MAX_CONFIG_DEPTH:
+        raise XlvlmError(f"{file}: [ and {{ nested more than {MAX_CONFIG_DEPTH} deep; a config holds option: value "
+                         f"lines (a value at most a list)")
     try:
         # Events first (linear in the text): an alias is refused before anything is expanded.
         if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):

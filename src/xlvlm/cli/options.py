@@ -74,6 +74,10 @@ def add_out(p: argparse.ArgumentParser, help: str, default=None) -> None:
     p.add_argument("--out", type=valid.path, default=default, help=help)
 
 
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it already exists")
+
+
 def add_data(p: argparse.ArgumentParser) -> None:
     """The samples (--data and its reader's options) and the subset of them to keep."""
     p.add_argument("--data", type=valid.path, required=False,
@@ -156,6 +160,18 @@ def load_words(args):
     from xlvlm.data.wordlists import load_word_class
 
     return frozenset(load_word_class(args.words)) if args.words else None
+
+
+def model_and_words(args):
+    """(the VLM of --model or None, the --words vocabulary or None): the words read first (a bad
+    file fails before the model loads), then refused when none is a token of the model."""
+    words = load_words(args)
+    vlm = optional_model(args)
+    if vlm is not None:
+        from xlvlm.concepts.text import check_vocabulary
+
+        check_vocabulary(vlm.tokenizer, words, f"--words {args.words}")
+    return vlm, words
 
 
 def warn(message: str) -> None:

@@ -28,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--images", type=valid.positive_int, default=None, help="use N images (drawn with --seed); default all")
     options.add_seed(p)
     options.add_out(p, "output .jsonl (read it with --data pope:FILE)")
+    options.add_overwrite(p)
     p.set_defaults(func=run_pope, required=("out",))
     p = organism.add_parser("steer-hallucination", help="compare no steering, mean-diff, gated mean-diff, P2S and "
                                                         "L2S on the hallucinating organism's benchmark")
@@ -43,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=valid.positive_int, default=100, help="L2S training epochs")
     options.add_seed(p)
     options.add_out(p, "output folder (result.json, hallucination_steering.png)")
+    options.add_overwrite(p)
     options.add_quiet(p)
     p.set_defaults(func=run_steer_hallucination, required=("out",))
     _register_calibrated_l2s(organism)
@@ -98,8 +100,15 @@ def run_hallucinate(args) -> None:
 
 
 def run_pope(args) -> None:
-    from xlvlm.apps.organism.pope import write_pope_jsonl
+    from pathlib import Path
 
+    from xlvlm.apps.organism.pope import write_pope_jsonl
+    from xlvlm.errors import XlvlmError
+    from xlvlm.io import refuse_existing_output
+
+    if Path(args.out).is_dir():
+        raise XlvlmError(f"--out {args.out}: a folder; name the .jsonl file to write")
+    refuse_existing_output(args.out, overwrite=args.overwrite)
     samples = write_pope_jsonl(args.out, part=args.part, seed=args.seed, images=args.images)
     print(f"wrote {args.out}: {len(samples)} POPE questions on easy-VQA {args.part} images "
           f"(random, popular, adversarial; half yes)")
@@ -121,9 +130,16 @@ def run_steer_hallucination(args) -> None:
     import shlex
     import sys
 
+    from pathlib import Path
+
     from xlvlm.apps.organism.hallucination_steering import (ComparisonSettings, compare_steering, table_lines,
                                                             write_comparison)
+    from xlvlm.errors import XlvlmError
+    from xlvlm.io import refuse_existing_output
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise XlvlmError(f"--out {args.out}: exists and is not a folder; name a folder for result.json and its plot")
+    refuse_existing_output(args.out, overwrite=args.overwrite)
     settings = ComparisonSettings(train_images=args.train_images, test_images=args.test_images,
                                   side_questions=args.side_questions, steer_layer=args.steer_layer,
                                   context_layer=args.context_layer, epochs=args.epochs, seed=args.seed)

@@ -34,23 +34,25 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
-    from xlvlm.serve.app import LOOPBACK, serve
+    from xlvlm.serve.app import LOOPBACK, listen_socket, serve
     from xlvlm.serve.runfolder import RunFolder
 
     RunFolder(args.run_dir).results  # a missing folder or a bad result is refused before the (slow) model load
     missing = next((root for root in args.image_root if not Path(root).is_dir()), None)
     if missing is not None:
         raise XlvlmError(f"--image-root {missing}: not a folder")
+    sock = listen_socket(args.host, args.port)  # a port in use, too
     playground = None
-    if args.model:
-        from xlvlm.serve.play import Playground
-
-        playground = Playground(args.run_dir, options.load_model(args), image_roots=args.image_root)
-    if args.host not in LOOPBACK:
-        options.warn(f"listening on {args.host}: other machines can reach this server")
-    print(f"xlvlm serve: http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
     try:
-        serve(args.run_dir, playground, args.image_root, host=args.host, port=args.port)
+        if args.model:
+            from xlvlm.serve.play import Playground
+
+            playground = Playground(args.run_dir, options.load_model(args), image_roots=args.image_root)
+        if args.host not in LOOPBACK:
+            options.warn(f"listening on {args.host}: other machines can reach this server")
+        print(f"xlvlm serve: http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
+        serve(args.run_dir, playground, args.image_root, host=args.host, port=args.port, sock=sock)
     finally:
+        sock.close()
         if playground is not None:
             playground.close()

@@ -39,10 +39,10 @@ def run(args) -> None:
     from xlvlm.shift import ShiftSettings, analyse_shift, write_shift
 
     original, finetuned = options.open_store(args.original, args), options.open_store(args.finetuned, args)
-    vlm = options.optional_model(args)
+    vlm, words = options.model_and_words(args)
     settings = ShiftSettings(n_concepts=args.n_concepts, method=args.method, seed=args.seed,
                              assignment=args.assignment, aggregate_by=args.aggregate, alpha=args.alpha,
-                             mas_by=args.mas_by, words_vocabulary=options.load_words(args),
+                             mas_by=args.mas_by, words_vocabulary=words,
                              word_filter=args.word_filter, concept_scale=args.concept_scale,
                              aggregate_sides=args.aggregate_sides)
     result = analyse_shift(original, finetuned, args.layer, settings, vlm=vlm)

@@ -271,6 +271,7 @@ def _register_apply(steer) -> None:
     steer_calibrate.add_normalize(p)
     _add_steering(p)
     options.add_out(p, "predictions .jsonl")
+    options.add_overwrite(p)
     p.set_defaults(func=run_apply, required=("model", "data", "out"))
 
 
@@ -287,12 +288,21 @@ def _steering_to_apply(args):
 
 
 def run_apply(args) -> None:
+    from pathlib import Path
+
     from xlvlm.data.jsonl import JsonlAppender
+    from xlvlm.io import refuse_existing_output
+    from xlvlm.steer.apply import parse_positions
     from xlvlm.steer.run import predict
 
+    if Path(args.out).is_dir():
+        raise XlvlmError(f"--out {args.out}: a folder; name the predictions file (.jsonl) to write")
+    refuse_existing_output(args.out, overwrite=args.overwrite)
+    parse_positions(args.positions)
     vector = _steering_to_apply(args)
     if args.alpha is None:
         args.alpha = calibrated_alpha(vector)
+    condition = _condition(args)
     samples = options.load_data(args)
     # Predictions are written as they come (OUT.partial, renamed to OUT at the end): an odd --out
     # fails before the model loads, and a full disk late in the run keeps what was generated.
@@ -301,7 +311,7 @@ def run_apply(args) -> None:
         vector = steer_calibrate.scaled(args, vector, vlm, samples)
         try:
             records = predict(vlm, samples, vector, alpha=args.alpha, positions=args.positions,
-                              operator=args.operator, condition=_condition(args), max_new_tokens=args.max_new_tokens,
+                              operator=args.operator, condition=condition, max_new_tokens=args.max_new_tokens,
                               batch_size=args.batch_size, progress=not args.quiet, on_batch=out.write)
             out.commit()
         except OSError as exc:
@@ -309,6 +319,11 @@ def run_apply(args) -> None:
                 raise
             raise XlvlmError(f"{describe_os_error(exc, out.partial)}; the {out.count} predictions written before "
                              f"are in {out.partial} ({args.out} is unchanged)") from None
+        except XlvlmError as exc:  # found while generating (nothing steered, a vector past the dtype)
+            if not out.count:
+                raise
+            raise XlvlmError(f"{exc} (the {out.count} predictions made are in {out.partial}; {args.out} is "
+                             f"unchanged)") from None
     print(f"wrote {args.out}: {len(records)} predictions (alpha {args.alpha:g}, {vector})")
 
 

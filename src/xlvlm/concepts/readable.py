@@ -70,12 +70,15 @@ def _cut(line: str, width: int) -> str:
     return line if len(line) <= width else line[:width - 1] + "…"
 
 
-def summary_lines(concepts: Sequence[dict], n_samples: int = 3, n_words: int = 6, width: int = 100) -> list[str]:
+def summary_lines(concepts: Sequence[dict], n_samples: int = 3, n_words: int = 6, width: int = 100,
+                  grounded: bool = False) -> list[str]:
     """A compact text view of ``concepts.json``'s concepts: per concept its words, then up to
-    ``n_samples`` top samples as ``id  Q: ...  A: ...  [image]``, each line at most ``width``."""
+    ``n_samples`` top samples as ``id  Q: ...  A: ...  [image]``, each line at most ``width``.
+    grounded: whether a model grounded the words (then an empty list means none was found)."""
     lines = []
+    none = "(no word of the vocabulary among its top tokens)" if grounded else "(no model: no words)"
     for concept in concepts:
-        words = ", ".join(concept.get("words", [])[:n_words]) or "(no model: no words)"
+        words = ", ".join(concept.get("words", [])[:n_words]) or none
         lines.append(_cut(f"concept {concept['concept']:>2}: {words}", width))
         for sample in concept.get("top_samples", [])[:n_samples]:
             image = str(sample.get("image") or "").rsplit("/", 1)[-1]

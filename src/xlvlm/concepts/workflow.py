@@ -23,7 +23,7 @@ import torch
 
 from xlvlm.concepts.readable import readable_words, template_words, top_sample
 from xlvlm.errors import XlvlmError
-from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, check_magnitudes, stage_result
 from xlvlm.settings import settings_with
 
 # What a previous run may have left that this one replaces.
@@ -57,6 +57,8 @@ def _present_features(store, key: str, vlm) -> tuple[list[dict], torch.Tensor]:
     X = store.features(key, present_only=True).float()
     if len(samples) < 2:
         raise XlvlmError(f"store {store.path} has {len(samples)} present samples; concepts need more")
+    check_magnitudes({key: X}, f"store {store.path}", "check it with FeatureStore.verify() and extract it again",
+                     noun="states")
     return samples, X
 
 
@@ -130,8 +132,10 @@ def _draw_grid(mas: list[list[int]], words: list[list[str]], samples: list[dict]
     """concept_grid.png: each concept's words and most activating samples, captioned."""
     from xlvlm.figures import concept_grid
 
-    rows = [[{"label": f"concept {k}", "words": words[k], "images": [samples[i]["image"] for i in mas[k]],
-              "captions": [_caption(samples[i]) for i in mas[k]]}]
+    # A store of features made elsewhere (FeatureStore.from_tensors) may name no image.
+    shown = [[i for i in mas[k] if samples[i].get("image")] for k in range(len(mas))]
+    rows = [[{"label": f"concept {k}", "words": words[k], "images": [samples[i]["image"] for i in shown[k]],
+              "captions": [_caption(samples[i]) for i in shown[k]]}]
             for k in range(len(mas))]
     concept_grid(rows, path)
 

@@ -136,6 +136,33 @@ def load_image_bytes(data: bytes, label: str = "upload", max_bytes: int = MAX_UP
                    advice="upload a PNG, JPEG, GIF, BMP or WebP image", size_advice="upload a smaller image")
 
 
+#: The largest figure of a run folder that the report embeds and the server serves (a browser
+#: decodes it): a figure of xlvlm is a few megapixels.
+MAX_FIGURE_PIXELS = 32 * 2**20
+MAX_FIGURE_BYTES = MAX_UPLOAD_BYTES
+
+
+def checked_figure(path: str | Path, max_bytes: int = MAX_FIGURE_BYTES, max_pixels: int = MAX_FIGURE_PIXELS) -> bytes:
+    """The bytes of a PNG figure from a run folder, checked as an upload is before a page may
+    show it: at most ``max_bytes`` on disk, a real PNG, at most ``max_pixels`` by its header,
+    and decodable in full (so a tiny file that declares 20000 x 20000 is refused before a
+    browser has to decode it). A one-line XlvlmError naming the file otherwise."""
+    import io
+
+    path = Path(path)
+    redo = "rerun the stage that wrote it"
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise XlvlmError(f"{path}: figure too large ({size:,} bytes, the limit is {max_bytes:,}); {redo}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise XlvlmError(f"{path}: unreadable figure ({exc.strerror or type(exc).__name__}); {redo}") from None
+    _decode(io.BytesIO(data), path, max_pixels, formats=("PNG",), advice=f"only PNG figures are shown; {redo}",
+            size_advice=redo)
+    return data
+
+
 def _decode(source, label, max_pixels: int, formats, advice: str, size_advice: str) -> Image.Image:
     """Open ``source`` (a path or a file object), check its pixel count from the header, decode it
     fully and return it as RGB; every failure is one line naming ``label``."""

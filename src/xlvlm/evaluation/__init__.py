@@ -8,6 +8,7 @@ turns its result into the plain-text tables the CLI prints. All rates are fracti
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from xlvlm.errors import XlvlmError
@@ -56,11 +57,27 @@ def evaluate_predictions(
     predictions = read_predictions(path)
     if not chosen.targeted and (source is not None or target is not None):
         raise XlvlmError(f"source/target apply to --task {', '.join(n for n, t in TASKS.items() if t.targeted)} only")
-    result = chosen.score(predictions, Options(path, baseline, source, target, word_classes, meteor))
+    options = Options(path, baseline, source, target, word_classes, meteor)
+    if baseline is not None and not chosen.uses_baseline(options):
+        raise XlvlmError(f"baseline {baseline}: only a targeted report (source and target, --task vqa) or --task "
+                         f"caption compares with a baseline; give those, or leave the baseline out")
+    if baseline is not None:
+        options = replace(options, baseline=_same_samples(predictions, read_predictions(baseline), baseline))
+    result = chosen.score(predictions, options)
     result["predictions"] = str(path)
     if baseline is not None:
         result["baseline"] = str(baseline)
     return result
+
+
+def _same_samples(predictions: list[dict], baseline: list[dict], path) -> list[dict]:
+    """The baseline's records, when they cover every prediction's id (the same samples, unsteered)."""
+    ids = {r["id"] for r in baseline}
+    missing = [r["id"] for r in predictions if r["id"] not in ids]
+    if missing:
+        raise XlvlmError(f"{path}: no baseline prediction for id {missing[0][:80]!r} ({len(missing)} of "
+                         f"{len(predictions)} missing); use the baseline run on the same samples")
+    return baseline
 
 
 def format_report(result: dict) -> str:

@@ -84,9 +84,14 @@ def pope_report(predictions, where: str | None = None) -> dict:
     answers = [pope_answer(r["prediction"]) for r in records]
     per_split = {}
     splits = [r.get("split") for r in records]
+    for i, split in enumerate(splits):
+        if split is not None and not isinstance(split, str):
+            raise XlvlmError(f"{where}: prediction {records[i]['id'][:80]!r} (record {i + 1}) has a 'split' of "
+                             f"{type(split).__name__} {str(split)[:40]}; a split is a name (a string) such as "
+                             f"random, popular, adversarial")
     for split in dict.fromkeys(s for s in splits if s is not None):
         rows = [i for i, s in enumerate(splits) if s == split]
-        per_split[str(split)] = pope_scores([labels[i] for i in rows], [answers[i] for i in rows])
+        per_split[split] = pope_scores([labels[i] for i in rows], [answers[i] for i in rows])
     notes = []
     if per_split and None in splits:
         notes.append(f"{splits.count(None)} predictions have no split; they count in 'all' only")

@@ -35,13 +35,15 @@ class Options:
 class Task:
     """One task. score(predictions, options) -> its result dict (with ``"task": name``);
     table(result) -> the lines ``format_report`` prints; notes(result) -> the notes printed under
-    them. targeted: the task takes ``source``/``target`` (refused for the others)."""
+    them. targeted: the task takes ``source``/``target`` (refused for the others). uses_baseline:
+    whether the task compares with the baseline predictions under these options."""
 
     name: str
     score: Callable[[list[dict], Options], dict]
     table: Callable[[dict], list[str]]
     notes: Callable[[dict], list[str]] = lambda result: result.get("notes", [])
     targeted: bool = False
+    uses_baseline: Callable[[Options], bool] = lambda options: False  # a baseline given otherwise is refused
 
 
 #: name -> Task, in the order ``--help`` lists them.
@@ -75,9 +77,10 @@ def _score_caption(predictions: list[dict], options: Options) -> dict:
                           baseline=options.baseline)
 
 
-register_task(Task("vqa", _score_vqa, tables.format_vqa, targeted=True))
+register_task(Task("vqa", _score_vqa, tables.format_vqa, targeted=True,
+                   uses_baseline=lambda options: options.source is not None))
 register_task(Task("caption", _score_caption, tables.format_caption,
-                   notes=lambda result: result["metrics"].get("notes", [])))
+                   notes=lambda result: result["metrics"].get("notes", []), uses_baseline=lambda options: True))
 register_task(Task("pope", lambda predictions, options: pope_report(predictions, where=str(options.path)),
                    tables.format_pope))
 register_task(Task("safety", lambda predictions, options: safety_report(predictions), tables.format_safety))

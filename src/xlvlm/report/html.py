@@ -79,11 +79,18 @@ def _num(value, spec: str = ".3f", scale: float = 1) -> str:
 
 
 def _image(path: Path, root: Path, caption: str) -> str:
-    """The figure as a data URI, or a line saying why it was left out (a link, outside, not PNG)."""
-    data = path.read_bytes() if inside(path, root) else b""
-    if not data.startswith(PNG_SIGNATURE):
+    """The figure as a data URI, or a line saying why it was left out (a link, outside, not a
+    PNG, or one a browser should not have to decode: :func:`~xlvlm.data.images.checked_figure`)."""
+    from xlvlm.data.images import checked_figure
+
+    if not inside(path, root):
         return (f"<p>({_esc(path.name)} not embedded: only PNG files inside the run folder are, "
                 f"never links)</p>")
+    try:
+        data = checked_figure(path)
+    except XlvlmError as exc:
+        log.warning("%s", exc)
+        return f"<p>({_esc(path.name)} not embedded: {_esc(exc)})</p>"
     encoded = base64.b64encode(data).decode("ascii")
     return (f'<figure><img alt="{_esc(path.name)}" src="data:image/png;base64,{encoded}">'
             f"<figcaption>{_esc(caption)}</figcaption></figure>")

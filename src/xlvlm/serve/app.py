@@ -162,6 +162,8 @@ def _add_page_routes(app, run: RunFolder) -> None:
     @app.get("/files/{path:path}")
     def files(path: str):
         file = run.file(path)
+        if file.suffix.lower() == ".png":
+            run.check_figure(file)
         return Response(file.read_bytes(), media_type=SERVED_TYPES[file.suffix.lower()])
 
 
@@ -226,9 +228,34 @@ def _add_upload_routes(app, uploads: Uploads) -> None:
         return Response(buffer.getvalue(), media_type="image/png")
 
 
-def serve(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the server until interrupted (uvicorn, one process: one model in memory)."""
+def listen_socket(host: str, port: int):
+    """A socket bound to ``host``:``port``, taken before anything slow (a model load) starts, so
+    that a port in use is one line at once; :func:`serve` then listens on it."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise XlvlmError(f"--host {host}: not an address to listen on ({exc.strerror or exc}); use 127.0.0.1") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise XlvlmError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); another program "
+                         f"(another xlvlm serve?) uses it, choose another --port") from None
+    return sock
+
+
+def serve(run_dir, playground=None, image_roots=(), host: str = "127.0.0.1", port: int = 8000, sock=None) -> None:
+    """Run the server until interrupted (uvicorn, one process: one model in memory), on ``sock``
+    (from :func:`listen_socket`) when given, else on a socket bound to ``host``:``port`` now."""
     import uvicorn
 
     app = create_app(run_dir, playground, image_roots, host=host)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = sock if sock is not None else listen_socket(host, port)
+    try:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -92,6 +92,7 @@ class RunFolder:
             raise XlvlmError(f"{self.root}: run folder not found; give the --out folder of a run (e.g. runs/demo)")
         self.resolved = self.root.resolve()
         self.image_roots = [self.resolved] + [Path(r).resolve() for r in image_roots]
+        self._checked: dict[tuple, str | None] = {}  # (path, size, mtime) -> why a figure is refused, or None
 
     def image_path(self, value) -> Path:
         """The real path of an image a run record names, by the playground's rule
@@ -118,6 +119,27 @@ class RunFolder:
             raise RefusedPath(f"{relative[:80]!r}: named .png but not a PNG image")
         return path
 
+    def check_figure(self, path: Path) -> bool:
+        """True if the PNG at ``path`` passes :func:`~xlvlm.data.images.checked_figure` (remembered
+        per file size and modification time: a page asks for the same figures again and again);
+        :class:`RefusedPath` saying why otherwise."""
+        from xlvlm.data.images import checked_figure
+
+        try:
+            stat = path.stat()
+        except OSError:
+            return False
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._checked:
+            try:
+                checked_figure(path)
+                self._checked[key] = None
+            except XlvlmError as exc:
+                self._checked[key] = str(exc)
+        if self._checked[key] is not None:
+            raise RefusedPath(self._checked[key])
+        return True
+
     def _relative(self, path: Path) -> str:
         folder = path.relative_to(self.root)
         return str(folder) if str(folder) != "." else "."
@@ -125,7 +147,13 @@ class RunFolder:
     def _figures(self, folder: Path, names) -> list[dict]:
         """The figures among ``names`` that may be shown: (url path, caption)."""
         return [{"path": self._relative(folder / name), "caption": caption} for name, caption in names
-                if inside_run(folder / name, self.root)]
+                if inside_run(folder / name, self.root) and self._shown(folder / name)]
+
+    def _shown(self, path: Path) -> bool:
+        try:
+            return self.check_figure(path)
+        except RefusedPath:
+            return False
 
     # ---- stages --------------------------------------------------------------------------------
     @cached_property
@@ -278,7 +306,7 @@ class RunFolder:
                     break
                 try:
                     record = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     skipped += 1
                     continue
                 if isinstance(record, dict):

@@ -39,6 +39,7 @@ from scipy.optimize import linear_sum_assignment
 
 from xlvlm.choices import SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
 from xlvlm.errors import XlvlmError
+from xlvlm.io import check_magnitudes
 from xlvlm.settings import settings_with
 
 # names in xlvlm.choices (light to import, the CLI reads them)
@@ -361,6 +362,9 @@ def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSetting
         raise XlvlmError(f"unknown concept scale {s.concept_scale!r}: use one of {', '.join(CONCEPT_SCALES)}")
     key = _check_shift_inputs(original_store, finetuned_store, layer, vlm, s.aggregate_by, s.mas_by)
     X_o, X_f, ids = matched_features(original_store, finetuned_store, key)
+    remedy = "check the stores with FeatureStore.verify() and extract them again"
+    for store, states in ((original_store, X_o), (finetuned_store, X_f), (finetuned_store, X_f - X_o)):
+        check_magnitudes({key: states}, f"shift analysis of {store.path}", remedy, noun="states")
     if original_concepts is None:
         original = learn_concepts(X_o, method=s.method, n_concepts=s.n_concepts, seed=s.seed, **s.method_options)
         activations = original.activations

@@ -51,7 +51,9 @@ def _write_files(result, out: Path, samples_by_id: dict | None) -> dict:
                                    "Coherence of the per-sample shifts of each concept")
     if samples_by_id:
         def images(name, k):
-            return [samples_by_id[result.ids[i]]["image"] for i in result.mas[name][k] if result.ids[i] in samples_by_id]
+            # Stores of features made elsewhere (FeatureStore.from_tensors) may name no image.
+            return [samples_by_id[result.ids[i]]["image"] for i in result.mas[name][k]
+                    if samples_by_id.get(result.ids[i], {}).get("image")]
 
         def words(name, k):
             return result.words.get(name, [[]] * K)[k]

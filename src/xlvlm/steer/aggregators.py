@@ -58,6 +58,9 @@ def pca(source_rows: torch.Tensor, target_rows: torch.Tensor) -> torch.Tensor:
     """The first principal direction of the paired shifts, scaled by the mean shift along it:
     (P, D), (P, D) -> (D,)."""
     diffs = _check_pairs(source_rows, target_rows)
+    if diffs.shape[0] < 2:
+        raise XlvlmError(f"pca needs at least 2 paired samples to find a principal direction (got "
+                         f"{diffs.shape[0]}); use mean-of-shifts for one pair, or more samples")
     mean = diffs.mean(0)
     # Uncentred on purpose: the direction that carries most of the shifts' energy. After
     # centring, a shift shared by all pairs would vanish and only the noise would remain.

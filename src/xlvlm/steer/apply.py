@@ -50,9 +50,25 @@ class _CallState:
     row_vectors: dict | None = None              # {key: (B, 1, D) or (D,)}, set at prefill per sample
     rows_pending: bool = False
     batch_ids: list | None = None                # the ids of the batch in flight, at prefill
+    touched: torch.Tensor | None = None          # (B,) bool: samples of this sequence edited so far
+    sequence_rows: int = 0                       # B of this sequence
+    rows_seen: int = 0                           # samples of the finished sequences, and how many
+    rows_steered: int = 0                        # of them had at least one position edited
+
+    def fold(self) -> None:
+        """Count the current sequence's samples into rows_seen / rows_steered (at its end)."""
+        self.rows_seen += self.sequence_rows
+        self.rows_steered += 0 if self.touched is None else int(self.touched.sum())
+        self.touched, self.sequence_rows = None, 0
+
+    def touch(self, mask: torch.Tensor | None, batch: int) -> None:
+        """Record which samples a layer edit reached (mask (B, t, 1) or None for all)."""
+        rows = torch.ones(batch, dtype=torch.bool) if mask is None else mask.reshape(batch, -1).any(1).cpu()
+        self.touched = rows if self.touched is None or self.touched.shape != rows.shape else self.touched | rows
 
 
-def _parse_positions(positions) -> str | int:
+def parse_positions(positions) -> str | int:
+    """A positions rule as the hooks use it: one of POSITION_RULES, or a prompt index (int)."""
     if isinstance(positions, int) or (isinstance(positions, str) and positions.lstrip("-").isdigit()):
         return int(positions)
     if positions not in POSITION_RULES:
@@ -97,9 +113,9 @@ class SteeringHandle:
     def __init__(self, vlm, steering, alpha: float = 1.0, positions="all", operator="add"):
         require_vlm(vlm, "steering (SteeringVector.apply)")
         self._handles: list = []
-        hooks = _Hooks(vlm, steering, alpha, _parse_positions(positions), operator_named(operator)).registrations()
+        self._hooks = _Hooks(vlm, steering, alpha, parse_positions(positions), operator_named(operator))
         try:
-            for register in hooks:
+            for register in self._hooks.registrations():
                 self._handles.append(register())
         except BaseException:
             self.remove()
@@ -108,6 +124,13 @@ class SteeringHandle:
     @property
     def active(self) -> bool:
         return bool(self._handles)
+
+    def counts(self) -> tuple[int, int]:
+        """(samples steered, samples seen) so far: a sample counts as steered when at least one
+        of its positions was edited (a position rule or condition may leave it alone)."""
+        state = self._hooks.state
+        return state.rows_steered + (0 if state.touched is None else int(state.touched.sum())), \
+            state.rows_seen + state.sequence_rows
 
     def remove(self) -> None:
         """Take off every hook this handle added (and nothing else)."""
@@ -136,6 +159,24 @@ def _check_condition(vlm, refs, condition, rule) -> None:
         if deepest_first is not None and cond_depth is not None and cond_depth >= deepest_first:
             raise XlvlmError(f"condition layer {condition.layer} must come before the steered layers "
                              f"(or steer positions='generated') so the decision exists when prompt tokens are steered")
+
+
+def check_steering_range(vectors: dict[str, torch.Tensor], alpha: float, dtype: torch.dtype, what: str) -> None:
+    """Refuse steering whose edit would overflow the model's arithmetic: an entry of alpha x v past
+    the largest number of ``dtype``, or a norm of alpha x v past :data:`xlvlm.io.MAX_VECTOR_NORM`
+    (the squares of a layer norm overflow). vectors: {layer key: (D,) or (B, D)}."""
+    from xlvlm.io import MAX_VECTOR_NORM
+
+    largest_entry = torch.finfo(dtype).max if dtype.is_floating_point else float("inf")
+    for key, vector in vectors.items():
+        scaled = vector.detach().double() * abs(float(alpha))
+        if not bool(torch.isfinite(scaled).all()):
+            raise XlvlmError(f"{what}: the vector for layer {key} holds NaN or inf; recompute it")
+        entry, norm = float(scaled.abs().max()), float(torch.linalg.vector_norm(scaled, dim=-1).max())
+        if entry > largest_entry or norm > MAX_VECTOR_NORM:
+            raise XlvlmError(f"{what}: alpha x the vector for layer {key} reaches {entry:.3g} (norm {norm:.3g}), past "
+                             f"what the model's {str(dtype).replace('torch.', '')} arithmetic holds; lower --alpha "
+                             f"or recompute the vector")
 
 
 def _check_context(vlm, refs, context_layer: str) -> None:
@@ -174,6 +215,8 @@ class _Hooks:
         fixed = {} if self.per_sample else steering.batch_vectors(None, None)
         for key in self.keys if fixed else ():
             _check_vector(vlm, steering, key, fixed[key], None)
+        if fixed:
+            check_steering_range(fixed, alpha, vlm.dtype, steering.what)
         _check_condition(vlm, self.refs, self.condition, rule)
         if self.context is not None:
             _check_context(vlm, self.refs, self.context)
@@ -213,6 +256,8 @@ class _Hooks:
     def _start_sequence(self, mask: torch.Tensor, input_ids) -> None:
         """At prefill: prompt lengths; a pending condition decision; per-sample rows to decide."""
         state = self.state
+        state.fold()
+        state.sequence_rows = mask.shape[0]
         state.prompt_lengths = mask.long().sum(dim=1)
         if self.condition is not None:
             state.steer_samples = None
@@ -244,6 +289,8 @@ class _Hooks:
             raise XlvlmError(f"{steering.what} needs the samples of each batch: generate with "
                              f"vlm.predict / vlm.generate / vlm.generate_batch under it")
         vectors = steering.batch_vectors(states, ids)
+        check_steering_range({key: vectors[key] for key in self.keys if key in vectors}, self.alpha, self.vlm.dtype,
+                             steering.what)
         checked = {}
         for key, ref in zip(self.keys, self.refs):
             vector = vectors[key]
@@ -265,6 +312,7 @@ class _Hooks:
                                  f"{self.context}; use a context layer at or before the steered layer")
             vector = state.row_vectors[key] if self.per_sample else fixed
             mask = _position_mask(state, self.rule, hidden.shape[1], hidden.shape[0], hidden.device)
+            state.touch(mask, hidden.shape[0])
             delta = self.operator(hidden, vector, self.alpha)
             return hidden + (delta if mask is None else delta * mask.to(hidden.dtype))
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_save_tensors, read_tensors
+from xlvlm.io import atomic_save_tensors, check_magnitudes, read_tensors
 from xlvlm.layerkeys import layer_key
 from xlvlm.steer.protocol import SteeringBase
 
@@ -220,8 +220,7 @@ def _check(vectors: dict[str, torch.Tensor], ids: list[str], where: str) -> None
             shape = tuple(vector.shape) if torch.is_tensor(vector) else type(vector).__name__
             raise XlvlmError(f"{where}: the vectors for layer {key} have shape {shape}; expected a float "
                              f"({len(ids)}, D), one row per sample id")
-        if not bool(torch.isfinite(vector).all()):
-            raise XlvlmError(f"{where}: the vectors for layer {key} hold NaN or inf")
+        check_magnitudes({key: vector}, where, "recompute them", noun="vectors")
         sizes.add(vector.shape[1])
     if len(sizes) > 1:
         raise XlvlmError(f"{where}: its layers' vectors have different sizes {sorted(sizes)}")

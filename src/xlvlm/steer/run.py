@@ -6,6 +6,7 @@ per line, the input of ``xlvlm evaluate``.
 
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,6 +24,8 @@ from xlvlm.steer.protocol import Steering, gated
 from xlvlm.settings import settings_with
 from xlvlm.steer.settings import SweepSettings, describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
+
+log = logging.getLogger(__name__)
 
 # What a previous sweep in the same folder may have left that this one replaces.
 OWNED = ["baseline.jsonl", "pred_*.jsonl", "sweep.md", "sweep.png", "command.txt"]
@@ -43,8 +46,28 @@ def predict(vlm, samples: Sequence[dict], steering: Steering | None = None, alph
         raise XlvlmError(f"alpha must be a finite number, not {alpha}")
     context = (nullcontext() if steering is None else
                steering_hooks(vlm, gated(steering, condition), alpha=alpha, positions=positions, operator=operator))
-    with context:
-        return vlm.predict(samples, **generation)
+    with context as handle:
+        records = vlm.predict(samples, **generation)
+        if handle is not None and hasattr(handle, "counts"):
+            _check_steered(handle.counts(), positions, condition is not None)
+    return records
+
+
+def _check_steered(counts: tuple[int, int], positions, gated: bool) -> None:
+    """A prompt index that no sample reaches steers nothing: an error, not a run that looks
+    steered; one that some samples do not reach is a warning with the count steered (a
+    condition, ``gated``, may leave samples alone on purpose)."""
+    steered, seen = counts
+    from xlvlm.steer.apply import parse_positions
+
+    if not isinstance(parse_positions(positions), int):
+        return
+    if seen and not steered and not gated:
+        raise XlvlmError(f"positions {positions}: no sample has a position at or past index {positions}, so nothing "
+                         f"was steered; use a smaller index (prompt and image tokens count) or 'all'")
+    if steered < seen:
+        log.warning("positions %s: steered %d of %d samples (the others are shorter, or left alone by "
+                    "the condition)", positions, steered, seen)
 
 
 class AnswerShift:

@@ -24,7 +24,7 @@ from safetensors import safe_open
 
 from xlvlm.errors import XlvlmError
 from xlvlm.layerkeys import layer_key
-from xlvlm.io import atomic_save_tensors
+from xlvlm.io import atomic_save_tensors, check_magnitudes
 from xlvlm.steer import aggregators as agg
 from xlvlm.steer.protocol import SteeringBase
 
@@ -32,11 +32,10 @@ METHODS = tuple(agg.AGGREGATORS)
 
 
 def check_finite(vectors: dict[str, torch.Tensor], where: str, what_to_do: str) -> None:
-    """Refuse NaN/inf in any layer's vector: added to the residual stream, it would turn every
-    later state (and so every prediction) into NaN."""
-    for key, vector in vectors.items():
-        if not bool(torch.isfinite(vector).all()):
-            raise XlvlmError(f"{where}: the vector for layer {key} holds NaN or inf; {what_to_do}")
+    """Refuse NaN/inf in any layer's vector, or a norm past float32's range
+    (:func:`xlvlm.io.check_magnitudes`): added to the residual stream, it would turn every later
+    state (and so every prediction) into NaN."""
+    check_magnitudes(vectors, where, what_to_do)
 
 
 def _rows(store, layer) -> torch.Tensor:
@@ -137,6 +136,11 @@ class SteeringVector(SteeringBase):
         method = agg.name_of(aggregator)
         check_finite(vectors, f"{method} from {source.path} and {target.path}",
                      "the stores' values overflow float32; check them with FeatureStore.verify()")
+        for key, vector in vectors.items():
+            if not bool(vector.any()):
+                raise XlvlmError(f"{method} from {source.path} and {target.path}: the vector for layer {key} is zero "
+                                 f"(source and target rows do not differ); steering with it would change nothing, "
+                                 f"give stores of different samples or answers")
         meta = {"method": method, "model": source.model, "target_model": target.model,
                 "source": str(source.path), "target": str(target.path), "layers": keys,
                 "selector": source.selector}

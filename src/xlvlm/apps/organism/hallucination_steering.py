@@ -218,9 +218,7 @@ def compare_steering(settings: ComparisonSettings | None = None, progress: bool 
     from xlvlm.apps.organism.pope import pope_benchmark
 
     s = settings or ComparisonSettings()
-    if s.context_layer > s.steer_layer:
-        raise XlvlmError(f"context layer {s.context_layer} comes after the steering layer {s.steer_layer}; "
-                         f"L2S and the condition read the context before it is steered")
+    check_settings(s)
     runs = _Runs(s, progress)
     train = pope_benchmark("train", seed=s.seed, images=s.train_images, confused=confused)
     test = pope_benchmark("test", seed=s.seed, images=s.test_images, confused=confused)
@@ -237,6 +235,33 @@ def compare_steering(settings: ComparisonSettings | None = None, progress: bool 
         training=methods["L2S"][0].metadata.get("training", {}), condition=condition.to_dict(),
         vector_norm=vector.norms()[str(s.steer_layer)], timing=runs.timing,
         goals=goals(rows, side_rows, reference))
+
+
+def check_settings(s: ComparisonSettings) -> None:
+    """Every setting within what the organism and easy-VQA hold, checked before any model loads:
+    layers of the organism's decoder (context at or before the steered one), image and question
+    counts at most what each easy-VQA part has (never clamped silently)."""
+    import json
+
+    from xlvlm import organism
+    from xlvlm.apps.organism.data import image_paths, vqa_samples
+
+    config = json.loads((organism.path(s.model) / "config.json").read_text(encoding="utf-8"))
+    n_layers = int(config.get("text_config", config).get("num_hidden_layers", 0))
+    for name, layer in (("steer layer", s.steer_layer), ("context layer", s.context_layer)):
+        if not 0 <= layer < n_layers:
+            raise XlvlmError(f"{name} {layer}: the {s.model} organism has decoder layers 0 to {n_layers - 1}")
+    if s.context_layer > s.steer_layer:
+        raise XlvlmError(f"context layer {s.context_layer} comes after the steering layer {s.steer_layer}; "
+                         f"L2S and the condition read the context before it is steered")
+    # Side questions are drawn half per type, from the train part (the gate) and the test part.
+    most_side = len(SIDE_TYPES) * min(sum(q.get("answer_type") == kind for q in vqa_samples(part))
+                                      for kind in SIDE_TYPES for part in ("train", "test"))
+    for name, value, least, most in (("train images", s.train_images, 1, len(image_paths("train"))),
+                                     ("test images", s.test_images, 1, len(image_paths("test"))),
+                                     ("side questions", s.side_questions, 0, most_side)):
+        if value is not None and not least <= value <= most:
+            raise XlvlmError(f"{name} {value}: easy-VQA has {most:,}; give {least} to {most:,}")
 
 
 def predict_with(model: str, samples: list[dict], batch_size: int, progress: bool) -> list[dict]:
@@ -339,5 +364,5 @@ def table_lines(result: dict) -> list[str]:
     return lines
 
 
-__all__ = ["ComparisonSettings", "METHODS", "STAGE", "compare_steering", "write_comparison", "table_lines",
+__all__ = ["ComparisonSettings", "METHODS", "STAGE", "check_settings", "compare_steering", "write_comparison", "table_lines",
            "plot_comparison", "goals", "reframe"]

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from xlvlm.apps.organism import data as ev
+from xlvlm.errors import XlvlmError
 
 SPLITS = ("random", "popular", "adversarial")
 KINDS = ("color", "shape")
@@ -121,6 +122,9 @@ def pope_benchmark(part: str = "test", seed: int = 0, images: int | None = None,
         image_ids = sorted(image_ids)
     else:
         image_ids = sorted(labels)
+        if images is not None and not 0 < images <= len(image_ids):
+            raise XlvlmError(f"images {images}: the easy-VQA {part} part has {len(image_ids):,}; give 1 to "
+                             f"{len(image_ids):,}")
         if images is not None:
             chosen = np.random.default_rng(seed).choice(len(image_ids), size=min(images, len(image_ids)), replace=False)
             image_ids = [image_ids[i] for i in sorted(chosen)]

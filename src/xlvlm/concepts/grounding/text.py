@@ -94,6 +94,19 @@ def is_word(text: str, vocabulary: frozenset | None = None, word_filter: str = "
     return not words or text in words
 
 
+def check_vocabulary(tokenizer, vocabulary: frozenset | None, source: str) -> None:
+    """Refuse a word list (``source``: where it came from) of which no word is a token of
+    ``tokenizer``: grounding would find no word for any concept. Tokens count without their
+    leading-space marks ("Ġred", "▁red" -> "red") and case."""
+    if vocabulary is None:
+        return
+    tokens = {_normalise(token.lstrip("Ġ▁")) for token in tokenizer.get_vocab()}
+    if not tokens & {_normalise(word) for word in vocabulary}:
+        sample = ", ".join(sorted(vocabulary)[:3])
+        raise XlvlmError(f"{source}: none of its {len(vocabulary)} words ({sample}, ...) is a token of the model's "
+                         f"vocabulary, so no concept would get a word; give words (one per line) the model knows")
+
+
 def top_words(logits: torch.Tensor, tokenizer, top_k: int = 10, vocabulary: frozenset | None = None,
               scan: int = 2000, word_filter: str = "xlvlm") -> list[str]:
     """The ``top_k`` best-scoring words of one logit vector (V,), among its ``scan`` best tokens."""
