@@ -29,6 +29,7 @@ def register(sub) -> None:
     options.add_seed(p)
     options.add_quiet(p)
     options.add_out(p, "output folder")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run, required=("features", "layer", "out"))
 
@@ -36,6 +37,7 @@ def register(sub) -> None:
 def run(args) -> None:
     from xlvlm.concepts.workflow import run_concepts
 
+    options.refuse_existing_out(args)
     store = options.open_store(args.features, args)
     summary = run_concepts(store, args.layer, args.out, method=args.method, n_concepts=args.n_concepts,
                            vlm=options.optional_model(args), top_k_words=args.top_words,

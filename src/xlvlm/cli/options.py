@@ -74,6 +74,19 @@ def add_out(p: argparse.ArgumentParser, help: str, default=None) -> None:
     p.add_argument("--out", type=valid.path, default=default, help=help)
 
 
+def add_overwrite(p: argparse.ArgumentParser, help: str = "replace an existing --out (refused without it)") -> None:
+    p.add_argument("--overwrite", action="store_true", help=help)
+
+
+def refuse_existing_out(args, option: str = "--out") -> None:
+    """The one output rule, checked before any work starts: an existing --out is refused unless
+    --overwrite (:func:`xlvlm.io.refuse_existing_output`)."""
+    from xlvlm.io import refuse_existing_output
+
+    refuse_existing_output(getattr(args, option.lstrip("-").replace("-", "_")), overwrite=args.overwrite,
+                           option=option)
+
+
 def add_data(p: argparse.ArgumentParser) -> None:
     """The samples (--data and its reader's options) and the subset of them to keep."""
     p.add_argument("--data", type=valid.path, required=False,

@@ -26,6 +26,7 @@ def register(sub) -> None:
     options.add_word_filter(p, help="which tokens count as words (docs/research-code.md)")
     options.add_seed(p)
     options.add_out(p, "output folder")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run, required=("original", "finetuned", "layer", "out"))
 
@@ -33,6 +34,7 @@ def register(sub) -> None:
 def run(args) -> None:
     from xlvlm.shift import analyse_shift, write_shift
 
+    options.refuse_existing_out(args)
     original, finetuned = options.open_store(args.original, args), options.open_store(args.finetuned, args)
     vlm = options.optional_model(args)
     result = analyse_shift(original, finetuned, args.layer, n_concepts=args.n_concepts, method=args.method,

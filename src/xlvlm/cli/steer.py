@@ -67,11 +67,13 @@ def _register_compute(steer) -> None:
                    help="P2S: one vector per sample, target_i - source_i for every sample id in both stores "
                         "(for `steer learn --per-sample` and the oracle `steer apply --per-sample`)")
     options.add_out(p, "output .safetensors file")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run_compute, required=("layer", "out"))
 
 
 def run_compute(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.steer import SteeringVector
 
     layers = options.names(args.layer)
@@ -99,7 +101,7 @@ def run_compute(args) -> None:
                                         layers, method=args.method, **settings)
     if args.normalize:
         vector = vector.normalized()
-    vector.save(args.out)
+    vector.save(args.out, overwrite=True)  # --out was checked before any work
     print(f"wrote {args.out}: {vector}")
 
 
@@ -113,7 +115,7 @@ def _write_all_pairs(args, layers) -> None:
     pairs = SteeringVector.concept_pairs(options.open_store(args.source, args), layers[0], n_concepts=args.n_concepts)
     for (i, j), vector in pairs.items():
         vector = vector.normalized() if args.normalize else vector
-        vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors")
+        vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors", overwrite=True)
     print(f"wrote {len(pairs)} vectors (concept_I_to_J = V_J - V_I) into {args.out}")
 
 
@@ -128,7 +130,7 @@ def _write_per_sample(args, layers) -> None:
         raise XlvlmError("--per-sample needs --source STORE and --target STORE (the same samples in both)")
     vectors = PerSampleSteering.from_stores(options.open_store(args.source, args),
                                             options.open_store(args.target, args), layers)
-    vectors.save(args.out)
+    vectors.save(args.out, overwrite=True)
     print(f"wrote {args.out}: {vectors}")
 
 
@@ -144,11 +146,13 @@ def _register_condition(steer) -> None:
                    help="lda: covariance shrinkage towards the identity "
                    "(0 to 1; more for few examples in many dimensions)")
     options.add_out(p, "output .safetensors file")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run_condition, required=("positive", "negative", "layer", "out"))
 
 
 def run_condition(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.steer.condition import Condition, save_condition
 
     positive, negative = options.open_store(args.positive, args), options.open_store(args.negative, args)
@@ -156,7 +160,7 @@ def run_condition(args) -> None:
     condition = Condition.learn(positive.features(layer, present_only=True),
                                 negative.features(layer, present_only=True), layer, method=args.method,
                                 shrinkage=args.shrinkage)
-    save_condition(condition, args.out)
+    save_condition(condition, args.out, overwrite=True)
     steer = condition.decide(positive.features(layer, present_only=True)).float().mean()
     keep = 1 - condition.decide(negative.features(layer, present_only=True)).float().mean()
     print(f"wrote {args.out}: layer {layer}, threshold {condition.threshold:.4g}; training accuracy "
@@ -184,11 +188,13 @@ def _register_learn(steer) -> None:
                    help="weight of the cosine term in the loss (MSE + L1 - w cos)")
     options.add_seed(p)
     options.add_out(p, "output folder (learned.safetensors, result.json, learning_curve.png)")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run_learn, required=("context", "layer", "out"))
 
 
 def run_learn(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.steer import LearnedSteering, PerSampleSteering
     from xlvlm.steer.learn_outputs import write_learned
 
@@ -207,7 +213,8 @@ def run_learn(args) -> None:
         shifts = PerSampleSteering.from_stores(source, target, [layer])
     model = LearnedSteering.fit(context, shifts, context_layer=args.context_layer or args.layer, steer_layer=layer,
                                 hidden=args.hidden, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                                val_fraction=args.val_fraction, cosine_weight=args.cosine_weight, seed=args.seed)
+                                val_fraction=args.val_fraction, cosine_weight=args.cosine_weight, seed=args.seed,
+                                progress=True)
     write_learned(model, args.out, command=options.command_text(args))
     report = model.metadata["training"]
     held_out = (f"held-out cosine {report['val_cosine']:.3f} (the fixed mean vector: "
@@ -288,11 +295,13 @@ def _register_sweep(steer) -> None:
     p.add_argument("--normalize", action="store_true")
     _add_steering(p)
     options.add_out(p, "output folder")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run_sweep, required=("model", "source", "target", "data", "out"))
 
 
 def run_sweep(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.steer.run import sweep_stores, sweep_table
 
     samples = options.load_data(args)
@@ -302,6 +311,7 @@ def run_sweep(args) -> None:
                         source_answer=args.source_answer, target_answer=args.target_answer, positions=args.positions,
                         operator=args.operator, condition=_condition(args), normalize=args.normalize,
                         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, out=args.out,
-                        progress=not args.quiet, n_concepts=args.n_concepts, command=options.command_text(args))
+                        progress=not args.quiet, n_concepts=args.n_concepts, command=options.command_text(args),
+                        overwrite=args.overwrite)
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, result.json, sweep.png")

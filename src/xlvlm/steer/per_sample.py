@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_save_tensors, read_tensors
+from xlvlm.io import atomic_save_tensors, read_tensors, refuse_existing_output
 from xlvlm.layerkeys import layer_key
 
 META_KEY = "xlvlm_per_sample"
@@ -182,12 +182,14 @@ class PerSampleSteering:
                         alpha=alpha, positions=positions, operator=operator, condition=condition)
 
     # ---- files -----------------------------------------------------------------------------
-    def save(self, path) -> Path:
+    def save(self, path, overwrite: bool = False) -> Path:
         """Write a safetensors file: tensors "layer/<key>" (N, D), the ids and metadata as JSON in
-        the header. NaN/inf is refused (nothing is written)."""
+        the header. NaN/inf is refused (nothing is written); so is an existing file, unless
+        ``overwrite=True``."""
         from xlvlm.steer.vector import check_finite
 
         path = Path(path)
+        refuse_existing_output(path, overwrite=overwrite, option="path")
         tensors = {f"layer/{k}": v.float() for k, v in self.vectors.items()}
         check_finite(tensors, f"{path}: not written", "compute it from other stores or layers")
         header = {"ids": self.ids, "metadata": self.metadata}

@@ -11,11 +11,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
 
 from xlvlm.data.jsonl import write_jsonl
-from xlvlm.errors import XlvlmError
-from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
+from xlvlm.errors import XlvlmError, argument
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, refuse_existing_output, stage_result
+from xlvlm.progress import bar
 from xlvlm.models.base import check_generation_settings
 from xlvlm.steer.settings import describe_settings
 from xlvlm.steer.vector import METHODS, SteeringVector
@@ -118,7 +118,7 @@ def _sweep_settings(vectors: dict, positions, operator, condition, n_samples: in
 
 def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, positions="all", operator="add",
           condition=None, max_new_tokens: int = 5, batch_size: int = 16, out: str | Path | None = None,
-          progress: bool = True, command: str | None = None) -> list[dict]:
+          progress: bool = True, command: str | None = None, overwrite: bool = False) -> list[dict]:
     """Steer with every vector of ``vectors`` at every alpha, and score each run.
 
     vectors: ``{name: steering}``, each a SteeringVector, PerSampleSteering or LearnedSteering (a
@@ -128,13 +128,16 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, p
     vector of one layer). With ``out``, writes baseline and per-config predictions and
     ``result.json`` (stage "sweep"; and, for an :class:`AnswerShift`, ``sweep.md`` and ``sweep.png``; with
     ``command``, ``command.txt``) as one unit (:class:`xlvlm.io.OutputUnit`): a sweep that stops
-    early leaves the previous ones as they were.
+    early leaves the previous ones as they were. An existing ``out`` is refused before any work
+    unless ``overwrite=True``.
     """
     samples = list(samples)
     scorer = AnswerShift() if scorer is None else scorer
     alphas = [float(a) for a in alphas]
     _check_sweep(vlm, vectors, alphas, condition)
     out = Path(out) if out else None
+    if out:
+        refuse_existing_output(out, overwrite=overwrite, option=argument("out"))
     unit = OutputUnit(out, RESULT_FILE, OWNED) if out else nullcontext()
     with unit:
         work = unit.work if out else None  # until the commit, files go to the unit's work folder
@@ -144,7 +147,7 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, *, p
             write_jsonl(baseline, work / "baseline.jsonl")
         rows = []
         configs = [(vector, alpha) for vector in vectors.values() for alpha in alphas]
-        for vector, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
+        for vector, alpha in bar(configs, desc="sweep", unit="config", enabled=progress):
             method, layer = _label(vector)
             preds = predict(vlm, samples, vector, alpha=alpha, positions=positions, operator=operator,
                             condition=condition, max_new_tokens=max_new_tokens, batch_size=batch_size,
