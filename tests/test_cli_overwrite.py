@@ -119,3 +119,16 @@ def test_a_python_sweep_refuses_an_existing_out_before_generating(tmp_path):
 
     with pytest.raises(XlvlmError, match="out .*already exists.*overwrite=True"):
         sweep(NoModel(), {"v": SteeringVector({"0": torch.ones(4)})}, [], [1.0], out=out)
+
+
+def test_the_per_sample_error_says_what_to_pass_in_the_callers_words():
+    import torch
+
+    from xlvlm.errors import XlvlmError, command_line_words
+    from xlvlm.steer import PerSampleSteering
+
+    p2s = PerSampleSteering({"2": torch.ones(2, 4)}, ["a", "b"])
+    with pytest.raises(XlvlmError, match=r"'c' has no per-sample vector.*'a', 'b'.*steer only those samples"):
+        p2s.rows(["c"], "2")
+    with command_line_words(), pytest.raises(XlvlmError, match="give --data with only those samples"):
+        p2s.rows(["c"], "2")

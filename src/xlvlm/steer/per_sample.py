@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from xlvlm.errors import XlvlmError
+from xlvlm.errors import XlvlmError, argument
 from xlvlm.io import atomic_save_tensors, read_tensors, refuse_existing_output
 from xlvlm.layerkeys import layer_key
 
@@ -151,8 +151,12 @@ class PerSampleSteering:
         try:
             return self._row[str(sample_id)]
         except KeyError:
-            raise XlvlmError(f"sample {str(sample_id)[:80]!r} has no per-sample vector (P2S steers only the "
-                             f"samples of the stores it was computed from)") from None
+            data = argument("data")
+            what = f"give {data} with only those samples" if data.startswith("--") else "steer only those samples"
+            raise XlvlmError(f"sample {str(sample_id)[:80]!r} has no per-sample vector: P2S holds one for each of "
+                             f"the {len(self.ids)} samples of the stores it was computed from (ids "
+                             f"{', '.join(repr(i[:40]) for i in self.ids[:3])}{', ...' if len(self.ids) > 3 else ''}); "
+                             f"{what}, or steer any sample with learned steering (L2S)") from None
 
     # ---- use -------------------------------------------------------------------------------
     def apply(self, vlm, alpha: float = 1.0, positions="all", operator="add", condition=None):
