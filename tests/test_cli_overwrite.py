@@ -132,3 +132,23 @@ def test_the_per_sample_error_says_what_to_pass_in_the_callers_words():
         p2s.rows(["c"], "2")
     with command_line_words(), pytest.raises(XlvlmError, match="give --data with only those samples"):
         p2s.rows(["c"], "2")
+
+
+def test_demo_reuses_its_own_folder_and_refuses_anything_else(tmp_path):
+    from xlvlm.apps.demo import DEMO_MARK, _claim_folder
+    from xlvlm.errors import XlvlmError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep")
+    for overwrite in (False, True):  # --overwrite never deletes a folder that is not a demo run's
+        with pytest.raises(XlvlmError, match="not a demo run's folder"):
+            _claim_folder(mine, overwrite=overwrite)
+    assert (mine / "thesis.tex").read_text() == "keep"
+    demo = tmp_path / "demo"
+    _claim_folder(demo, overwrite=False)
+    (demo / "concepts").mkdir()
+    _claim_folder(demo, overwrite=False)  # a second run reuses its stages
+    assert (demo / "concepts").is_dir()
+    _claim_folder(demo, overwrite=True)  # --overwrite starts afresh
+    assert not (demo / "concepts").exists() and (demo / DEMO_MARK).is_file()

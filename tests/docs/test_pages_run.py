@@ -84,7 +84,17 @@ _RUN: set[str] = set()
 
 
 def _run_page(page: str) -> None:
+    import torch
+
     _RUN.add(page)
+    threads = torch.get_num_threads()  # a page may call xlvlm.use_safe_threads(): later tests keep theirs
+    try:
+        _run_blocks(page)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_blocks(page: str) -> None:
     namespace: dict = {"__name__": "__main__"}
     for number, line, language, code, reason in blocks(page):
         if reason or language not in RUNNABLE:
