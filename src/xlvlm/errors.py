@@ -7,6 +7,12 @@ and keeps its traceback.
 """
 
 import errno
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# True while the command line runs a command: errors then name its options (--out), not the
+# Python keywords (out=) of the function the command called.
+_COMMAND_LINE = ContextVar("xlvlm_command_line", default=False)
 
 
 class XlvlmError(Exception):
@@ -14,6 +20,30 @@ class XlvlmError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+@contextmanager
+def command_line_words():
+    """Inside this block, :func:`argument` and :func:`setting` speak the command line's words."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def argument(name: str) -> str:
+    """The argument ``name`` (a Python keyword) as the caller wrote it: ``--name-in-dashes``
+    under the command line, ``name`` from Python."""
+    return "--" + name.replace("_", "-") if _COMMAND_LINE.get() else name
+
+
+def setting(name: str, value) -> str:
+    """An argument with its value as the caller would write it: ``--device cpu`` or ``device='cpu'``;
+    ``value=True`` gives the bare flag (``--overwrite``, ``overwrite=True``)."""
+    if _COMMAND_LINE.get():
+        return argument(name) if value is True else f"{argument(name)} {value}"
+    return f"{name}={value!r}"
 
 
 # Failures of the machine rather than of the program: a full disk, a read-only folder, a file

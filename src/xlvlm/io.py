@@ -114,7 +114,7 @@ def refuse_existing_output(path: str | Path, *, overwrite: bool, option: str = "
         return
     if target.is_dir() and not any(target.iterdir()):
         return  # an empty folder holds nothing to lose
-    hint = "--overwrite" if option.startswith("--") else "overwrite=True"
+    hint = "--overwrite" if option.startswith("--") else "overwrite=True"  # the caller's words, as option is
     raise XlvlmError(f"{option} {target}: already exists; choose another {option} or pass {hint} to replace it")
 
 
@@ -148,10 +148,10 @@ class OutputUnit:
         self.work: Path | None = None
 
     def __enter__(self) -> "OutputUnit":
-        from xlvlm.errors import XlvlmError
+        from xlvlm.errors import XlvlmError, argument
 
         if self.folder.exists() and not self.folder.is_dir():
-            raise XlvlmError(f"{self.folder}: exists and is not a folder; choose another --out")
+            raise XlvlmError(f"{self.folder}: exists and is not a folder; choose another {argument('out')}")
         self.folder.mkdir(parents=True, exist_ok=True)
         for leftover in self.folder.glob(UNIT_PREFIX + "*"):
             if not _alive(leftover.name[len(UNIT_PREFIX):].split("-")[0]):  # a run killed before its commit

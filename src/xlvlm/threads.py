@@ -2,8 +2,9 @@
 
 OpenMP's default wait policy keeps idle worker threads spinning for a while after each parallel
 region; torch runs thousands of small regions, and when another process holds a core those
-spinning threads steal it from the one thread doing the work. On 2 shared cores that made POPE
-prediction 5-10x and streaming SNMF ~60x slower (bench/RESULTS.md, "Threads on shared cores").
+spinning threads steal it from the one thread doing the work. On 2 busy shared cores the
+default made POPE prediction 7.7x and streaming SNMF 2.6x slower (bench/RESULTS.md, "Threads on
+shared cores").
 ``OMP_WAIT_POLICY=PASSIVE`` makes idle threads sleep at once, which costs nothing measurable on
 idle cores.
 

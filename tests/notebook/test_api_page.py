@@ -17,9 +17,9 @@ def test_notebook_block_runs_as_written(tmp_path, monkeypatch, capsys):
     scope: dict = {}
     exec(compile(block, str(PAGE), "exec"), scope)
     assert isinstance(scope["yes"], InMemoryStore) and len(scope["yes"]) == 60
-    assert (tmp_path / "runs" / "yes" / "manifest.json").is_file()
+    assert (tmp_path / "runs" / "notebook" / "yes" / "manifest.json").is_file()
     scope["saved"].verify()
-    xlvlm.FeatureStore("runs/mine").verify()
+    xlvlm.FeatureStore("runs/notebook/mine").verify()
     answers = eval(capsys.readouterr().out.strip().splitlines()[-1])  # the printed list of answers
     assert len(answers) == 4 and all(isinstance(a, str) for a in answers)
     assert len(scope["words"]) == 4

@@ -72,7 +72,7 @@ def _store(path, samples, seed=0):
 
 def _concepts(store, out, k):
     return ["concepts", "--features", str(store), "--layer", "final", "--method", "kmeans", "--n-concepts", str(k),
-            "--no-text-similarity", "--quiet", "--out", str(out)]
+            "--no-text-similarity", "--quiet", "--out", str(out), "--overwrite"]
 
 
 def _assert_complete(result: Path):
@@ -121,7 +121,7 @@ def test_shift_rerun_killed_keeps_the_old_unit(samples, tmp_path):
 
     def shift(k):
         return ["shift", "--original", str(original), "--finetuned", str(finetuned), "--layer", "final",
-                "--method", "kmeans", "--n-concepts", str(k), "--out", str(out)]
+                "--method", "kmeans", "--n-concepts", str(k), "--out", str(out), "--overwrite"]
 
     assert main(shift(2)) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -142,7 +142,7 @@ def test_sweep_rerun_killed_keeps_the_old_unit(tiny_dir, samples, tmp_path):
     def sweep(alphas):
         return ["steer", "sweep", "--model", str(tiny_dir("llava")), "--data", str(data), "--source",
                 str(tmp_path / "source"), "--target", str(tmp_path / "target"), "--layers", "1", "--alphas", alphas,
-                "--max-new-tokens", "2", "--quiet", "--out", str(out)]
+                "--max-new-tokens", "2", "--quiet", "--out", str(out), "--overwrite"]
 
     assert main(sweep("1,2")) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

@@ -260,10 +260,10 @@ def test_singular_lda_condition_is_one_line_and_the_cli_takes_its_options(tmp_pa
     xlvlm.FeatureStore.from_tensors({"0": neg}, rows, path=tmp_path / "neg")
     for extra in (["--method", "mean-diff"], ["--shrinkage", "0.5"]):
         assert main(["steer", "condition", "--positive", str(tmp_path / "pos"), "--negative", str(tmp_path / "neg"),
-                     "--layer", "0", *extra, "--out", str(tmp_path / "c.safetensors")]) == 0
+                     "--layer", "0", *extra, "--out", str(tmp_path / "c.safetensors"), "--overwrite"]) == 0
         assert "100.0% of --positive steered, 100.0% of --negative left alone" in capsys.readouterr().out
     assert main(["steer", "condition", "--positive", str(tmp_path / "pos"), "--negative", str(tmp_path / "neg"),
-                 "--layer", "0", "--shrinkage", "0", "--out", str(tmp_path / "c.safetensors")]) == 2
+                 "--layer", "0", "--shrinkage", "0", "--out", str(tmp_path / "c.safetensors"), "--overwrite"]) == 2
     assert "singular" in capsys.readouterr().err
 
 

@@ -27,6 +27,8 @@ def test_quickstart_commands_run_as_written_and_do_what_the_page_says(tmp_path, 
     printed = capsys.readouterr().out
     assert "concept  0:" in printed or "concept 0:" in printed
     assert (tmp_path / "runs" / "report.html").is_file() and (tmp_path / "runs" / "concepts" / "concept_grid.png").is_file()
+    report = (tmp_path / "runs" / "report.html").read_text()
+    assert "eval-steered" in report and "eval-gated" in report  # step 7 shows what step 6 measured
 
     ungated = evaluate_predictions("runs/steered.jsonl", baseline="runs/base.jsonl", source="yes", target="no")
     gated = evaluate_predictions("runs/gated.jsonl", baseline="runs/base.jsonl", source="yes", target="no")

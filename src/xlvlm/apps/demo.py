@@ -22,10 +22,15 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
-from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
+from xlvlm.errors import XlvlmError, argument
 
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
+from xlvlm.progress import announce
+
+DEMO_MARK = "xlvlm-demo.txt"  # says the folder is a demo run's: a second run reuses it
 QUICK = {"concept_questions": 120, "caption_images": 80, "steer_train": 60, "steer_test": 90,
          "alphas": [2.0], "methods": ["mean-diff"], "caption_alphas": [1.0], "text_similarity": False,
          "hallucination": {"train_images": 12, "test_images": 8, "side_questions": 20, "epochs": 20}}
@@ -153,16 +158,16 @@ def stage_steer_yes_no(vlm, out: Path, root: Path, size: dict, layers: list[int]
     questions = stores["yes"].features(key, present_only=True)
     questions = questions.new_tensor(questions.tolist() + stores["no"].features(key, present_only=True).tolist())
     condition = Condition.learn(questions, stores["other"].features(key, present_only=True), condition_layer)
-    save_condition(condition, folder / "condition.safetensors")
+    save_condition(condition, folder / "condition.safetensors", overwrite=True)
     test = _subset(vqa_samples("test"), ("yes/no", "shape", "color"), size["steer_test"], seed=2)
     # The same vector without the gate first (written to ungated/): what the gate prevents.
     sweep_stores(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=["mean-diff"],
                  source_answer="yes", target_answer="no", max_new_tokens=3, batch_size=32, out=folder / "ungated",
-                 progress=progress)
+                 progress=progress, overwrite=True)
     sweep_stores(vlm, stores["yes"], stores["no"], test, layers=layers, alphas=size["alphas"], methods=size["methods"],
                  source_answer="yes", target_answer="no", condition=condition, max_new_tokens=3, batch_size=32,
                  out=folder,
-                 progress=progress)
+                 progress=progress, overwrite=True)  # the stage's folder: an unfinished stage is redone
     _command(folder, root, "steer yes -> no", [
         f"xlvlm extract --model {vlm.name} --data {{YES,NO,OTHER}}.jsonl --layers "
         f"{','.join(map(str, all_layers))} --select last-prompt --out {out / 'features'}/steer-{{yes-paired,no-paired,other}}",
@@ -199,7 +204,7 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
     colours = xlvlm.extract(vlm, _subset(everything, ("color",), n, seed=4), layers=all_layers, select="last-prompt",
                             out=out / "features" / "steer-color", batch_size=32, progress=progress)
     condition = Condition.learn(colours.features(0, present_only=True), others.features(0, present_only=True), 0)
-    save_condition(condition, folder / "condition.safetensors")
+    save_condition(condition, folder / "condition.safetensors", overwrite=True)
     test = vqa_samples("test")
     chosen = [s for s in test if s.get("answer") == source][: size["steer_test"] // 3]
     chosen += _subset(test, ("shape", "yes/no"), 2 * (size["steer_test"] // 3), seed=3)
@@ -207,7 +212,7 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
                  methods=["mean-diff"],
                  source_answer=source, target_answer=target, condition=condition, max_new_tokens=3, batch_size=32,
                  out=folder,
-                 progress=progress)
+                 progress=progress, overwrite=True)
     _command(folder, root, f"steer {source} -> {target}", [
         f"xlvlm extract --model {vlm.name} --data {source.upper()}_AND_{target.upper()}.jsonl --layers "
         f"{','.join(map(str, layers))} --select last-prompt --out {out / 'features'}/steer-{{{source},{target}}}",
@@ -274,25 +279,37 @@ def _caption_table(rows: list[dict], reference: dict, layer: int, n: int) -> dic
                         rows=table, data={"layer": str(layer), "rows": rows, "finetuned": reference, "n": n})
 
 
-def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool = True) -> dict:
-    """Run every stage into ``out`` (reusing what exists) and build ``out/report.html``."""
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool = True,
+             overwrite: bool = False) -> dict:
+    """Run every stage into ``out`` (reusing the stages a demo run there finished) and build
+    ``out/report.html``. ``overwrite=True`` deletes an earlier demo run at ``out`` first; a
+    folder that holds anything else is refused."""
     import xlvlm
     from xlvlm.report import build_report
 
     out = Path(out)
+    _claim_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     size = QUICK if quick else FULL
     original, finetuned = xlvlm.organism.load("original"), xlvlm.organism.load("finetuned")
     n = original.num_layers
     middle = n // 2
+    stage = _Stages(progress)
+    stage("concepts of the original organism's answers (snmf, grounded in words)")
     stage_concepts(original, out, out, size, middle, progress)
+    stage("shift of caption concepts from the original to the fine-tuned organism")
     stage_shift(original, finetuned, out, out, size, n - 1, progress)
+    stage("steering yes -> no, gated by a condition (sweep over layers and alphas)")
     stage_steer_yes_no(original, out, out, size, layers=[middle] if quick else list(range(1, n)),
                        condition_layer=0, progress=progress)
+    stage("steering red -> blue on colour questions")
     stage_steer_color(original, out, out, size, layers=[middle] if quick else list(range(1, n)), source="red",
                       target="blue", progress=progress)
+    stage("steering captions with the fine-tuning shift")
     stage_steer_caption(original, finetuned, out, out, size, n - 1, progress)
+    stage("hallucination steering of the hallucinating organism (5 methods)")
     hallucination = stage_steer_hallucination(out, out, size, progress)
+    stage("report")
     atomic_write_text(out / "notes.txt", (
         "Everything below ran on the model organism: a small real LLaVA "
         f"({sum(p.numel() for p in original.model.parameters()) / 1e6:.1f}M parameters, {n} decoder layers) trained "
@@ -304,6 +321,31 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     summary["hallucination steering (F1 / yes-ratio, %)"] = "\n" + "\n".join(hallucination)
     summary["serve"] = serve_command(out)
     return summary
+
+
+class _Stages:
+    """Announces each demo stage in one line, numbered: ``demo 2/7: shift ...``."""
+
+    TOTAL = 7
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.done = enabled, 0
+
+    def __call__(self, what: str) -> None:
+        self.done += 1
+        announce(f"demo {self.done}/{self.TOTAL}: {what}", self.enabled)
+
+
+def _claim_folder(out: Path, overwrite: bool) -> None:
+    """Mark ``out`` as a demo run's folder; a demo run there is reused, or with ``overwrite``
+    deleted first; a folder holding anything else is refused (never deleted)."""
+    if (out / DEMO_MARK).is_file():
+        if overwrite:
+            shutil.rmtree(out)
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise XlvlmError(f"{out}: exists and is not a demo run's folder; choose another {argument('out')}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / DEMO_MARK, "a run folder of `xlvlm demo` (a second run reuses its finished stages)\n")
 
 
 def serve_command(out: Path) -> str:

@@ -20,17 +20,19 @@ from xlvlm.cli import concepts, demo, evaluate, extract, organism, report, serve
 from xlvlm.cli import validate as valid
 from xlvlm.cli.config import apply_config_file, leaf_parsers
 from xlvlm.cli.options import Parser
-from xlvlm.errors import XlvlmError, describe_os_error
+from xlvlm.errors import XlvlmError, command_line_words, describe_os_error
 from xlvlm.threads import use_safe_threads
 
 COMMANDS = (extract, steer, concepts, shift, evaluate, organism, report, serve, demo)
-THREADS_HELP = ("CPU threads: unless the environment sets them, xlvlm runs with OMP_WAIT_POLICY=PASSIVE (idle "
+ENVIRONMENT_HELP = ("CPU threads: unless the environment sets them, xlvlm runs with OMP_WAIT_POLICY=PASSIVE (idle "
                 "threads sleep instead of spinning, so runs stay fast when other work shares the cores) and "
-                "OMP_NUM_THREADS = the CPUs this process may use; set either variable to choose otherwise.")
+                "OMP_NUM_THREADS = the CPUs this process may use; set either variable to choose otherwise. "
+                "Progress bars are drawn only on a terminal (XLVLM_PROGRESS=1 forces them, 0 hides them); "
+                "long commands (demo, steer learn, organism steer-hallucination) announce each stage in one line.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="xlvlm", description="Explain and steer vision-language models.", epilog=THREADS_HELP)
+    parser = Parser(prog="xlvlm", description="Explain and steer vision-language models.", epilog=ENVIRONMENT_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in getattr(args, "required", ()):
             if getattr(args, name, None) in (None, ""):
                 raise XlvlmError(f"--{name.replace('_', '-')} is required (on the command line or in --config)")
-        args.func(args)
+        with command_line_words():
+            args.func(args)
     except XlvlmError as exc:
         print(f"xlvlm: error: {exc}", file=sys.stderr)
         return 2

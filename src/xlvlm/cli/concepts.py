@@ -35,6 +35,7 @@ def register(sub) -> None:
     options.add_seed(p)
     options.add_quiet(p)
     options.add_out(p, "output folder")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run, required=("features", "out"))
 
@@ -46,6 +47,7 @@ def run(args) -> None:
         raise XlvlmError("--layer is required (on the command line or in --config)")
     if args.sae_features is not None and args.dictionary is None:
         raise XlvlmError("--sae-features picks features of a pretrained SAE: give it with --dictionary")
+    options.refuse_existing_out(args)
     store = options.open_store(args.features, args)
     vlm, words = options.model_and_words(args)
     settings = ConceptSettings(method=args.method, n_concepts=args.n_concepts, seed=args.seed,

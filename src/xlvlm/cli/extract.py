@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
+from xlvlm.errors import XlvlmError
 
 
 def register(sub) -> None:
@@ -20,7 +21,9 @@ def register(sub) -> None:
                    help="token selector (see docs/extract.md); default last-prompt. token:WORD, class:NAME and "
                         "before:STOP keep the state that produces the word (research convention); "
                         "token-at:, class-at:, before-at: the state at it")
-    options.add_out(p, "store folder (resumed if it holds a partial store)")
+    options.add_out(p, "store folder (resumed if it holds a partial store of the same command)")
+    options.add_overwrite(p, "replace the feature store at --out (another command's, or a finished one) instead of "
+                          "refusing or reusing it; one process only")
     p.add_argument("--generate", action="store_true", help="record during greedy generation")
     options.add_generation(p, max_new_tokens=20)
     options.add_device(p)
@@ -38,6 +41,8 @@ def run(args) -> None:
     from xlvlm.features.distributed import DistributedContext
 
     context = DistributedContext.from_env()  # set under torchrun / accelerate launch
+    if args.overwrite and context is not None:
+        raise XlvlmError("--overwrite is for one process: delete the store, then run under torchrun")
     samples = options.load_data(args)
     if not args.skip_bad:  # a bad image fails here, before the (slow) model load
         check_images(samples)
@@ -49,7 +54,8 @@ def run(args) -> None:
                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                     shard_samples=args.shard_samples, skip_bad=args.skip_bad)
     if context is None:
-        store = extract(options.load_model(args), samples, progress=not args.quiet, **settings)
+        store = extract(options.load_model(args), samples, progress=not args.quiet, overwrite=args.overwrite,
+                        **settings)
     else:
         store = _run_distributed(args, context, samples, settings)
         if context.rank != 0:

@@ -74,8 +74,17 @@ def add_out(p: argparse.ArgumentParser, help: str, default=None) -> None:
     p.add_argument("--out", type=valid.path, default=default, help=help)
 
 
-def add_overwrite(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it already exists")
+def add_overwrite(p: argparse.ArgumentParser, help: str = "replace an existing --out (refused without it)") -> None:
+    p.add_argument("--overwrite", action="store_true", help=help)
+
+
+def refuse_existing_out(args, option: str = "--out") -> None:
+    """The one output rule, checked before any work starts: an existing --out is refused unless
+    --overwrite (:func:`xlvlm.io.refuse_existing_output`)."""
+    from xlvlm.io import refuse_existing_output
+
+    refuse_existing_output(getattr(args, option.lstrip("-").replace("-", "_")), overwrite=args.overwrite,
+                           option=option)
 
 
 def add_data(p: argparse.ArgumentParser) -> None:

@@ -43,7 +43,8 @@ def register(sub) -> None:
                    help="the layer whose last prompt state L2S and the condition read")
     p.add_argument("--epochs", type=valid.positive_int, default=100, help="L2S training epochs")
     options.add_seed(p)
-    options.add_out(p, "output folder (result.json, hallucination_steering.png)")
+    options.add_out(p, "output folder (result.json, hallucination_steering.png); each method's scores are kept in "
+                   "OUT.partial as they finish, and a rerun of the same command resumes from them")
     options.add_overwrite(p)
     options.add_quiet(p)
     p.set_defaults(func=run_steer_hallucination, required=("out",))
@@ -73,9 +74,11 @@ def _add_run_options(p, minutes_help=None, reduced_help=None) -> None:
     p.add_argument("--minutes", type=valid.positive_float, default=None, help=minutes_help)
     p.add_argument("--reduced", action="store_true", help=reduced_help)
     options.add_quiet(p)
+    options.add_overwrite(p, "replace an existing model folder --out (refused without it)")
 
 
 def run_train(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.apps.organism.train import train_organism
 
     summary = train_organism(args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
@@ -84,6 +87,7 @@ def run_train(args) -> None:
 
 
 def run_finetune(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.apps.organism.finetune import finetune_organism
 
     summary = finetune_organism(args.original, args.out, seed=args.seed, minutes=args.minutes, reduced=args.reduced,
@@ -92,6 +96,7 @@ def run_finetune(args) -> None:
 
 
 def run_hallucinate(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.apps.organism.hallucinate import hallucinate_organism
 
     summary = hallucinate_organism(args.original, args.out, seed=args.seed, minutes=args.minutes,
@@ -128,8 +133,8 @@ def run_calibrated_l2s(args) -> None:
 
 def run_steer_hallucination(args) -> None:
     import shlex
+    import shutil
     import sys
-
     from pathlib import Path
 
     from xlvlm.apps.organism.hallucination_steering import (ComparisonSettings, compare_steering, table_lines,
@@ -143,7 +148,10 @@ def run_steer_hallucination(args) -> None:
     settings = ComparisonSettings(train_images=args.train_images, test_images=args.test_images,
                                   side_questions=args.side_questions, steer_layer=args.steer_layer,
                                   context_layer=args.context_layer, epochs=args.epochs, seed=args.seed)
-    result = compare_steering(settings, progress=not args.quiet)
+    # Each method's scores are kept in OUT.partial as they finish: a rerun after a kill resumes there.
+    parts = Path(f"{args.out}.partial")
+    result = compare_steering(settings, progress=not args.quiet, checkpoints=parts)
     path = write_comparison(result, args.out, command="xlvlm " + shlex.join(sys.argv[1:]))
+    shutil.rmtree(parts, ignore_errors=True)
     print("\n".join(table_lines(result)))
     print(f"wrote {path}")

@@ -31,6 +31,7 @@ def register(sub) -> None:
                         "code (default: the aggregate of per-sample differences; the same for the mean)")
     options.add_seed(p)
     options.add_out(p, "output folder")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run, required=("original", "finetuned", "layer", "out"))
 
@@ -38,6 +39,7 @@ def register(sub) -> None:
 def run(args) -> None:
     from xlvlm.shift import ShiftSettings, analyse_shift, write_shift
 
+    options.refuse_existing_out(args)
     original, finetuned = options.open_store(args.original, args), options.open_store(args.finetuned, args)
     vlm, words = options.model_and_words(args)
     settings = ShiftSettings(n_concepts=args.n_concepts, method=args.method, seed=args.seed,

@@ -69,11 +69,13 @@ def _register_compute(steer) -> None:
                    help="P2S: one vector per sample, target_i - source_i for every sample id in both stores "
                         "(for `steer learn --per-sample` and the oracle `steer apply --per-sample`)")
     options.add_out(p, "output .safetensors file")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run_compute, required=("layer", "out"))
 
 
 def run_compute(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.steer import SteeringVector
 
     layers = options.names(args.layer)
@@ -105,7 +107,7 @@ def run_compute(args) -> None:
                                         layers, method=args.method, **settings)
     if args.normalize:
         vector = vector.normalized()
-    vector.save(args.out)
+    vector.save(args.out, overwrite=True)  # --out was checked before any work
     print(f"wrote {args.out}: {vector}")
 
 
@@ -119,7 +121,7 @@ def _write_all_pairs(args, layers) -> None:
     pairs = SteeringVector.concept_pairs(options.open_store(args.source, args), layers[0], n_concepts=args.n_concepts)
     for (i, j), vector in pairs.items():
         vector = vector.normalized() if args.normalize else vector
-        vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors")
+        vector.save(Path(args.out) / f"concept_{i}_to_{j}.safetensors", overwrite=True)
     print(f"wrote {len(pairs)} vectors (concept_I_to_J = V_J - V_I) into {args.out}")
 
 
@@ -134,7 +136,7 @@ def _write_per_sample(args, layers) -> None:
         raise XlvlmError("--per-sample needs --source STORE and --target STORE (the same samples in both)")
     vectors = PerSampleSteering.from_stores(options.open_store(args.source, args),
                                             options.open_store(args.target, args), layers)
-    vectors.save(args.out)
+    vectors.save(args.out, overwrite=True)
     print(f"wrote {args.out}: {vectors}")
 
 
@@ -150,11 +152,13 @@ def _register_condition(steer) -> None:
                    help="lda: covariance shrinkage towards the identity "
                    "(0 to 1; more for few examples in many dimensions)")
     options.add_out(p, "output .safetensors file")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run_condition, required=("positive", "negative", "layer", "out"))
 
 
 def run_condition(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.steer.condition import Condition, save_condition
 
     positive, negative = options.open_store(args.positive, args), options.open_store(args.negative, args)
@@ -162,7 +166,7 @@ def run_condition(args) -> None:
     condition = Condition.learn(positive.features(layer, present_only=True),
                                 negative.features(layer, present_only=True), layer, method=args.method,
                                 shrinkage=args.shrinkage)
-    save_condition(condition, args.out)
+    save_condition(condition, args.out, overwrite=True)
     steer = condition.decide(positive.features(layer, present_only=True)).float().mean()
     keep = 1 - condition.decide(negative.features(layer, present_only=True)).float().mean()
     print(f"wrote {args.out}: layer {layer}, threshold {condition.threshold:.4g}; training accuracy "
@@ -200,12 +204,14 @@ def _register_learn(steer) -> None:
     p.add_argument("--image-root", type=valid.path, help="image folder for coco:/vqav2:/pope: data of --calibrate")
     p.add_argument("--annotations", type=valid.path, help="VQAv2 annotations JSON (vqav2: data of --calibrate)")
     options.add_out(p, "output folder (learned.safetensors, result.json, learning_curve.png)")
+    options.add_overwrite(p)
     options.add_partial(p)
     # --batch-size is the training minibatch here; calibration generates 8 samples at a time
     p.set_defaults(func=run_learn, required=("context", "layer", "out"), generation_batch_size=8)
 
 
 def run_learn(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.steer import LearnedSteering, PerSampleSteering
     from xlvlm.steer.learn_outputs import write_learned
 
@@ -226,7 +232,8 @@ def run_learn(args) -> None:
         raise XlvlmError("--calibrate generates with the model: give --model (the model the stores came from)")
     model = LearnedSteering.fit(context, shifts, context_layer=args.context_layer or args.layer, steer_layer=layer,
                                 hidden=args.hidden, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                                val_fraction=args.val_fraction, cosine_weight=args.cosine_weight, seed=args.seed)
+                                val_fraction=args.val_fraction, cosine_weight=args.cosine_weight, seed=args.seed,
+                                progress=not args.quiet)
     calibration = _calibrate_learned(args, model) if args.calibrate else None
     write_learned(model, args.out, command=options.command_text(args), calibration=calibration)
     report = model.metadata["training"]
@@ -356,11 +363,13 @@ def _register_sweep(steer) -> None:
     p.add_argument("--normalize", action="store_true")
     _add_steering(p)
     options.add_out(p, "output folder")
+    options.add_overwrite(p)
     options.add_partial(p)
     p.set_defaults(func=run_sweep, required=("model", "source", "target", "data", "out"))
 
 
 def run_sweep(args) -> None:
+    options.refuse_existing_out(args)
     from xlvlm.steer.run import sweep_stores, sweep_table
     from xlvlm.steer.settings import SweepSettings
 
@@ -373,6 +382,6 @@ def run_sweep(args) -> None:
     vlm = options.load_model(args)
     rows = sweep_stores(vlm, options.open_store(args.source, args), options.open_store(args.target, args), samples,
                         options.names(args.layers), args.alphas, settings, out=args.out, progress=not args.quiet,
-                        command=options.command_text(args))
+                        command=options.command_text(args), overwrite=args.overwrite)
     print(sweep_table(rows), end="")
     print(f"wrote {args.out}/sweep.md, result.json, sweep.png")

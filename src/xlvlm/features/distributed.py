@@ -36,7 +36,7 @@ from typing import Sequence
 
 import torch
 
-from xlvlm.errors import XlvlmError
+from xlvlm.errors import XlvlmError, argument
 from xlvlm.features.manifest import Manifest
 from xlvlm.features.run import DEFAULT_SHARD_SAMPLES, extract, input_digest, store_settings
 from xlvlm.features.selectors import parse_selector
@@ -160,7 +160,7 @@ def extract_distributed(vlm, samples: Sequence[dict], layers=("final",), select=
         writer = StoreWriter(out, settings, ids, digest)  # refuses other settings or samples
         if not writer.manifest.complete:
             raise XlvlmError(f"{out}: holds a partial single-process store; resume it without torchrun "
-                             f"or choose another --out")
+                             f"or choose another {argument('out')}")
         _barrier(device)
         return FeatureStore(out)
 

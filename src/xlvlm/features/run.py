@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from xlvlm.data import check_images, check_samples
 from xlvlm.data.images import image_digest
 from xlvlm.errors import XlvlmError
 from xlvlm.features.manifest import Manifest, StoreSettings
 from xlvlm.features.selectors import Selection, Selector, TokenView, parse_selector
-from xlvlm.features.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest
+from xlvlm.features.store import FeatureStore, InMemoryStore, StoreWriter, json_ready, records_digest, remove_store
 from xlvlm.hooks import record, require_vlm, resolve_layers
+from xlvlm.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class _PendingShard:
 def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selector = "last-prompt",
             out: str | Path | None = None, generate: bool = False, max_new_tokens: int = 20,
             batch_size: int = 8, shard_samples: int = DEFAULT_SHARD_SAMPLES, skip_bad: bool = False,
-            progress: bool = True) -> FeatureStore | InMemoryStore:
+            progress: bool = True, overwrite: bool = False, desc: str | None = None) -> FeatureStore | InMemoryStore:
     """Record hidden states of ``samples`` at ``layers`` into a FeatureStore at ``out``, or,
     without ``out``, into an :class:`InMemoryStore` (same reading interface; ``.save(folder)``).
 
@@ -259,7 +259,8 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
     teacher-forced response selectors). layers: ints (negatives from the end), "final", or
     module names. With ``out``, rerunning with the same settings and samples (every field, and
     the image files' bytes) resumes a partial store and returns a complete one as is; anything
-    else is refused.
+    else is refused unless ``overwrite=True``, which deletes the store at ``out`` (only a feature
+    store) and extracts afresh. ``desc`` labels the progress bar (default: "extract" and the folder's name).
     """
     require_vlm(vlm, "xlvlm.extract")
     _check_sizes(batch_size, shard_samples, generate, max_new_tokens)
@@ -272,6 +273,8 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
     if out is None:
         writer = MemoryWriter(settings)
     else:
+        if overwrite:
+            remove_store(out)
         writer = StoreWriter(out, settings, [s["id"] for s in samples], input_digest(samples))
     if writer.manifest.complete:
         log.info("store %s is complete; reusing it", out)
@@ -279,7 +282,8 @@ def extract(vlm, samples: Sequence[dict], layers=("final",), select: str | Selec
     start = writer.manifest.n_done  # samples stored or skipped before: where a resume continues
     if start:
         log.info("resuming %s after %d of %d samples", out, start, len(samples))
-    bar = tqdm(total=len(samples), initial=start, desc="extract", unit="sample", disable=not progress)
+    desc = desc or ("extract " + Path(out).name if out is not None else "extract")
+    bar = progress_bar(total=len(samples), initial=start, desc=desc, unit="sample", enabled=progress)
     pending = _PendingShard(writer, keys, vlm.hidden_size, in_memory=out is None)
     try:
         for first in range(start, len(samples), batch_size):

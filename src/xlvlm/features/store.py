@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -45,7 +46,7 @@ import torch
 from safetensors import safe_open
 
 from xlvlm.data.images import image_label
-from xlvlm.errors import XlvlmError
+from xlvlm.errors import XlvlmError, argument, setting
 from xlvlm.features.manifest import MANIFEST, Manifest, ShardEntry, StoreSettings, is_file
 from xlvlm.layerkeys import find_layer, layer_key
 from xlvlm.io import atomic_save_tensors, atomic_write_json, atomic_write_text, sha256_file
@@ -421,6 +422,26 @@ class FeatureStore(_StoreMetadata):
                 f"selector={self.selector!r}, status={self.manifest.status!r})")
 
 
+def _another_or_overwrite() -> str:
+    return f"choose another {argument('out')} or pass {setting('overwrite', True)} to replace it"
+
+
+def remove_store(folder) -> None:
+    """Delete the feature store (or unfinished distributed extraction) at ``folder``, manifest
+    first so that nothing half-deleted looks complete; a folder holding anything else is refused,
+    never deleted."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not (folder / MANIFEST).is_file() and not any(folder.glob("rank-*-of-*/" + MANIFEST)):
+        if folder.is_dir() and not any(folder.iterdir()):
+            return
+        raise XlvlmError(f"{folder}: is not a feature store, and {setting('overwrite', True)} replaces only "
+                         f"feature stores; choose another {argument('out')}")
+    (folder / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(folder)
+
+
 class StoreWriter:
     """Appends shards to a store folder; resumes a partial store with the same settings.
 
@@ -442,14 +463,14 @@ class StoreWriter:
             self._remove_leftovers()
         else:
             if self.folder.exists() and not self.folder.is_dir():
-                raise XlvlmError(f"{self.folder}: exists and is not a folder; choose another --out")
+                raise XlvlmError(f"{self.folder}: exists and is not a folder; choose another {argument('out')}")
             self._remove_leftovers()  # a run killed before its first manifest leaves only these
             if self.folder.exists() and any(self.folder.iterdir()):
                 if any(self.folder.glob("rank-*-of-*/" + MANIFEST)):
                     raise XlvlmError(f"{self.folder}: holds an unfinished distributed extraction (rank-* folders); "
                                      f"rerun it under torchrun with the same number of processes")
                 raise XlvlmError(f"{self.folder}: folder exists, is not empty and is not a feature store; "
-                                 f"choose another --out")
+                                 f"choose another {argument('out')}")
             self.manifest = Manifest(settings, status="partial", n_samples=len(sample_ids),
                                      ids_sha256=self.ids_digest, input_sha256=input_sha256,
                                      created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -461,13 +482,13 @@ class StoreWriter:
         if key is not None:
             raise XlvlmError(f"{self.folder}: existing store was made with "
                              f"{key}={repr(getattr(manifest.settings, key))[:100]}, "
-                             f"not {repr(getattr(self.settings, key))[:100]}; choose another --out or delete the folder")
+                             f"not {repr(getattr(self.settings, key))[:100]}; {_another_or_overwrite()}")
         if manifest.ids_sha256 != self.ids_digest:
             raise XlvlmError(f"{self.folder}: existing store was made from other samples; "
-                             f"choose another --out or delete the folder")
+                             f"{_another_or_overwrite()}")
         if manifest.input_sha256 != self.input_sha256:
             raise XlvlmError(f"{self.folder}: existing store was made from other sample content (same ids, but a "
-                             f"prompt, answer, image or other field differs); choose another --out or delete the folder")
+                             f"prompt, answer, image or other field differs); {_another_or_overwrite()}")
         return manifest
 
     def _remove_leftovers(self) -> None:
@@ -669,11 +690,15 @@ class InMemoryStore(_StoreMetadata):
                 raise XlvlmError(f"features for layer {key}: row {row} (sample {str(sample['id'])[:80]!r}) holds NaN "
                                  f"or inf; fix it or mark the sample present=False")
 
-    def save(self, folder):
+    def save(self, folder, overwrite: bool = False):
         """Write this store to an empty ``folder`` in the checksummed store format and return
-        it as a :class:`FeatureStore`. PIL images are recorded by their label (see module)."""
+        it as a :class:`FeatureStore`. PIL images are recorded by their label (see module). A
+        folder holding a feature store is refused unless ``overwrite=True`` (which replaces it)."""
         if (Path(folder) / MANIFEST).exists():
-            raise XlvlmError(f"{folder}: already holds a feature store; save to a new folder")
+            if not overwrite:
+                raise XlvlmError(f"{folder}: already holds a feature store; save to a new folder or pass "
+                                 f"{setting('overwrite', True)}")
+            remove_store(folder)
         records = [json_ready(s) for s in self._samples]
         for record in records:
             try:

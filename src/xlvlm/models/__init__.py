@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from xlvlm.errors import XlvlmError
+from xlvlm.errors import XlvlmError, argument, setting
 from xlvlm.models.base import REMOTE_CODE_HINT, VLM, Batch, Generation
 from xlvlm.models.registry import families, family_of, register, register_alias, resolve_alias
 
@@ -100,7 +100,7 @@ def load_vlm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
     name = resolve_alias(str(name_or_path))
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise XlvlmError("--device cuda asked for, but torch sees no GPU; use --device cpu")
+        raise XlvlmError(f"{setting('device', str(device))} asked for, but torch sees no GPU; use {setting('device', 'cpu')}")
     _refuse_pickled_weights(name)
     config = _load_config(name, trust_remote_code)
     _check_supported(name, config)

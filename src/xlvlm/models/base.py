@@ -399,12 +399,12 @@ class VLM:
         ``on_batch`` receives each batch's records as soon as they exist (e.g. to write them).
         Steering is the caller's: generate inside ``sv.apply(vlm)``.
         """
-        from tqdm.auto import tqdm
+        from xlvlm.progress import bar
 
         samples = check_samples(samples, ids=False)  # a string or one dict: a one-line error saying what to pass
         check_generation_settings(batch_size, max_new_tokens)
         records: list[dict] = []
-        for start in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch", disable=not progress,
+        for start in bar(range(0, len(samples), batch_size), desc=desc, unit="batch", enabled=progress,
                           leave=False):
             chunk = samples[start:start + batch_size]
             generation = self.generate_batch(chunk, max_new_tokens, keep_logits=top_k > 0)

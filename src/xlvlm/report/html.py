@@ -33,7 +33,7 @@ import logging
 import math
 from pathlib import Path
 
-from xlvlm.errors import XlvlmError
+from xlvlm.errors import XlvlmError, setting
 from xlvlm.io import RESULT_FILE, RESULT_VERSION, atomic_write_text
 from xlvlm.runs import inside, load_result, stage_results
 
@@ -427,9 +427,21 @@ def report_page(run_dir, title: str | None = None) -> str:
             + "\n".join(sections) + "</body></html>\n")
 
 
-def build_report(run_dir, out=None, title: str | None = None) -> Path:
-    """Write ``run_dir/report.html`` (or ``out``) from every stage result found under it."""
-    page = report_page(run_dir, title)
+def _built_here(path: Path) -> bool:
+    """Whether ``path`` starts as the pages :func:`report_page` writes (its header and policy)."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(CSP) + 200).decode("utf-8", "replace")
+    return head.startswith("<!doctype html><html lang=en><head><meta charset=utf-8>") and CSP in head
+
+
+def build_report(run_dir, out=None, title: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``run_dir/report.html`` (or ``out``) from every stage result found under it.
+
+    A report this function built before is rebuilt (it is derived from the folder); any other
+    file at that path is refused unless ``overwrite=True``."""
     out = Path(out) if out else Path(run_dir) / "report.html"
+    if out.is_file() and not overwrite and not _built_here(out):
+        raise XlvlmError(f"{out}: exists and is not a report xlvlm built; move it or pass {setting('overwrite', True)}")
+    page = report_page(run_dir, title)
     atomic_write_text(out, page)
     return out

@@ -18,7 +18,7 @@ from safetensors import safe_open
 
 from xlvlm.choices import CONDITION_METHODS
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_save_tensors
+from xlvlm.io import atomic_save_tensors, refuse_existing_output
 from xlvlm.layerkeys import layer_key
 
 
@@ -31,6 +31,11 @@ class Condition:
 
     def __post_init__(self):
         self.layer = layer_key(self.layer)  # one layer-key rule: 3 and "3" are the same layer
+
+    def __repr__(self) -> str:
+        side = ">" if self.above else "<="
+        return (f"Condition(layer={self.layer!r}, steer when projection {side} {self.threshold:.4g}, "
+                f"direction of size {self.direction.shape[-1]})")
 
     def decide(self, states: torch.Tensor) -> torch.Tensor:
         """(B, D) states -> (B,) bool: which samples to steer."""
@@ -94,10 +99,12 @@ class Condition:
         return {"layer": self.layer, "threshold": self.threshold, "above": self.above}
 
     # ---- files -----------------------------------------------------------------------------
-    def save(self, path) -> Path:
+    def save(self, path, overwrite: bool = False) -> Path:
         """Write a safetensors file: the direction (D,), and layer, threshold and side as JSON in
-        the header. NaN or inf is refused (nothing is written)."""
+        the header. NaN or inf is refused (nothing is written); so is an existing file, unless
+        ``overwrite=True``."""
         path = Path(path)
+        refuse_existing_output(path, overwrite=overwrite, option="path")
         if not (bool(torch.isfinite(self.direction).all()) and math.isfinite(self.threshold)):
             raise XlvlmError(f"{path}: not written: the condition's direction or threshold is NaN or inf")
         atomic_save_tensors(path, {"direction": self.direction.float()},
@@ -138,9 +145,9 @@ class Condition:
         return cls(layer, direction, float(threshold), above)
 
 
-def save_condition(condition: Condition, path) -> Path:
-    """``condition.save(path)`` (kept for scripts written against it)."""
-    return condition.save(path)
+def save_condition(condition: Condition, path, overwrite: bool = False) -> Path:
+    """``condition.save(path, overwrite)`` (kept for scripts written against it)."""
+    return condition.save(path, overwrite=overwrite)
 
 
 def load_condition(path) -> Condition:

@@ -38,8 +38,9 @@ from pathlib import Path
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_save_tensors, read_tensors
+from xlvlm.io import atomic_save_tensors, read_tensors, refuse_existing_output
 from xlvlm.layerkeys import layer_key
+from xlvlm.progress import announce
 from xlvlm.steer.protocol import SteeringBase
 
 META_KEY = "xlvlm_learned_steering"
@@ -95,7 +96,7 @@ class LearnedSteering(SteeringBase):
     @classmethod
     def fit(cls, context, shifts, context_layer, steer_layer=None, hidden: int = 100, epochs: int = 100,
             lr: float = 1e-3, batch_size: int = 64, val_fraction: float = 0.1, cosine_weight: float = 0.1,
-            seed: int = 0) -> "LearnedSteering":
+            seed: int = 0, progress: bool = False) -> "LearnedSteering":
         """Train g on the samples present in both ``context`` and ``shifts`` (paired by id).
 
         context: a store holding ``context_layer`` (one row per sample: e.g. ``last-prompt``
@@ -103,7 +104,8 @@ class LearnedSteering(SteeringBase):
         :class:`~xlvlm.steer.per_sample.PerSampleSteering` or a store of them (its
         ``to_store()``); ``steer_layer`` is their layer (default: their only one).
         val_fraction of the pairs (at least one) is held out, chosen by ``seed``; 0 keeps
-        every pair for training and the last epoch's weights.
+        every pair for training and the last epoch's weights. ``progress``: a line when the fit
+        starts and one when it ends (:func:`xlvlm.progress.announce`).
         """
         settings = _settings(hidden, epochs, lr, batch_size, val_fraction, cosine_weight, seed)
         context_key = context.layer_key(context_layer)
@@ -111,8 +113,11 @@ class LearnedSteering(SteeringBase):
         _check_order(context_key, steer_key, "learned steering")
         started = time.perf_counter()
         train, val = _split(len(ids), val_fraction, seed)
+        announce(f"learning steering {context_key} -> {steer_key}: {len(train)} training and {len(val)} held-out "
+                 f"pairs, {epochs} epochs", progress)
         weights, history, best = _train(x, y, train, val, settings)
         seconds = time.perf_counter() - started
+        announce(f"learnt in {seconds:.0f} s (best held-out epoch {best})", progress)
         report = _report(weights, x, y, train, val, best, seconds, settings["cosine_weight"])
         metadata = {"method": "learned", "model": getattr(context, "model", ""), "context": str(context.path),
                     "shifts": shifts_source, "context_layer": context_key, "steer_layer": steer_key,
@@ -138,10 +143,11 @@ class LearnedSteering(SteeringBase):
         return {self.steer_layer: _forward(weights, states.float())}
 
     # ---- files -----------------------------------------------------------------------------
-    def save(self, path) -> Path:
+    def save(self, path, overwrite: bool = False) -> Path:
         """Write a safetensors file: the four weights, and layers, sizes, settings, training report
-        and history as JSON in the header."""
+        and history as JSON in the header; an existing file is refused unless ``overwrite=True``."""
         path = Path(path)
+        refuse_existing_output(path, overwrite=overwrite, option="path")
         _check_weights(self.weights(), f"{path}: not written")
         header = {"format": FORMAT, "context_layer": self.context_layer, "steer_layer": self.steer_layer,
                   "hidden": self.hidden, "hidden_size": self.hidden_size, "metadata": self.metadata,

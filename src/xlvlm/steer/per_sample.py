@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from xlvlm.errors import XlvlmError
-from xlvlm.io import atomic_save_tensors, check_magnitudes, read_tensors
+from xlvlm.errors import XlvlmError, argument
+from xlvlm.io import atomic_save_tensors, check_magnitudes, read_tensors, refuse_existing_output
 from xlvlm.layerkeys import layer_key
 from xlvlm.steer.protocol import SteeringBase
 
@@ -152,8 +152,12 @@ class PerSampleSteering(SteeringBase):
         try:
             return self._row[str(sample_id)]
         except KeyError:
-            raise XlvlmError(f"sample {str(sample_id)[:80]!r} has no per-sample vector (P2S steers only the "
-                             f"samples of the stores it was computed from)") from None
+            data = argument("data")
+            what = f"give {data} with only those samples" if data.startswith("--") else "steer only those samples"
+            raise XlvlmError(f"sample {str(sample_id)[:80]!r} has no per-sample vector: P2S holds one for each of "
+                             f"the {len(self.ids)} samples of the stores it was computed from (ids "
+                             f"{', '.join(repr(i[:40]) for i in self.ids[:3])}{', ...' if len(self.ids) > 3 else ''}); "
+                             f"{what}, or steer any sample with learned steering (L2S)") from None
 
     # ---- the Steering protocol (xlvlm.steer.protocol): each sample its own vector, by id -----
     context_layer = None
@@ -167,12 +171,14 @@ class PerSampleSteering(SteeringBase):
         return {key: self.rows(sample_ids, key) for key in self.vectors}
 
     # ---- files -----------------------------------------------------------------------------
-    def save(self, path) -> Path:
+    def save(self, path, overwrite: bool = False) -> Path:
         """Write a safetensors file: tensors "layer/<key>" (N, D), the ids and metadata as JSON in
-        the header. NaN/inf is refused (nothing is written)."""
+        the header. NaN/inf is refused (nothing is written); so is an existing file, unless
+        ``overwrite=True``."""
         from xlvlm.steer.vector import check_finite
 
         path = Path(path)
+        refuse_existing_output(path, overwrite=overwrite, option="path")
         tensors = {f"layer/{k}": v.float() for k, v in self.vectors.items()}
         check_finite(tensors, f"{path}: not written", "compute it from other stores or layers")
         header = {"ids": self.ids, "metadata": self.metadata}

@@ -12,11 +12,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
 
 from xlvlm.data.jsonl import write_jsonl
-from xlvlm.errors import XlvlmError
-from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, stage_result
+from xlvlm.errors import XlvlmError, argument
+from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, atomic_write_text, refuse_existing_output, stage_result
+from xlvlm.progress import bar
 from xlvlm.models.base import check_generation_settings
 from xlvlm.steer.aggregators import aggregator_named, option_names
 from xlvlm.steer.apply import steering as steering_hooks
@@ -156,7 +156,7 @@ def _recorded(settings: SweepSettings, vectors: dict, n_samples: int) -> dict:
 
 def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, settings: SweepSettings | None = None, *,
           out: str | Path | None = None, progress: bool = True, command: str | None = None,
-          **options) -> list[dict]:
+          overwrite: bool = False, **options) -> list[dict]:
     """Steer with every entry of ``vectors`` at every alpha, and score each run.
 
     vectors: ``{name: steering}`` (any kind, :class:`~xlvlm.steer.protocol.Steering`), or
@@ -170,7 +170,8 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, sett
     With ``out``, writes baseline and per-config predictions ``pred_<name>_L<layer>_a<alpha>.jsonl`` and ``result.json``
     (stage "sweep"; and, for an :class:`AnswerShift`, ``sweep.md`` and ``sweep.png``; with
     ``command``, ``command.txt``) as one unit (:class:`xlvlm.io.OutputUnit`): a sweep that stops
-    early leaves the previous ones as they were.
+    early leaves the previous ones as they were. An existing ``out`` is refused before any work
+    unless ``overwrite=True``.
     """
     s = settings_with(SweepSettings, settings, options, "sweep")
     samples = list(samples)
@@ -180,6 +181,8 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, sett
     names = _row_names(vectors)
     generation = {"max_new_tokens": s.max_new_tokens, "batch_size": s.batch_size, "progress": progress}
     out = Path(out) if out else None
+    if out:
+        refuse_existing_output(out, overwrite=overwrite, option=argument("out"))
     unit = OutputUnit(out, RESULT_FILE, OWNED) if out else nullcontext()
     with unit:
         work = unit.work if out else None  # until the commit, files go to the unit's work folder
@@ -189,7 +192,7 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, sett
         rows = []
         configs = [(name, layer, vector, alpha) for (name, layer), vector in zip(names, vectors.values())
                    for alpha in alphas]
-        for name, layer, vector, alpha in tqdm(configs, desc="sweep", unit="config", disable=not progress):
+        for name, layer, vector, alpha in bar(configs, desc="sweep", unit="config", enabled=progress):
             preds = predict(vlm, samples, vector, alpha=alpha, positions=s.positions, operator=s.operator,
                             condition=s.condition, **generation, desc=f"{name} L{layer} a={alpha:g}")
             rows.append(_sweep_row(name, layer, vector, alpha, scorer(preds, baseline)))

@@ -24,7 +24,7 @@ from safetensors import safe_open
 
 from xlvlm.errors import XlvlmError
 from xlvlm.layerkeys import layer_key
-from xlvlm.io import atomic_save_tensors, check_magnitudes
+from xlvlm.io import atomic_save_tensors, check_magnitudes, refuse_existing_output
 from xlvlm.steer import aggregators as agg
 from xlvlm.steer.protocol import SteeringBase
 
@@ -274,9 +274,11 @@ class SteeringVector(SteeringBase):
         return self.layer_activations
 
     # ---- files -----------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """Write a safetensors file (tensors "layer/<key>", metadata as JSON in the header)."""
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write a safetensors file (tensors "layer/<key>", metadata as JSON in the header); an
+        existing file is refused unless ``overwrite=True``."""
         path = Path(path)
+        refuse_existing_output(path, overwrite=overwrite, option="path")
         tensors = {f"layer/{k}": v.float() for k, v in self.layer_activations.items()}
         check_finite(tensors, f"{path}: not written", "compute it from other stores or layers")
         atomic_save_tensors(path, tensors, metadata={"xlvlm": json.dumps(self.metadata)})

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from xlvlm.errors import XlvlmError
 from xlvlm.io import RESULT_FILE, OutputUnit, atomic_write_json, stage_result
+from xlvlm.progress import announce
 
 STAGE = "hallucination-steering"
 METHODS = ("none", "mean-diff", "mean-diff + condition", "P2S (oracle)", "L2S")
@@ -193,41 +194,117 @@ def _oracle(runs: _Runs, test: list[dict]):
     return oracle
 
 
-def _score(runs: _Runs, methods: dict, test: list[dict], side: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(POPE rows per method and split, side-effect rows per method) on the test part."""
+class Checkpoints:
+    """The finished parts of a comparison, kept in ``folder`` as each finishes, so that a run
+    killed late resumes from them: the learnt methods (steering files) and each method's scores
+    (``scores-<method>.json``). Parts of other settings are discarded when the folder is opened;
+    ``folder=None`` keeps nothing."""
+
+    def __init__(self, folder, settings: ComparisonSettings):
+        self.folder = Path(folder) if folder is not None else None
+        if self.folder is None:
+            return
+        import json
+        import shutil
+
+        stamp = self.folder / "settings.json"
+        if stamp.is_file() and json.loads(stamp.read_text()) != asdict(settings):
+            shutil.rmtree(self.folder)  # another comparison's parts: nothing here applies
+        if not stamp.is_file():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(stamp, asdict(settings))
+
+    def _path(self, name: str) -> Path | None:
+        return None if self.folder is None else self.folder / name.replace(" ", "_").replace("+", "and")
+
+    def scores(self, method: str) -> dict | None:
+        import json
+
+        path = self._path(f"scores-{method}.json")
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
+    def keep_scores(self, method: str, scores: dict) -> None:
+        if self.folder is not None:
+            atomic_write_json(self._path(f"scores-{method}.json"), scores)
+
+    def learnt(self) -> dict | None:
+        """The learnt methods of :func:`_learn`, if all were kept."""
+        from xlvlm.steer import Condition, LearnedSteering, SteeringVector
+
+        files = [self._path(f) for f in ("mean-diff.safetensors", "condition.safetensors", "l2s.safetensors")]
+        if self.folder is None or not all(f.is_file() for f in files):
+            return None
+        vector, condition = SteeringVector.load(files[0]), Condition.load(files[1])
+        return {"none": (None, None), "mean-diff": (vector, None), "mean-diff + condition": (vector, condition),
+                "L2S": (LearnedSteering.load(files[2]), None)}
+
+    def keep_learnt(self, methods: dict) -> None:
+        if self.folder is not None:
+            vector, condition = methods["mean-diff + condition"]
+            vector.save(self._path("mean-diff.safetensors"), overwrite=True)
+            condition.save(self._path("condition.safetensors"), overwrite=True)
+            methods["L2S"][0].save(self._path("l2s.safetensors"), overwrite=True)
+
+
+def _score(runs: _Runs, methods: dict, test: list[dict], side: list[dict],
+           kept: Checkpoints) -> tuple[list[dict], list[dict]]:
+    """(POPE rows per method and split, side-effect rows per method) on the test part; each
+    method's scores are kept as they finish (and taken from ``kept`` when already there)."""
     rows, side_rows, baseline = [], [], None
     for method in METHODS:
-        steering, gate = methods[method]
-        alpha = runs.settings.alphas.get(method, 1.0) if steering is not None else 0.0
-        rows += _pope_rows(method, runs.predict(test, steering, alpha, gate, desc=method))
-        if method == "P2S (oracle)" or not side:  # no contrast exists for a shape/colour question
-            side_rows.append({"method": method, **{k: None for k in SIDE_TYPES}})
-            continue
-        accuracy = _side_accuracy(runs.predict(side, steering, alpha, gate, desc=f"{method} side"))
-        baseline = accuracy if baseline is None else baseline
-        side_rows.append({"method": method, **accuracy, **{f"{k}_change": accuracy[k] - baseline[k] for k in accuracy}})
+        done = kept.scores(method)
+        if done is None:
+            done = _score_method(runs, method, methods[method], test, side, baseline)
+            kept.keep_scores(method, done)
+        rows += done["rows"]
+        side_rows.append(done["side"])
+        if baseline is None and done["side"].get(SIDE_TYPES[0]) is not None:
+            baseline = {k: done["side"][k] for k in SIDE_TYPES if k in done["side"]}
     return rows, side_rows
 
 
+def _score_method(runs: _Runs, method: str, steering_and_gate, test, side, baseline) -> dict:
+    """One method's POPE rows and side-effect row (``baseline``: no steering's side accuracy)."""
+    steering, gate = steering_and_gate() if callable(steering_and_gate) else steering_and_gate
+    alpha = runs.settings.alphas.get(method, 1.0) if steering is not None else 0.0
+    announce(f"scoring {method} on {len(test)} test questions", runs.progress)
+    rows = _pope_rows(method, runs.predict(test, steering, alpha, gate, desc=method))
+    if method == "P2S (oracle)" or not side:  # no contrast exists for a shape/colour question
+        return {"rows": rows, "side": {"method": method, **{k: None for k in SIDE_TYPES}}}
+    accuracy = _side_accuracy(runs.predict(side, steering, alpha, gate, desc=f"{method} side"))
+    baseline = accuracy if baseline is None else baseline
+    return {"rows": rows, "side": {"method": method, **accuracy,
+                                   **{f"{k}_change": accuracy[k] - baseline[k] for k in accuracy}}}
+
+
 def compare_steering(settings: ComparisonSettings | None = None, progress: bool = False,
-                     confused: dict | None = None) -> dict:
+                     confused: dict | None = None, checkpoints=None) -> dict:
     """Fit every method on the train part, score it on the test part: the stage's result dict.
 
     confused: the adversarial split's confusion ranking (default: measured on the original
-    organism, :func:`~xlvlm.apps.organism.pope.confusions`)."""
+    organism, :func:`~xlvlm.apps.organism.pope.confusions`). checkpoints: a folder where each
+    finished part is kept (:class:`Checkpoints`); a rerun with the same settings resumes from it."""
     from xlvlm.apps.organism.pope import pope_benchmark
 
     s = settings or ComparisonSettings()
     check_settings(s)
-    runs = _Runs(s, progress)
+    runs, kept = _Runs(s, progress), Checkpoints(checkpoints, s)
     train = pope_benchmark("train", seed=s.seed, images=s.train_images, confused=confused)
     test = pope_benchmark("test", seed=s.seed, images=s.test_images, confused=confused)
     side = _shape_colour_questions("test", s.side_questions, s.seed) if s.side_questions else []
-    methods = _learn(runs, train)
-    methods["P2S (oracle)"] = (_oracle(runs, test), None)
-    rows, side_rows = _score(runs, methods, test, side)
-    reference = (_pope_rows(f"{s.reference} organism", predict_with(s.reference, test, s.batch_size, progress))
-                 if s.reference else [])
+    methods = kept.learnt()
+    if methods is None:
+        announce(f"learning mean-diff, the condition and L2S from {len(train)} training questions", progress)
+        methods = _learn(runs, train)
+        kept.keep_learnt(methods)
+    methods["P2S (oracle)"] = lambda: (_oracle(runs, test), None)  # two extractions: only if not scored yet
+    rows, side_rows = _score(runs, methods, test, side, kept)
+    reference = []
+    if s.reference:
+        reference = (kept.scores("reference") or {}).get("rows")
+        if reference is None:
+            reference = _pope_rows(f"{s.reference} organism", predict_with(s.reference, test, s.batch_size, progress))
+            kept.keep_scores("reference", {"rows": reference})
     vector, condition = methods["mean-diff + condition"]
     return stage_result(
         STAGE, model=s.model, settings=asdict(s), n_train=len(train), n_test=len(test),

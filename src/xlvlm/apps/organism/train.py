@@ -254,14 +254,14 @@ def train_language(model, tokenized: TokenizedSet, features: torch.Tensor | None
     Returns ``{"steps", "losses", "first_loss", "last_loss"}``: one mean loss per 50 steps, and
     the mean loss of the first and of the last 10 steps.
     """
-    from tqdm.auto import tqdm
+    from xlvlm.progress import bar as progress_bar
 
     trainable = _trainable(model, parts)
     model.train()
     optimizer, schedule = _optimizer(model, trainable, lr, steps, warmup)
     batches = _SeededEpochs(len(tokenized), batch_size, seed)
     losses, window, every = [], [], []
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=2)
+    bar = progress_bar(range(steps), desc=desc, enabled=progress, mininterval=2)
     done = 0
     for step in bar:
         loss = _answer_loss(model, tokenized, features, batches.next())

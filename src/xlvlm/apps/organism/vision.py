@@ -62,7 +62,7 @@ def pretrain_vision(vision_model: nn.Module, pixels: torch.Tensor, shapes: torch
     left-right at random (shapes are symmetric that way). Cosine learning rate; stops early at
     ``deadline`` (a ``time.time()`` value). Returns ``{"steps", "loss"}``.
     """
-    from tqdm.auto import tqdm
+    from xlvlm.progress import bar as progress_bar
 
     hidden = vision_model.config.hidden_size
     probe = _Probe(vision_model, hidden)
@@ -76,7 +76,7 @@ def pretrain_vision(vision_model: nn.Module, pixels: torch.Tensor, shapes: torch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup=min(100, steps // 10)))
     loss_fn = nn.CrossEntropyLoss()
     losses = []
-    bar = tqdm(range(steps), desc="vision tower", disable=not progress, mininterval=2)
+    bar = progress_bar(range(steps), desc="vision tower", enabled=progress, mininterval=2)
     done = 0
     for step in bar:
         idx = torch.randint(0, len(pixels), (batch_size,), generator=generator)

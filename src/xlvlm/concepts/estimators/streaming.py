@@ -26,9 +26,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from xlvlm.errors import XlvlmError
+from xlvlm.progress import announce, bars_shown
+from xlvlm.progress import bar as progress_bar
 
 
 def fit_store(estimator, store, layer, batch_rows: int, present_only: bool, progress: bool):
@@ -70,7 +71,10 @@ class _Stream:
 
     def batches(self, what: str, shard_order: list[int] | None = None):
         self.passes += 1
-        bar = tqdm(total=self.store.n_rows, desc=f"{what} (pass {self.passes})", unit="row", disable=not self.progress)
+        # Without a bar (a log, not a terminal), one line per pass says the fit is moving.
+        announce(f"{what}: pass {self.passes} over {self.store.n_rows} rows", self.progress and not bars_shown())
+        bar = progress_bar(total=self.store.n_rows, desc=f"{what} (pass {self.passes})", unit="row",
+                           enabled=self.progress)
         try:
             for Z in self.store.iter_rows(self.key, self.batch_rows, self.present_only, shard_order):
                 bar.update(Z.shape[0])
