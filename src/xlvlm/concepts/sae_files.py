@@ -30,7 +30,6 @@ from safetensors.torch import load_file
 
 from xlvlm.concepts.dictionary import read_json
 from xlvlm.concepts.estimators.pretrained import PretrainedSAE
-from xlvlm.concepts.solvers.pretrained_sae import ARCHITECTURES
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_save_tensors, atomic_write_json
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from xlvlm.errors import XlvlmError, argument, setting
+from xlvlm.errors import XlvlmError, setting
 from xlvlm.models.base import REMOTE_CODE_HINT, VLM, Batch, Generation
 from xlvlm.models.registry import families, family_of, register, register_alias, resolve_alias
 
