@@ -8,7 +8,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import _get_check_estimator_ids, estimator_checks_generator
 
 from xlvlm.concepts import NMF, NNDL, PCA, KMeans, MiniBatchKMeans, SemiNMF, Simple, TopKSAE
 from xlvlm.concepts.estimators import ESTIMATORS
@@ -38,7 +38,25 @@ def test_every_estimator_is_checked():
     assert sorted(type(e).__name__ for e in CHECKED) == sorted(cls.__name__ for cls in ESTIMATORS)
 
 
-@parametrize_with_checks(CHECKED, expected_failed_checks=expected_failures)
+# scikit-learn's array-API check runs only with SCIPY_ARRAY_API set before scipy loads and an
+# array-API namespace installed, and skips otherwise (a skip fails under CI). The estimators work
+# in torch whatever array comes in; numpy-in/numpy-out and torch-in/torch-out are checked by
+# test_array_in_same_kind_out below. It is the one check left out, for every estimator.
+NOT_RUN = ("check_array_api_input",)
+
+
+def _checks():
+    """(estimator, check) of scikit-learn's estimator checks (parametrize_with_checks's own list),
+    less NOT_RUN."""
+    for estimator in CHECKED:
+        for checked, check in estimator_checks_generator(estimator, expected_failed_checks=expected_failures(estimator),
+                                                         mark="xfail"):
+            name = _get_check_estimator_ids(check)
+            if not name.startswith(NOT_RUN):
+                yield pytest.param(checked, check, id=f"{_get_check_estimator_ids(checked)}-{name}")
+
+
+@pytest.mark.parametrize("estimator, check", list(_checks()))
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 

@@ -110,7 +110,7 @@ def test_a_file_where_a_folder_is_expected_is_one_line(cli, tiny_dir, samples, t
     if command == "apply":
         argv = ["steer", "apply", *_vector_and_data(tmp_path, samples, tiny_dir), "--out", blocker / "p.jsonl"]
     elif command == "compute":
-        xlvlm.FeatureStore.from_tensors(tmp_path / "b", {"1": torch.rand(6, 8) + 1}, rows)
+        xlvlm.FeatureStore.from_tensors({"1": torch.rand(6, 8) + 1}, rows, path=tmp_path / "b")
         argv = ["steer", "compute", "--source", tmp_path / "a", "--target", tmp_path / "b", "--layer", "1",
                 "--out", blocker / "sub" / "v.safetensors"]
     elif command == "concepts":

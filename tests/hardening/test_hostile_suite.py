@@ -129,7 +129,7 @@ def _store(path: Path, features: torch.Tensor, sample_ids) -> bool:
     """Write a store of ``features`` at layer 1; False when the store itself refuses the input
     (a one-line XlvlmError is the contract there too)."""
     try:
-        xlvlm.FeatureStore.from_tensors(path, {"1": features}, [{"id": i} for i in sample_ids])
+        xlvlm.FeatureStore.from_tensors({"1": features}, [{"id": i} for i in sample_ids], path=path)
     except XlvlmError as exc:
         assert "\n" not in str(exc)
         return False

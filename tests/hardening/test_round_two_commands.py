@@ -75,7 +75,7 @@ def test_finding_7_pope_split_must_be_a_name(tmp_path, capsys, splits):
 def test_finding_8_words_the_model_does_not_know_are_refused_before_learning(tiny_dir, tmp_path, capsys):
     config = json.loads((tiny_dir("llava") / "config.json").read_text())
     hidden = config["text_config"]["hidden_size"]
-    xlvlm.FeatureStore.from_tensors(tmp_path / "s", {"1": torch.randn(8, hidden)}, [{"id": str(i)} for i in range(8)])
+    xlvlm.FeatureStore.from_tensors({"1": torch.randn(8, hidden)}, [{"id": str(i)} for i in range(8)], path=tmp_path / "s")
     (tmp_path / "words.txt").write_text("qqqzzzx\nxyzzyplughq\n")
     capsys.readouterr()  # not what building the tiny model printed
     code = main(["concepts", "--features", str(tmp_path / "s"), "--layer", "1", "--method", "kmeans",

@@ -13,7 +13,7 @@ from xlvlm.errors import XlvlmError
 
 def _store(path, features, ids=None):
     ids = ids or [f"s{i}" for i in range(features.shape[0])]
-    return xlvlm.FeatureStore.from_tensors(path, {"1": features}, [{"id": i} for i in ids])
+    return xlvlm.FeatureStore.from_tensors({"1": features}, [{"id": i} for i in ids], path=path)
 
 
 def _jsonl(path, rows):

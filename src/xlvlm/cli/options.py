@@ -177,7 +177,7 @@ def model_and_words(args):
     words = load_words(args)
     vlm = optional_model(args)
     if vlm is not None:
-        from xlvlm.concepts.text import check_vocabulary
+        from xlvlm.concepts.grounding.text import check_vocabulary
 
         check_vocabulary(vlm.tokenizer, words, f"--words {args.words}")
     return vlm, words
