@@ -70,15 +70,23 @@ def read_json(path: Path, root: Path) -> object:
         return None
 
 
-def stage_results(root: Path) -> list[Path]:
+def stage_results(root: Path, on_error=None) -> list[Path]:
     """The finished stage results (``result.json``) under ``root`` that may be read: regular files
-    inside it (links are left out, with a warning), not in an unfinished rerun's work folder."""
+    inside it (links are left out, with a warning), not in an unfinished rerun's work folder.
+    A result whose listed outputs do not match raises its one-line XlvlmError, or, with
+    ``on_error(path, error)`` given, is passed to it and left out (a reader that shows the rest)."""
     found = []
     for path in sorted(root.rglob(RESULT_FILE)):
         if not inside(path, root):
             log.warning("%s: left out of the report (a link or not a regular file inside %s)", path, root)
             continue
-        if not check_outputs(path):  # inside an unfinished rerun's work folder
+        try:
+            if not check_outputs(path):  # inside an unfinished rerun's work folder
+                continue
+        except XlvlmError as exc:
+            if on_error is None:
+                raise
+            on_error(path, exc)
             continue
         found.append(path)
     return found

@@ -25,6 +25,7 @@ import xlvlm  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.hardening.test_report_hostile import SCRIPT, SECRET, _crafted_run  # noqa: E402
+from tests.serve.stage_run import CAL_ALPHA, add_stages  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
@@ -67,7 +68,7 @@ def organism():
 @pytest.fixture(scope="module")
 def run(organism, tmp_path_factory):
     """A small demo run: concepts (with patch heatmaps), shift, and the yes -> no sweep with its
-    stores; a secret next to it and a link to it inside."""
+    stores, and the stages of the other tabs; a secret next to it and a link to it inside."""
     from xlvlm.apps import demo
 
     root = tmp_path_factory.mktemp("serve-run")
@@ -77,6 +78,7 @@ def run(organism, tmp_path_factory):
     demo.stage_concepts(organism, run, run, SMALL, middle, False)
     demo.stage_shift(organism, finetuned, run, run, SMALL, organism.num_layers - 1, False)
     demo.stage_steer_yes_no(organism, run, run, SMALL, [middle], 0, False)
+    add_stages(run, organism.hidden_size)  # learned steering, calibration, hallucination, tables: by their writers
     (root / "secret.txt").write_text(SECRET)
     (run / "leak.txt").symlink_to(root / "secret.txt")
     return run
@@ -195,6 +197,46 @@ def test_browse_play_steer_upload_and_refusals_in_chromium(run, organism, browse
             assert SECRET not in page.content()
 
         assert page.requests and all(url.startswith(server.base + "/") for url in page.requests), page.requests
+        assert not page.dialogs
+
+
+STAGE_TABS = {"learned": 2, "hallucination": 1, "calibration": 2, "evaluation": 0}  # tab -> figures it shows
+
+
+def test_stage_tabs_show_numbers_and_figures_and_a_learned_steering_plays(run, organism, browser):
+    from easy_vqa import get_test_image_paths
+
+    from xlvlm.serve.app import create_app
+    from xlvlm.serve.play import Playground
+
+    image_root = Path(get_test_image_paths()[0]).parents[2]
+    with Playground(run, organism, image_roots=[image_root], model_name="organism:original") as playground, \
+            Server(create_app(run, playground)) as server:
+        page = _open(browser, server.base)
+        for tab, n_figures in STAGE_TABS.items():
+            page.click(f"button[data-tab={tab}]")
+            section = f"#tab-{tab}"
+            assert page.is_visible(section) and page.locator(f"{section} table tbody tr").count() > 0
+            assert page.locator(f"{section} .stage-error").count() == 0
+            page.wait_for_function("(s) => [...document.querySelectorAll(s + ' img')].every(i => i.complete)", arg=section)
+            widths = page.eval_on_selector_all(f"{section} figure img", "images => images.map(i => i.naturalWidth)")
+            assert len(widths) == n_figures and all(w > 0 for w in widths), (tab, widths)
+            _shot(page, f"serve-{tab}.png")
+        assert "Caption steering" in page.text_content("#tab-evaluation")
+
+        # Play: the learned steering is offered with its kind, its calibrated alpha is the default, it plays.
+        page.click("button[data-tab=play]")
+        assert "organism:original" in page.text_content("#play-model")
+        page.select_option("#play-store", "features/steer-yes-paired")
+        page.wait_for_function("() => document.getElementById('play-sample').dataset.store === 'features/steer-yes-paired'")
+        labels = page.eval_on_selector_all("#steer-vector option", "options => options.map(o => o.textContent)")
+        assert any(label.startswith("learned: learned/learned.safetensors") for label in labels), labels
+        page.select_option("#steer-vector", "learned/learned.safetensors")
+        assert float(page.input_value("#steer-alpha")) == CAL_ALPHA and page.is_hidden("#steer-note")
+        page.fill("#steer-alpha", "2")
+        assert _wait_text(page, "#steer-steered") and _wait_text(page, "#steer-unsteered")
+        assert page.is_hidden("#message") and page.is_hidden("#busy")
+        assert all(url.startswith(server.base + "/") for url in page.requests), page.requests
         assert not page.dialogs
 
 

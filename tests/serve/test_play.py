@@ -469,3 +469,42 @@ def test_a_pretrained_sae_grounded_by_concepts_is_read_by_the_playground(run, or
     state = xlvlm.extract(organism, [sample], layers=[LAYER], progress=False).features(LAYER)
     expected = ConceptDictionary.load(copy / "sae-concepts" / "dictionary").transform(state)[0]
     assert torch.allclose(torch.tensor(got["concepts"]["activations"]), expected, atol=1e-5)
+
+
+def test_every_steering_file_is_offered_and_played_by_its_kind(run, organism, tmp_path):
+    """Fixed, calibrated, learned and per-sample files are listed with their kind and calibrated
+    alpha; each steers as the kind's own loader + predict would; a per-sample file steers only its
+    own samples; the model shows by the name it was given; a store's full reference answer shows."""
+    from xlvlm.steer import PerSampleSteering
+    from xlvlm.steer.learned import LearnedSteering
+    from xlvlm.steer.run import predict
+
+    from tests.serve.stage_run import CAL_ALPHA, add_stages
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    add_stages(copy, organism.hidden_size)
+    test_yes = xlvlm.FeatureStore(run / "features" / "test-yes").samples
+    ids = [s["id"] for s in test_yes[:2]]
+    PerSampleSteering({str(LAYER): torch.randn(2, organism.hidden_size) * 2}, ids).save(copy / "p2s" / "per-sample.safetensors")
+    xlvlm.FeatureStore.from_tensors({"1": torch.zeros(1, 4)}, [dict(test_yes[0], id="c0", answer="a",
+                                                                   reference="a red circle")], path=copy / "captions-store")
+    with Playground(copy, organism, image_roots=[run], model_name="organism:original") as play:
+        assert play.info()["model"] == "organism:original"
+        kinds = {v["name"]: (v["steering"], v["alpha"], v["fits"]) for v in play.vectors()}
+        assert kinds == {"steer/yes-no.safetensors": ("fixed", None, True),
+                         "calibration/calibrated.safetensors": ("fixed", CAL_ALPHA, True),
+                         "learned/learned.safetensors": ("learned", CAL_ALPHA, True),
+                         "p2s/per-sample.safetensors": ("per-sample", None, True)}
+        assert next(v for v in play.vectors() if v["steering"] == "per-sample")["ids"] == ids
+        assert play.samples("captions-store")[0]["reference"] == "a red circle"
+        assert play.samples("features/test-yes")[0]["reference"] == test_yes[0]["answer"]
+        for name, load in (("learned/learned.safetensors", LearnedSteering.load),
+                           ("p2s/per-sample.safetensors", PerSampleSteering.load)):
+            got = play.steer(_ref("features/test-yes", ids[0]), vector=name, alpha=CAL_ALPHA, top_k=3)
+            sample = dict(test_yes[0], id=ids[0])
+            (own,) = predict(organism, [sample], load(copy / name), alpha=CAL_ALPHA, max_new_tokens=8, top_k=3,
+                             progress=False)
+            assert got["steered"] == {"answer": own["prediction"], "top_k": own["top_k"]}
+        with pytest.raises(XlvlmError, match="per-sample steering holds vectors for its own 2 samples only"):
+            play.steer(_ref("features/test-yes", test_yes[2]["id"]), vector="p2s/per-sample.safetensors", alpha=1.0)

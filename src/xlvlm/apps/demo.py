@@ -104,7 +104,8 @@ def _caption_stores(original, finetuned, out: Path, size: dict, layer: int, prog
     # Both styles start with "a"; the state at that token (token-at:, not token:, which keeps the
     # state producing "a") decides what comes next (a colour or the shape), so it is where the
     # fine-tuning shows. Teacher-forced, both models see the same tokens.
-    started = [dict(s, answer="a") for s in samples]
+    # The whole caption stays beside the forced "a" (``reference``) for whoever shows the samples.
+    started = [dict(s, answer="a", reference=s["answer"]) for s in samples]
     stores = [xlvlm.extract(vlm, started, layers=[layer], select="token-at:a", out=out / "features" / f"caption-{name}",
                             batch_size=32, progress=progress)
               for name, vlm in (("original", original), ("finetuned", finetuned))]

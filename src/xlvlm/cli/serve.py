@@ -47,7 +47,8 @@ def run(args) -> None:
         if args.model:
             from xlvlm.serve.play import Playground
 
-            playground = Playground(args.run_dir, options.load_model(args), image_roots=args.image_root)
+            playground = Playground(args.run_dir, options.load_model(args), image_roots=args.image_root,
+                                    model_name=args.model)
         if args.host not in LOOPBACK:
             options.warn(f"listening on {args.host}: other machines can reach this server")
         print(f"xlvlm serve: http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)

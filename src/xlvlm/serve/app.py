@@ -8,6 +8,7 @@ errors as a small escaped page):
   /files/PATH                a figure or text file under RUN_DIR (no traversal, no links)
   /api/run                   the stages found
   /api/concepts, /api/shift, /api/sweeps    each stage's data (xlvlm.serve.runfolder)
+  /api/stages/{learned,hallucination,calibration,evaluation}  the other stages' tabs (xlvlm.serve.stages)
   /api/concepts/image?folder=&concept=&rank= a top sample's thumbnail (re-encoded PNG)
   /api/concepts/histogram?folder=&concept=   its activation histogram
   /api/predictions/files     the predictions files (.jsonl outside feature stores)
@@ -193,6 +194,12 @@ def _add_browse_routes(app, run: RunFolder, play: bool) -> None:
     @app.get("/api/sweeps")
     def sweeps():
         return run.sweeps()
+
+    @app.get("/api/stages/{tab}")
+    def stage_tab(tab: str):
+        from xlvlm.serve.stages import tab_sections
+
+        return tab_sections(run, tab)
 
     @app.get("/api/predictions/files")
     def prediction_files():

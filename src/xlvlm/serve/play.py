@@ -119,14 +119,15 @@ class Playground:
     run_dir: the run folder (read only). vlm: a VLM of :func:`xlvlm.load_vlm`. image_roots:
     folders (besides RUN_DIR) that the run's sample images may lie in (the user's own choice,
     e.g. a dataset folder; the run's files cannot widen it). max_upload_bytes / max_image_pixels:
-    limits on uploaded images (:func:`xlvlm.data.images.load_image_bytes`).
+    limits on uploaded images (:func:`xlvlm.data.images.load_image_bytes`). model_name: the model
+    as the user named it (e.g. ``organism:original``; default the VLM's own name, often a folder).
     """
 
     #: The calls that run on the worker thread (``submit`` accepts these names).
     JOBS = ("answer", "steer", "compute_vector")
 
     def __init__(self, run_dir, vlm, image_roots=(), max_upload_bytes: int = MAX_UPLOAD_BYTES,
-                 max_image_pixels: int | None = None):
+                 max_image_pixels: int | None = None, model_name: str | None = None):
         from xlvlm.hooks import require_vlm
 
         require_vlm(vlm, "Playground")
@@ -135,6 +136,7 @@ class Playground:
             raise XlvlmError(f"{run_dir}: not a folder; give a run folder (e.g. what `xlvlm demo --out DIR` wrote)")
         self.root = root.resolve()
         self.vlm = vlm
+        self.model_name = str(model_name) if model_name else str(vlm.name)
         self.image_roots = [self.root] + [Path(r).resolve() for r in image_roots]
         self.max_upload_bytes = int(max_upload_bytes)
         self.max_image_pixels = max_image_pixels
@@ -158,7 +160,7 @@ class Playground:
         if model is None:
             model = _run_model(Path(run_dir))
         return cls(run_dir, load_vlm(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code),
-                   **options)
+                   **{"model_name": model, **options})
 
     # ---- the worker -----------------------------------------------------------------------
     def submit(self, name: str, /, *args, **kwargs) -> Future:
@@ -224,7 +226,7 @@ class Playground:
         from xlvlm.steer import METHODS
 
         vlm = self.vlm
-        return {"model": str(vlm.name), "family": vlm.family, "num_layers": vlm.num_layers,
+        return {"model": self.model_name, "family": vlm.family, "num_layers": vlm.num_layers,
                 "hidden_size": vlm.hidden_size, "layers": [str(i) for i in range(vlm.num_layers)] + ["final"],
                 "positions": list(POSITION_RULES), "methods": list(METHODS),
                 "limits": {"max_new_tokens": MAX_NEW_TOKENS, "top_k": MAX_TOP_K, "prompt_chars": MAX_PROMPT_CHARS,
@@ -318,13 +320,17 @@ class Playground:
 
     def samples(self, store: str, answer: str | None = None, offset: int = 0, limit: int = 100) -> list[dict]:
         """Samples of the store ``store`` (optionally only those whose reference ``answer`` is
-        given): ``store``, ``id``, ``prompt``, ``answer``, ``answer_type``, ``prediction``,
-        ``image_ok`` (its image file exists inside RUN_DIR or an image root)."""
+        given): ``store``, ``id``, ``prompt``, ``answer``, ``reference`` (the sample's whole
+        reference answer: its ``reference`` field where the store was extracted with a forced
+        ``answer`` such as a caption's first word, else its answer), ``answer_type``,
+        ``prediction``, ``image_ok`` (its image file exists inside RUN_DIR or an image root)."""
         _check_int(offset, "offset", 0, 10**9)
         _check_int(limit, "limit", 1, 10_000)
         rows = [s for s in self._sample_index(store).values() if answer is None or s.get("answer") == answer]
         return [{"store": self._name(resolve_under(self.root, store)), "id": str(s.get("id")),
-                 "prompt": s.get("prompt"), "answer": s.get("answer"), "answer_type": s.get("answer_type"),
+                 "prompt": s.get("prompt"), "answer": s.get("answer"),
+                 "reference": s.get("reference") if isinstance(s.get("reference"), str) else s.get("answer"),
+                 "answer_type": s.get("answer_type"),
                  "prediction": s.get("prediction"), "image_ok": self._image_ok(s)}
                 for s in rows[offset:offset + limit]]
 
@@ -420,10 +426,22 @@ class Playground:
         return out
 
     def _describe(self, name: str, kind: str, vector) -> dict:
-        sizes = {int(v.numel()) for v in vector.layer_activations.values()}
-        return {"name": name, "kind": kind, "layers": vector.layers,
-                "norms": {k: round(n, 6) for k, n in vector.norms().items()},
-                "method": vector.metadata.get("method"), "fits": sizes == {self.vlm.hidden_size}}
+        """Also: ``steering`` (its kind: "fixed", "learned" or "per-sample"), ``alpha`` (the alpha
+        it was calibrated at, or None), ``ids`` (per-sample: the samples it holds vectors for)."""
+        steering = _steering_kind(vector)
+        if steering == "fixed":
+            sizes = {int(v.numel()) for v in vector.layer_activations.values()}
+            norms = {k: round(n, 6) for k, n in vector.norms().items()}
+        else:
+            sizes = {int(vector.hidden_size)}
+            norms = {k: round(float(n.mean()), 6) for k, n in vector.norms().items()} if steering == "per-sample" else {}
+        calibrated = vector.metadata.get("calibration")
+        alpha = calibrated.get("alpha") if isinstance(calibrated, dict) else None
+        return {"name": name, "kind": kind, "steering": steering, "layers": vector.layers, "norms": norms,
+                "method": vector.metadata.get("method"), "fits": sizes == {self.vlm.hidden_size},
+                "alpha": alpha if isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+                and math.isfinite(alpha) else None,
+                "ids": list(vector.ids) if steering == "per-sample" else None}
 
     def _vector_file(self, name: str, quiet: bool = False):
         """A vector file of the run (loaded once), or None (quiet) for a .safetensors file that is
@@ -626,27 +644,58 @@ class Playground:
             key = find_layer(layer, chosen.layers, self.vlm.num_layers)
             if key is None:
                 raise XlvlmError(f"vector {vector} has no layer {layer!r}: it holds {', '.join(chosen.layers)}")
-            chosen = SteeringVector({key: chosen.layer_activations[key]}, chosen.metadata)
+            if _steering_kind(chosen) == "fixed":
+                chosen = SteeringVector({key: chosen.layer_activations[key]}, chosen.metadata)
+            elif _steering_kind(chosen) == "per-sample":
+                chosen = type(chosen)({key: chosen.vectors[key]}, chosen.ids, chosen.metadata)
         picture, prompt, about = self._input(image, prompt)
-        sample = {"id": "playground", "image": picture, "prompt": prompt}
+        sample = {"id": self._steered_id(chosen, vector, image), "image": picture, "prompt": prompt}
         unsteered = self._generate(sample, top_k, max_new_tokens)
         steered = self._generate(sample, top_k, max_new_tokens, chosen, alpha=alpha, positions=positions)
         return {"prompt": prompt, "image": about, "vector": vector, "alpha": alpha, "layers": chosen.layers,
                 "positions": positions, "steered": steered, "unsteered": unsteered,
                 "changed": steered["answer"] != unsteered["answer"]}
 
+    @staticmethod
+    def _steered_id(chosen, name: str, image) -> str:
+        """The sample id the steering reads: a per-sample file steers only the samples it holds."""
+        if _steering_kind(chosen) != "per-sample":
+            return "playground"
+        sample_id = str(image.get("id")) if isinstance(image, dict) and "store" in image else None
+        if sample_id is None or sample_id not in chosen.ids:
+            raise XlvlmError(f"{name}: per-sample steering holds vectors for its own {len(chosen.ids)} samples only "
+                             f"(e.g. {', '.join(chosen.ids[:3])}); pick one of them, or a fixed or learned steering")
+        return sample_id
+
+
+def _steering_kind(steering) -> str:
+    """"fixed", "learned" or "per-sample": how a steering file of the run steers."""
+    from xlvlm.steer.learned import LearnedSteering
+    from xlvlm.steer.per_sample import PerSampleSteering
+
+    if isinstance(steering, LearnedSteering):
+        return "learned"
+    return "per-sample" if isinstance(steering, PerSampleSteering) else "fixed"
+
 
 def _load_vector(path: Path, name: str):
-    """The steering vector in ``path``, or the XlvlmError saying why it is none (kept, so a
-    listing does not reread a file that is not one)."""
+    """The steering in ``path`` (a fixed SteeringVector, a PerSampleSteering or a
+    LearnedSteering, told apart by the file's header), or the XlvlmError saying why it is none
+    (kept, so a listing does not reread a file that is not one)."""
     from safetensors import safe_open
 
     from xlvlm.steer import SteeringVector
+    from xlvlm.steer import learned, per_sample
 
     try:
         with safe_open(path, framework="pt") as handle:  # the header only: other files cost nothing
-            if not any(k.startswith("layer/") for k in handle.keys()):
-                return XlvlmError(f"{name}: not a steering vector (no layer/<key> tensors)")
+            header, keys = handle.metadata() or {}, list(handle.keys())
+        if learned.META_KEY in header:
+            return learned.LearnedSteering.load(path)
+        if not any(k.startswith("layer/") for k in keys):
+            return XlvlmError(f"{name}: not a steering file (no layer/<key> tensors, not learned steering)")
+        if per_sample.META_KEY in header:
+            return per_sample.PerSampleSteering.load(path)
         return SteeringVector.load(path)
     except XlvlmError as exc:
         return exc

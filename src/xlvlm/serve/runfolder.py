@@ -140,13 +140,13 @@ class RunFolder:
             raise RefusedPath(self._checked[key])
         return True
 
-    def _relative(self, path: Path) -> str:
+    def relative(self, path: Path) -> str:
         folder = path.relative_to(self.root)
         return str(folder) if str(folder) != "." else "."
 
-    def _figures(self, folder: Path, names) -> list[dict]:
+    def figures(self, folder: Path, names) -> list[dict]:
         """The figures among ``names`` that may be shown: (url path, caption)."""
-        return [{"path": self._relative(folder / name), "caption": caption} for name, caption in names
+        return [{"path": self.relative(folder / name), "caption": caption} for name, caption in names
                 if inside_run(folder / name, self.root) and self._shown(folder / name)]
 
     def _shown(self, path: Path) -> bool:
@@ -158,25 +158,39 @@ class RunFolder:
     # ---- stages --------------------------------------------------------------------------------
     @cached_property
     def results(self) -> list[tuple[str, Path, dict]]:
-        """(stage, folder, data) of every finished stage result under RUN_DIR, read once."""
+        """(stage, folder, data) of every finished stage result under RUN_DIR, read once; a file
+        that does not read as a JSON object is stage "unreadable" with data ``{"error": one line}``."""
         found = []
-        for path in stage_results(self.root):
-            data = load_result(path)
+
+        def unreadable(path: Path, exc: XlvlmError) -> None:  # one bad file hides no other stage
+            message = str(exc).replace(str(self.root) + os.sep, "").replace(str(self.root), ".")
+            found.append(("unreadable", path.parent, {"error": message}))
+
+        for path in stage_results(self.root, on_error=unreadable):
+            try:
+                data = load_result(path)
+            except XlvlmError as exc:
+                unreadable(path, exc)
+                continue
             found.append((str(data.get("stage")), path.parent, data))
         return found
 
     def _stage(self, stage: str) -> list[tuple[Path, dict]]:
+        """The results of ``stage``; an unreadable result (whose stage is unknown) is its one-line error."""
+        unreadable = [data["error"] for name, _, data in self.results if name == "unreadable"]
+        if unreadable:
+            raise XlvlmError(unreadable[0])
         return [(folder, data) for name, folder, data in self.results if name == stage]
 
     def _result(self, stage: str, folder: str) -> tuple[Path, dict]:
         for path, data in self._stage(stage):
-            if self._relative(path) == folder:
+            if self.relative(path) == folder:
                 return path, data
         raise RefusedPath(f"{folder[:80]!r}: no {stage} result in the run folder")
 
     def overview(self) -> dict:
         return {"name": self.root.name,
-                "stages": [{"stage": stage, "folder": self._relative(folder)} for stage, folder, _ in self.results]}
+                "stages": [{"stage": stage, "folder": self.relative(folder)} for stage, folder, _ in self.results]}
 
     def concepts(self) -> list[dict]:
         """Every concept dictionary: settings, metrics, per concept its words and top samples
@@ -194,11 +208,11 @@ class RunFolder:
                                               "answer": _text(t.get("answer")), "rank": rank,
                                               "has_image": self._image_shown(t.get("image"))}
                                              for rank, t in enumerate(tops)]})
-            out.append({"folder": self._relative(folder),
+            out.append({"folder": self.relative(folder),
                         "settings": {k: _text(settings.get(k)) for k in ("layer", "method", "n_concepts", "model")},
                         "metrics": {k: _number(v) for k, v in metrics.items() if _number(v) is not None},
                         "concepts": concepts,
-                        "figures": self._figures(folder, (
+                        "figures": self.figures(folder, (
                             ("concept_grid.png", "Most activating images and grounded words of each concept."),
                             ("patch_heatmaps.png", "Where concepts fire: image-token states projected on the "
                                                    "concept, over the concept's top image.")))})
@@ -254,10 +268,10 @@ class RunFolder:
                              "words_shifted": _words(record.get("words_shifted")),
                              "words_finetuned": _words(record.get("words_finetuned")),
                              "words_shift": _words(record.get("words_shift"))})
-            out.append({"folder": self._relative(folder),
+            out.append({"folder": self.relative(folder),
                         "summary": {k: _number(v) for k, v in summary.items() if _number(v) is not None},
                         "concepts": rows,
-                        "figures": self._figures(folder, (
+                        "figures": self.figures(folder, (
                             ("shift_grid.png", "Original, shifted and matched fine-tuned concepts side by side."),
                             ("shift_recovery.png", "Recovery: cosine of original and shifted concepts to their "
                                                    "fine-tuned match."),
@@ -276,9 +290,9 @@ class RunFolder:
                 row.update({f"acc {t}": _number(v) for t, v in per_type.items()})
                 rows.append(row)
             columns = list(dict.fromkeys(k for r in rows for k in r))
-            out.append({"folder": self._relative(folder), "source": _text(data.get("source")),
+            out.append({"folder": self.relative(folder), "source": _text(data.get("source")),
                         "target": _text(data.get("target")), "columns": columns, "rows": rows,
-                        "figures": self._figures(folder, (("sweep.png", "Success against side effects; labels "
+                        "figures": self.figures(folder, (("sweep.png", "Success against side effects; labels "
                                                                         "are alphas."),))})
         return out
 
@@ -292,7 +306,7 @@ class RunFolder:
                 continue
             subfolders[:] = sorted(d for d in subfolders if not d.startswith(UNIT_PREFIX))
             found += [Path(folder) / n for n in sorted(names) if n.endswith(".jsonl")]
-        return [self._relative(p) for p in found if inside_run(p, self.root)]
+        return [self.relative(p) for p in found if inside_run(p, self.root)]
 
     def predictions(self, relative: str, limit: int = MAX_PREDICTION_ROWS) -> dict:
         """The first ``limit`` records of a predictions file (.jsonl) under RUN_DIR."""
@@ -311,4 +325,4 @@ class RunFolder:
                     continue
                 if isinstance(record, dict):
                     rows.append({k: _text(record.get(k)) for k in ("id", "prompt", "answer", "prediction")})
-        return {"file": self._relative(path), "rows": rows, "skipped": skipped, "limit": limit}
+        return {"file": self.relative(path), "rows": rows, "skipped": skipped, "limit": limit}

@@ -212,7 +212,7 @@ def sweep(vlm, vectors: dict, samples: Sequence[dict], alphas, scorer=None, sett
 
 def sweep_stores(vlm, source, target, samples: Sequence[dict], layers, alphas, settings: SweepSettings | None = None,
                  *, out: str | Path | None = None, progress: bool = True, command: str | None = None,
-                 **options) -> list[dict]:
+                 overwrite: bool = False, **options) -> list[dict]:
     """The command line's sweep: a vector per (method, layer) from two stores, scored by
     :class:`AnswerShift` (``source_answer`` -> ``target_answer``), run by :func:`sweep`.
 
@@ -241,7 +241,7 @@ def sweep_stores(vlm, source, target, samples: Sequence[dict], layers, alphas, s
             vector = SteeringVector.compute(source, target, [layer], method=method, **opts)
             vectors[method, ",".join(vector.layers)] = vector.normalized() if s.normalize else vector
     return sweep(vlm, vectors, samples, alphas, AnswerShift(s.source_answer, s.target_answer), s, out=out,
-                 progress=progress, command=command)
+                 progress=progress, command=command, overwrite=overwrite)
 
 
 def _pct(x) -> str:

@@ -180,6 +180,28 @@ async function loadSweeps() {
   }
 }
 
+// ---- the other stages: learned steering, hallucination, calibration, evaluation -------------------------
+const STAGE_TABS = {learned: "learned steering", hallucination: "hallucination steering",
+                    calibration: "calibration", evaluation: "evaluation or table"};
+
+async function loadStageTab(tab) {
+  const section = $(`tab-${tab}`);
+  const sections = await api(`/api/stages/${tab}`);
+  if (!sections.length) section.append(el("p", {class: "muted", text: `No ${STAGE_TABS[tab]} stage in this run.`}));
+  for (const s of sections) {
+    if (s.error) {
+      section.append(el("p", {class: "message stage-error", text: s.error}));
+      continue;
+    }
+    section.append(el("h2", {text: `${s.title}: ${s.folder}`}), el("p", {text: s.about}));
+    for (const t of s.tables) {
+      if (t.caption) section.append(el("h4", {text: t.caption}));
+      section.append(sortableTable(t.columns, t.rows));
+    }
+    section.append(...s.figures.map(figure));
+  }
+}
+
 async function loadPredictionFiles() {
   const files = await api("/api/predictions/files");
   if (!files.length) $("prediction-table").replaceChildren(el("p", {class: "muted", text: "No predictions files in this run."}));
@@ -238,14 +260,41 @@ async function steer() {
   $("steer-steered").textContent = result.steered.answer;
 }
 
+function vectorLabel(v) {
+  if (v.kind === "computed") return `${v.method}: ${v.name}`;
+  const alpha = v.alpha === null || v.alpha === undefined ? "" : ` (calibrated at alpha ${fmt(v.alpha)})`;
+  return `${v.steering || "fixed"}: ${v.name}${alpha}`;
+}
+
+// A calibrated steering's alpha is the slider's default (the range widens to hold it).
+function setAlpha(value) {
+  const alpha = $("steer-alpha");
+  const bound = Math.ceil(Math.abs(value));
+  if (bound > Number(alpha.max)) { alpha.max = String(bound); alpha.min = String(-bound); }
+  alpha.value = String(value);
+  $("steer-alpha-value").textContent = alpha.value;
+}
+
+// Per-sample steering holds vectors for its own samples only: say so when another one is chosen.
+function checkPerSample() {
+  const vector = (play.vectors || []).find((v) => v.name === $("steer-vector").value);
+  const ids = vector && vector.steering === "per-sample" ? vector.ids || [] : null;
+  const fits = !ids || (!play.upload && ids.includes($("play-sample").value));
+  $("steer-note").textContent = fits ? "" : `This per-sample steering holds vectors for its own ${ids.length} ` +
+    `samples only (e.g. ${ids.slice(0, 3).join(", ")}): pick one of them in a store that has them.`;
+  $("steer-note").hidden = fits;
+}
+
 function fillVectors(vectors, chosen) {
-  $("steer-vector").replaceChildren(...vectors.map((v) => el("option", {value: v.name,
-    text: v.kind === "computed" ? `${v.method}: ${v.name}` : v.name})));
+  play.vectors = vectors;
+  $("steer-vector").replaceChildren(...vectors.map((v) => el("option", {value: v.name, text: vectorLabel(v)})));
   if (chosen) $("steer-vector").value = chosen;
   const layers = () => {
     const vector = vectors.find((v) => v.name === $("steer-vector").value);
     $("steer-layer").replaceChildren(el("option", {value: "", text: "all its layers"}),
       ...(vector ? vector.layers : []).map((l) => el("option", {value: l, text: l})));
+    if (vector && vector.alpha !== null && vector.alpha !== undefined) setAlpha(vector.alpha);
+    checkPerSample();
   };
   $("steer-vector").onchange = layers;
   layers();
@@ -257,7 +306,7 @@ async function loadSamples() {
   if (store !== $("play-store").value) return;  // another store was chosen meanwhile
   play.samples = samples;
   $("play-sample").replaceChildren(...samples.map((s) => el("option", {value: s.id,
-    text: `${s.id}: ${s.prompt ?? ""}${s.answer ? " → " + s.answer : ""}`})));
+    text: `${s.id}: ${s.prompt ?? ""}${(s.reference ?? s.answer) ? " → " + (s.reference ?? s.answer) : ""}`})));
   $("play-sample").dataset.store = store;  // whose samples the list shows
   pickSample();
 }
@@ -269,6 +318,7 @@ function pickSample() {
   $("play-prompt").value = sample.prompt ?? "";
   if (sample.image_ok) showChosenImage("/api/play/sample.png?" + query({store: sample.store, id: sample.id}));
   else $("play-image").hidden = true;
+  if (play.vectors) checkPerSample();
 }
 
 async function loadPlay(enabled) {
@@ -315,7 +365,8 @@ async function start() {
   for (const button of document.querySelectorAll("#tabs button")) button.addEventListener("click", () => showTab(button.dataset.tab));
   const run = await api("/api/run");
   $("run-name").textContent = run.name;
-  await Promise.allSettled([loadConcepts(), loadShift(), loadSweeps(), loadPredictionFiles(), loadPlay(run.play)]);
+  await Promise.allSettled([loadConcepts(), loadShift(), loadSweeps(), loadPredictionFiles(), loadPlay(run.play),
+                            ...Object.keys(STAGE_TABS).map(loadStageTab)]);
   document.body.dataset.ready = "true";
 }
 
