@@ -17,6 +17,8 @@ SHIFT_MAS_RANKINGS = ("cosine", "activation")
 WORD_FILTERS = ("xlvlm", "research")
 SIMPLE_ACTIVATIONS = ("projection", "distance")
 EVALUATION_TASKS = ("vqa", "caption", "pope", "safety")
+PATCH_METRICS = ("logit-diff", "prob")
+PATCH_METHODS = ("exact", "attribution")
 
 # Steering adds alpha times a direction to hidden states whose norms are at most a few thousand
 # (large models' outlier dimensions included): beyond a million the states are swamped by the

@@ -16,13 +16,13 @@ import argparse
 import logging
 import sys
 
-from xlvlm.cli import concepts, demo, evaluate, extract, organism, report, serve, shift, steer
+from xlvlm.cli import concepts, demo, evaluate, extract, organism, patch, report, serve, shift, steer
 from xlvlm.cli import validate as valid
 from xlvlm.cli.config import apply_config_file, leaf_parsers
 from xlvlm.cli.options import Parser
 from xlvlm.errors import XlvlmError, describe_os_error
 
-COMMANDS = (extract, steer, concepts, shift, evaluate, organism, report, serve, demo)
+COMMANDS = (extract, steer, concepts, shift, patch, evaluate, organism, report, serve, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

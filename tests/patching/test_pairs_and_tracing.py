@@ -1,0 +1,57 @@
+"""Pairs that do not align, answers that cannot be told apart, causal tracing's noise, the grid."""
+
+import pytest
+import torch
+
+from xlvlm.errors import XlvlmError
+from xlvlm.patching import make_pairs, patch
+from xlvlm.patching.exact import prepare_pairs
+
+
+def test_a_pair_whose_prompts_do_not_align_is_named(original, pair_samples):
+    clean, corrupted = pair_samples
+    longer = [dict(corrupted[0], prompt="what is the color of the shape in the image?")]
+    with pytest.raises(XlvlmError, match="pair 'pair0': the clean and corrupted prompts are .* tokens long"):
+        patch(original, make_pairs(clean[:1], longer), layers=[0])
+
+
+def test_a_clean_sample_without_its_corrupted_one_is_named(pair_samples):
+    clean, corrupted = pair_samples
+    with pytest.raises(XlvlmError, match="pair 'pair1': no corrupted sample with this id"):
+        make_pairs(clean[:2], corrupted[:1])
+
+
+def test_answers_that_share_their_first_token_are_refused(original, pair_samples):
+    clean, corrupted = pair_samples
+    with pytest.raises(XlvlmError, match="start with the same token"):
+        patch(original, make_pairs(clean[:1], corrupted[:1], answers=["red", "red"]), layers=[0])
+
+
+def test_causal_tracing_is_seeded_and_exact(original, pair_samples):
+    clean, _ = pair_samples
+    pairs = make_pairs(clean[:2])  # no corrupted samples: noise on the image tokens
+    first = patch(original, pairs, layers=["embed", 3], positions="groups", metric="prob", seed=1)
+    again = patch(original, pairs[1:], layers=["embed", 3], positions="groups", metric="prob", seed=1, batch_size=1)
+    other = patch(original, pairs[1:], layers=["embed", 3], positions="groups", metric="prob", seed=2)
+    assert first.pairs[1].corrupted == pytest.approx(again.pairs[0].corrupted, abs=1e-6)
+    assert first.pairs[1].corrupted != pytest.approx(other.pairs[0].corrupted, abs=1e-6)
+    for pair in first.pairs:
+        assert pair.traced and pair.clean > 0.9 and pair.corrupted < pair.clean - 1e-4  # the noise blurs the colour
+        # The clean image embeddings undo the noise; the last token at the last block carries all.
+        assert pair.recovery[0, 0] == pytest.approx(1.0, abs=1e-4)
+        assert pair.recovery[1, 3] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_grid_cells_cover_the_image_tokens(original, pair_samples):
+    clean, corrupted = pair_samples
+    result = patch(original, make_pairs(clean[:1], corrupted[:1]), layers=["embed"], positions="grid:2")
+    pair = result.pairs[0]
+    assert pair.labels == ["cls", "r0c0", "r0c1", "r1c0", "r1c1"] and pair.grid == (2, 2) and pair.extra == 1
+    assert all(0 < v < 1 for v in pair.recovery[0].tolist())  # each cell carries part of the colour
+    # The cells split the image tokens: the class token, then 2 x 2 blocks of the 4 x 4 grid.
+    cells = prepare_pairs(original, make_pairs(clean[:1], corrupted[:1]), "grid:2", "logit-diff")[0].cells
+    image = cells.positions[0][0]
+    assert sorted(p for cell in cells.positions for p in cell) == list(range(image, image + 17))
+    assert cells.positions[1] == [image + 1, image + 2, image + 5, image + 6]
+    with pytest.raises(XlvlmError, match="positions 'grid:0'"):
+        patch(original, make_pairs(clean[:1], corrupted[:1]), layers=["embed"], positions="grid:0")
