@@ -55,3 +55,15 @@ def test_grid_cells_cover_the_image_tokens(original, pair_samples):
     assert cells.positions[1] == [image + 1, image + 2, image + 5, image + 6]
     with pytest.raises(XlvlmError, match="positions 'grid:0'"):
         patch(original, make_pairs(clean[:1], corrupted[:1]), layers=["embed"], positions="grid:0")
+
+
+def test_vision_tower_sites_patch_what_the_projector_reads(original, pair_samples):
+    """All image tokens patched at either vision-tower layer give the clean image features. The
+    last layer reaches the projector through transformers' own output_hidden_states hooks, which
+    must see the patch."""
+    clean, corrupted = pair_samples
+    vision = ["model.vision_tower.encoder.layers.0", "model.vision_tower.encoder.layers.1"]
+    result = patch(original, make_pairs(clean[:1], corrupted[:1]), layers=vision, positions="groups")
+    recovery = result.pairs[0].recovery
+    assert recovery[:, 0].tolist() == pytest.approx([1.0, 1.0], abs=1e-4)
+    assert torch.isnan(recovery[:, 1:]).all()  # text tokens have no place in the vision tower

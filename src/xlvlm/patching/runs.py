@@ -148,7 +148,7 @@ def forward_rows(vlm, rows: list[Row], sites: list[Site], captured: dict | None 
     handles = []
     try:
         for site in needed:
-            handles.append(attach(site.ref, _site_edit(site, rows, captured)))
+            handles.append(attach(site.ref, _site_edit(site, rows, captured), first=True))
         with torch.set_grad_enabled(grad), torch.inference_mode(not grad):
             logits = vlm.model(**batch.inputs, **kwargs).logits
     finally:
