@@ -48,7 +48,7 @@ def grid_overlay(image, matrix: torch.Tensor, sites: list[str], grid: tuple[int,
             ax.imshow(picture, extent=(0, grid[1], grid[0], 0))
         shown = ax.imshow(np.ma.masked_invalid(cells), cmap=CMAP, vmin=-1, vmax=1, alpha=0.6,
                           extent=(0, grid[1], grid[0], 0))
-        name = site if len(site) <= 14 else "..." + site[-12:]  # a module name: its tail
+        name = site if len(site) <= 14 else "..." + ".".join(site.split(".")[-2:])  # a module name: its tail
         ax.set_title(name + (f"  (cls {row[0]:.2f})" if extra and not np.isnan(row[0]) else ""), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
