@@ -49,8 +49,9 @@ def _patched(vlm, preps: list[Prepared], sites, metric: str, batch_size: int, ba
                     jobs.append((i, s, c, Row(prep, True, {site.key: patch})))
     bar.total = (bar.total or 0) + len(jobs)
     bar.refresh()
+    encoded: dict = {}  # chunks of the same rows' prompts share one encoding
     for chunk in _chunks(jobs, batch_size):
-        values = read_metric(vlm, [job[3] for job in chunk], sites, metric).cpu()
+        values = read_metric(vlm, [job[3] for job in chunk], sites, metric, cache=encoded).cpu()
         for (i, s, c, _), value in zip(chunk, values):
             out[i][s, c] = value
         bar.update(len(chunk))

@@ -128,16 +128,29 @@ def _site_edit(site: Site, rows: list[Row], captured: dict | None):
     return edit
 
 
+def encode_rows(vlm, rows: list[Row], cache: dict | None = None):
+    """The rows' batch (``vlm.encode``), taken from ``cache`` when the same prompts were encoded
+    before: a pair's patched rows share their prompts, and the processor is slow next to a
+    small model's forward pass."""
+    use_corrupted = [row.corrupted and not row.prep.tracing for row in rows]
+    key = tuple((id(row.prep), flag) for row, flag in zip(rows, use_corrupted))
+    if cache is not None and key in cache:
+        return cache[key]
+    samples = [row.prep.pair.corrupted if flag else row.prep.pair.clean for row, flag in zip(rows, use_corrupted)]
+    batch = vlm.encode(samples, answers=[row.prep.pair.answers[0] for row in rows])
+    if cache is not None:
+        cache[key] = batch
+    return batch
+
+
 def forward_rows(vlm, rows: list[Row], sites: list[Site], captured: dict | None = None,
-                 grad: bool = False) -> torch.Tensor:
+                 grad: bool = False, cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the rows in one batch with every site's edit; returns the logits at each row's answer
     position (B, V) and its answer token ids (B, 2).
 
     captured: filled with each site's (possibly edited) states (B, t, D), kept in the graph
-    when ``grad``."""
-    samples = [row.prep.pair.corrupted if row.corrupted and not row.prep.tracing else row.prep.pair.clean
-               for row in rows]
-    batch = vlm.encode(samples, answers=[row.prep.pair.answers[0] for row in rows])
+    when ``grad``. cache: see :func:`encode_rows`."""
+    batch = encode_rows(vlm, rows, cache)
     needed = [s for s in sites if captured is not None or any(s.key in r.patches for r in rows)
               or (s.key == "embed" and any(r.corrupted and r.prep.tracing for r in rows))]
     reads = [row.prep.length - 1 for row in rows]
@@ -161,9 +174,9 @@ def forward_rows(vlm, rows: list[Row], sites: list[Site], captured: dict | None 
 
 
 def read_metric(vlm, rows: list[Row], sites: list[Site], metric: str, captured: dict | None = None,
-                grad: bool = False) -> torch.Tensor:
+                grad: bool = False, cache: dict | None = None) -> torch.Tensor:
     """The metric (B,) of the rows run by :func:`forward_rows`."""
-    at, targets = forward_rows(vlm, rows, sites, captured, grad)
+    at, targets = forward_rows(vlm, rows, sites, captured, grad, cache)
     return metric_values(at, targets, metric)
 
 
