@@ -5,6 +5,7 @@ import json
 from xlvlm.cli import main
 from xlvlm.data.jsonl import write_jsonl
 from xlvlm.io import check_outputs
+from xlvlm.report.html import report_page
 
 
 def _files(tmp_path, pair_samples):
@@ -24,6 +25,9 @@ def test_patch_writes_one_unit(tmp_path, pair_samples, capsys):
     assert result["stage"] == "patch" and result["method"] == "attribution" and result["sites"] == ["0", "3"]
     assert len(result["pairs"]) == 2 and result["figures"]["grids"] == ["grid_0.png", "grid_1.png"]
     assert check_outputs(out / "result.json") and (out / "recovery.png").is_file()
+    page = report_page(tmp_path)
+    assert "Activation patching: run" in page and page.count("<img") == 1 + 2 + 2  # mean, pairs, grids
+    assert "attribution activation patching on organism:original, 2 pair(s)" in page
     # An existing output is refused in one line, and left as it was.
     assert main(["patch", *args, "--out", str(out)]) == 2
     assert "--out" in capsys.readouterr().err and check_outputs(out / "result.json")
