@@ -76,7 +76,7 @@ def load(model_name: str, folder: Path):
     from common import build_vlm
 
     vlm = build_vlm("small", "cpu", torch.float32)
-    words = vlm.tokenizer.convert_ids_to_tokens(list(range(100, 102)))
+    words = sorted(t for t in vlm.tokenizer.get_vocab() if t.isalpha() and len(t) > 2)[:2]
     return vlm, make_pairs(clean, corrupted, answers=words)
 
 

@@ -37,6 +37,8 @@ def _answers(clean: dict, corrupted: dict | None, answers, where: str) -> tuple[
     """The metric's answers of one pair: those given, else the samples' own ``answer`` fields
     (clean first), else a one-line error saying what to add."""
     if answers:
+        if isinstance(answers, str) or not all(isinstance(a, str) and a.strip() for a in answers):
+            raise XlvlmError(f"answers: give a list of non-empty answer strings, e.g. ['red', 'blue'], not {answers!r:.60}")
         return tuple(answers)
     found = [s.get("answer") for s in (clean, corrupted) if s is not None]
     if all(isinstance(a, str) and a.strip() for a in found):

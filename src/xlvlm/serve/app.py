@@ -8,6 +8,7 @@ errors as a small escaped page):
   /files/PATH                a figure or text file under RUN_DIR (no traversal, no links)
   /api/run                   the stages found
   /api/concepts, /api/shift, /api/sweeps    each stage's data (xlvlm.serve.runfolder)
+  /api/patching              the patching results (xlvlm.serve.patching)
   /api/concepts/image?folder=&concept=&rank= a top sample's thumbnail (re-encoded PNG)
   /api/concepts/histogram?folder=&concept=   its activation histogram
   /api/predictions/files     the predictions files (.jsonl outside feature stores)
@@ -191,6 +192,12 @@ def _add_browse_routes(app, run: RunFolder, play: bool) -> None:
     @app.get("/api/sweeps")
     def sweeps():
         return run.sweeps()
+
+    @app.get("/api/patching")
+    def patching():
+        from xlvlm.serve.patching import patching_results
+
+        return patching_results(run)
 
     @app.get("/api/predictions/files")
     def prediction_files():
