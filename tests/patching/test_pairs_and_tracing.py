@@ -67,3 +67,15 @@ def test_vision_tower_sites_patch_what_the_projector_reads(original, pair_sample
     recovery = result.pairs[0].recovery
     assert recovery[:, 0].tolist() == pytest.approx([1.0, 1.0], abs=1e-4)
     assert torch.isnan(recovery[:, 1:]).all()  # text tokens have no place in the vision tower
+
+
+def test_attention_and_mlp_sites(original, pair_samples):
+    clean, corrupted = pair_samples
+    result = patch(original, make_pairs(clean[:1], corrupted[:1]), layers="attn:0,mlp:-1,resid,0")
+    assert result.sites == ["attn:0", "mlp:3", "0", "1", "2", "3"]
+    recovery = result.pairs[0].recovery
+    assert torch.isfinite(recovery).all()
+    # Block 3's MLP writes into the last token what the answer is read from: patching it there moves the answer.
+    assert recovery[1, 3] > 0.1 and recovery[1, 0] == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(XlvlmError, match="site 'attn:9': block 9 out of range"):
+        patch(original, make_pairs(clean[:1], corrupted[:1]), layers="attn:9")

@@ -73,23 +73,24 @@ def _expand(vlm, layers) -> list:
     return out
 
 
+def _site(vlm, layer, decoder: set) -> Site:
+    text = str(layer).strip()
+    if text == "embed":
+        return Site(LayerRef("embed", vlm.decoder_layers[0], -1, "input"))
+    if text.split(":")[0] in PARTS and ":" in text:
+        return _part(vlm, text.split(":")[0], _block_index(vlm, text.split(":", 1)[1], text))
+    ref = resolve_layer(vlm, layer)
+    return Site(ref, vision=ref.depth is None and ref.module not in decoder)
+
+
 def resolve_sites(vlm, layers=None) -> list[Site]:
     """The sites named by ``layers`` (default: "embed" and every block's output), in the order
     given, without repeats."""
     decoder = set(vlm.model.get_decoder().modules())
-    sites, seen = [], set()
+    unique: dict[str, Site] = {}
     for layer in _expand(vlm, layers):
-        text = str(layer).strip()
-        if text == "embed":
-            site = Site(LayerRef("embed", vlm.decoder_layers[0], -1, "input"))
-        elif text.split(":")[0] in PARTS and ":" in text:
-            site = _part(vlm, text.split(":")[0], _block_index(vlm, text.split(":", 1)[1], text))
-        else:
-            ref = resolve_layer(vlm, layer)
-            site = Site(ref, vision=ref.depth is None and ref.module not in decoder)
-        if site.key not in seen:
-            seen.add(site.key)
-            sites.append(site)
-    if not sites:
+        site = _site(vlm, layer, decoder)
+        unique.setdefault(site.key, site)
+    if not unique:
         raise XlvlmError("no layers given: pass e.g. --layers embed,0,1 (or resid, attn, mlp)")
-    return sites
+    return list(unique.values())
