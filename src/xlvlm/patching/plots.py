@@ -27,7 +27,8 @@ def heatmap(matrix: torch.Tensor, sites: list[str], labels: list[str], path, tit
     if values.size <= 80:
         for (s, c), value in np.ndenumerate(values):
             if not np.isnan(value):
-                ax.text(c, s, f"{value:.2f}", ha="center", va="center", fontsize=7)
+                ax.text(c, s, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(value) > 0.6 else "black")
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label="recovery")
     return save_figure(fig, path)
