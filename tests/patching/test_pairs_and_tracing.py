@@ -79,3 +79,13 @@ def test_attention_and_mlp_sites(original, pair_samples):
     assert recovery[1, 3] > 0.1 and recovery[1, 0] == pytest.approx(0.0, abs=1e-5)
     with pytest.raises(XlvlmError, match="site 'attn:9': block 9 out of range"):
         patch(original, make_pairs(clean[:1], corrupted[:1]), layers="attn:9")
+
+
+def test_token_cells_label_every_prompt_token(original, pair_samples):
+    clean, corrupted = pair_samples
+    pair = patch(original, make_pairs(clean[:1], corrupted[:1]), layers=["embed"], positions="tokens").pairs[0]
+    assert len(pair.labels) == len(pair.tokens) == 29 and pair.labels[2] == "2:<image>" and pair.labels[-1] == "28::"
+    images = [i for i, token in enumerate(pair.tokens) if token == "<image>"]
+    # Only the image tokens differ between the two prompts: every other token patches nothing.
+    others = [i for i in range(29) if i not in images]
+    assert pair.recovery[0, others].abs().max() < 1e-5 and pair.recovery[0, images].abs().max() > 0.01
