@@ -34,6 +34,8 @@ def test_causal_tracing_is_seeded_and_exact(original, pair_samples):
     again = patch(original, pairs[1:], layers=["embed", 3], positions="groups", metric="prob", seed=1, batch_size=1)
     other = patch(original, pairs[1:], layers=["embed", 3], positions="groups", metric="prob", seed=2)
     assert first.pairs[1].corrupted == pytest.approx(again.pairs[0].corrupted, abs=1e-6)
+    late = patch(original, pairs[1:], layers=[3], positions="groups", metric="prob", seed=1)
+    assert late.pairs[0].corrupted == pytest.approx(again.pairs[0].corrupted, abs=1e-6)  # noised without "embed"
     assert first.pairs[1].corrupted != pytest.approx(other.pairs[0].corrupted, abs=1e-6)
     for pair in first.pairs:
         assert pair.traced and pair.clean > 0.9 and pair.corrupted < pair.clean - 1e-4  # the noise blurs the colour

@@ -151,8 +151,11 @@ def forward_rows(vlm, rows: list[Row], sites: list[Site], captured: dict | None 
     captured: filled with each site's (possibly edited) states (B, t, D), kept in the graph
     when ``grad``. cache: see :func:`encode_rows`."""
     batch = encode_rows(vlm, rows, cache)
+    noised = any(r.corrupted and r.prep.tracing for r in rows)
+    if noised and all(s.key != "embed" for s in sites):
+        sites = [_embed_site(vlm), *sites]  # the noise goes on the embeddings, patched there or not
     needed = [s for s in sites if captured is not None or any(s.key in r.patches for r in rows)
-              or (s.key == "embed" and any(r.corrupted and r.prep.tracing for r in rows))]
+              or (s.key == "embed" and noised)]
     reads = [row.prep.length - 1 for row in rows]
     kwargs = {"use_cache": False}
     width = batch.input_ids.shape[1]
