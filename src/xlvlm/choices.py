@@ -17,6 +17,8 @@ SHIFT_AGGREGATES = ("mean", "median", "trimmed-mean")
 SHIFT_MAS_RANKINGS = ("cosine", "activation")
 WORD_FILTERS = ("xlvlm", "research")
 SIMPLE_ACTIVATIONS = ("projection", "distance")
+PATCH_METRICS = ("logit-diff", "prob")
+PATCH_METHODS = ("exact", "attribution")
 
 # Steering adds alpha times a direction to hidden states whose norms are at most a few thousand
 # (large models' outlier dimensions included): beyond a million the states are swamped by the

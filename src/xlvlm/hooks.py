@@ -89,9 +89,13 @@ def hidden_of(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-def attach(ref: LayerRef, edit: Callable[[torch.Tensor], torch.Tensor | None]):
+def attach(ref: LayerRef, edit: Callable[[torch.Tensor], torch.Tensor | None], first: bool = False):
     """Call ``edit(hidden (B, t, D))`` at the layer's site on every forward; a returned tensor
-    replaces the hidden states there. Returns the hook handle (the caller removes it)."""
+    replaces the hidden states there. Returns the hook handle (the caller removes it).
+
+    first: run before the module's other hooks, so that they see the edit too: transformers
+    collects ``output_hidden_states`` with hooks of its own (a vision tower's selected layer
+    reaches the projector that way), which would otherwise keep the unedited states."""
     if ref.site == "input":
         def pre_hook(module, args, kwargs):
             if args:
@@ -99,14 +103,14 @@ def attach(ref: LayerRef, edit: Callable[[torch.Tensor], torch.Tensor | None]):
                 return None if new is None else ((new, *args[1:]), kwargs)
             new = edit(kwargs["hidden_states"])
             return None if new is None else (args, {**kwargs, "hidden_states": new})
-        return ref.module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+        return ref.module.register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=first)
 
     def hook(module, args, output):
         new = edit(hidden_of(output))
         if new is None:
             return None
         return (new, *output[1:]) if isinstance(output, (tuple, list)) else new
-    return ref.module.register_forward_hook(hook)
+    return ref.module.register_forward_hook(hook, prepend=first)
 
 
 @dataclass

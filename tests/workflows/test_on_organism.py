@@ -46,7 +46,8 @@ def test_reduced_demo_runs_and_a_second_run_reuses_it(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
     report = (out / "report.html").read_text()
-    for section in ("Concepts", "Fine-tuning shift", "Steering sweep", "Caption steering", "Hallucination steering"):
+    for section in ("Concepts", "Fine-tuning shift", "Steering sweep", "Activation patching", "Caption steering",
+                    "Hallucination steering"):
         assert section in report
     printed = capsys.readouterr().out
     assert all(method in printed for method in ("mean-diff + condition", "P2S (oracle)", "L2S"))  # the table

@@ -33,10 +33,11 @@ from xlvlm.progress import announce
 DEMO_MARK = "xlvlm-demo.txt"  # says the folder is a demo run's: a second run reuses it
 QUICK = {"concept_questions": 120, "caption_images": 80, "steer_train": 60, "steer_test": 90,
          "alphas": [2.0], "methods": ["mean-diff"], "caption_alphas": [1.0], "text_similarity": False,
+         "patching_pairs": 4,
          "hallucination": {"train_images": 12, "test_images": 8, "side_questions": 20, "epochs": 20}}
 FULL = {"concept_questions": 480, "caption_images": 240, "steer_train": 150, "steer_test": 300,
         "alphas": [1.0, 2.0, 4.0], "methods": ["mean-diff", "mean-of-shifts", "pca", "concept"],
-        "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True,
+        "caption_alphas": [0.5, 1.0, 2.0], "text_similarity": True, "patching_pairs": 8,
         "hallucination": {"train_images": 24, "test_images": 16, "side_questions": 40, "epochs": 30}}
 
 
@@ -221,6 +222,27 @@ def stage_steer_color(vlm, out: Path, root: Path, size: dict, layers: list[int],
         f"TEST.jsonl --layers {','.join(map(str, layers))} --source-answer {source} --target-answer {target} --out {folder}"])
 
 
+def stage_patching(vlm, out: Path, root: Path, size: dict, progress: bool) -> None:
+    """Activation patching on colour pairs (one drawing in two colours): where the colour is read."""
+    from xlvlm.apps.organism.colour_pairs import colour_pairs
+    from xlvlm.data.jsonl import write_jsonl
+    from xlvlm.patching import make_pairs, patch
+    from xlvlm.patching.outputs import write_patching
+
+    folder = out / "patching"
+    if _stage_done(folder, "patch"):
+        return
+    images = out / "patching-pairs"
+    clean, corrupted = colour_pairs(images, n=size["patching_pairs"], seed=0)
+    write_jsonl(clean, images / "clean.jsonl")
+    write_jsonl(corrupted, images / "corrupted.jsonl")
+    result = patch(vlm, make_pairs(clean, corrupted), positions="groups", batch_size=32, progress=progress)
+    command = (f"xlvlm demo --out {shlex.quote(str(root))}    # stage: patching\n# the same with the CLI:\n"
+               f"xlvlm patch --model organism:original --clean {images / 'clean.jsonl'} --corrupted "
+               f"{images / 'corrupted.jsonl'} --positions groups --out {folder}\n")
+    write_patching(result, folder, command=command, model="organism:original")
+
+
 def stage_steer_caption(original, finetuned, out: Path, root: Path, size: dict, layer: int, progress: bool) -> None:
     from xlvlm.apps.organism.captions import naming_report
     from xlvlm.steer import SteeringVector
@@ -306,6 +328,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     stage("steering red -> blue on colour questions")
     stage_steer_color(original, out, out, size, layers=[middle] if quick else list(range(1, n)), source="red",
                       target="blue", progress=progress)
+    stage("activation patching of colour pairs (layers x position groups)")
+    stage_patching(original, out, out, size, progress)
     stage("steering captions with the fine-tuning shift")
     stage_steer_caption(original, finetuned, out, out, size, n - 1, progress)
     stage("hallucination steering of the hallucinating organism (5 methods)")

@@ -16,14 +16,14 @@ import argparse
 import logging
 import sys
 
-from xlvlm.cli import concepts, demo, evaluate, extract, organism, report, serve, shift, steer
+from xlvlm.cli import concepts, demo, evaluate, extract, organism, patch, report, serve, shift, steer
 from xlvlm.cli import validate as valid
 from xlvlm.cli.config import apply_config_file, leaf_parsers
 from xlvlm.cli.options import Parser
 from xlvlm.errors import XlvlmError, command_line_words, describe_os_error
 from xlvlm.threads import use_safe_threads
 
-COMMANDS = (extract, steer, concepts, shift, evaluate, organism, report, serve, demo)
+COMMANDS = (extract, steer, concepts, shift, patch, evaluate, organism, report, serve, demo)
 ENVIRONMENT_HELP = ("CPU threads: unless the environment sets them, xlvlm runs with OMP_WAIT_POLICY=PASSIVE (idle "
                 "threads sleep instead of spinning, so runs stay fast when other work shares the cores) and "
                 "OMP_NUM_THREADS = the CPUs this process may use; set either variable to choose otherwise. "

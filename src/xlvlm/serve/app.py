@@ -9,6 +9,7 @@ errors as a small escaped page):
   /api/run                   the stages found
   /api/concepts, /api/shift, /api/sweeps    each stage's data (xlvlm.serve.runfolder)
   /api/stages/{learned,hallucination,calibration,evaluation}  the other stages' tabs (xlvlm.serve.stages)
+  /api/patching              the patching results (xlvlm.serve.patching)
   /api/concepts/image?folder=&concept=&rank= a top sample's thumbnail (re-encoded PNG)
   /api/concepts/histogram?folder=&concept=   its activation histogram
   /api/predictions/files     the predictions files (.jsonl outside feature stores)
@@ -200,6 +201,11 @@ def _add_browse_routes(app, run: RunFolder, play: bool) -> None:
         from xlvlm.serve.stages import tab_sections
 
         return tab_sections(run, tab)
+    @app.get("/api/patching")
+    def patching():
+        from xlvlm.serve.patching import patching_results
+
+        return patching_results(run)
 
     @app.get("/api/predictions/files")
     def prediction_files():

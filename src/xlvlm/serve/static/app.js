@@ -202,6 +202,29 @@ async function loadStageTab(tab) {
   }
 }
 
+// ---- patching: pick a pair, see its maps -------------------------------------------------------------
+function patchingPair(result, pair) {
+  const rows = result.sites.map((site, s) => Object.fromEntries([["site", site],
+    ...pair.labels.map((label, c) => [label, (pair.recovery[s] ?? [])[c]])]));
+  return el("div", {},
+    el("p", {text: `${pair.prompt ?? ""} (${pair.answers.join(" vs ")}): clean ${fmt(pair.clean)}, corrupted ${fmt(pair.corrupted)}`}),
+    sortableTable(["site", ...pair.labels], rows), ...pair.figures.map(figure));
+}
+
+async function loadPatching() {
+  const tab = $("tab-patching");
+  const results = await api("/api/patching");
+  if (!results.length) tab.append(el("p", {class: "muted", text: "No patching result in this run."}));
+  for (const result of results) {
+    const shown = el("div");
+    const choice = el("select", {"aria-label": "pair"}, ...result.pairs.map((pair, i) => el("option", {value: i, text: pair.id})));
+    choice.addEventListener("change", () => shown.replaceChildren(patchingPair(result, result.pairs[choice.value])));
+    tab.append(el("h2", {text: `Activation patching (${result.method}, ${result.metric}, ${result.positions}): ${result.folder}`}),
+      ...result.figures.map(figure), el("label", {text: "Pair "}, choice), shown);
+    if (result.pairs.length) shown.append(patchingPair(result, result.pairs[0]));
+  }
+}
+
 async function loadPredictionFiles() {
   const files = await api("/api/predictions/files");
   if (!files.length) $("prediction-table").replaceChildren(el("p", {class: "muted", text: "No predictions files in this run."}));
@@ -365,8 +388,8 @@ async function start() {
   for (const button of document.querySelectorAll("#tabs button")) button.addEventListener("click", () => showTab(button.dataset.tab));
   const run = await api("/api/run");
   $("run-name").textContent = run.name;
-  await Promise.allSettled([loadConcepts(), loadShift(), loadSweeps(), loadPredictionFiles(), loadPlay(run.play),
-                            ...Object.keys(STAGE_TABS).map(loadStageTab)]);
+  await Promise.allSettled([loadConcepts(), loadShift(), loadSweeps(), loadPatching(), loadPredictionFiles(),
+                            loadPlay(run.play), ...Object.keys(STAGE_TABS).map(loadStageTab)]);
   document.body.dataset.ready = "true";
 }
 
