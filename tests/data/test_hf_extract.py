@@ -42,7 +42,8 @@ def test_hf_and_jsonl_routes_give_identical_stores_and_pope_scores(streaming, ti
     for store, name in ((via_hf, "hf"), (via_jsonl, "jsonl")):
         predictions = _predictions(store, tmp_path / f"{name}.jsonl")
         assert main(["evaluate", "--task", "pope", "--predictions", str(predictions), "--out", str(tmp_path / f"{name}-eval")]) == 0
-        reports.append(capsys.readouterr().out.replace(str(predictions), "PREDICTIONS"))
+        reports.append(capsys.readouterr().out.replace(str(predictions), "PREDICTIONS")
+                       .replace(str(tmp_path / f"{name}-eval"), "OUT"))
     assert reports[0] == reports[1] and "adversarial" in reports[0]
 
 

@@ -38,7 +38,7 @@ SKIPPED = {
     "README.md": 1,            # make demo / make test: build .venv, run everything
     "docs/data.md": 1,         # datasets that do not ship (COCO, VQAv2, a folder of photos)
     "docs/quickstart.md": 3,   # make demo; the session and its Python: tests/workflows/test_quickstart.py
-    "docs/recipes.md": 5,      # 7B models: a GPU and the hub
+    "docs/recipes.md": 6,      # 7B models and Gemma Scope: a GPU and the hub
     "docs/scale.md": 1,        # torchrun on 4 GPUs
     "docs/serve.md": 2,        # a server that runs until stopped
 }

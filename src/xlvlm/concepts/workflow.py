@@ -200,6 +200,23 @@ def _dictionary(X: torch.Tensor, given, method: str, n_concepts: int, seed: int,
                 "sparsity": float(sparsity(cd.activations)), "dead_concepts": dead_concepts(cd.activations), **metrics}
 
 
+def _words(vlm, cd, key: str, X: torch.Tensor, test_samples: list[dict], test: torch.Tensor, s, metrics: dict):
+    """Each concept's words, the random-word baseline's and the template words left out (all
+    empty without a model); the overlaps and the held-out scores go into ``metrics``."""
+    from xlvlm.concepts.metrics import overlap
+
+    if vlm is None:
+        return [[] for _ in range(cd.components.shape[0])], [], frozenset()
+    words, baseline_words, excluded = _ground_words(vlm, cd, key, X, s.top_k_words, s.vocabulary, s.seed,
+                                                    s.word_filter)
+    metrics["overlap"] = overlap(words)
+    metrics["overlap_random_words"] = overlap(baseline_words)
+    if len(test):
+        metrics.update(_test_scores(cd, X[test], test_samples, words, baseline_words, s.clip_model,
+                                    s.text_similarity))
+    return words, baseline_words, excluded
+
+
 def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, vlm=None, progress: bool = True,
                  command: str | None = None, **options) -> dict:
     """Learn and ground a concept dictionary from ``store`` at ``layer``; write it to ``out``.
@@ -215,7 +232,6 @@ def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, 
     """
     s = settings_with(ConceptSettings, settings, options, "run_concepts", rest="method_options")
     from xlvlm.concepts.grounding.images import ground_images
-    from xlvlm.concepts.metrics import overlap
     from xlvlm.hooks import require_vlm
 
     if vlm is not None:  # before any output exists: a bare transformers model fails in one line
@@ -235,16 +251,8 @@ def run_concepts(store, layer, out, settings: ConceptSettings | None = None, *, 
         cd.save(out / "dictionary")
         train_samples = [samples[i] for i in train.tolist()]
         mas = ground_images(cd.activations, train_samples, top_k=s.top_k_samples)
-        words, baseline_words = [[] for _ in range(cd.components.shape[0])], []
-        excluded: frozenset[str] = frozenset()
-        if vlm is not None:
-            words, baseline_words, excluded = _ground_words(vlm, cd, key, X, s.top_k_words, s.vocabulary, s.seed,
-                                                            s.word_filter)
-            metrics["overlap"] = overlap(words)
-            metrics["overlap_random_words"] = overlap(baseline_words)
-            if len(test):
-                metrics.update(_test_scores(cd, X[test], [samples[i] for i in test.tolist()], words, baseline_words,
-                                            s.clip_model, s.text_similarity))
+        words, baseline_words, excluded = _words(vlm, cd, key, X, [samples[i] for i in test.tolist()], test, s,
+                                                 metrics)
         _draw_grid(mas, words, train_samples, out / "concept_grid.png")
         if vlm is not None and s.heatmaps:
             skipped = _draw_heatmaps(vlm, cd, key, mas, words, train_samples, s.heatmaps, out / "patch_heatmaps.png")

@@ -37,6 +37,7 @@ def _estimates(prep: Prepared, b: int, sites, states: dict, grads: dict) -> torc
     return out
 
 
+# params: the documented one-call API (docs/patching.md), the same keywords as patch(); result.json records them
 def attribute(vlm, pairs, layers=None, positions: str = "groups", metric: str = "logit-diff",
               batch_size: int = 8, noise: float = 3.0, seed: int = 0, progress: bool = False) -> PatchResult:
     """Attribution patching: the arguments and result of :func:`xlvlm.patching.patch`, with each

@@ -70,6 +70,7 @@ def baselines(vlm, preps: list[Prepared], sites, metric: str, noise: float, seed
     return clean, corrupted
 
 
+# params: the documented one-call API (docs/patching.md); result.json records the keywords
 def patch(vlm, pairs: list[Pair], layers=None, positions: str = "groups", metric: str = "logit-diff",
           batch_size: int = 8, noise: float = 3.0, seed: int = 0, progress: bool = False) -> PatchResult:
     """Exact activation patching of ``pairs`` (:func:`xlvlm.patching.make_pairs`) at every site of

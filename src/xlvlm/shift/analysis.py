@@ -338,6 +338,26 @@ def _refit_method(original, method: str) -> str:
     return own if own in METHODS else method
 
 
+def _shift_words(vlm, key: str, s, vectors: dict) -> dict:
+    """The words of each kind of concept (``{name: (K, D)}``) through ``vlm``'s unembedding, and
+    the model's name (``unembedding``)."""
+    from xlvlm.concepts.grounding.text import ground_text
+
+    words = {name: ground_text(vlm, V, key, top_k=s.top_k_words, vocabulary=s.words_vocabulary,
+                               word_filter=s.word_filter) for name, V in vectors.items()}
+    return {**words, "unembedding": vlm.name}
+
+
+def _recorded(s, key: str, K: int, original, finetuned, original_store, finetuned_store) -> dict:
+    """The settings a shift result records (the research options and a fine-tuned method that
+    differs only when they apply)."""
+    method = getattr(original, "method", s.method)
+    return {"layer": key, "n_concepts": K, "method": method, "assignment": s.assignment, "aggregate": s.aggregate_by,
+            "alpha": s.alpha, "seed": s.seed, "mas_by": s.mas_by, "word_filter": s.word_filter,
+            "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path),
+            **_research_options(s), **({"finetuned_method": finetuned.method} if finetuned.method != method else {})}
+
+
 def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSettings | None = None, *,
                   original_concepts=None, vlm=None, **options) -> ShiftResult:
     """Shift vectors of the original model's concepts under fine-tuning, and their recovery.
@@ -386,23 +406,10 @@ def analyse_shift(original_store, finetuned_store, layer, settings: ShiftSetting
     rec = recovery(V, shifted, W[match])
     mas = _most_activating(s.mas_by, s.top_k_samples, X_o, X_f, V, shifted, W, match, original, activations, finetuned)
     _add_intersections(rec, mas, "mas")
-    words = {}
-    if vlm is not None:
-        from xlvlm.concepts.grounding.text import ground_text
-
-        def ground(vectors):
-            return ground_text(vlm, vectors, key, top_k=s.top_k_words, vocabulary=s.words_vocabulary,
-                               word_filter=s.word_filter)
-
-        words = {"original": ground(V), "shift": ground(shift_vectors), "shifted": ground(shifted),
-                 "finetuned": ground(W[match]), "unembedding": vlm.name}
+    words = {} if vlm is None else _shift_words(vlm, key, s, {"original": V, "shift": shift_vectors,
+                                                              "shifted": shifted, "finetuned": W[match]})
+    if words:
         _add_intersections(rec, words, "words")
-    settings = {"layer": key, "n_concepts": K, "method": getattr(original, "method", s.method),
-                "assignment": s.assignment, "aggregate": s.aggregate_by, "alpha": s.alpha, "seed": s.seed,
-                "mas_by": s.mas_by, "word_filter": s.word_filter,
-                "original_store": str(original_store.path), "finetuned_store": str(finetuned_store.path),
-                **_research_options(s),
-                **({"finetuned_method": finetuned.method} if finetuned.method != getattr(original, "method", s.method)
-                   else {})}
+    settings = _recorded(s, key, K, original, finetuned, original_store, finetuned_store)
     return ShiftResult(key, ids, original, finetuned, labels, shift_vectors, V, shifted, W, match, rec, stats, mas,
                        words, settings)

@@ -74,18 +74,11 @@ class SteeringBase:
         return steering(vlm, gated(self, condition), alpha=alpha, positions=positions, operator=operator)
 
 
-@dataclass
-class Gated(SteeringBase):
-    """Any kind of steering behind a condition: only the samples the condition picks are steered."""
+class Wrapping(SteeringBase):
+    """A kind of steering made around another one (``self.steering``): the protocol's names are
+    the wrapped kind's unless the wrapper says otherwise."""
 
     steering: Steering
-    condition: object  # a Condition
-
-    def __post_init__(self):
-        if self.condition is None:
-            raise XlvlmError("Gated needs a condition (a Condition)")
-        if getattr(self.steering, "condition", None) is not None:
-            raise XlvlmError("this steering is already gated by a condition; give one condition")
 
     @property
     def layers(self) -> list[str]:
@@ -97,11 +90,11 @@ class Gated(SteeringBase):
 
     @property
     def context_layer(self) -> str | None:
-        return self.steering.context_layer
+        return getattr(self.steering, "context_layer", None)
 
     @property
     def needs_ids(self) -> bool:
-        return self.steering.needs_ids
+        return getattr(self.steering, "needs_ids", False)
 
     @property
     def what(self) -> str:
@@ -113,6 +106,20 @@ class Gated(SteeringBase):
 
     def batch_vectors(self, states, sample_ids):
         return self.steering.batch_vectors(states, sample_ids)
+
+
+@dataclass
+class Gated(Wrapping):
+    """Any kind of steering behind a condition: only the samples the condition picks are steered."""
+
+    steering: Steering
+    condition: object  # a Condition
+
+    def __post_init__(self):
+        if self.condition is None:
+            raise XlvlmError("Gated needs a condition (a Condition)")
+        if getattr(self.steering, "condition", None) is not None:
+            raise XlvlmError("this steering is already gated by a condition; give one condition")
 
 
 def gated(steering: Steering, condition) -> Steering:

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from xlvlm.errors import XlvlmError
-from xlvlm.steer.protocol import SteeringBase
+from xlvlm.steer.protocol import Wrapping
 
 
 def typical_state_norm(vlm, samples: Sequence[dict], layers, n: int = 32, batch_size: int = 8) -> dict[str, float]:
@@ -32,39 +32,15 @@ def typical_state_norm(vlm, samples: Sequence[dict], layers, n: int = 32, batch_
 
 
 @dataclass
-class Normalized(SteeringBase):
+class Normalized(Wrapping):
     """``steering`` with each vector at norm ``scale[layer]`` (1 for a layer not in ``scale``)."""
 
     steering: object
     scale: dict = field(default_factory=dict)
 
     @property
-    def layers(self) -> list[str]:
-        return self.steering.layers
-
-    @property
-    def hidden_size(self) -> int:
-        return self.steering.hidden_size
-
-    @property
-    def context_layer(self):
-        return getattr(self.steering, "context_layer", None)
-
-    @property
-    def needs_ids(self) -> bool:
-        return getattr(self.steering, "needs_ids", False)
-
-    @property
     def condition(self):
         return getattr(self.steering, "condition", None)
-
-    @property
-    def what(self) -> str:
-        return getattr(self.steering, "what", "steering")
-
-    @property
-    def metadata(self) -> dict:
-        return getattr(self.steering, "metadata", {})
 
     def batch_vectors(self, states, sample_ids) -> dict[str, torch.Tensor]:
         out = {}

@@ -17,6 +17,7 @@ class TopKSAE(OnlineEstimator):
     run_state = ("_sae",)
     summary = "TopK sparse autoencoder; components = decoder rows, activations = TopK encoder output"
 
+    # params: a scikit-learn estimator's hyperparameters are its constructor's keywords (get_params reads them)
     def __init__(self, n_concepts: int = 20, k_active: int | None = None, steps: int = 1000,
                  batch_size: int = 256, lr: float = 1e-3, seed: int = 0, device: str | None = None,
                  n_components: int | None = None, random_state=None):

@@ -65,6 +65,7 @@ class MiniBatchKMeans(_KMeansUpdates):
     name, summary = "minibatch-kmeans", "mini-batch k-means (Sculley): Lloyd on a sample, then minibatch passes"
     stream_ignores = ("batch_size",)  # a store's minibatches are batch_rows rows
 
+    # params: a scikit-learn estimator's hyperparameters are its constructor's keywords (get_params reads them)
     def __init__(self, n_concepts: int = 20, batch_size: int = 1024, epochs: int = 3, init_rows: int = 4096,
                  n_init: int = 3, max_iter: int = 100, seed: int = 0, device: str | None = None,
                  n_components: int | None = None, random_state=None):

@@ -109,6 +109,7 @@ class NMF(ConceptEstimator):
 
     name, summary, solver = "nmf", "NMF by HALS, for non-negative features only", nmf
 
+    # params: a scikit-learn estimator's hyperparameters are its constructor's keywords (get_params reads them)
     def __init__(self, n_concepts: int = 20, max_iter: int = 500, tol: float = 1e-5, kmeans_iter: int = 50,
                  init_rows: int = 2048, init_runs: int = 3, seed: int = 0, device: str | None = None,
                  n_components: int | None = None, random_state=None):

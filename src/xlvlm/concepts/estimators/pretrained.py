@@ -40,6 +40,7 @@ class PretrainedSAE(ConceptEstimator):
     name, solver = "sae", pretrained_sae
     summary = "a sparse autoencoder trained elsewhere (SAELens, Gemma Scope); load it with load_sae"
 
+    # params: a scikit-learn estimator's hyperparameters are its constructor's keywords (get_params reads them)
     def __init__(self, n_concepts: int = 1, architecture: str = "relu", k: int | None = None,
                  apply_b_dec_to_input: bool = True, features: list[int] | None = None, d_sae: int | None = None,
                  hook_name: str | None = None, model_name: str | None = None, seed: int = 0,
