@@ -67,3 +67,14 @@ def test_sweep_of_every_kind_equals_separate_apply_runs(tiny_dir, vlm_of, sample
         assert [p["prediction"] for p in zero] == [p["prediction"] for p in baseline]
     steered = [r for r in rows if r["alpha"] == 3.0]
     assert any(r["side_unchanged"] != 1.0 or r["success"] for r in steered)  # alpha 3 moves something
+
+
+def test_pope_score_of_a_sweep_row_by_hand():
+    from xlvlm.steer.run import PopeScore
+
+    baseline = [{"id": "a", "prediction": "yes", "label": "yes"}, {"id": "b", "prediction": "yes", "label": "no"},
+                {"id": "c", "prediction": "yes", "label": "no"}, {"id": "d", "prediction": "no", "label": "yes"}]
+    steered = [dict(r, prediction=p) for r, p in zip(baseline, ["yes", "no", "yes", "no"])]
+    row = PopeScore()(steered, baseline)
+    # tp 1 (a), fp 1 (c), tn 1 (b), fn 1 (d): F1 = 2 / (2 + 1 + 1), yes-ratio 2/4; one answer moved (b)
+    assert row["f1"] == 0.5 and row["yes_ratio"] == 0.5 and row["accuracy"] == 0.5 and row["changed"] == 0.25

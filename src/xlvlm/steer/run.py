@@ -115,6 +115,23 @@ def _row_names(vectors: dict) -> list[tuple[str, str]]:
     return names
 
 
+class PopeScore:
+    """A sweep scorer for hallucination steering: POPE metrics of the steered answers against the
+    samples' labels (``label`` or a yes/no ``answer``), and how many answers moved.
+
+    ``scorer(predictions, baseline) -> row fields``: ``f1``, ``yes_ratio``, ``accuracy``,
+    ``precision``, ``recall`` (:func:`xlvlm.evaluation.pope_report`, all samples) and ``changed``
+    (share of answers that differ from the unsteered ones)."""
+
+    def __call__(self, predictions: list[dict], baseline: list[dict]) -> dict:
+        from xlvlm.evaluation import pope_report
+
+        overall = pope_report(predictions, where="the sweep's samples")["overall"]
+        before = {r["id"]: r["prediction"] for r in baseline}
+        changed = sum(before.get(r["id"]) != r["prediction"] for r in predictions) / max(len(predictions), 1)
+        return {**{k: overall[k] for k in ("f1", "yes_ratio", "accuracy", "precision", "recall")}, "changed": changed}
+
+
 def _check_sweep(vlm, vectors: dict, alphas: list[float], condition) -> None:
     """A sweep has vectors and finite alphas, and its vectors and condition fit the model."""
     empty = [name for name, values in (("vectors", vectors), ("alphas", alphas)) if not values]
