@@ -36,7 +36,9 @@ RUNNABLE = {"python", "bash", "sh", "shell"}
 # page -> how many blocks it marks as not run (the reasons are next to the blocks)
 SKIPPED = {
     "README.md": 1,            # make demo / make test: build .venv, run everything
+    "docs/concepts.md": 2,     # a Gemma Scope 2 SAE and Gemma 3 from the hub
     "docs/data.md": 1,         # datasets that do not ship (COCO, VQAv2, a folder of photos)
+    "docs/patching.md": 2,     # a 7B model from the hub and photos that do not ship
     "docs/quickstart.md": 3,   # make demo; the session and its Python: tests/workflows/test_quickstart.py
     "docs/recipes.md": 6,      # 7B models and Gemma Scope: a GPU and the hub
     "docs/scale.md": 1,        # torchrun on 4 GPUs

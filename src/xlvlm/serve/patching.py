@@ -38,9 +38,9 @@ def patching_results(run: RunFolder) -> list[dict]:
                           "answers": _words(pair.get("answers")), "clean": _number(pair.get("clean")),
                           "corrupted": _number(pair.get("corrupted")), "labels": _words(pair.get("labels")),
                           "recovery": _matrix(pair.get("recovery"), len(sites)),
-                          "figures": run._figures(folder, names)})
-        out.append({"folder": run._relative(folder), "method": _text(data.get("method")),
+                          "figures": run.figures(folder, names)})
+        out.append({"folder": run.relative(folder), "method": _text(data.get("method")),
                     "metric": _text(data.get("metric")), "positions": _text(data.get("positions")),
                     "sites": sites, "pairs": pairs,
-                    "figures": run._figures(folder, [("recovery.png", "mean recovery over the pairs")])})
+                    "figures": run.figures(folder, [("recovery.png", "mean recovery over the pairs")])})
     return out
