@@ -349,9 +349,9 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
 
 
 class _Stages:
-    """Announces each demo stage in one line, numbered: ``demo 2/7: shift ...``."""
+    """Announces each demo stage in one line, numbered: ``demo 2/8: shift ...``."""
 
-    TOTAL = 7
+    TOTAL = 8
 
     def __init__(self, enabled: bool):
         self.enabled, self.done = enabled, 0

@@ -43,7 +43,7 @@ def attribute(vlm, pairs, layers=None, positions: str = "groups", metric: str = 
     """Attribution patching: the arguments and result of :func:`xlvlm.patching.patch`, with each
     cell's recovery estimated to first order (the ``patched`` metric is ``m(corrupted)`` plus
     the estimate)."""
-    from tqdm.auto import tqdm
+    from xlvlm.progress import bar
 
     from xlvlm.hooks import require_vlm
 
@@ -53,7 +53,7 @@ def attribute(vlm, pairs, layers=None, positions: str = "groups", metric: str = 
     sites = resolve_sites(vlm, layers)
     results = []
     groups = list(_chunks(list(pairs), batch_size))
-    for group in tqdm(groups, desc="attribute", unit="batch", disable=not progress, leave=False):
+    for group in bar(groups, desc="attribute", enabled=progress, unit="batch", leave=False):
         preps = prepare_pairs(vlm, group, positions, metric)
         clean = clean_run(vlm, preps, sites, metric, noise, seed).cpu()
         states: dict[str, torch.Tensor] = {}

@@ -82,7 +82,7 @@ def patch(vlm, pairs: list[Pair], layers=None, positions: str = "groups", metric
     embeddings. ``batch_size``: pairs prepared together, and rows per forward pass.
     Returns a :class:`PatchResult` (per pair: recovery (sites, cells), metrics, labels).
     """
-    from tqdm.auto import tqdm
+    from xlvlm.progress import bar as labelled_bar
 
     from xlvlm.hooks import require_vlm
 
@@ -91,7 +91,7 @@ def patch(vlm, pairs: list[Pair], layers=None, positions: str = "groups", metric
         raise XlvlmError(f"batch size must be at least 1, not {batch_size}")
     sites = resolve_sites(vlm, layers)
     results = []
-    with tqdm(total=0, desc="patch", unit="run", disable=not progress, leave=False) as bar:
+    with labelled_bar(total=0, desc="patch", enabled=progress, unit="run", leave=False) as bar:
         for group in _chunks(list(pairs), max(1, batch_size)):
             preps = prepare_pairs(vlm, group, positions, metric)
             clean, corrupted = baselines(vlm, preps, sites, metric, noise, seed)
