@@ -249,8 +249,7 @@ def _calibrate_learned(args, model):
     from xlvlm.data import load_samples
     from xlvlm.steer.calibrate import calibrate
 
-    extra = {k: v for k, v in (("image_root", args.image_root), ("annotations", args.annotations)) if v}
-    samples = load_samples(args.calibrate, **extra)
+    samples = load_samples(args.calibrate, **steer_calibrate.reader_options(args))
     control = steer_calibrate.load_control(args)
     vlm = options.load_model(args)
     settings = steer_calibrate.settings_from(args)

@@ -80,8 +80,12 @@ def load_control(args) -> list[dict] | None:
         return None
     from xlvlm.data import load_samples, select_subset
 
-    extra = {k: v for k, v in (("image_root", args.image_root), ("annotations", args.annotations)) if v}
-    return select_subset(load_samples(args.control, **extra), n=args.control_limit, seed=args.seed)
+    return select_subset(load_samples(args.control, **reader_options(args)), n=args.control_limit, seed=args.seed)
+
+
+def reader_options(args) -> dict:
+    """--image-root and --annotations, for reading a second set of samples (--control, --calibrate)."""
+    return {k: v for k, v in (("image_root", args.image_root), ("annotations", args.annotations)) if v}
 
 
 def _candidates(args) -> dict:
