@@ -35,3 +35,51 @@ def test_a_condition_repr_is_one_short_line():
 
     text = repr(Condition("3", torch.ones(128) / 128 ** 0.5, 0.25))
     assert "\n" not in text and len(text) < 120 and "0.25" in text and "128" in text
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_heartbeat_speaks_only_when_work_runs_long(capsys, monkeypatch):
+    from xlvlm.progress import Heartbeat
+
+    monkeypatch.setenv("XLVLM_PROGRESS", "0")  # as in a log: no bar
+    clock = _Clock()
+    beat = Heartbeat("generate", total=400, unit="samples", every=30, clock=clock)
+    for done, now in [(64, 10), (128, 20), (192, 31), (256, 45), (320, 62)]:
+        clock.now = now
+        beat.update(done)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["xlvlm: generate: 192/400 samples after 31 s (about 34 s to go)",
+                     "xlvlm: generate: 320/400 samples after 62 s (about 16 s to go)"]
+    quick = Heartbeat("generate", total=400, unit="samples", every=30, clock=_Clock())
+    quick.update(400)  # all done within the interval: quiet
+    monkeypatch.setenv("XLVLM_PROGRESS", "1")  # a bar is drawn instead
+    shown = Heartbeat("generate", total=400, unit="samples", every=30, clock=clock)
+    clock.now = 1000
+    shown.update(100)
+    assert capsys.readouterr().err == ""
+
+
+def test_long_generation_reports_progress_without_a_terminal(vlm_of, samples, capsys, monkeypatch):
+    import xlvlm.progress
+
+    class Eager(xlvlm.progress.Heartbeat):  # every batch counts as long work
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "every": 0.0})
+
+    monkeypatch.setenv("XLVLM_PROGRESS", "0")
+    monkeypatch.setattr(xlvlm.progress, "Heartbeat", Eager)
+    vlm = vlm_of("llava")
+    capsys.readouterr()  # building the tiny model writes its own bars
+    vlm.predict(samples[:4], max_new_tokens=1, batch_size=2, progress=True, desc="generate pope")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" after ")[0] for line in lines] == ["xlvlm: generate pope: 2/4 samples",
+                                                            "xlvlm: generate pope: 4/4 samples"]
+    vlm.predict(samples[:4], max_new_tokens=1, batch_size=2, progress=False)
+    assert capsys.readouterr().err == ""

@@ -33,3 +33,35 @@ def announce(message: str, enabled: bool = True) -> None:
     """One line on stderr saying which stage starts (flushed: a log shows it at once)."""
     if enabled:
         print(f"xlvlm: {message}", file=sys.stderr, flush=True)
+
+
+class Heartbeat:
+    """Progress of long work where no bar is drawn (a log, CI, a notebook's captured output): a
+    line each time another ``every`` seconds have passed, with what is done, the elapsed time and
+    an estimate of what remains. Work that ends within ``every`` seconds prints nothing, so short
+    calls stay quiet; a terminal shows the bar instead.
+
+        beat = Heartbeat("generate", total=4000, unit="samples", enabled=progress)
+        for batch in batches:
+            ...
+            beat.update(done)
+    """
+
+    def __init__(self, desc: str, total: int, unit: str, enabled: bool = True, every: float = 30.0,
+                 clock=None):
+        import time
+
+        self.desc, self.total, self.unit, self.every = desc, total, unit, every
+        self.enabled = enabled and not bars_shown()
+        self.clock = clock or time.monotonic
+        self.started = self.last = self.clock()
+
+    def update(self, done: int) -> None:
+        """``done`` of ``total`` units are finished: a line if ``every`` seconds passed since the last."""
+        now = self.clock()
+        if not self.enabled or now - self.last < self.every or done <= 0:
+            return
+        self.last = now
+        elapsed = now - self.started
+        left = elapsed * (self.total - done) / done
+        announce(f"{self.desc}: {done:,}/{self.total:,} {self.unit} after {elapsed:.0f} s (about {left:.0f} s to go)")

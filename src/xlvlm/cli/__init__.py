@@ -28,7 +28,8 @@ ENVIRONMENT_HELP = ("CPU threads: unless the environment sets them, xlvlm runs w
                 "threads sleep instead of spinning, so runs stay fast when other work shares the cores) and "
                 "OMP_NUM_THREADS = the CPUs this process may use; set either variable to choose otherwise. "
                 "Progress bars are drawn only on a terminal (XLVLM_PROGRESS=1 forces them, 0 hides them); "
-                "long commands (demo, steer learn, organism steer-hallucination) announce each stage in one line.")
+                "long commands (demo, steer learn, organism steer-hallucination) announce each stage in one line, and "
+                "generation or a streaming fit that runs long says how far it is in a line every 30 s or every pass.")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -397,12 +397,14 @@ class VLM:
         with ``top_k`` > 0 each also has ``"top_k"``: per generated step, the k most probable
         next tokens ``{"token", "id", "prob"}`` (softmax of the raw logits), best first.
         ``on_batch`` receives each batch's records as soon as they exist (e.g. to write them).
+        ``progress``: a labelled bar on a terminal, elsewhere a line every 30 s of long work.
         Steering is the caller's: generate inside ``sv.apply(vlm)``.
         """
-        from xlvlm.progress import bar
+        from xlvlm.progress import Heartbeat, bar
 
         samples = check_samples(samples, ids=False)  # a string or one dict: a one-line error saying what to pass
         check_generation_settings(batch_size, max_new_tokens)
+        beat = Heartbeat(desc, total=len(samples), unit="samples", enabled=progress)
         records: list[dict] = []
         for start in bar(range(0, len(samples), batch_size), desc=desc, unit="batch", enabled=progress,
                           leave=False):
@@ -415,6 +417,7 @@ class VLM:
             if on_batch is not None:
                 on_batch(batch)
             records.extend(batch)
+            beat.update(len(records))
         return records
 
     def _top_tokens(self, logits: torch.Tensor, k: int) -> list[list[dict]]:
