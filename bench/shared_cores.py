@@ -1,11 +1,13 @@
 """CPU work on shared cores: the thread settings xlvlm picks against OpenMP's defaults, with and
 without a competing CPU job.
 
-    python bench/shared_cores.py [--questions 300] [--rows 200] [--competitors 1] [--write]
+    python bench/shared_cores.py [--questions 300] [--rows 200] [--test-images 100] [--competitors 1] [--write]
 
-Two workloads the docs run, each in a fresh process (OpenMP reads its settings when torch loads):
-  pope    the hallucinating organism answers N POPE-style questions (``vlm.predict``, batch 64)
-  snmf    ``learn_concepts_streaming`` (snmf, 8 concepts, 10 passes) on a store of the organism
+Three workloads the docs run, each in a fresh process (OpenMP reads its settings when torch loads):
+  pope           the hallucinating organism answers N POPE-style questions (``vlm.predict``, batch 64)
+  snmf           ``learn_concepts_streaming`` (snmf, 8 concepts, 10 passes) on a store of the organism
+  hallucination  ``organism steer-hallucination --test-images T`` (``compare_steering``: extraction,
+                 the L2S fit, generation with five steerings and the reference model)
 Each runs under two settings:
   default  what Python gets without xlvlm's help: OMP_WAIT_POLICY unset, torch's thread count
   xlvlm    ``xlvlm.use_safe_threads()`` first (what the ``xlvlm`` command does itself)
@@ -52,6 +54,12 @@ import time; start = time.perf_counter()
 learn_concepts_streaming({store!r}, layer=2, method="snmf", n_concepts=8, batch_rows=64, max_iter=10, tol=0)
 print(time.perf_counter() - start)
 """,
+    "hallucination": """
+from xlvlm.apps.organism.hallucination_steering import ComparisonSettings, compare_steering
+import time; start = time.perf_counter()
+compare_steering(ComparisonSettings(test_images={test_images}))
+print(time.perf_counter() - start)
+""",
 }
 
 SETTINGS = {"default": "", "xlvlm": "import xlvlm; xlvlm.use_safe_threads()\n"}
@@ -89,12 +97,12 @@ def measure(codes: dict, repeats: int, n_competitors: int) -> dict:
 def table(times: dict, loads: list[float], args) -> list[str]:
     from common import cpu_name
 
-    lines = [f"`python bench/shared_cores.py --questions {args.questions} --rows {args.rows} --competitors "
-             f"{args.competitors} --repeats {args.repeats}` ({date.today().isoformat()}; {cpu_name()}, "
+    lines = [f"`python bench/shared_cores.py --workloads {args.workloads} --questions {args.questions} --rows {args.rows} "
+             f"--test-images {args.test_images} --competitors {args.competitors} --repeats {args.repeats}` ({date.today().isoformat()}; {cpu_name()}, "
              f"{os.cpu_count()} CPUs; load average {min(loads):.1f}-{max(loads):.1f} from other jobs during the run; "
              f"median seconds of the timed part, each in a fresh process):", "",
              "| workload | setting | alone | competing | competing / alone |", "|---|---|---|---|---|"]
-    for workload in WORKLOADS:
+    for workload in args.workloads.split(","):
         for setting in SETTINGS:
             alone = statistics.median(times[workload, setting, "alone"])
             busy = statistics.median(times[workload, setting, "competing"])
@@ -106,6 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, among {', '.join(WORKLOADS)}")
+    parser.add_argument("--test-images", type=int, default=100, help="held-out images of the hallucination workload")
     parser.add_argument("--competitors", type=int, default=1, help="busy-looping processes beside the work")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
@@ -114,7 +124,8 @@ def main() -> None:
         store = str(Path(tmp) / "store")
         subprocess.run([sys.executable, "-c", PREPARE.format(rows=args.rows, store=store)], check=True,
                        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-        codes = {name: code.format(questions=args.questions, store=store) for name, code in WORKLOADS.items()}
+        codes = {name: WORKLOADS[name].format(questions=args.questions, store=store, test_images=args.test_images)
+                 for name in args.workloads.split(",")}
         loads = [os.getloadavg()[0]]
         started = time.perf_counter()
         times = measure(codes, args.repeats, args.competitors)
