@@ -11,14 +11,19 @@ Strategies are functions: :mod:`xlvlm.steer.aggregators` (how a vector is made f
 :mod:`xlvlm.steer.operators` (how it edits the residual stream).
 """
 
-from xlvlm.steer import aggregators, operators
-from xlvlm.steer.apply import SteeringHandle
-from xlvlm.steer.condition import Condition
-from xlvlm.steer.learned import LearnedSteering
-from xlvlm.steer.per_sample import PerSampleSteering
-from xlvlm.steer.protocol import Gated, Steering
-from xlvlm.steer.vector import METHODS, SteeringVector
+from xlvlm.lazy import lazy_exports
 
-__all__ = ["SteeringVector", "PerSampleSteering", "LearnedSteering", "Condition", "Gated", "Steering",
-           "SteeringHandle", "METHODS",
-           "aggregators", "operators"]
+# public name -> the module that defines it, imported on first use: the command line reads
+# xlvlm.steer.registry without paying for torch
+_EXPORTS = {
+    "SteeringVector": "xlvlm.steer.vector",
+    "PerSampleSteering": "xlvlm.steer.per_sample",
+    "LearnedSteering": "xlvlm.steer.learned",
+    "Condition": "xlvlm.steer.condition",
+    "Gated": "xlvlm.steer.protocol",
+    "Steering": "xlvlm.steer.protocol",
+    "SteeringHandle": "xlvlm.steer.apply",
+    "METHODS": "xlvlm.steer.registry",
+}
+__all__ = [*_EXPORTS, "aggregators", "operators"]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
