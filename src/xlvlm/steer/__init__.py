@@ -8,7 +8,8 @@ predicting a sample's vector from its own state) and :class:`Gated` (any of them
 :class:`Condition`). Generating under steering: :func:`xlvlm.steer.run.predict`.
 
 Strategies are functions: :mod:`xlvlm.steer.aggregators` (how a vector is made from rows) and
-:mod:`xlvlm.steer.operators` (how it edits the residual stream).
+:mod:`xlvlm.steer.operators` (how it edits the residual stream); their names, and the other
+names steering accepts, are in :mod:`xlvlm.steer.registry`.
 """
 
 from xlvlm.lazy import lazy_exports
