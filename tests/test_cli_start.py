@@ -67,24 +67,79 @@ def test_device_check_agrees_with_torch(text):
     assert accepted == torch_accepts
 
 
-def test_choices_are_the_registries_names():
-    from xlvlm import choices
-    from xlvlm.concepts import METHODS as concept_methods
-    from xlvlm.shift.analysis import AGGREGATES, ASSIGNMENTS
-    from xlvlm.steer import METHODS as steer_methods
+# (command, option) -> the registry whose names are its choices: (module, attribute)
+REGISTRY_CHOICES = {
+    ("xlvlm steer compute", "--method"): ("xlvlm.steer.registry", "AGGREGATORS"),
+    ("xlvlm steer condition", "--method"): ("xlvlm.steer.registry", "CONDITION_METHODS"),
+    ("xlvlm steer apply", "--operator"): ("xlvlm.steer.registry", "OPERATORS"),
+    ("xlvlm steer sweep", "--operator"): ("xlvlm.steer.registry", "OPERATORS"),
+    ("xlvlm steer calibrate", "--operator"): ("xlvlm.steer.registry", "OPERATORS"),
+    ("xlvlm steer learn", "--objective"): ("xlvlm.steer.registry", "OBJECTIVES"),
+    ("xlvlm steer calibrate", "--objective"): ("xlvlm.steer.registry", "OBJECTIVES"),
+    ("xlvlm concepts", "--simple-activation"): ("xlvlm.concepts.registry", "SIMPLE_ACTIVATIONS"),
+    ("xlvlm concepts", "--word-filter"): ("xlvlm.concepts.registry", "WORD_FILTERS"),
+    ("xlvlm shift", "--word-filter"): ("xlvlm.concepts.registry", "WORD_FILTERS"),
+    ("xlvlm shift", "--assignment"): ("xlvlm.shift.registry", "ASSIGNMENTS"),
+    ("xlvlm shift", "--aggregate"): ("xlvlm.shift.registry", "AGGREGATES"),
+    ("xlvlm shift", "--mas-by"): ("xlvlm.shift.registry", "MAS_RANKINGS"),
+    ("xlvlm shift", "--concept-scale"): ("xlvlm.shift.registry", "CONCEPT_SCALES"),
+    ("xlvlm patch", "--metric"): ("xlvlm.patching.registry", "METRICS"),
+    ("xlvlm patch", "--method"): ("xlvlm.patching.registry", "METHODS"),
+    ("xlvlm evaluate", "--task"): ("xlvlm.evaluation.tasks", "TASKS"),
+}
+# Options that take more than a registry's names (a path, an index, a comma list): their help lists them.
+REGISTRY_HELP = {
+    ("xlvlm concepts", "--method"): ("xlvlm.concepts.registry", "METHODS"),
+    ("xlvlm shift", "--method"): ("xlvlm.concepts.registry", "METHODS"),
+    ("xlvlm steer sweep", "--methods"): ("xlvlm.steer.registry", "AGGREGATORS"),
+    **{(f"xlvlm steer {command}", "--positions"): ("xlvlm.steer.registry", "POSITION_RULES")
+       for command in ("apply", "sweep", "calibrate")},
+}
+# Choices that belong to the command line's own apps, not to a library registry.
+OWN_CHOICES = {("xlvlm organism pope", "--part")}
 
-    assert tuple(concept_methods) == choices.CONCEPT_METHODS
-    assert steer_methods == choices.STEER_METHODS
-    assert (AGGREGATES, ASSIGNMENTS) == (choices.SHIFT_AGGREGATES, choices.SHIFT_ASSIGNMENTS)
-    from xlvlm.concepts.solvers.simple import ACTIVATIONS
-    from xlvlm.concepts.grounding.text import WORD_FILTERS
-    from xlvlm.shift.analysis import MAS_RANKINGS
-    from xlvlm.steer.apply import POSITION_RULES
-    from xlvlm.steer.operators import OPERATORS
 
-    assert (ACTIVATIONS, WORD_FILTERS, MAS_RANKINGS) == (choices.SIMPLE_ACTIVATIONS, choices.WORD_FILTERS,
-                                                         choices.SHIFT_MAS_RANKINGS)
-    assert (tuple(OPERATORS), POSITION_RULES) == (choices.OPERATORS, choices.POSITION_RULES)
+def _registry_names(where: tuple[str, str]) -> tuple[str, ...]:
+    import importlib
+
+    module, attribute = where
+    return tuple(getattr(importlib.import_module(module), attribute))
+
+
+def _options(what: str) -> dict:
+    """(command, option) -> the option's ``what`` ("choices" or "help"), for every option of every
+    command of the built parser that has one (sub-command choices left out)."""
+    from xlvlm.cli import build_parser
+    from xlvlm.cli.config import leaf_parsers
+
+    return {(leaf.prog, action.option_strings[-1]): getattr(action, what)
+            for leaf in leaf_parsers(build_parser()) for action in leaf._actions
+            if action.option_strings and getattr(action, what) is not None}
+
+
+def test_each_option_with_choices_offers_a_registrys_names():
+    choices = {key: tuple(value) for key, value in _options("choices").items()}
+    assert set(choices) == set(REGISTRY_CHOICES) | OWN_CHOICES
+    for key, where in REGISTRY_CHOICES.items():
+        assert choices[key] == _registry_names(where), key
+
+
+def test_options_that_take_more_than_names_list_the_registrys_names_in_their_help():
+    helps = _options("help")
+    for key, where in REGISTRY_HELP.items():
+        assert ", ".join(_registry_names(where)) in helps[key], key
+
+
+def test_the_packages_read_for_choices_import_nothing_heavy_and_keep_their_public_names():
+    packages = ("xlvlm.concepts", "xlvlm.steer", "xlvlm.shift", "xlvlm.patching")
+    code = (f"import importlib, sys\nmodules = [importlib.import_module(p) for p in {packages!r}]\n"
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules) or '-')\n"
+            "print(all(set(m.__all__) <= set(dir(m)) for m in modules))\n"
+            "print(all(getattr(m, name) is not None for m in modules for name in m.__all__))\n"
+            "from xlvlm.concepts import SemiNMF, METHODS\nfrom xlvlm.steer import SteeringVector, aggregators\n"
+            "print(METHODS['snmf'] is SemiNMF, aggregators.AGGREGATORS['pca'] is aggregators.pca)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["-", "True", "True", "True", "True"]
 
 
 def test_unknown_choice_is_refused_by_the_parser(capsys):
@@ -97,7 +152,7 @@ def test_unknown_choice_is_refused_by_the_parser(capsys):
 
 def test_import_xlvlm_reaches_the_documented_submodules_lazily():
     code = ("import sys, xlvlm; print('torch' in sys.modules)\n"
-            "print(xlvlm.choices.__name__, callable(xlvlm.models.families), callable(xlvlm.steer.SteeringVector),\n"
+            "print(xlvlm.steer.registry.__name__, callable(xlvlm.models.families), callable(xlvlm.steer.SteeringVector),\n"
             "      callable(xlvlm.concepts.learn_concepts), callable(xlvlm.data.load_samples), callable(xlvlm.extract))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["False", "xlvlm.choices", "True", "True", "True", "True", "True"]
+    assert result.stdout.split() == ["False", "xlvlm.steer.registry", "True", "True", "True", "True", "True"]

@@ -72,6 +72,8 @@ BUILT_NAMES = {
     "models/registry.py": "imports models' own family modules, found with pkgutil",
     "testing/builders/__init__.py": "imports testing.builders' own builder modules by family name",
     "models/molmo.py": "asks find_spec whether tensorflow is installed",
+    "lazy.py": "imports the places registries and package inits give as strings (each checked where it is "
+               "written) and a package's own submodules",
 }
 MODULE_NAME = re.compile(r"xlvlm(\.[A-Za-z_]\w*)+(:[\w.]+)?")
 

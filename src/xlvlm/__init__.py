@@ -9,7 +9,7 @@ The public names below are imported on first use (PEP 562), so that ``import xlv
 
 from __future__ import annotations
 
-import importlib
+from xlvlm.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -31,22 +31,8 @@ _EXPORTS = {
     "use_safe_threads": "xlvlm.threads",
 }
 # documented submodules, imported on first attribute access (``xlvlm.steer.sweep`` after ``import xlvlm``)
-_SUBMODULES = ("choices", "concepts", "data", "errors", "evaluation", "features", "figures", "hooks", "io", "models",
+_SUBMODULES = ("concepts", "data", "errors", "evaluation", "features", "figures", "hooks", "io", "models",
                "organism", "report", "shift", "steer", "testing", "threads")
 
 __all__ = [*_EXPORTS, *_SUBMODULES, "__version__"]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"xlvlm.{name}")
-    else:
-        raise AttributeError(f"module 'xlvlm' has no attribute {name!r}")
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

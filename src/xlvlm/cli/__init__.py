@@ -2,8 +2,9 @@
 
 Shared option groups live in :mod:`xlvlm.cli.options`, argument types in
 :mod:`xlvlm.cli.validate`, ``--config`` in :mod:`xlvlm.cli.config`. Building the parser imports
-neither torch nor transformers (choices come from :mod:`xlvlm.choices`), so ``--help`` and
-argument errors answer at once; each command imports what it needs when it runs.
+neither torch nor transformers (choices are the names of the packages' light registries,
+:mod:`xlvlm.concepts.registry`, :mod:`xlvlm.steer.registry`, ...), so ``--help`` and argument
+errors answer at once; each command imports what it needs when it runs.
 
 Bad input exits with status 2 and one line ``xlvlm: error: ...``, and so does a failure of the
 machine the user can fix (a full disk, a read-only folder, a file where a folder is expected:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from xlvlm.choices import CONCEPT_METHODS, SIMPLE_ACTIVATIONS
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
+from xlvlm.concepts.registry import METHODS, SIMPLE_ACTIVATIONS
 from xlvlm.errors import XlvlmError
 
 
@@ -12,7 +12,7 @@ def register(sub) -> None:
     p = sub.add_parser("concepts", help="learn, ground and evaluate a concept dictionary from a feature store")
     p.add_argument("--features", type=valid.path, help="feature store")
     p.add_argument("--layer", help="layer in the store (with --dictionary: by default the one the SAE reads)")
-    p.add_argument("--method", default="snmf", help=options.choice_list(CONCEPT_METHODS))
+    p.add_argument("--method", default="snmf", help=options.choice_list(METHODS))
     p.add_argument("--n-concepts", type=valid.positive_int, default=20,
                    help="concepts to learn; with --dictionary SAE: its features to ground (the most activated)")
     p.add_argument("--dictionary", type=valid.path,

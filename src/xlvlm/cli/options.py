@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xlvlm.choices import WORD_FILTERS
 from xlvlm.cli import validate as valid
+from xlvlm.concepts.registry import WORD_FILTERS
 from xlvlm.errors import XlvlmError
 
 MODEL_HELP = "hub id, local folder, or organism:original|finetuned|hallucinating"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from xlvlm.choices import PATCH_METHODS, PATCH_METRICS
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
+from xlvlm.patching.registry import METHODS, METRICS
 
 
 def register(sub) -> None:
@@ -16,9 +16,9 @@ def register(sub) -> None:
     p.add_argument("--corrupted", type=valid.path, help="corrupted samples, paired with the clean ones by id (their "
                    "templated prompts must align); without it: causal tracing (noise on the image tokens' embeddings)")
     p.add_argument("--answers", help="the metric's answers A,B for every pair (default: the samples' answers, clean first)")
-    p.add_argument("--metric", default="logit-diff", choices=PATCH_METRICS,
+    p.add_argument("--metric", default="logit-diff", choices=METRICS,
                    help="logit(A) - logit(B) at the first answer token, or the probability of A there")
-    p.add_argument("--method", default="exact", choices=PATCH_METHODS,
+    p.add_argument("--method", default="exact", choices=tuple(METHODS),
                    help="exact: one patched run per cell; attribution: first-order estimate from one backward pass")
     p.add_argument("--layers", default=None, help="sites: block indices, final, embed, attn:I, mlp:I, resid, attn, "
                    "mlp or module names (default: embed and every block's output)")
@@ -37,15 +37,14 @@ def register(sub) -> None:
 def run(args) -> None:
     from xlvlm.data import load_samples
     from xlvlm.io import refuse_existing_output
-    from xlvlm.patching import attribute, make_pairs, patch
+    from xlvlm.patching import make_pairs
     from xlvlm.patching.outputs import write_patching
 
     refuse_existing_output(args.out, overwrite=args.overwrite)
     answers = options.names(args.answers) if args.answers else None
     pairs = make_pairs(load_samples(args.clean), load_samples(args.corrupted) if args.corrupted else None, answers)
     vlm = options.load_model(args)
-    run_method = patch if args.method == "exact" else attribute
-    result = run_method(vlm, pairs, layers=args.layers, positions=args.positions, metric=args.metric,
+    result = METHODS[args.method](vlm, pairs, layers=args.layers, positions=args.positions, metric=args.metric,
                         batch_size=args.batch_size, noise=args.noise, seed=args.seed, progress=not args.quiet)
     path = write_patching(result, args.out, command=options.command_text(args), model=str(args.model))
     mean = result.mean_recovery()

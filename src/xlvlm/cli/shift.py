@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from xlvlm.choices import CONCEPT_METHODS, SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
+from xlvlm.concepts.registry import METHODS as CONCEPT_METHODS
+from xlvlm.shift.registry import AGGREGATES, ASSIGNMENTS, CONCEPT_SCALES, MAS_RANKINGS
 
 
 def register(sub) -> None:
@@ -18,13 +19,13 @@ def register(sub) -> None:
     options.add_device(p)
     p.add_argument("--n-concepts", type=valid.positive_int, default=20)
     p.add_argument("--method", default="snmf", help=options.choice_list(CONCEPT_METHODS))
-    p.add_argument("--assignment", default="activation", choices=SHIFT_ASSIGNMENTS)
-    p.add_argument("--aggregate", default="mean", choices=SHIFT_AGGREGATES)
+    p.add_argument("--assignment", default="activation", choices=ASSIGNMENTS)
+    p.add_argument("--aggregate", default="mean", choices=AGGREGATES)
     p.add_argument("--alpha", type=valid.alpha, default=1.0, help="shifted = original + alpha * shift")
-    p.add_argument("--mas-by", default="cosine", choices=SHIFT_MAS_RANKINGS,
+    p.add_argument("--mas-by", default="cosine", choices=MAS_RANKINGS,
                    help="rank most-activating samples by cosine with the concept, or by its activation (research code)")
     options.add_word_filter(p, help="which tokens count as words (docs/research-code.md)")
-    p.add_argument("--concept-scale", default="data", choices=("data", "learnt"),
+    p.add_argument("--concept-scale", default="data", choices=CONCEPT_SCALES,
                    help="compare and shift concepts at the data's scale, or as the method returns them (research code)")
     p.add_argument("--aggregate-sides", action="store_true",
                    help="shift = aggregate(fine-tuned rows) - aggregate(original rows) per concept, as the research "

@@ -3,10 +3,10 @@ steering, and their effect."""
 
 from __future__ import annotations
 
-from xlvlm.choices import CONDITION_METHODS, OPERATORS, POSITION_RULES, STEER_METHODS
 from xlvlm.cli import options, steer_calibrate
 from xlvlm.cli import validate as valid
 from xlvlm.errors import XlvlmError, describe_os_error
+from xlvlm.steer.registry import CONDITION_METHODS, METHODS, OPERATORS, POSITION_RULES
 
 N_CONCEPTS_HELP = "k-means concepts learnt per layer on the source and target rows"
 
@@ -26,7 +26,7 @@ def _add_steering(p) -> None:
     """How a vector is applied: positions, operator and an optional condition."""
     p.add_argument("--positions", default="all",
                    help=f"{options.choice_list(POSITION_RULES)}, or a prompt index K (steer positions >= K)")
-    p.add_argument("--operator", default="add", choices=OPERATORS)
+    p.add_argument("--operator", default="add", choices=tuple(OPERATORS))
     p.add_argument("--condition", type=valid.path,
                    help="condition file from `xlvlm steer condition`: steer only matching samples")
 
@@ -52,7 +52,7 @@ def _register_compute(steer) -> None:
     p.add_argument("--source", type=valid.path, help="store of the representations to move away from")
     p.add_argument("--target", type=valid.path, help="store of the representations to move towards")
     p.add_argument("--layer", "--layers", dest="layer", type=valid.names, default=None, help="layer(s), comma list")
-    p.add_argument("--method", default="mean-diff", choices=STEER_METHODS)
+    p.add_argument("--method", default="mean-diff", choices=METHODS)
     p.add_argument("--concepts", type=valid.path, help="concept dictionary folder or pretrained SAE (SAELens folder, "
                    "Gemma Scope params file) for --method concept")
     p.add_argument("--from", dest="concept_from", type=valid.index,
@@ -355,7 +355,7 @@ def _register_sweep(steer) -> None:
     p.add_argument("--alphas", type=valid.alphas, default="1,2,4",
                    help="comma list of steering strengths (finite, at most 1e6 in magnitude)")
     p.add_argument("--methods", type=valid.names, default="mean-diff",
-                   help=f"comma list of {options.choice_list(STEER_METHODS)}")
+                   help=f"comma list of {options.choice_list(METHODS)}")
     p.add_argument("--n-concepts", type=valid.positive_int, default=8, help=f"for the concept method: {N_CONCEPTS_HELP}")
     p.add_argument("--source-answer", default="yes", help="answer (or answer type) steered away from")
     p.add_argument("--target-answer", default="no", help="answer steered towards")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from xlvlm.cli import options
 from xlvlm.cli import validate as valid
 from xlvlm.errors import XlvlmError
+from xlvlm.steer.registry import OBJECTIVES
 
 OBJECTIVE_HELP = ("pope-f1: F1 of yes/no answers against the samples' POPE labels; answer-shift: share of "
                   "--source-answer questions answered --target-answer")
@@ -15,7 +16,7 @@ def add_calibration_options(p, alphas_default: str = "0.5,1,2,4,8") -> None:
     """What calibration tries and scores (shared by `steer calibrate` and `steer learn --calibrate`)."""
     p.add_argument("--alphas", type=valid.alphas, default=alphas_default,
                    help="comma list of strengths tried (0, no steering, is always tried too)")
-    p.add_argument("--objective", default="pope-f1", choices=("pope-f1", "answer-shift"), help=OBJECTIVE_HELP)
+    p.add_argument("--objective", default="pope-f1", choices=OBJECTIVES, help=OBJECTIVE_HELP)
     p.add_argument("--control", type=valid.path,
                    help="samples with reference answers that steering should leave alone (a .jsonl file or any "
                         "--data form): their accuracy change is the side effect")

@@ -13,7 +13,7 @@ import math
 import re
 from argparse import ArgumentTypeError
 
-from xlvlm.choices import MAX_ALPHA  # the bound, shared with the server's checks
+from xlvlm.steer.settings import MAX_ALPHA  # the bound, shared with the server's checks
 
 MAX_SEED = 2**32 - 1  # numpy's legacy generator takes seeds in [0, 2**32); torch and random take these too
 

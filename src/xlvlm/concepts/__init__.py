@@ -16,33 +16,21 @@ Notation, the one used by every module of ``xlvlm.concepts`` (its own, not anoth
     sae = load_sae("gemma-scope-2-4b-it/resid_post/layer_17_width_16k_l0_medium")  # a pretrained SAE
 """
 
-from xlvlm.concepts.dictionary import ConceptDictionary
-from xlvlm.concepts.grounding.images import ground_images
-from xlvlm.concepts.estimators import NMF, NNDL, PCA, KMeans, MiniBatchKMeans, PretrainedSAE, SemiNMF, Simple, TopKSAE
-from xlvlm.concepts.learn import learn_concepts, learn_concepts_streaming
-from xlvlm.concepts.metrics import dead_concepts, overlap, reconstruction_r2, sparsity
-from xlvlm.concepts.registry import METHODS
-from xlvlm.concepts.sae_files import load_sae, save_sae
+from xlvlm.lazy import lazy_exports
 
-__all__ = [
-    "NMF",
-    "NNDL",
-    "PCA",
-    "ConceptDictionary",
-    "PretrainedSAE",
-    "KMeans",
-    "MiniBatchKMeans",
-    "SemiNMF",
-    "Simple",
-    "TopKSAE",
-    "learn_concepts_streaming",
-    "METHODS",
-    "dead_concepts",
-    "ground_images",
-    "learn_concepts",
-    "load_sae",
-    "overlap",
-    "reconstruction_r2",
-    "save_sae",
-    "sparsity",
-]
+# public name -> the module that defines it, imported on first use: the command line reads
+# xlvlm.concepts.registry without paying for torch
+_EXPORTS = {
+    "ConceptDictionary": "xlvlm.concepts.dictionary",
+    "ground_images": "xlvlm.concepts.grounding.images",
+    **dict.fromkeys(("NMF", "NNDL", "PCA", "KMeans", "MiniBatchKMeans", "PretrainedSAE", "SemiNMF", "Simple",
+                     "TopKSAE"), "xlvlm.concepts.estimators"),
+    "learn_concepts": "xlvlm.concepts.learn",
+    "learn_concepts_streaming": "xlvlm.concepts.learn",
+    **dict.fromkeys(("dead_concepts", "overlap", "reconstruction_r2", "sparsity"), "xlvlm.concepts.metrics"),
+    "METHODS": "xlvlm.concepts.registry",
+    "load_sae": "xlvlm.concepts.sae_files",
+    "save_sae": "xlvlm.concepts.sae_files",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,9 +13,17 @@ Pairs without a corrupted sample (``make_pairs(clean)``) are causal tracing: the
 adds seeded Gaussian noise to the image tokens' embeddings. See docs/patching.md.
 """
 
-from xlvlm.patching.attribution import attribute
-from xlvlm.patching.exact import patch
-from xlvlm.patching.pairs import Pair, make_pairs
-from xlvlm.patching.result import PairResult, PatchResult
+from xlvlm.lazy import lazy_exports
 
-__all__ = ["Pair", "PairResult", "PatchResult", "attribute", "make_pairs", "patch"]
+# public name -> the module that defines it, imported on first use: the command line reads
+# xlvlm.patching.registry without paying for torch
+_EXPORTS = {
+    "Pair": "xlvlm.patching.pairs",
+    "PairResult": "xlvlm.patching.result",
+    "PatchResult": "xlvlm.patching.result",
+    "attribute": "xlvlm.patching.attribution",
+    "make_pairs": "xlvlm.patching.pairs",
+    "patch": "xlvlm.patching.exact",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

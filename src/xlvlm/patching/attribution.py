@@ -15,6 +15,7 @@ import torch
 from xlvlm.errors import XlvlmError
 from xlvlm.patching.exact import _chunks, prepare_pairs
 from xlvlm.patching.metric import recovery
+from xlvlm.patching.registry import METHODS
 from xlvlm.patching.result import PairResult, PatchResult
 from xlvlm.patching.runs import Prepared, Row, clean_run, read_metric, vision_positions
 from xlvlm.patching.sites import resolve_sites
@@ -66,4 +67,4 @@ def attribute(vlm, pairs, layers=None, positions: str = "groups", metric: str = 
             change = _estimates(prep, b, sites, states, grads)
             results.append(PairResult.of(prep, float(clean[b]), float(corrupted[b]), corrupted[b] + change,
                                          recovery(corrupted[b] + change, clean[b], corrupted[b])))
-    return PatchResult("attribution", metric, positions, [s.key for s in sites], results)
+    return PatchResult(METHODS.name_of(attribute), metric, positions, [s.key for s in sites], results)

@@ -13,6 +13,7 @@ from xlvlm.errors import XlvlmError
 from xlvlm.patching.metric import recovery
 from xlvlm.patching.pairs import Pair
 from xlvlm.patching.positions import parse_layout
+from xlvlm.patching.registry import METHODS
 from xlvlm.patching.result import PairResult, PatchResult
 from xlvlm.patching.runs import Prepared, Row, clean_run, prepare, read_metric, vision_positions
 from xlvlm.patching.sites import resolve_sites
@@ -99,4 +100,4 @@ def patch(vlm, pairs: list[Pair], layers=None, positions: str = "groups", metric
                                                      _patched(vlm, preps, sites, metric, batch_size, bar)):
                 results.append(PairResult.of(prep, float(m_clean), float(m_corr), values,
                                              recovery(values, m_clean, m_corr)))
-    return PatchResult("exact", metric, positions, [s.key for s in sites], results)
+    return PatchResult(METHODS.name_of(patch), metric, positions, [s.key for s in sites], results)

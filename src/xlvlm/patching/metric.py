@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from xlvlm.choices import PATCH_METRICS as METRICS
 from xlvlm.errors import XlvlmError
+from xlvlm.patching.registry import METRICS
 
 
 def check_metric(metric: str, answers: tuple[str, ...], pair_id: str) -> None:

@@ -20,9 +20,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from xlvlm.choices import MAX_ALPHA
 from xlvlm.errors import XlvlmError
 from xlvlm.serve.play import MAX_NAME_CHARS, MAX_PROMPT_CHARS, PAGE_NEW_TOKENS, PAGE_TOP_K, SAMPLES_SHOWN
+from xlvlm.steer.settings import MAX_ALPHA
 
 
 class ImageRef(BaseModel):

@@ -26,10 +26,10 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from xlvlm.choices import MAX_ALPHA
 from xlvlm.data.images import MAX_UPLOAD_BYTES, load_image, load_image_bytes
 from xlvlm.errors import XlvlmError
 from xlvlm.runs import MANIFEST, RESULT_FILE, read_json, walk_run
+from xlvlm.steer.settings import MAX_ALPHA
 
 #: Bounds on what a caller may ask for (a web form can send anything): the one place for the
 #: playground's limits; the web routes (:mod:`xlvlm.serve.glue`) check requests with the same.
@@ -222,8 +222,7 @@ class Playground:
         """The model and the choices a form offers: ``model``, ``family``, ``num_layers``,
         ``hidden_size``, ``layers`` (keys a vector may be applied at), ``positions``, ``methods``,
         ``limits``."""
-        from xlvlm.choices import POSITION_RULES
-        from xlvlm.steer import METHODS
+        from xlvlm.steer.registry import METHODS, POSITION_RULES
 
         vlm = self.vlm
         return {"model": self.model_name, "family": vlm.family, "num_layers": vlm.num_layers,

@@ -37,13 +37,10 @@ from dataclasses import dataclass, field
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from xlvlm.choices import SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
 from xlvlm.errors import XlvlmError
 from xlvlm.io import check_magnitudes
 from xlvlm.settings import settings_with
-
-# names in xlvlm.choices (light to import, the CLI reads them)
-AGGREGATES, ASSIGNMENTS, MAS_RANKINGS = SHIFT_AGGREGATES, SHIFT_ASSIGNMENTS, SHIFT_MAS_RANKINGS
+from xlvlm.shift.registry import AGGREGATES, ASSIGNMENTS, CONCEPT_SCALES, MAS_RANKINGS
 
 
 def matched_features(original, finetuned, layer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -258,9 +255,6 @@ def _shift_vectors(X_o: torch.Tensor, X_f: torch.Tensor, labels: torch.Tensor, V
                                 if s.aggregate_sides else aggregate(shifts[rows], s.aggregate_by))
         stats.append(shift_statistics(shifts[rows]))
     return shift_vectors, stats
-
-
-CONCEPT_SCALES = ("data", "learnt")
 
 
 def _concepts_at(scale: str, X: torch.Tensor, directions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

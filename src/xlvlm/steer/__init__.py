@@ -8,17 +8,23 @@ predicting a sample's vector from its own state) and :class:`Gated` (any of them
 :class:`Condition`). Generating under steering: :func:`xlvlm.steer.run.predict`.
 
 Strategies are functions: :mod:`xlvlm.steer.aggregators` (how a vector is made from rows) and
-:mod:`xlvlm.steer.operators` (how it edits the residual stream).
+:mod:`xlvlm.steer.operators` (how it edits the residual stream); their names, and the other
+names steering accepts, are in :mod:`xlvlm.steer.registry`.
 """
 
-from xlvlm.steer import aggregators, operators
-from xlvlm.steer.apply import SteeringHandle
-from xlvlm.steer.condition import Condition
-from xlvlm.steer.learned import LearnedSteering
-from xlvlm.steer.per_sample import PerSampleSteering
-from xlvlm.steer.protocol import Gated, Steering
-from xlvlm.steer.vector import METHODS, SteeringVector
+from xlvlm.lazy import lazy_exports
 
-__all__ = ["SteeringVector", "PerSampleSteering", "LearnedSteering", "Condition", "Gated", "Steering",
-           "SteeringHandle", "METHODS",
-           "aggregators", "operators"]
+# public name -> the module that defines it, imported on first use: the command line reads
+# xlvlm.steer.registry without paying for torch
+_EXPORTS = {
+    "SteeringVector": "xlvlm.steer.vector",
+    "PerSampleSteering": "xlvlm.steer.per_sample",
+    "LearnedSteering": "xlvlm.steer.learned",
+    "Condition": "xlvlm.steer.condition",
+    "Gated": "xlvlm.steer.protocol",
+    "Steering": "xlvlm.steer.protocol",
+    "SteeringHandle": "xlvlm.steer.apply",
+    "METHODS": "xlvlm.steer.registry",
+}
+__all__ = [*_EXPORTS, "aggregators", "operators"]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

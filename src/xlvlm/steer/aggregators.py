@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 
 from xlvlm.errors import XlvlmError
+from xlvlm.steer.registry import AGGREGATORS  # the shipped ones by name (the command line's)
 
 Aggregator = Callable[..., "torch.Tensor | tuple[torch.Tensor, dict]"]
 
@@ -117,15 +118,6 @@ def concept(source_rows: torch.Tensor, target_rows: torch.Tensor, n_concepts: in
 concept.row_details = ("concepts", "purity")
 
 
-# The command line's names for the shipped strategies (its --method choices).
-AGGREGATORS: dict[str, Aggregator] = {
-    "mean-diff": mean_difference,
-    "mean-of-shifts": mean_of_shifts,
-    "pca": pca,
-    "concept": concept,
-}
-
-
 def aggregator_named(name: str) -> Aggregator:
     try:
         return AGGREGATORS[name]
@@ -149,7 +141,4 @@ def option_names(aggregator: Aggregator) -> set[str] | None:
 
 def name_of(aggregator: Aggregator) -> str:
     """The registry name of a shipped aggregator, else the function's own name."""
-    for name, fn in AGGREGATORS.items():
-        if fn is aggregator:
-            return name
-    return getattr(aggregator, "__name__", type(aggregator).__name__)
+    return AGGREGATORS.name_of(aggregator) or getattr(aggregator, "__name__", type(aggregator).__name__)

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import torch
 
-from xlvlm.choices import POSITION_RULES
 from xlvlm.errors import XlvlmError
 from xlvlm.hooks import attach, require_vlm, resolve_layer
 from xlvlm.models.base import batch_in_flight
 from xlvlm.steer.operators import operator_named
+from xlvlm.steer.registry import POSITION_RULES
 
 
 @dataclass

@@ -25,8 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from xlvlm.errors import XlvlmError
-
-OBJECTIVES = ("pope-f1", "answer-shift")
+from xlvlm.steer.registry import OBJECTIVES
 
 
 @dataclass

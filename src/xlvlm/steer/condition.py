@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from xlvlm.choices import CONDITION_METHODS
 from xlvlm.errors import XlvlmError
 from xlvlm.io import atomic_save_tensors, refuse_existing_output
 from xlvlm.layerkeys import layer_key
+from xlvlm.steer.registry import CONDITION_METHODS
 
 
 @dataclass

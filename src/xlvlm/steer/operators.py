@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from xlvlm.errors import XlvlmError
+from xlvlm.steer.registry import OPERATORS  # the shipped ones by name (the command line's)
 
 Operator = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
@@ -31,9 +32,6 @@ def project_out(hidden: torch.Tensor, vector: torch.Tensor, alpha: float) -> tor
     """-alpha (h . v_hat) v_hat: (..., D) -> (..., D); v_hat normalised per vector (per row)."""
     unit = vector / vector.float().norm(dim=-1, keepdim=True).clamp_min(1e-12).to(vector.dtype)
     return -alpha * (hidden * unit).sum(dim=-1, keepdim=True) * unit
-
-
-OPERATORS: dict[str, Operator] = {"add": add, "project-out": project_out}
 
 
 def operator_named(operator) -> Operator:

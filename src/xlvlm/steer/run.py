@@ -23,7 +23,8 @@ from xlvlm.steer.apply import steering as steering_hooks
 from xlvlm.steer.protocol import Steering, gated
 from xlvlm.settings import settings_with
 from xlvlm.steer.settings import SweepSettings, describe_settings
-from xlvlm.steer.vector import METHODS, SteeringVector
+from xlvlm.steer.registry import METHODS
+from xlvlm.steer.vector import SteeringVector
 
 log = logging.getLogger(__name__)
 

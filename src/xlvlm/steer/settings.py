@@ -1,5 +1,6 @@
-"""A sweep's settings (:class:`SweepSettings`) and how it steered, in words: read by the sweep's
-own summary and by the report.
+"""A sweep's settings (:class:`SweepSettings`), how it steered, in words (read by the sweep's
+own summary and by the report), and the bound on its strengths (:data:`MAX_ALPHA`, checked by
+the command line and the server).
 
 Its own module so that the report (which renders a sweep's ``result.json``) does not import the sweep's
 runner (:mod:`xlvlm.steer.run`, generation and plotting).
@@ -8,6 +9,12 @@ runner (:mod:`xlvlm.steer.run`, generation and plotting).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Steering adds alpha times a direction to hidden states whose norms are at most a few thousand
+# (large models' outlier dimensions included): beyond a million the states are swamped by the
+# vector whatever its norm, and float16 (max 65504) overflows to inf long before. A bound, not
+# just "finite", so that a typo such as 1e40 is refused instead of generating empty answers.
+MAX_ALPHA = 1e6
 
 
 @dataclass(frozen=True)

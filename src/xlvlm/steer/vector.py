@@ -27,8 +27,8 @@ from xlvlm.layerkeys import layer_key
 from xlvlm.io import atomic_save_tensors, check_magnitudes, refuse_existing_output
 from xlvlm.steer import aggregators as agg
 from xlvlm.steer.protocol import SteeringBase
+from xlvlm.steer.registry import METHODS
 
-METHODS = tuple(agg.AGGREGATORS)
 
 
 def check_finite(vectors: dict[str, torch.Tensor], where: str, what_to_do: str) -> None:

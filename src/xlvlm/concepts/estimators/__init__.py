@@ -33,12 +33,10 @@ from xlvlm.concepts.estimators.clustering import KMeans, MiniBatchKMeans
 from xlvlm.concepts.estimators.factorization import NMF, NNDL, SemiNMF
 from xlvlm.concepts.estimators.pretrained import PretrainedSAE
 from xlvlm.concepts.estimators.projection import PCA, Simple
-from xlvlm.concepts.registry import LOADED, register
+from xlvlm.concepts.registry import METHODS
 
-ESTIMATORS: tuple[type[ConceptEstimator], ...] = (SemiNMF, NNDL, KMeans, PCA, NMF, Simple, TopKSAE, MiniBatchKMeans)
-for _cls in ESTIMATORS:
-    register(_cls)
-LOADED[PretrainedSAE.name] = PretrainedSAE  # loaded by xlvlm.concepts.load_sae, never fitted
+#: The learnt methods' classes, in METHODS' order (PretrainedSAE is loaded by load_sae, never fitted).
+ESTIMATORS: tuple[type[ConceptEstimator], ...] = tuple(METHODS.values())
 
 __all__ = ["ConceptEstimator", "ESTIMATORS", "KMeans", "MiniBatchKMeans", "NMF", "NNDL", "PCA", "PretrainedSAE",
            "SemiNMF", "Simple", "TopKSAE"]

@@ -13,7 +13,7 @@ class TopKSAE(OnlineEstimator):
     ``partial_fit``: the first call initialises the SAE from its rows, and every call takes one
     optimiser step on its rows (``lr``, ``k_active``; ``steps`` and ``batch_size`` are fit's)."""
 
-    name, solver = "topk-sae", sae
+    solver = sae
     run_state = ("_sae",)
     summary = "TopK sparse autoencoder; components = decoder rows, activations = TopK encoder output"
 

@@ -16,6 +16,7 @@ from sklearn.utils.validation import validate_data
 
 from xlvlm.concepts._validate import InputError, NotFitted, as_features
 from xlvlm.concepts.dictionary import ConceptDictionary
+from xlvlm.concepts.registry import registered_name
 
 # Parameters every estimator has that are not the method's own options; the scikit-learn
 # names n_components and random_state, when not None, stand for n_concepts and seed.
@@ -32,6 +33,9 @@ class ConceptEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     ``defaults`` (class attribute): the method's own options and their defaults, i.e. every
     ``__init__`` parameter except n_concepts, seed, device, n_components and random_state.
+    ``name`` (class attribute): the class's name in :data:`xlvlm.concepts.registry.METHODS` (or
+    ``LOADED``), set when the class is made; a subclass registered under no name keeps its own
+    ``name`` or its parent's.
 
     An estimator of given tensors (e.g. a pretrained SAE's encoder and decoder) is a subclass
     whose solver module has ``encode``/``decode``; ``from_dictionary`` (or ``_learned`` plus
@@ -48,6 +52,7 @@ class ConceptEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        cls.name = registered_name(cls) or getattr(cls, "name", None)
         parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
         cls.defaults = {p.name: p.default for p in parameters if p.name not in _NOT_OPTIONS}
 

@@ -49,7 +49,7 @@ class KMeans(_KMeansUpdates):
     """k-means++ then Lloyd, best of ``n_init`` starts (``solvers.kmeans``); ``partial_fit``
     does mini-batch steps (see MiniBatchKMeans)."""
 
-    name, summary = "kmeans", "k-means++ then Lloyd; activations 1/(1 + distance to each centroid)"
+    summary = "k-means++ then Lloyd; activations 1/(1 + distance to each centroid)"
 
     def __init__(self, n_concepts: int = 20, max_iter: int = 100, n_init: int = 3, seed: int = 0,
                  device: str | None = None, n_components: int | None = None, random_state=None):
@@ -62,7 +62,7 @@ class MiniBatchKMeans(_KMeansUpdates):
     ``max_iter`` iterations) on ``init_rows`` sampled rows, then ``epochs`` passes of minibatch
     steps over all rows in a new random order each (``solvers.kmeans``)."""
 
-    name, summary = "minibatch-kmeans", "mini-batch k-means (Sculley): Lloyd on a sample, then minibatch passes"
+    summary = "mini-batch k-means (Sculley): Lloyd on a sample, then minibatch passes"
     stream_ignores = ("batch_size",)  # a store's minibatches are batch_rows rows
 
     # params: a scikit-learn estimator's hyperparameters are its constructor's keywords (get_params reads them)

@@ -20,7 +20,7 @@ class SemiNMF(OnlineEstimator):
     update running sums with a forgetting factor and V at once. ``fit_passes``: exact passes,
     one least-squares step for V per pass (each iteration of ``max_iter``/``tol`` is a pass)."""
 
-    name, summary, solver = "snmf", "semi-NMF (Ding et al.): U >= 0, V free; least-squares V, multiplicative U", snmf
+    summary, solver = "semi-NMF (Ding et al.): U >= 0, V free; least-squares V, multiplicative U", snmf
     stream_ignores = ("inner", "init_offset")  # multiplicative steps: in memory only
     run_state = ("_pass", "_online")
 
@@ -92,7 +92,7 @@ class NNDL(ConceptEstimator):
     """Sparse non-negative dictionary learning, scikit-learn's DictionaryLearning(positive_code=True)
     objective (``solvers.nndl``)."""
 
-    name, solver = "nndl", nndl
+    solver = nndl
     summary = "sparse non-negative dictionary learning (sklearn DictionaryLearning(positive_code=True) objective)"
 
     # params: an estimator's hyperparameters are constructor keywords (sklearn's get_params)
@@ -107,7 +107,7 @@ class NNDL(ConceptEstimator):
 class NMF(ConceptEstimator):
     """NMF by HALS, for non-negative features only (``solvers.nmf``)."""
 
-    name, summary, solver = "nmf", "NMF by HALS, for non-negative features only", nmf
+    summary, solver = "NMF by HALS, for non-negative features only", nmf
 
     # params: a scikit-learn estimator's hyperparameters are its constructor's keywords (get_params reads them)
     def __init__(self, n_concepts: int = 20, max_iter: int = 500, tol: float = 1e-5, kmeans_iter: int = 50,

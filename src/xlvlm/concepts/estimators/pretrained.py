@@ -37,7 +37,7 @@ class PretrainedSAE(ConceptEstimator):
     the SAE indices of the concepts when only some are kept (:meth:`select`), else None.
     """
 
-    name, solver = "sae", pretrained_sae
+    solver = pretrained_sae
     summary = "a sparse autoencoder trained elsewhere (SAELens, Gemma Scope); load it with load_sae"
 
     # params: a scikit-learn estimator's hyperparameters are its constructor's keywords (get_params reads them)

@@ -9,7 +9,7 @@ from xlvlm.concepts.solvers import pca, simple
 class PCA(ConceptEstimator):
     """The top-K principal directions; activations are projections (``solvers.pca``)."""
 
-    name, summary, solver = "pca", "top-K principal directions; activations = projections", pca
+    summary, solver = "top-K principal directions; activations = projections", pca
 
     def __init__(self, n_concepts: int = 20, power_iter: int = 7, seed: int = 0, device: str | None = None,
                  n_components: int | None = None, random_state=None):
@@ -22,7 +22,7 @@ class Simple(ConceptEstimator):
     projections on the unit rows, or 1/(1 + distance) to the raw rows with
     ``activation="distance"`` (the research code's)."""
 
-    name, solver = "simple", simple
+    solver = simple
     summary = ("the K largest-norm samples as directions; activations = projections, or "
                "1/(1 + distance) to the raw rows with activation='distance' (the research code's)")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from xlvlm.choices import WORD_FILTERS  # the names, light to import: the CLI reads them
+from xlvlm.concepts.registry import WORD_FILTERS
 from xlvlm.errors import XlvlmError
 
 # How a concept becomes logits: "model" as the model reads the layer (above), "lm-head" the LM

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import torch
 
+from xlvlm.concepts.registry import SIMPLE_ACTIVATIONS as ACTIVATIONS
 from xlvlm.concepts.solvers import kmeans
-from xlvlm.choices import SIMPLE_ACTIVATIONS
 from xlvlm.errors import XlvlmError
-
-ACTIVATIONS = SIMPLE_ACTIVATIONS  # names in xlvlm.choices (light to import, the CLI reads them)
 
 
 def _check(activation: str) -> None:
