@@ -56,3 +56,18 @@ def test_an_estimator_takes_its_name_from_the_registry():
 
     assert SemiNMF.name == "snmf" and Tuned.name == "snmf"  # a subclass registered nowhere keeps its parent's
     assert OnlineEstimator.name is None  # a shared base: no method of its own
+
+
+def test_the_choices_front_door_reads_every_registry_and_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, xlvlm.choices as c\n"
+            "print(c.CONCEPT_METHODS == tuple(__import__('xlvlm.concepts.registry', fromlist=['x']).METHODS))\n"
+            "print(c.STEER_METHODS, c.PATCH_METHODS, c.EVALUATION_TASKS)\n"
+            "print([m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules])")
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[0] == "True"
+    assert lines[1] == ("('mean-diff', 'mean-of-shifts', 'pca', 'concept') ('exact', 'attribution') "
+                        "('vqa', 'caption', 'pope', 'safety')")
+    assert lines[2] == "[]"

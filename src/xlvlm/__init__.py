@@ -31,7 +31,7 @@ _EXPORTS = {
     "use_safe_threads": "xlvlm.threads",
 }
 # documented submodules, imported on first attribute access (``xlvlm.steer.sweep`` after ``import xlvlm``)
-_SUBMODULES = ("concepts", "data", "errors", "evaluation", "features", "figures", "hooks", "io", "models",
+_SUBMODULES = ("choices", "concepts", "data", "errors", "evaluation", "features", "figures", "hooks", "io", "models",
                "organism", "report", "shift", "steer", "testing", "threads")
 
 __all__ = [*_EXPORTS, *_SUBMODULES, "__version__"]
