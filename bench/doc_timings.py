@@ -99,7 +99,8 @@ def table(results: dict) -> list[str]:
              f"{os.cpu_count()} CPUs, no GPU; torch's threads and wait policy as a reader gets them: the command "
              "line sets OMP_WAIT_POLICY=PASSIVE and one thread per CPU itself, the Python blocks call "
              "`xlvlm.use_safe_threads()`; jobs one after another, nothing of ours beside them):", "",
-             "| job | what (cited by) | wall | CPU (user + system) | peak memory | load average before, after |",
+             "| job | what (cited by) | wall | CPU (user + system) | peak memory | load average (1 min) before, after: our "
+             "own jobs included |",
              "|---|---|---|---|---|---|"]
     for name, r in results.items():
         what, page = JOBS[name][:2]

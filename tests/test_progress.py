@@ -83,3 +83,15 @@ def test_long_generation_reports_progress_without_a_terminal(vlm_of, samples, ca
                                                             "xlvlm: generate pope: 4/4 samples"]
     vlm.predict(samples[:4], max_new_tokens=1, batch_size=2, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_every_bar_goes_through_xlvlm_progress():
+    """A tqdm bar made directly redraws itself into logs; ``xlvlm.progress.bar`` is quiet there."""
+    from pathlib import Path
+
+    import xlvlm
+
+    package = Path(xlvlm.__file__).parent
+    direct = [str(path.relative_to(package)) for path in package.rglob("*.py")
+              if path.name != "progress.py" and "tqdm" in path.read_text(encoding="utf-8")]
+    assert direct == [], f"use xlvlm.progress.bar instead of tqdm in: {direct}"

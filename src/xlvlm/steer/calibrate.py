@@ -128,8 +128,7 @@ def calibrate(vlm, candidates, samples: Sequence[dict], control: Sequence[dict] 
     control: samples whose accuracy must not move (with reference answers); on: a description of
     the data recorded in the result (paths, splits).
     """
-    from tqdm.auto import tqdm
-
+    from xlvlm.progress import bar
     from xlvlm.steer.run import predict
 
     settings = settings or CalibrationSettings()
@@ -151,7 +150,7 @@ def calibrate(vlm, candidates, samples: Sequence[dict], control: Sequence[dict] 
     rows = []
     configs = [(name, alpha) for name in candidates for alpha in settings.alphas if alpha != 0]
     rows.append(_row("none", 0.0, _score(baseline, baseline, settings), 0.0 if control else None, settings))
-    for name, alpha in tqdm(configs, desc="calibrate", unit="run", disable=not progress):
+    for name, alpha in bar(configs, desc="calibrate: steered runs", unit="run", enabled=progress):
         steering = candidates[name]
         scores = _score(run(steering, alpha, samples), baseline, settings)
         side = None

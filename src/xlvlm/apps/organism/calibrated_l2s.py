@@ -148,9 +148,8 @@ def _parts(settings: CalibratedL2SSettings) -> dict:
 def calibrated_l2s(settings: CalibratedL2SSettings | None = None, progress: bool = True) -> dict:
     """Every contrast's row (see :func:`run_contrast`) on ``organism:hallucinating``, and the
     unsteered model's test scores: ``{"settings", "none", "rows"}``."""
-    from tqdm.auto import tqdm
-
     from xlvlm import organism
+    from xlvlm.progress import announce
     from xlvlm.evaluation.vqa import vqa_report
     from xlvlm.steer.run import predict
 
@@ -160,8 +159,11 @@ def calibrated_l2s(settings: CalibratedL2SSettings | None = None, progress: bool
     generation = {"max_new_tokens": 2, "batch_size": settings.batch_size, "progress": False}
     parts["test_side_accuracy"] = vqa_report(predict(vlm, parts["test_side"], **generation))["accuracy"]
     none = _pope(predict(vlm, parts["test"], **generation))
-    rows = [run_contrast(vlm, contrast, parts, settings)
-            for contrast in tqdm(settings.contrasts, desc="contrasts", disable=not progress)]
+    rows = []
+    for number, contrast in enumerate(settings.contrasts, start=1):
+        announce(f"calibrated L2S {number}/{len(settings.contrasts)}: contrast {contrast!r} (vectors, L2S fit, "
+                 "alpha on the calibration images, test)", progress)
+        rows.append(run_contrast(vlm, contrast, parts, settings))
     return {"settings": asdict(settings), "n_train": len(parts["train"]), "n_calibration": len(parts["calibration"]),
             "n_test": len(parts["test"]), "none": none, "rows": rows}
 
