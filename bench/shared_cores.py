@@ -99,7 +99,7 @@ def table(times: dict, loads: list[float], args) -> list[str]:
 
     lines = [f"`python bench/shared_cores.py --workloads {args.workloads} --questions {args.questions} --rows {args.rows} "
              f"--test-images {args.test_images} --competitors {args.competitors} --repeats {args.repeats}` ({date.today().isoformat()}; {cpu_name()}, "
-             f"{os.cpu_count()} CPUs; load average {min(loads):.1f}-{max(loads):.1f} from other jobs during the run; "
+             f"{os.cpu_count()} CPUs; load average (1 min) {min(loads):.1f}-{max(loads):.1f} at its start and end, its own processes included; "
              f"median seconds of the timed part, each in a fresh process):", "",
              "| workload | setting | alone | competing | competing / alone |", "|---|---|---|---|---|"]
     for workload in args.workloads.split(","):
