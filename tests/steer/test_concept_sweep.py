@@ -141,3 +141,17 @@ def test_sweep_names_rows_and_files_by_the_dict_keys(vlm_of, samples, tmp_path):
                                                                              "pred_unit_L1_a3.jsonl"]
     with pytest.raises(XlvlmError, match="cannot be part of a file name"):
         sweep(vlm, {"../up": sv}, _eval_samples(samples)[:1], alphas=[1], progress=False)
+
+
+def test_a_sweep_takes_an_aggregator_added_to_the_registry(vlm_of, samples, tmp_path, monkeypatch):
+    from xlvlm.steer.registry import AGGREGATORS
+
+    def median_difference(source_rows, target_rows):
+        return target_rows.float().median(0).values - source_rows.float().median(0).values
+
+    monkeypatch.setitem(AGGREGATORS, "median-diff", median_difference)
+    vlm = vlm_of("llava")
+    source, target = _planted_stores(tmp_path, vlm.hidden_size)
+    rows = sweep_stores(vlm, source, target, _eval_samples(samples), layers=[1], alphas=[2], methods=["median-diff"],
+                        max_new_tokens=2, batch_size=8, progress=False)
+    assert [(r["method"], r["layer"], r["alpha"]) for r in rows] == [("median-diff", "1", 2.0)]

@@ -23,7 +23,7 @@ from xlvlm.steer.apply import steering as steering_hooks
 from xlvlm.steer.protocol import Steering, gated
 from xlvlm.settings import settings_with
 from xlvlm.steer.settings import SweepSettings, describe_settings
-from xlvlm.steer.registry import METHODS
+from xlvlm.steer.registry import AGGREGATORS
 from xlvlm.steer.vector import SteeringVector
 
 log = logging.getLogger(__name__)
@@ -246,9 +246,10 @@ def sweep_stores(vlm, source, target, samples: Sequence[dict], layers, alphas, s
         raise XlvlmError(f"an empty sweep: no {empty[0]} given")
     if not all(math.isfinite(float(a)) for a in alphas):
         raise XlvlmError(f"alphas must be finite numbers, not {list(alphas)}")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in AGGREGATORS]  # the registry as it is now: added aggregators count
     if unknown:
-        raise XlvlmError(f"unknown steering method(s) {', '.join(map(repr, unknown))}: use any of {', '.join(METHODS)}")
+        raise XlvlmError(f"unknown steering method(s) {', '.join(map(repr, unknown))}: use any of "
+                         f"{', '.join(AGGREGATORS)}")
     # Every (method, layer) vector first, once (not once per alpha): a method that cannot be
     # computed (e.g. concepts that do not separate the stores) fails before any generation.
     vectors, given = {}, {"n_concepts": s.n_concepts, "concept_method": s.concept_method, "seed": s.seed}
